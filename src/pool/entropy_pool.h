@@ -1,0 +1,55 @@
+#pragma once
+
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <span>
+
+#include "common/interrupt.h"
+#include "common/secure_memory.h"
+
+namespace rngmux {
+
+// The one bounded store of health-tested bytes between the source threads
+// (producers) and the event loop (the consumer). A ring buffer in a SecureBuffer.
+//
+// Exactly-once: Take() copies bytes out and wipes them in the ring in the same
+// critical section, so no byte can be handed out twice.
+//
+// Thread-safety: all methods are safe from any thread. Put() may block (a source
+// thread waiting for room); Take() and Available() never block.
+class EntropyPool {
+ public:
+  explicit EntropyPool(std::size_t capacity);
+
+  // Copies all of `bytes` in, waiting for room as needed. Calls the data-ready
+  // callback (outside the lock) after each chunk that was added. Returns the number
+  // of bytes added, which is less than bytes.size() only if `stop` was triggered.
+  std::size_t Put(std::span<const std::uint8_t> bytes, const Interrupt& stop);
+
+  // Moves up to out.size() bytes out (wiping them in the ring). Never blocks.
+  std::size_t Take(std::span<std::uint8_t> out);
+
+  std::size_t Available() const;
+  std::size_t capacity() const { return buffer_.size(); }
+  bool memory_locked() const { return buffer_.locked(); }
+
+  // Called on the producer's thread whenever bytes were added; the server uses it
+  // to post a "pump" onto the event loop. Set once, before producers start.
+  void SetDataReadyCallback(std::function<void()> callback) { on_data_ = std::move(callback); }
+
+  // Wakes producers blocked in Put() so they can observe their Interrupt.
+  void WakeProducers();
+
+ private:
+  mutable std::mutex mutex_;
+  std::condition_variable room_;
+  SecureBuffer buffer_;
+  std::size_t head_ = 0;  // next byte to take
+  std::size_t size_ = 0;  // bytes stored
+  std::function<void()> on_data_;
+};
+
+}  // namespace rngmux

@@ -1,0 +1,36 @@
+#pragma once
+
+#include <string>
+
+#include "common/status.h"
+#include "transport/endpoint_spec.h"
+
+namespace rngmux {
+
+// Takes the value a user gives QEMU's -chardev (with or without a leading
+// "-chardev ") and returns the complementary endpoint for rngmux, with QEMU
+// compatibility on (default lead):
+//   socket,id=c0,host=H,port=P[,reconnect=N]        -> listen tcp:H:P
+//   socket,id=c0,host=H,port=P,server=on,wait=off   -> connect tcp:H:P
+//   socket,id=c0,path=/p.sock[,server=on,...]       -> listen/connect unix:/p.sock
+// Accepted keys: id, host, port, path, server, wait, reconnect, nodelay, ipv4, ipv6,
+// and QEMU's legacy flags "server"/"nowait"/"wait". Booleans accept on/off/yes/no/true/false.
+// Errors are one line naming the input and the problem:
+//   qemu-chardev "socket,id=c0": needs host= and port=, or path=
+//   qemu-chardev "socket,host=h,port=1,path=/x": give host/port or path, not both
+//   qemu-chardev "udp,...": udp chardevs are not supported yet
+//   qemu-chardev "socket,...,tls-creds=t0": TLS is not supported yet
+//   qemu-chardev "file,path=/x": chardev backend "file" cannot carry EGD (expected socket)
+//   qemu-chardev "socket,host=h,port=1,telnet=on": unknown key "telnet"
+//   qemu-chardev "socket,host=h,port=1,server=maybe": server: expected on or off
+//   qemu-chardev "socket,host=h,port=1,server=on,reconnect=1": QEMU refuses reconnect on a server socket
+// `extra_options` is appended as endpoint options (e.g. "lead=256") so the
+// same grammar as --listen applies.
+Result<EndpointSpec> ParseQemuChardev(const std::string& text, const std::string& extra_options = "");
+
+// The QEMU arguments that make a guest use `endpoint` (the rngmux side):
+// "-chardev socket,id=rng0chr,host=127.0.0.1,port=1024,reconnect=1 -object
+//  rng-egd,id=rng0,chardev=rng0chr -device virtio-rng-pci,rng=rng0"
+std::string QemuArgumentsFor(const EndpointSpec& endpoint);
+
+}  // namespace rngmux
