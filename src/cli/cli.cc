@@ -1,0 +1,44 @@
+#include "cli/cli.h"
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "cli/commands.h"
+#include "common/version.h"
+
+namespace rngmux {
+
+int ReportUsageError(const std::string& message) {
+  std::fprintf(stderr, "rngmux: error: %s\n", message.c_str());
+  return kUsageExitCode;
+}
+
+int RunCli(int argc, char** argv) {
+  CLI::App app("rngmux: serves true random numbers from hardware generators to virtual "
+               "machines and other consumers over the EGD protocol.",
+               "rngmux");
+  app.set_version_flag("--version", std::string("rngmux ") + kVersion);
+  app.require_subcommand(1);
+  app.failure_message([](const CLI::App*, const CLI::Error& e) { return std::string(e.what()); });
+
+  std::vector<Command> commands = {AddServeCommand(app), AddReadCommand(app),
+                                   AddFetchCommand(app)};
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return ReportUsageError(e.what());
+  }
+  for (const Command& command : commands) {
+    if (command.app->parsed()) return command.run();
+  }
+  return ReportUsageError("no subcommand given (serve, read or fetch); see --help");
+}
+
+}  // namespace rngmux

@@ -1,0 +1,110 @@
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "cli/commands.h"
+#include "cli/output.h"
+#include "common/log.h"
+#include "common/secure_memory.h"
+#include "pool/entropy_pool.h"
+#include "sources/source_runner.h"
+
+namespace rngmux {
+namespace {
+
+struct ReadFlags {
+  std::string source = "auto";
+  std::size_t count = 0;
+  bool hex = false;
+  double timeout_seconds = 30;
+  std::string log_level = "warning";
+};
+
+// Reads through the same runner, health tests and pool as `serve`, so the bytes
+// printed are exactly what the daemon would hand out (for a test source, the
+// same stream in the same order).
+int RunRead(const ReadFlags& flags) {
+  LogLevel level;
+  if (!ParseLogLevel(flags.log_level, &level)) {
+    return ReportUsageError("--log-level \"" + flags.log_level +
+                            "\": expected debug, info, warning or error");
+  }
+  SetLogLevel(level);
+  std::string spec = flags.source;
+  if (spec == "auto") {
+    const AutoChoice choice = ResolveAutoSource();
+    if (choice.fallback) LOG_WARNING("no hardware source found; using ", choice.spec);
+    spec = choice.spec;
+  }
+  SourceFactoryContext context;
+  context.allow_test_source = true;  // Reading is harmless; only serving them is refused.
+  auto source = CreateSource(spec, context);
+  if (!source.ok()) return ReportUsageError(source.status().message());
+  const std::string name = (*source)->name();
+
+  EntropyPool pool(64 * 1024);
+  std::mutex mutex;
+  std::condition_variable ready;
+  pool.SetDataReadyCallback([&] {
+    std::lock_guard<std::mutex> lock(mutex);
+    ready.notify_all();
+  });
+  SourceRunner runner(std::move(source).value(), pool, SourceRunner::Options{});
+  runner.Start();
+
+  SecureBuffer bytes(flags.count);
+  std::size_t have = 0;
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                            std::chrono::duration<double>(flags.timeout_seconds));
+  while (have < flags.count) {
+    have += pool.Take(bytes.span().subspan(have));
+    if (have == flags.count) break;
+    std::unique_lock<std::mutex> lock(mutex);
+    if (pool.Available() == 0 &&
+        ready.wait_until(lock, deadline) == std::cv_status::timeout && pool.Available() == 0) {
+      break;
+    }
+  }
+  runner.Stop();
+  if (have < flags.count) {
+    std::fprintf(stderr,
+                 "rngmux: error: %s: got %zu of %zu bytes within %g s (read errors: %llu, "
+                 "failed health-test blocks: %llu)\n",
+                 name.c_str(), have, flags.count, flags.timeout_seconds,
+                 static_cast<unsigned long long>(runner.counters().read_errors.load()),
+                 static_cast<unsigned long long>(runner.counters().blocks_failed.load()));
+    return 1;
+  }
+  const bool written = WriteOutput(std::span<const std::uint8_t>(bytes.data(), have), flags.hex);
+  return written && FinishOutput(flags.hex) ? 0 : 1;
+}
+
+}  // namespace
+
+Command AddReadCommand(CLI::App& root) {
+  auto flags = std::make_shared<ReadFlags>();
+  CLI::App* app = root.add_subcommand(
+      "read", "Read N health-tested bytes from a source to stdout (check a device works).");
+  app->add_option("--source", flags->source,
+                  "auto, getrandom, rdseed, file:PATH or test:SEED")
+      ->capture_default_str();
+  app->add_option("-n,--bytes", flags->count, "Number of bytes")
+      ->required()
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 30));
+  app->add_flag("--hex", flags->hex, "Print lowercase hex and a newline instead of raw bytes");
+  app->add_option("--timeout", flags->timeout_seconds, "Give up after this many seconds")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app->add_option("--log-level", flags->log_level, "debug, info, warning or error")
+      ->capture_default_str();
+  return Command{app, [flags] { return RunRead(*flags); }};
+}
+
+}  // namespace rngmux

@@ -1,0 +1,125 @@
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cli/commands.h"
+#include "common/log.h"
+#include "server/server.h"
+#include "transport/qemu_chardev.h"
+
+namespace rngmux {
+namespace {
+
+constexpr char kDefaultEndpoint[] = "tcp:127.0.0.1:1024,qemu";
+
+struct ServeFlags {
+  std::string source = "auto";
+  std::vector<std::string> listen;
+  std::vector<std::string> connect;
+  std::vector<std::string> qemu_chardev;
+  std::size_t pool_bytes = ServeConfig::kDefaultPoolBytes;
+  bool allow_test_source = false;
+  std::size_t max_queued_requests = 4096;
+  double health_alpha_log2 = 30.0;
+  std::string log_level = "info";
+};
+
+// Raw flags to an immutable config; the first problem is returned as one line.
+Result<ServeConfig> BuildConfig(const ServeFlags& flags) {
+  ServeConfig config;
+  config.source = flags.source;
+  config.allow_test_source = flags.allow_test_source;
+  if (flags.pool_bytes < 4096 || flags.pool_bytes > (std::size_t{1} << 30)) {
+    return Status::Error("--pool-size " + std::to_string(flags.pool_bytes) +
+                         ": must be 4096 to 1073741824 bytes");
+  }
+  config.pool_bytes = flags.pool_bytes;
+  if (flags.max_queued_requests < 1 || flags.max_queued_requests > 1000000) {
+    return Status::Error("--max-queued-requests " + std::to_string(flags.max_queued_requests) +
+                         ": must be 1 to 1000000");
+  }
+  config.max_queued_requests = flags.max_queued_requests;
+  if (!(flags.health_alpha_log2 >= 20 && flags.health_alpha_log2 <= 40)) {
+    return Status::Error("--health-alpha: must be 20 to 40 (alpha = 2^-N)");
+  }
+  config.health_alpha_log2 = flags.health_alpha_log2;
+  for (const std::string& text : flags.listen) {
+    auto spec = ParseEndpointSpec(EndpointRole::kListen, text);
+    if (!spec.ok()) return spec.status();
+    config.endpoints.push_back(*spec);
+  }
+  for (const std::string& text : flags.connect) {
+    auto spec = ParseEndpointSpec(EndpointRole::kConnect, text);
+    if (!spec.ok()) return spec.status();
+    config.endpoints.push_back(*spec);
+  }
+  for (const std::string& text : flags.qemu_chardev) {
+    auto spec = ParseQemuChardev(text);
+    if (!spec.ok()) return spec.status();
+    config.endpoints.push_back(*spec);
+  }
+  if (config.endpoints.empty()) {
+    auto spec = ParseEndpointSpec(EndpointRole::kListen, kDefaultEndpoint);
+    if (!spec.ok()) return spec.status();
+    config.endpoints.push_back(*spec);
+    config.print_qemu_arguments = true;
+  }
+  return config;
+}
+
+}  // namespace
+
+Command AddServeCommand(CLI::App& root) {
+  auto flags = std::make_shared<ServeFlags>();
+  CLI::App* app = root.add_subcommand(
+      "serve", "Run the daemon: read a source, health-test it, serve it over EGD.");
+  app->add_option("--source", flags->source,
+                  "Entropy source: auto, getrandom, rdseed, file:PATH, test:SEED "
+                  "(options: ,entropy=BITS ,block=BYTES)")
+      ->capture_default_str();
+  app->add_option("--listen", flags->listen,
+                  "Endpoint to listen on: tcp:HOST:PORT, tcp:[IPV6]:PORT or unix:PATH, with "
+                  "options ,qemu ,lead=BYTES ,raw ,mode=OCTAL (repeatable)");
+  app->add_option("--connect", flags->connect,
+                  "Endpoint to connect to and keep reconnecting: tcp:HOST:PORT or unix:PATH, "
+                  "with options ,qemu ,lead=BYTES ,raw (repeatable)");
+  app->add_option("--qemu-chardev", flags->qemu_chardev,
+                  "The -chardev value given to QEMU (e.g. 'socket,id=c0,host=127.0.0.1,"
+                  "port=1024'); rngmux takes the other side with QEMU compatibility on "
+                  "(repeatable)");
+  app->add_option("--pool-size", flags->pool_bytes, "Bytes of tested entropy to keep ready")
+      ->capture_default_str();
+  app->add_flag("--allow-test-source", flags->allow_test_source,
+                "Allow test:SEED, a predictable source for tests and benchmarks only");
+  app->add_option("--max-queued-requests", flags->max_queued_requests,
+                  "Requests one client may have waiting before it is disconnected")
+      ->capture_default_str();
+  app->add_option("--health-alpha", flags->health_alpha_log2,
+                  "False-alarm rate of the SP 800-90B health tests, as N in 2^-N")
+      ->capture_default_str();
+  app->add_option("--log-level", flags->log_level, "debug, info, warning or error")
+      ->capture_default_str();
+  app->footer(std::string("With no endpoint, listens on ") + kDefaultEndpoint +
+              " and prints the QEMU arguments to use it.");
+
+  return Command{app, [flags] {
+                   LogLevel level;
+                   if (!ParseLogLevel(flags->log_level, &level)) {
+                     return ReportUsageError("--log-level \"" + flags->log_level +
+                                             "\": expected debug, info, warning or error");
+                   }
+                   SetLogLevel(level);
+                   auto config = BuildConfig(*flags);
+                   if (!config.ok()) return ReportUsageError(config.status().message());
+                   Server server(std::move(config).value());
+                   Status opened = server.Open();
+                   if (!opened.ok()) {
+                     std::fprintf(stderr, "rngmux: error: %s\n", opened.message().c_str());
+                     return 1;
+                   }
+                   return server.Run();
+                 }};
+}
+
+}  // namespace rngmux

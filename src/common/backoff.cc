@@ -8,7 +8,7 @@ namespace rngmux {
 Backoff::Backoff(Duration initial, Duration max, std::uint64_t seed)
     : initial_(initial), max_(max), rng_state_(seed ? seed : std::random_device{}()) {}
 
-Duration Backoff::NextDelay() {
+Backoff::Duration Backoff::NextDelay() {
   // Jitter only needs to spread reconnect storms apart; splitmix64 is plenty.
   rng_state_ += 0x9e3779b97f4a7c15ULL;
   std::uint64_t z = rng_state_;

@@ -1,0 +1,122 @@
+#include "server/connector.h"
+
+#include <vector>
+
+#include <asio/connect.hpp>
+#include <asio/local/stream_protocol.hpp>
+
+#include "common/log.h"
+#include "server/socket_util.h"
+
+namespace rngmux {
+namespace {
+
+constexpr Backoff::Duration kInitialDelay{100};
+constexpr Backoff::Duration kMaxDelay{10000};
+// A connection that lasted this long counts as healthy: the next one starts
+// again from the initial delay. Shorter ones (a peer that accepts and drops at
+// once) keep the back-off growing.
+constexpr std::chrono::seconds kHealthyConnection{5};
+
+}  // namespace
+
+Connector::Connector(asio::io_context& io, const EndpointSpec& spec, SessionHost& host)
+    : io_(io),
+      spec_(spec),
+      host_(host),
+      resolver_(io),
+      socket_(io),
+      timer_(io),
+      backoff_(kInitialDelay, kMaxDelay) {}
+
+void Connector::Start() {
+  stopped_ = false;
+  LOG_INFO("connecting to ", spec_.Describe());
+  Attempt();
+}
+
+void Connector::Stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  timer_.cancel();
+  resolver_.cancel();
+  asio::error_code ignored;
+  socket_.close(ignored);
+  if (auto session = session_.lock()) session->Close("shutting down");
+}
+
+void Connector::Attempt() {
+  if (stopped_) return;
+  if (spec_.transport == TransportKind::kUnix) {
+    asio::error_code ec;
+    socket_.close(ec);
+    const asio::generic::stream_protocol::endpoint endpoint =
+        asio::local::stream_protocol::endpoint(spec_.path);
+    socket_.async_connect(endpoint, [this](const asio::error_code& connect_ec) {
+      if (stopped_ || connect_ec == asio::error::operation_aborted) return;
+      if (connect_ec) return OnFailure(connect_ec.message());
+      OnConnected(std::move(socket_));
+    });
+    return;
+  }
+  resolver_.async_resolve(
+      spec_.host, std::to_string(spec_.port),
+      [this](const asio::error_code& ec, asio::ip::tcp::resolver::results_type results) {
+        if (stopped_ || ec == asio::error::operation_aborted) return;
+        if (ec) return OnFailure("resolve " + spec_.host + ": " + ec.message());
+        std::vector<asio::generic::stream_protocol::endpoint> endpoints;
+        for (const auto& entry : results) endpoints.emplace_back(entry.endpoint());
+        asio::async_connect(socket_, endpoints,
+                            [this](const asio::error_code& connect_ec,
+                                   const asio::generic::stream_protocol::endpoint&) {
+                              if (stopped_ || connect_ec == asio::error::operation_aborted) return;
+                              if (connect_ec) return OnFailure(connect_ec.message());
+                              OnConnected(std::move(socket_));
+                            });
+      });
+}
+
+void Connector::OnConnected(Session::Socket socket) {
+  socket_ = Session::Socket(io_);
+  if (failures_ > 0) {
+    LOG_INFO("connected to ", spec_.Describe(), " after ", failures_, " failed attempts");
+  } else {
+    LOG_INFO("connected to ", spec_.Describe());
+  }
+  failures_ = 0;
+  connected_at_ = std::chrono::steady_clock::now();
+  ConfigureStreamSocket(socket);
+  session_ = host_.Adopt(std::move(socket), spec_.session, spec_.Address(), [this] {
+    if (stopped_) return;
+    const bool healthy = std::chrono::steady_clock::now() - connected_at_ >= kHealthyConnection;
+    if (healthy) backoff_.Reset();
+    const auto delay = backoff_.NextDelay();
+    LOG_INFO("connection to ", spec_.Address(), " ended; reconnecting in ", delay.count(), " ms");
+    ScheduleAttempt(delay);
+  });
+}
+
+void Connector::OnFailure(const std::string& reason) {
+  asio::error_code ignored;
+  socket_.close(ignored);
+  ++failures_;
+  const auto delay = backoff_.NextDelay();
+  if (failures_ == 1) {
+    LOG_WARNING("cannot connect to ", spec_.Address(), ": ", reason,
+                " (retrying with back-off up to ", kMaxDelay.count() / 1000,
+                " s; logging again on success)");
+  } else {
+    LOG_DEBUG("cannot connect to ", spec_.Address(), ": ", reason, " (attempt ", failures_,
+              ", next in ", delay.count(), " ms)");
+  }
+  ScheduleAttempt(delay);
+}
+
+void Connector::ScheduleAttempt(std::chrono::milliseconds delay) {
+  timer_.expires_after(delay);
+  timer_.async_wait([this](const asio::error_code& ec) {
+    if (!ec) Attempt();
+  });
+}
+
+}  // namespace rngmux

@@ -1,0 +1,148 @@
+#include "server/listener.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <asio/ip/tcp.hpp>
+#include <asio/local/stream_protocol.hpp>
+
+#include "common/log.h"
+#include "server/socket_util.h"
+
+namespace rngmux {
+namespace {
+
+constexpr std::chrono::milliseconds kAcceptRetryDelay{200};
+
+// Decides what to do with a file already at a unix socket path: a socket nobody
+// answers on is stale and is removed; anything else is the user's to resolve.
+Status ClearStaleUnixSocket(const EndpointSpec& spec) {
+  struct stat st {};
+  if (lstat(spec.path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return Status::Ok();
+    return Status::FromErrno("listen \"" + spec.text + "\": " + spec.path, errno);
+  }
+  if (!S_ISSOCK(st.st_mode)) {
+    return Status::Error("listen \"" + spec.text + "\": " + spec.path +
+                         " exists and is not a socket");
+  }
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Status::FromErrno("socket", errno);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, spec.path.c_str(), sizeof addr.sun_path - 1);
+  const int rc = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  const int err = errno;
+  close(fd);
+  if (rc == 0) {
+    return Status::Error("listen \"" + spec.text + "\": another server is listening on " +
+                         spec.path);
+  }
+  if (err != ECONNREFUSED && err != ENOENT) {
+    return Status::FromErrno("listen \"" + spec.text + "\": probing " + spec.path, err);
+  }
+  if (unlink(spec.path.c_str()) != 0 && errno != ENOENT) {
+    return Status::FromErrno("listen \"" + spec.text + "\": removing stale " + spec.path, errno);
+  }
+  LOG_INFO("removed stale socket file ", spec.path);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Listener::Listener(asio::io_context& io, const EndpointSpec& spec, SessionHost& host)
+    : io_(io), spec_(spec), host_(host), acceptor_(io), retry_timer_(io) {}
+
+Listener::~Listener() { Stop(); }
+
+Result<std::unique_ptr<Listener>> Listener::Open(asio::io_context& io, const EndpointSpec& spec,
+                                                 SessionHost& host) {
+  std::unique_ptr<Listener> listener(new Listener(io, spec, host));
+  const std::string prefix = "listen \"" + spec.text + "\": ";
+  asio::error_code ec;
+  asio::generic::stream_protocol::endpoint endpoint;
+  if (spec.transport == TransportKind::kTcp) {
+    asio::ip::tcp::resolver resolver(io);
+    auto results = resolver.resolve(spec.host, std::to_string(spec.port),
+                                    asio::ip::tcp::resolver::passive, ec);
+    if (ec || results.empty()) {
+      return Status::Error(prefix + "cannot resolve " + spec.host + ": " +
+                           (ec ? ec.message() : "no addresses"));
+    }
+    endpoint = results.begin()->endpoint();
+  } else {
+    Status stale = ClearStaleUnixSocket(spec);
+    if (!stale.ok()) return stale;
+    endpoint = asio::local::stream_protocol::endpoint(spec.path);
+  }
+
+  Acceptor& acceptor = listener->acceptor_;
+  acceptor.open(endpoint.protocol(), ec);
+  if (ec) return Status::Error(prefix + "socket: " + ec.message());
+  if (spec.transport == TransportKind::kTcp) {
+    acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  }
+  // The socket file gets its final mode at creation, so it is never briefly wider.
+  const mode_t old_umask =
+      spec.unix_mode ? umask(static_cast<mode_t>(0777 & ~*spec.unix_mode)) : umask(0);
+  if (!spec.unix_mode) umask(old_umask);
+  acceptor.bind(endpoint, ec);
+  if (spec.unix_mode) umask(old_umask);
+  if (ec) return Status::Error(prefix + "bind: " + ec.message());
+  acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return Status::Error(prefix + "listen: " + ec.message());
+  if (spec.unix_mode && chmod(spec.path.c_str(), static_cast<mode_t>(*spec.unix_mode)) != 0) {
+    return Status::FromErrno(prefix + "chmod " + spec.path, errno);
+  }
+  listener->bound_address_ = spec.transport == TransportKind::kTcp
+                                 ? "tcp:" + DescribeSocketAddress(acceptor.native_handle(), false)
+                                 : spec.Address();
+  return listener;
+}
+
+void Listener::Start() {
+  stopped_ = false;
+  Accept();
+}
+
+void Listener::Stop() {
+  if (stopped_ && !acceptor_.is_open()) return;
+  stopped_ = true;
+  asio::error_code ignored;
+  retry_timer_.cancel();
+  if (acceptor_.is_open()) {
+    acceptor_.close(ignored);
+    if (spec_.transport == TransportKind::kUnix) unlink(spec_.path.c_str());
+  }
+}
+
+void Listener::Accept() {
+  acceptor_.async_accept([this](const asio::error_code& ec, Session::Socket socket) {
+    if (stopped_ || ec == asio::error::operation_aborted) return;
+    if (ec) {
+      // EMFILE and friends: say so, and try again shortly instead of spinning.
+      LOG_WARNING("accept on ", bound_address_, ": ", ec.message());
+      retry_timer_.expires_after(kAcceptRetryDelay);
+      retry_timer_.async_wait([this](const asio::error_code& timer_ec) {
+        if (!timer_ec && !stopped_) Accept();
+      });
+      return;
+    }
+    ConfigureStreamSocket(socket);
+    std::string peer = spec_.transport == TransportKind::kTcp
+                           ? DescribeSocketAddress(socket.native_handle(), true)
+                           : spec_.Address() + "#" + std::to_string(socket.native_handle());
+    LOG_INFO("client ", peer, ": connected on ", bound_address_);
+    host_.Adopt(std::move(socket), spec_.session, std::move(peer), nullptr);
+    Accept();
+  });
+}
+
+}  // namespace rngmux

@@ -1,0 +1,137 @@
+#include "server/server.h"
+
+#include <csignal>
+
+#include <asio/post.hpp>
+
+#include "common/log.h"
+#include "transport/qemu_chardev.h"
+
+namespace rngmux {
+
+Server::Server(ServeConfig config)
+    : config_(std::move(config)),
+      work_(asio::make_work_guard(io_)),
+      signals_(io_, SIGINT, SIGTERM, SIGUSR1),
+      pool_(config_.pool_bytes),
+      fair_share_(pool_),
+      context_{pool_, fair_share_, counters_, [this] { RequestPump(); },
+               config_.max_queued_requests} {}
+
+Server::~Server() {
+  if (runner_) runner_->Stop();
+}
+
+Status Server::Open() {
+  std::string spec = config_.source;
+  if (spec == "auto") {
+    const AutoChoice choice = ResolveAutoSource();
+    if (choice.fallback) {
+      LOG_WARNING("no hardware entropy source found; falling back to ", choice.spec, " (",
+                  choice.reason, ")");
+    } else {
+      LOG_INFO("auto source: ", choice.reason);
+    }
+    spec = choice.spec;
+  }
+  SourceFactoryContext factory_context;
+  factory_context.allow_test_source = config_.allow_test_source;
+  auto source = CreateSource(spec, factory_context);
+  if (!source.ok()) return source.status();
+  SourceRunner::Options runner_options;
+  runner_options.alpha_log2 = config_.health_alpha_log2;
+  runner_ = std::make_unique<SourceRunner>(std::move(source).value(), pool_, runner_options);
+
+  for (const EndpointSpec& endpoint : config_.endpoints) {
+    if (endpoint.role == EndpointRole::kConnect) {
+      connectors_.push_back(std::make_unique<Connector>(io_, endpoint, *this));
+      continue;
+    }
+    auto listener = Listener::Open(io_, endpoint, *this);
+    if (!listener.ok()) return listener.status();
+    if (!IsLoopbackEndpoint(endpoint)) {
+      LOG_WARNING("listening on a non-loopback address (", endpoint.Address(),
+                  "): anyone who can reach it can draw entropy from this host");
+    }
+    listeners_.push_back(std::move(listener).value());
+  }
+  return Status::Ok();
+}
+
+int Server::Run() {
+  pool_.SetDataReadyCallback([this] { RequestPump(); });
+  if (!pool_.memory_locked()) {
+    LOG_WARNING("could not lock the ", pool_.capacity(),
+                "-byte pool in memory (RLIMIT_MEMLOCK); it may be swapped out");
+  }
+  LOG_INFO("serving entropy from ", runner_->name(), " (pool ", pool_.capacity(), " bytes)");
+  runner_->Start();
+  for (auto& connector : connectors_) connector->Start();
+  for (std::size_t i = 0; i < listeners_.size(); ++i) {
+    listeners_[i]->Start();
+    LOG_INFO("listening on ", listeners_[i]->bound_address());
+  }
+  for (const EndpointSpec& endpoint : config_.endpoints) {
+    if (config_.print_qemu_arguments || endpoint.session.lead_bytes > 0) {
+      LOG_INFO("QEMU arguments for ", endpoint.Describe(), ": ", QemuArgumentsFor(endpoint));
+    }
+  }
+  WaitForSignal();
+  io_.run();
+  LOG_INFO("stopped");
+  return 0;
+}
+
+std::shared_ptr<Session> Server::Adopt(Session::Socket socket, const SessionOptions& options,
+                                       std::string peer, std::function<void()> on_closed) {
+  auto session = std::make_shared<Session>(std::move(socket), context_, options, std::move(peer));
+  Session* key = session.get();
+  sessions_.emplace(key, session);
+  session->Start([this, key, on_closed = std::move(on_closed)] {
+    sessions_.erase(key);
+    if (on_closed) on_closed();
+  });
+  return session;
+}
+
+void Server::RequestPump() {
+  // Called from source threads and the loop; many requests collapse into one pump.
+  if (pump_posted_.exchange(true)) return;
+  asio::post(io_, [this] {
+    pump_posted_ = false;
+    fair_share_.Pump();
+  });
+}
+
+void Server::WaitForSignal() {
+  signals_.async_wait([this](const asio::error_code& ec, int signal_number) {
+    if (ec) return;
+    if (signal_number == SIGUSR1) {
+      LogStats();
+      WaitForSignal();
+      return;
+    }
+    LOG_INFO("received ", signal_number == SIGTERM ? "SIGTERM" : "SIGINT", "; shutting down");
+    Shutdown();
+  });
+}
+
+void Server::Shutdown() {
+  if (shutting_down_) return;
+  shutting_down_ = true;
+  for (auto& listener : listeners_) listener->Stop();
+  for (auto& connector : connectors_) connector->Stop();
+  std::vector<std::shared_ptr<Session>> open;
+  for (auto& [key, session] : sessions_) open.push_back(session);
+  for (auto& session : open) session->Close("shutting down");
+  runner_->Stop();
+  LogStats();
+  signals_.cancel();
+  work_.reset();
+}
+
+void Server::LogStats() {
+  LOG_INFO(FormatStats(counters_, pool_, {runner_.get()}));
+}
+
+}  // namespace rngmux

@@ -1,0 +1,223 @@
+#include "server/session.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <functional>
+#include <vector>
+
+#include <asio/io_context.hpp>
+#include <asio/local/connect_pair.hpp>
+#include <asio/local/stream_protocol.hpp>
+#include <asio/post.hpp>
+#include <gtest/gtest.h>
+
+namespace rngmux {
+namespace {
+
+using Bytes = std::vector<std::uint8_t>;
+
+// One session on one end of a socketpair; the test plays the client on the
+// other end with plain non-blocking syscalls.
+class SessionTest : public ::testing::Test {
+ protected:
+  SessionTest() : pool_(8192), fair_share_(pool_) {}
+
+  void TearDown() override {
+    if (client_fd_ >= 0) close(client_fd_);
+    if (session_) session_->Close("test over");
+    io_.poll();
+  }
+
+  void StartSession(SessionOptions options, std::size_t max_queued = 64) {
+    context_ = std::make_unique<SessionContext>(SessionContext{
+        pool_, fair_share_, counters_,
+        [this] { asio::post(io_, [this] { fair_share_.Pump(); }); }, max_queued});
+    asio::local::stream_protocol::socket server_end(io_), client_end(io_);
+    asio::local::connect_pair(server_end, client_end);
+    client_fd_ = client_end.release();
+    fcntl(client_fd_, F_SETFL, O_NONBLOCK);
+    Session::Socket socket(io_);
+    socket.assign(asio::generic::stream_protocol(AF_UNIX, 0), server_end.release());
+    session_ = std::make_shared<Session>(std::move(socket), *context_, options, "test-peer");
+    session_->Start([this] { closed_callback_ran_ = true; });
+  }
+
+  // Puts bytes 0, 1, 2, ... (mod 251) into the pool, continuing the sequence.
+  void FillPool(std::size_t n) {
+    Bytes bytes(n);
+    for (auto& b : bytes) b = static_cast<std::uint8_t>(next_value_++ % 251);
+    Interrupt stop;
+    ASSERT_EQ(pool_.Put(bytes, stop), n);
+  }
+
+  void Send(const Bytes& bytes) {
+    ASSERT_EQ(write(client_fd_, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+  }
+
+  // Runs the loop until `n` bytes arrived (or a bounded time passed).
+  Bytes Receive(std::size_t n) {
+    Bytes out;
+    for (int i = 0; i < 2000 && out.size() < n; ++i) {
+      io_.run_for(std::chrono::milliseconds(1));
+      std::uint8_t buffer[4096];
+      const ssize_t got = read(client_fd_, buffer, std::min(sizeof buffer, n - out.size()));
+      if (got > 0) out.insert(out.end(), buffer, buffer + got);
+    }
+    return out;
+  }
+
+  // True if nothing more arrives while the loop runs for a while.
+  bool NothingMoreArrives() {
+    for (int i = 0; i < 50; ++i) io_.run_for(std::chrono::milliseconds(1));
+    std::uint8_t b;
+    return read(client_fd_, &b, 1) < 0 && errno == EAGAIN;
+  }
+
+  bool PeerClosed() {
+    for (int i = 0; i < 500; ++i) {
+      io_.run_for(std::chrono::milliseconds(1));
+      std::uint8_t b[256];
+      const ssize_t got = read(client_fd_, b, sizeof b);
+      if (got == 0) return true;
+    }
+    return false;
+  }
+
+  asio::io_context io_;
+  EntropyPool pool_;
+  FairShare fair_share_;
+  ServerCounters counters_;
+  std::unique_ptr<SessionContext> context_;
+  std::shared_ptr<Session> session_;
+  int client_fd_ = -1;
+  unsigned next_value_ = 0;
+  bool closed_callback_ran_ = false;
+};
+
+Bytes Sequence(unsigned first, std::size_t n) {
+  Bytes out(n);
+  for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<std::uint8_t>((first + i) % 251);
+  return out;
+}
+
+TEST_F(SessionTest, AnswersEveryCommandInOrder) {
+  FillPool(1000);
+  StartSession({});
+  // 00 | 01 10 | 02 20 | 04 | 03 00 08 03 a b c | 02 00 | 02 05
+  Send({0x00, 0x01, 0x10, 0x02, 0x20, 0x04, 0x03, 0x00, 0x08, 0x03, 'a', 'b', 'c', 0x02, 0x00,
+        0x02, 0x05});
+  const std::string pid = std::to_string(getpid());
+  const std::size_t expected = 4 + 1 + 16 + 32 + 1 + pid.size() + 5;
+  const Bytes got = Receive(expected);
+  ASSERT_EQ(got.size(), expected);
+  const std::uint32_t bits = (std::uint32_t{got[0]} << 24) | (got[1] << 16) | (got[2] << 8) | got[3];
+  EXPECT_EQ(bits, 1000u * 8);
+  EXPECT_EQ(got[4], 16);
+  EXPECT_EQ(Bytes(got.begin() + 5, got.begin() + 21), Sequence(0, 16));
+  EXPECT_EQ(Bytes(got.begin() + 21, got.begin() + 53), Sequence(16, 32));
+  EXPECT_EQ(got[53], pid.size());
+  EXPECT_EQ(std::string(got.begin() + 54, got.begin() + 54 + pid.size()), pid);
+  EXPECT_EQ(Bytes(got.end() - 5, got.end()), Sequence(48, 5));
+  EXPECT_TRUE(NothingMoreArrives());
+  EXPECT_EQ(counters_.entropy_offered_bytes, 3u);
+  EXPECT_EQ(counters_.served_bytes, 16u + 32 + 5);
+  EXPECT_EQ(pool_.Available(), 1000u - 53);
+}
+
+TEST_F(SessionTest, NonBlockingReadReturnsWhatIsThere) {
+  FillPool(10);
+  StartSession({});
+  Send({0x01, 0xff, 0x01, 0x05});
+  const Bytes got = Receive(1 + 10 + 1);
+  ASSERT_EQ(got.size(), 12u);
+  EXPECT_EQ(got[0], 10);
+  EXPECT_EQ(got[11], 0);  // the pool is empty now: 01 05 gets zero bytes
+  EXPECT_TRUE(NothingMoreArrives());
+}
+
+TEST_F(SessionTest, BlockingReadWaitsAndKeepsReadingRequests) {
+  StartSession({}, 1000);
+  Bytes requests;
+  for (int i = 0; i < 300; ++i) requests.insert(requests.end(), {0x02, 0x01});
+  Send(requests);
+  EXPECT_TRUE(NothingMoreArrives());
+  // All 300 requests were read off the socket although no entropy was there.
+  EXPECT_EQ(counters_.requests, 300u);
+  FillPool(300);
+  const Bytes got = Receive(300);
+  EXPECT_EQ(got, Sequence(0, 300));
+}
+
+TEST_F(SessionTest, NonRandomReplyWaitsBehindEarlierBlockingRead) {
+  StartSession({});
+  Send({0x02, 0x08, 0x04});
+  EXPECT_TRUE(NothingMoreArrives());  // the PID must not overtake the 8 owed bytes
+  FillPool(8);
+  const std::string pid = std::to_string(getpid());
+  const Bytes got = Receive(8 + 1 + pid.size());
+  ASSERT_EQ(got.size(), 8 + 1 + pid.size());
+  EXPECT_EQ(Bytes(got.begin(), got.begin() + 8), Sequence(0, 8));
+  EXPECT_EQ(got[8], pid.size());
+}
+
+TEST_F(SessionTest, UnknownCommandClosesAndCounts) {
+  FillPool(100);
+  StartSession({});
+  Send({0x02, 0x04, 0x16, 0x03, 0x01});
+  const Bytes got = Receive(4);
+  EXPECT_EQ(got, Sequence(0, 4));  // the valid request before the bad byte is still answered
+  EXPECT_TRUE(PeerClosed());
+  EXPECT_EQ(counters_.bad_requests, 1u);
+  EXPECT_TRUE(closed_callback_ran_);
+}
+
+TEST_F(SessionTest, TooManyQueuedRequestsDisconnects) {
+  StartSession({}, 16);
+  Bytes requests;
+  for (int i = 0; i < 17; ++i) requests.insert(requests.end(), {0x02, 0x10});
+  Send(requests);
+  EXPECT_TRUE(PeerClosed());
+  EXPECT_EQ(counters_.queue_overflows, 1u);
+}
+
+TEST_F(SessionTest, LeadSendsUnsolicitedBytesAndTopsUp) {
+  FillPool(1000);
+  SessionOptions options;
+  options.lead_bytes = 64;
+  StartSession(options);
+  EXPECT_EQ(Receive(64), Sequence(0, 64));  // no request was sent
+  EXPECT_TRUE(NothingMoreArrives());
+  Send({0x02, 0x40});
+  EXPECT_EQ(Receive(64), Sequence(64, 64));
+  EXPECT_TRUE(NothingMoreArrives());
+}
+
+TEST_F(SessionTest, RawStreamsUntilBackPressure) {
+  FillPool(8000);
+  SessionOptions options;
+  options.raw = true;
+  StartSession(options);
+  const Bytes got = Receive(8000);
+  EXPECT_EQ(got, Sequence(0, 8000));
+}
+
+TEST_F(SessionTest, BytesOwedToAClientThatLeavesAreWipedNotReserved) {
+  StartSession({});
+  Send({0x02, 0xff});
+  io_.run_for(std::chrono::milliseconds(5));
+  close(client_fd_);
+  client_fd_ = -1;
+  FillPool(255);
+  for (int i = 0; i < 100 && !session_->closed(); ++i) io_.run_for(std::chrono::milliseconds(1));
+  EXPECT_TRUE(session_->closed());
+  // Whatever was handed to the session before it noticed is counted as wiped;
+  // what it never took stays in the pool for others. Nothing is both.
+  EXPECT_EQ(counters_.served_bytes + pool_.Available(), 255u);
+  EXPECT_EQ(counters_.wiped_undelivered_bytes, counters_.served_bytes);
+}
+
+}  // namespace
+}  // namespace rngmux

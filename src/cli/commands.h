@@ -1,0 +1,26 @@
+#pragma once
+
+#include <functional>
+
+#include <CLI/CLI.hpp>
+
+namespace rngmux {
+
+// A subcommand: its CLI11 parser and what to run once it has parsed. Each
+// command keeps its raw option values to itself and validates them into an
+// immutable config inside `run`, which returns the process exit code.
+struct Command {
+  CLI::App* app;
+  std::function<int()> run;
+};
+
+Command AddServeCommand(CLI::App& root);
+Command AddReadCommand(CLI::App& root);
+Command AddFetchCommand(CLI::App& root);
+
+// "rngmux: error: <message>" on stderr; returns the exit code for usage errors.
+int ReportUsageError(const std::string& message);
+// The exit code for usage errors (bad flags, bad specs).
+inline constexpr int kUsageExitCode = 2;
+
+}  // namespace rngmux

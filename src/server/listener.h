@@ -1,0 +1,46 @@
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <asio/basic_socket_acceptor.hpp>
+#include <asio/generic/stream_protocol.hpp>
+#include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+
+#include "common/status.h"
+#include "server/session_host.h"
+#include "transport/endpoint_spec.h"
+
+namespace rngmux {
+
+// Accepts connections on one --listen endpoint (TCP, IPv4 or IPv6, or a unix
+// socket) and hands each to the SessionHost. Event-loop thread only.
+class Listener {
+ public:
+  // Binds and listens. A unix socket file left by a dead server is replaced; one
+  // that a live server still answers on is an error, as is any other file there.
+  static Result<std::unique_ptr<Listener>> Open(asio::io_context& io, const EndpointSpec& spec,
+                                                SessionHost& host);
+  ~Listener();
+
+  void Start();
+  void Stop();  // Stops accepting and removes the unix socket file. Idempotent.
+  // The address actually bound (the real port when 0 was asked for).
+  const std::string& bound_address() const { return bound_address_; }
+
+ private:
+  using Acceptor = asio::basic_socket_acceptor<asio::generic::stream_protocol>;
+  Listener(asio::io_context& io, const EndpointSpec& spec, SessionHost& host);
+  void Accept();
+
+  asio::io_context& io_;
+  EndpointSpec spec_;
+  SessionHost& host_;
+  Acceptor acceptor_;
+  asio::steady_timer retry_timer_;
+  std::string bound_address_;
+  bool stopped_ = false;
+};
+
+}  // namespace rngmux

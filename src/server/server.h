@@ -1,0 +1,77 @@
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+#include <asio/signal_set.hpp>
+
+#include "common/status.h"
+#include "pool/entropy_pool.h"
+#include "pool/fair_share.h"
+#include "server/connector.h"
+#include "server/listener.h"
+#include "server/session_host.h"
+#include "server/stats.h"
+#include "sources/source_runner.h"
+#include "transport/endpoint_spec.h"
+
+namespace rngmux {
+
+// Everything `rngmux serve` was told, validated. Immutable once the server starts.
+struct ServeConfig {
+  static constexpr std::size_t kDefaultPoolBytes = 256 * 1024;
+  std::string source = "auto";
+  std::vector<EndpointSpec> endpoints;
+  bool print_qemu_arguments = false;  // true when the default endpoint was chosen
+  std::size_t pool_bytes = kDefaultPoolBytes;
+  bool allow_test_source = false;
+  std::size_t max_queued_requests = 4096;
+  double health_alpha_log2 = 30.0;
+};
+
+// Wires one source (on its own thread) through the health-gated pool to every
+// endpoint, on a single event-loop thread. Open() then Run(); SIGTERM/SIGINT
+// end Run() cleanly, SIGUSR1 logs stats.
+class Server final : public SessionHost {
+ public:
+  explicit Server(ServeConfig config);
+  ~Server() override;
+
+  // Creates the source and binds every listener; nothing is served yet.
+  // Errors are one line for the user.
+  Status Open();
+  // Starts the source, connectors and listeners and runs until a stop signal. Returns 0.
+  int Run();
+
+  std::shared_ptr<Session> Adopt(Session::Socket socket, const SessionOptions& options,
+                                 std::string peer, std::function<void()> on_closed) override;
+
+ private:
+  void RequestPump();
+  void WaitForSignal();
+  void Shutdown();
+  void LogStats();
+
+  ServeConfig config_;
+  asio::io_context io_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  asio::signal_set signals_;
+  EntropyPool pool_;
+  FairShare fair_share_;
+  ServerCounters counters_;
+  SessionContext context_;
+  std::atomic<bool> pump_posted_{false};
+  std::unique_ptr<SourceRunner> runner_;
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  std::vector<std::unique_ptr<Connector>> connectors_;
+  std::unordered_map<Session*, std::shared_ptr<Session>> sessions_;
+  bool shutting_down_ = false;
+};
+
+}  // namespace rngmux

@@ -1,0 +1,21 @@
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "server/session.h"
+
+namespace rngmux {
+
+// Where transports hand over connected sockets. The host owns the sessions,
+// tracks them for shutdown, and calls `on_closed` once a session has ended.
+// Event-loop thread only.
+class SessionHost {
+ public:
+  virtual ~SessionHost() = default;
+  virtual std::shared_ptr<Session> Adopt(Session::Socket socket, const SessionOptions& options,
+                                         std::string peer, std::function<void()> on_closed) = 0;
+};
+
+}  // namespace rngmux

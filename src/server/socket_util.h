@@ -1,0 +1,16 @@
+#pragma once
+
+#include <string>
+
+#include "server/session.h"
+
+namespace rngmux {
+
+// "127.0.0.1:1024" or "[::1]:1024" for a TCP socket's local (peer=false) or
+// remote (peer=true) address; "unknown" if it cannot be read.
+std::string DescribeSocketAddress(int fd, bool peer);
+
+// TCP_NODELAY on TCP sockets (replies are small and latency-bound); no-op otherwise.
+void ConfigureStreamSocket(Session::Socket& socket);
+
+}  // namespace rngmux
