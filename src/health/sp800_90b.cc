@@ -1,0 +1,109 @@
+#include "health/sp800_90b.h"
+
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+#include <limits>
+
+namespace rngmux {
+namespace {
+
+// Window for non-binary samples (SP 800-90B 4.4.2); bytes are never 1-bit samples.
+constexpr unsigned kByteAptWindow = 512;
+constexpr double kMaxBitsPerByte = 8.0;
+
+// log(exp(a) + exp(b)) without overflow or underflow.
+double LogAddExp(double a, double b) {
+  if (a == -std::numeric_limits<double>::infinity()) return b;
+  if (b == -std::numeric_limits<double>::infinity()) return a;
+  const double hi = std::max(a, b);
+  const double lo = std::min(a, b);
+  return hi + std::log1p(std::exp(lo - hi));
+}
+
+// Smallest k with P[X > k] <= exp(log_limit) for X ~ Binomial(n, q), 0 < q < 1.
+// For tiny alpha the CDF is indistinguishable from 1 in double precision but the
+// upper tail is not, so the tail is summed in log space from k = n downwards.
+unsigned CritBinomByUpperTail(unsigned n, double q, double log_limit) {
+  const double log_q = std::log(q);
+  const double log_1mq = std::log1p(-q);
+  const double log_n_fact = std::lgamma(static_cast<double>(n) + 1.0);
+  auto log_pmf = [&](unsigned j) {
+    const double jd = static_cast<double>(j);
+    const double rest = static_cast<double>(n - j);
+    return log_n_fact - std::lgamma(jd + 1.0) - std::lgamma(rest + 1.0) + jd * log_q +
+           rest * log_1mq;
+  };
+
+  // Invariant: log_tail = log P[X > k]. It grows as k falls; the answer is the
+  // smallest k whose tail is still within the limit.
+  double log_tail = -std::numeric_limits<double>::infinity();
+  unsigned k = n;
+  while (k > 0) {
+    const double next_tail = LogAddExp(log_tail, log_pmf(k));  // log P[X > k - 1]
+    if (next_tail > log_limit) break;
+    log_tail = next_tail;
+    --k;
+  }
+  return k;
+}
+
+}  // namespace
+
+unsigned CritBinom(unsigned n, double q, double p) {
+  // Degenerate distributions first: all of the mass sits on 0 or on n.
+  if (p <= 0.0 || q <= 0.0) return 0;
+  if (q >= 1.0 || p >= 1.0) return n;
+  // P[X <= k] >= p  <=>  P[X > k] <= 1 - p; 1 - p is exact for p = 1 - 2^-m.
+  return CritBinomByUpperTail(n, q, std::log1p(-p));
+}
+
+HealthCutoffs ComputeCutoffs(double entropy_bits_per_sample, double alpha_log2) {
+  assert(entropy_bits_per_sample > 0.0 && entropy_bits_per_sample <= kMaxBitsPerByte);
+  assert(alpha_log2 > 0.0);
+  // Out-of-contract claims are clamped to the conservative side in release builds.
+  const double h = std::clamp(entropy_bits_per_sample, 1e-3, kMaxBitsPerByte);
+
+  // The ratio is often an exact integer (30 / 2); a relative nudge keeps rounding
+  // noise such as 30 / 0.1 = 300.00000000000006 from adding a spurious sample.
+  const double ratio = alpha_log2 / h;
+  const double rct_excess = std::ceil(ratio * (1.0 - 1e-12));
+
+  HealthCutoffs cutoffs{};
+  cutoffs.rct_cutoff = 1 + static_cast<unsigned>(rct_excess);
+  cutoffs.apt_window = kByteAptWindow;
+  // alpha goes in as a logarithm: 1 - alpha would round to 1 beyond 2^-53.
+  const double q = std::exp2(-h);
+  cutoffs.apt_cutoff =
+      1 + (q >= 1.0 ? kByteAptWindow
+                    : CritBinomByUpperTail(kByteAptWindow, q, -alpha_log2 * std::log(2.0)));
+  // A cutoff above the window could never trip; W itself still catches a window
+  // that is entirely one value (only possible for claims far below one bit).
+  cutoffs.apt_cutoff = std::min(cutoffs.apt_cutoff, kByteAptWindow);
+  return cutoffs;
+}
+
+bool RepetitionCountTest::Feed(std::uint8_t sample) {
+  if (count_ != 0 && sample == last_) {
+    ++count_;
+  } else {
+    last_ = sample;
+    count_ = 1;
+  }
+  return count_ < cutoff_;
+}
+
+bool AdaptiveProportionTest::Feed(std::uint8_t sample) {
+  if (seen_ == 0 || seen_ >= window_) {
+    // The first sample of a window is the reference value and counts once.
+    first_ = sample;
+    seen_ = 1;
+    count_ = 1;
+  } else {
+    ++seen_;
+    if (sample == first_) ++count_;
+  }
+  return count_ < cutoff_;
+}
+
+}  // namespace rngmux

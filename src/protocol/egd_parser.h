@@ -36,6 +36,9 @@ struct EgdRequest {
 //     if (step.outcome == EgdParser::Outcome::kBadCommand) close();
 //   }
 //
+// Each call returns at most one request, so requests pipelined in one buffer come
+// out in order, one per call. kNeedMore always consumes the whole input.
+//
 // After kBadCommand the stream cannot be resynchronised; the parser stays in the
 // bad state and every later call returns kBadCommand consuming nothing.
 class EgdParser {
@@ -43,7 +46,7 @@ class EgdParser {
   enum class Outcome {
     kNeedMore,    // all input consumed, no complete request yet
     kRequest,     // `request` is complete; `consumed` bytes of input were used
-    kBadCommand,  // `bad_byte` is not an EGD command
+    kBadCommand,  // `bad_byte` is not an EGD command; it is not consumed (`consumed` == 0)
   };
   struct Step {
     Outcome outcome = Outcome::kNeedMore;

@@ -1,0 +1,176 @@
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "sources/source.h"
+
+namespace rngmux {
+namespace {
+
+using std::chrono::milliseconds;
+
+// A FIFO in a fresh temporary directory, and writers that connect to it.
+class FileSourceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/rngmux_file_XXXXXX";
+    ASSERT_NE(mkdtemp(pattern), nullptr);
+    dir_ = pattern;
+    fifo_ = dir_ + "/trng";
+    ASSERT_EQ(mkfifo(fifo_.c_str(), 0600), 0);
+    Result<std::unique_ptr<Source>> source = CreateSource("file:" + fifo_, {});
+    ASSERT_TRUE(source.ok()) << source.status().message();
+    source_ = std::move(*source);
+  }
+  void TearDown() override {
+    source_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  // Opens the FIFO for writing (which waits for a reader), writes, closes.
+  std::thread Writer(std::string bytes) {
+    return std::thread([path = fifo_, bytes = std::move(bytes)] {
+      const int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+      ASSERT_GE(fd, 0);
+      ASSERT_EQ(write(fd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+      close(fd);
+    });
+  }
+
+  // Reads until `size` bytes have arrived or an error or stop ends it.
+  Result<std::string> ReadString(std::size_t size) {
+    std::string text;
+    std::uint8_t buffer[64];
+    while (text.size() < size) {
+      Result<std::size_t> got = source_->Read(buffer, stop_);
+      if (!got.ok()) return got.status();
+      text.append(reinterpret_cast<const char*>(buffer), *got);
+    }
+    return text;
+  }
+
+  std::string dir_;
+  std::string fifo_;
+  std::unique_ptr<Source> source_;
+  Interrupt stop_;
+};
+
+TEST_F(FileSourceTest, DefaultsSuitSlowDevices) {
+  EXPECT_EQ(source_->name(), "file:" + fifo_);
+  EXPECT_EQ(source_->claimed_entropy_bits_per_byte(), 8.0);
+  EXPECT_EQ(source_->preferred_block_size(), 512u);
+}
+
+TEST_F(FileSourceTest, BytesArriveThenEndOfFileThenReopenWithANewWriter) {
+  std::thread first = Writer("hello");
+  Result<std::string> got = ReadString(5);
+  ASSERT_TRUE(got.ok()) << got.status().message();
+  EXPECT_EQ(*got, "hello");
+  first.join();
+
+  std::uint8_t buffer[16];
+  Result<std::size_t> eof = source_->Read(buffer, stop_);
+  ASSERT_FALSE(eof.ok());
+  EXPECT_EQ(eof.status().message(), fifo_ + ": end of file");
+
+  // The next Read reopens the FIFO and waits for the next writer.
+  std::thread second = Writer("again");
+  got = ReadString(5);
+  ASSERT_TRUE(got.ok()) << got.status().message();
+  EXPECT_EQ(*got, "again");
+  second.join();
+}
+
+TEST_F(FileSourceTest, StopInterruptsAReadThatIsWaitingForAWriter) {
+  auto reader = std::async(std::launch::async, [this] {
+    std::uint8_t buffer[16];
+    return source_->Read(buffer, stop_);
+  });
+  EXPECT_EQ(reader.wait_for(milliseconds(50)), std::future_status::timeout);  // blocked
+  const auto start = std::chrono::steady_clock::now();
+  stop_.Trigger();
+  ASSERT_EQ(reader.wait_for(std::chrono::seconds(2)), std::future_status::ready);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(500));
+  Result<std::size_t> result = reader.get();
+  ASSERT_TRUE(result.ok()) << result.status().message();
+  EXPECT_EQ(*result, 0u);
+}
+
+TEST_F(FileSourceTest, StopInterruptsAReadWhileAWriterIsConnectedButSilent) {
+  int writer = -1;
+  std::thread connect([&] { writer = open(fifo_.c_str(), O_WRONLY | O_CLOEXEC); });
+  auto reader = std::async(std::launch::async, [this] {
+    std::uint8_t buffer[16];
+    return source_->Read(buffer, stop_);
+  });
+  connect.join();
+  ASSERT_GE(writer, 0);
+  EXPECT_EQ(reader.wait_for(milliseconds(50)), std::future_status::timeout);
+  stop_.Trigger();
+  ASSERT_EQ(reader.wait_for(std::chrono::seconds(2)), std::future_status::ready);
+  EXPECT_EQ(*reader.get(), 0u);
+  close(writer);
+}
+
+TEST(FileSourceErrorsTest, MissingFileNamesPathAndErrno) {
+  Result<std::unique_ptr<Source>> source = CreateSource("file:/nonexistent/rngmux-trng", {});
+  ASSERT_TRUE(source.ok());  // opened lazily, so a device may appear later
+  Interrupt stop;
+  std::uint8_t buffer[16];
+  Result<std::size_t> got = (*source)->Read(buffer, stop);
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(got.status().message(), "/nonexistent/rngmux-trng: open: No such file or directory");
+}
+
+TEST(FileSourceErrorsTest, ReadErrorNamesPathAndErrno) {
+  char pattern[] = "/tmp/rngmux_dir_XXXXXX";
+  ASSERT_NE(mkdtemp(pattern), nullptr);
+  const std::string dir = pattern;
+  // A directory opens O_RDONLY but every read fails with EISDIR.
+  Result<std::unique_ptr<Source>> source = CreateSource("file:" + dir, {});
+  ASSERT_TRUE(source.ok());
+  Interrupt stop;
+  std::uint8_t buffer[16];
+  for (int attempt = 0; attempt < 2; ++attempt) {  // and again after the lazy reopen
+    Result<std::size_t> got = (*source)->Read(buffer, stop);
+    ASSERT_FALSE(got.ok());
+    EXPECT_EQ(got.status().message(), dir + ": read: Is a directory");
+  }
+  rmdir(pattern);
+}
+
+TEST(FileSourceErrorsTest, RegularFileIsReadToItsEnd) {
+  char pattern[] = "/tmp/rngmux_reg_XXXXXX";
+  const int fd = mkstemp(pattern);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(write(fd, "0123456789", 10), 10);
+  close(fd);
+  Result<std::unique_ptr<Source>> source =
+      CreateSource(std::string("file:") + pattern + ",entropy=2,block=16", {});
+  ASSERT_TRUE(source.ok()) << source.status().message();
+  EXPECT_EQ((*source)->claimed_entropy_bits_per_byte(), 2.0);
+  EXPECT_EQ((*source)->preferred_block_size(), 16u);
+  Interrupt stop;
+  std::uint8_t buffer[64];
+  Result<std::size_t> got = (*source)->Read(buffer, stop);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(buffer), *got), "0123456789");
+  got = (*source)->Read(buffer, stop);
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(got.status().message(), std::string(pattern) + ": end of file");
+  unlink(pattern);
+}
+
+}  // namespace
+}  // namespace rngmux

@@ -1,0 +1,214 @@
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <fstream>
+#include <optional>
+#include <string_view>
+#include <system_error>
+
+#include "common/log.h"
+#include "sources/drivers.h"
+#include "sources/source.h"
+
+namespace rngmux {
+namespace {
+
+Status SpecTextError(const std::string& text, const std::string& message) {
+  return Status::Error("source \"" + text + "\": " + message);
+}
+
+std::string JoinNames(const std::set<std::string>& extra) {
+  std::string names = "entropy, block";
+  for (const std::string& name : extra) names += ", " + name;
+  return names;
+}
+
+std::optional<double> ParseDouble(const std::string& text) {
+  double value = 0;
+  const char* end = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  if (ec != std::errc() || ptr != end || !std::isfinite(value)) return std::nullopt;
+  return value;
+}
+
+std::optional<std::size_t> ParseSize(const std::string& text) {
+  std::size_t value = 0;
+  const char* end = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  if (ec != std::errc() || ptr != end) return std::nullopt;
+  return value;
+}
+
+// "auto" is a row of the table like any other; it resolves to another spec and
+// keeps the options it was given ("auto,entropy=6" -> "rdseed,entropy=6").
+Result<std::unique_ptr<Source>> CreateAutoSource(const SourceSpec& spec,
+                                                 const SourceFactoryContext& context) {
+  Status options = ParseCommonSourceOptions(spec, 8, kDefaultBlockBytes).status();
+  if (!options.ok()) return options;
+  const AutoChoice choice = ResolveAutoSource();
+  if (choice.fallback) {
+    LOG_WARNING("source auto: no hardware entropy source found, using ", choice.reason);
+  } else {
+    LOG_INFO("source auto: using ", choice.reason);
+  }
+  const std::size_t comma = spec.text.find(',');
+  const std::string suffix = comma == std::string::npos ? "" : spec.text.substr(comma);
+  return CreateSource(choice.spec + suffix, context);
+}
+
+using Factory = decltype(SourceKind::create);
+
+// Enforces "KIND" versus "KIND:ARG" from the row's usage text, so that drivers
+// never see an argument they do not take or miss one they need.
+Factory CheckArgument(std::string usage, Factory factory) {
+  return [usage = std::move(usage), factory = std::move(factory)](
+             const SourceSpec& spec,
+             const SourceFactoryContext& context) -> Result<std::unique_ptr<Source>> {
+    const bool takes_argument = usage.find(':') != std::string::npos;
+    if (takes_argument && spec.argument.empty()) {
+      return SourceSpecError(spec, spec.kind + " needs an argument (" + usage + ")");
+    }
+    if (!takes_argument && !spec.argument.empty()) {
+      return SourceSpecError(spec, spec.kind + " takes no argument");
+    }
+    return factory(spec, context);
+  };
+}
+
+}  // namespace
+
+Status SourceSpecError(const SourceSpec& spec, const std::string& message) {
+  return SpecTextError(spec.text, message);
+}
+
+Result<SourceSpec> ParseSourceSpec(const std::string& text) {
+  if (text.empty()) return SpecTextError(text, "empty source spec");
+  SourceSpec spec;
+  spec.text = text;
+
+  // The argument runs up to the first comma: paths with commas are not supported.
+  const std::size_t comma = text.find(',');
+  const std::string head = text.substr(0, comma);
+  const std::size_t colon = head.find(':');
+  spec.kind = head.substr(0, colon);
+  if (colon != std::string::npos) spec.argument = head.substr(colon + 1);
+  if (spec.kind.empty()) return SpecTextError(text, "missing source kind before \":\"");
+
+  std::size_t pos = comma;
+  while (pos != std::string::npos) {
+    const std::size_t start = pos + 1;
+    pos = text.find(',', start);
+    const std::string item =
+        text.substr(start, pos == std::string::npos ? std::string::npos : pos - start);
+    if (item.empty()) return SpecTextError(text, "empty option between commas");
+    const std::size_t equals = item.find('=');
+    const std::string key = item.substr(0, equals);
+    if (key.empty()) return SpecTextError(text, "option \"" + item + "\" has no name");
+    if (equals == std::string::npos || equals + 1 == item.size()) {
+      return SpecTextError(text, "option \"" + key + "\" needs a value (" + key + "=...)");
+    }
+    if (!spec.options.emplace(key, item.substr(equals + 1)).second) {
+      return SpecTextError(text, "option \"" + key + "\" given twice");
+    }
+  }
+  return spec;
+}
+
+Result<CommonSourceOptions> ParseCommonSourceOptions(const SourceSpec& spec,
+                                                     double default_entropy_bits_per_byte,
+                                                     std::size_t default_block_size,
+                                                     const std::set<std::string>& extra_options) {
+  for (const auto& [key, value] : spec.options) {
+    if (key != "entropy" && key != "block" && !extra_options.contains(key)) {
+      return SourceSpecError(
+          spec, "unknown option \"" + key + "\" (known: " + JoinNames(extra_options) + ")");
+    }
+  }
+  CommonSourceOptions options{default_entropy_bits_per_byte, default_block_size};
+  if (const auto it = spec.options.find("entropy"); it != spec.options.end()) {
+    const std::optional<double> bits = ParseDouble(it->second);
+    if (!bits || *bits <= 0 || *bits > 8) {
+      return SourceSpecError(spec,
+                             "entropy must be bits per byte in (0, 8], got \"" + it->second + "\"");
+    }
+    options.entropy_bits_per_byte = *bits;
+  }
+  if (const auto it = spec.options.find("block"); it != spec.options.end()) {
+    const std::optional<std::size_t> bytes = ParseSize(it->second);
+    if (!bytes || *bytes < kMinBlockBytes || *bytes > kMaxBlockBytes) {
+      return SourceSpecError(
+          spec, "block must be a byte count from " + std::to_string(kMinBlockBytes) + " to " +
+                    std::to_string(kMaxBlockBytes) + ", got \"" + it->second + "\"");
+    }
+    options.block_size = *bytes;
+  }
+  return options;
+}
+
+const std::vector<SourceKind>& SourceKinds() {
+  static const std::vector<SourceKind> kinds = {
+      {"auto", "auto", "the best hardware present: /dev/hwrng, else rdseed, else getrandom",
+       CheckArgument("auto", CreateAutoSource)},
+      {"getrandom", "getrandom", "the kernel's CSPRNG via getrandom(2); not a hardware source",
+       CheckArgument("getrandom", CreateGetrandomSource)},
+      {"rdseed", "rdseed", "the CPU's RDSEED instruction (x86-64)",
+       CheckArgument("rdseed", CreateRdseedSource)},
+      {"file", "file:PATH", "a device, tty or FIFO: /dev/hwrng, a serial TRNG",
+       CheckArgument("file:PATH", CreateFileSource)},
+      {"test", "test:SEED", "TEST ONLY: predictable AES-CTR bytes from SEED; rate=BYTES_PER_SEC",
+       CheckArgument("test:SEED", CreateTestSource)},
+  };
+  return kinds;
+}
+
+Result<std::unique_ptr<Source>> CreateSource(const std::string& text,
+                                             const SourceFactoryContext& context) {
+  Result<SourceSpec> spec = ParseSourceSpec(text);
+  if (!spec.ok()) return spec.status();
+  for (const SourceKind& kind : SourceKinds()) {
+    if (kind.name == spec->kind) return kind.create(*spec, context);
+  }
+  std::string known;
+  for (const SourceKind& kind : SourceKinds()) {
+    known += (known.empty() ? "" : ", ") + kind.usage;
+  }
+  return SourceSpecError(*spec, "unknown kind \"" + spec->kind + "\" (known: " + known + ")");
+}
+
+AutoChoice ResolveAutoSource(const AutoProbe& probe) {
+  // Order of preference, best first. A QNG device source, once it has a driver,
+  // is probed here ahead of /dev/hwrng.
+  std::string hwrng_missing;
+  std::ifstream current_file(probe.rng_current_path);
+  std::string current;
+  if (!current_file || !std::getline(current_file, current)) {
+    hwrng_missing = "no hardware RNG driver (" + probe.rng_current_path + " missing)";
+  } else {
+    while (!current.empty() && std::isspace(static_cast<unsigned char>(current.back()))) {
+      current.pop_back();
+    }
+    if (current.empty() || current == "none") {
+      hwrng_missing = "no active hardware RNG driver (rng_current: none)";
+    } else if (const int fd = open(probe.hwrng_path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+               fd < 0) {
+      hwrng_missing = Status::FromErrno(probe.hwrng_path + ": open", errno).message();
+    } else {
+      close(fd);
+      const std::string spec = "file:" + probe.hwrng_path;
+      return {spec, false, spec + " (rng_current: " + current + ")"};
+    }
+  }
+  if (probe.cpu_has_rdseed()) return {"rdseed", false, "rdseed (" + hwrng_missing + ")"};
+  return {"getrandom", true,
+          "getrandom (" + hwrng_missing +
+              "; the CPU has no RDSEED; the kernel CSPRNG is a "
+              "fallback, not a hardware source)"};
+}
+
+AutoChoice ResolveAutoSource() { return ResolveAutoSource(AutoProbe{}); }
+
+}  // namespace rngmux

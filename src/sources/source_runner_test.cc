@@ -1,0 +1,271 @@
+#include "sources/source_runner.h"
+
+#include <gtest/gtest.h>
+#include <poll.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "pool/entropy_pool.h"
+
+namespace rngmux {
+namespace {
+
+using std::chrono::milliseconds;
+
+constexpr std::size_t kBlock = 512;
+constexpr std::size_t kStartupBlocks = HealthMonitor::kStartupSamples / kBlock;
+constexpr std::uint8_t kStuckValue = 0xAA;
+
+// A scripted source: good (uniform) bytes, stuck bytes, read errors, in order, then
+// it blocks until stopped as a silent device would. Reads are cut into small
+// pieces that never straddle two steps, so the runner has to assemble blocks.
+class ScriptedSource final : public Source {
+ public:
+  struct Step {
+    enum Kind { kGood, kStuck, kError } kind;
+    std::size_t count;  // bytes for kGood/kStuck, failed reads for kError
+  };
+  static constexpr std::size_t kForever = static_cast<std::size_t>(-1);
+  static constexpr std::size_t kPiece = 200;
+
+  explicit ScriptedSource(std::vector<Step> steps) : steps_(steps.begin(), steps.end()) {}
+
+  const std::string& name() const override { return name_; }
+  double claimed_entropy_bits_per_byte() const override { return 8; }
+  std::size_t preferred_block_size() const override { return kBlock; }
+
+  Result<std::size_t> Read(std::span<std::uint8_t> out, const Interrupt& stop) override {
+    ++reads_;
+    if (steps_.empty()) {
+      script_done_ = true;
+      pollfd pfd{stop.fd(), POLLIN, 0};
+      poll(&pfd, 1, -1);
+      return std::size_t{0};
+    }
+    Step& step = steps_.front();
+    if (step.kind == Step::kError) {
+      if (--step.count == 0) steps_.pop_front();
+      return Status::Error("fake: read: Input/output error");
+    }
+    const std::size_t n = std::min({out.size(), step.count, kPiece});
+    for (std::size_t i = 0; i < n; ++i) {
+      out[i] = step.kind == Step::kGood ? static_cast<std::uint8_t>(rng_() >> 24) : kStuckValue;
+    }
+    if (step.kind == Step::kGood) good_.insert(good_.end(), out.begin(), out.begin() + n);
+    if (step.count != kForever && (step.count -= n) == 0) steps_.pop_front();
+    return n;
+  }
+
+  // All good bytes emitted, in order. Read only after the runner has stopped.
+  const std::vector<std::uint8_t>& good() const { return good_; }
+  bool script_done() const { return script_done_; }
+  int reads() const { return reads_; }
+
+ private:
+  std::string name_ = "scripted";
+  std::deque<Step> steps_;
+  std::mt19937 rng_{12345};
+  std::vector<std::uint8_t> good_;
+  std::atomic<bool> script_done_{false};
+  std::atomic<int> reads_{0};
+};
+
+using Step = ScriptedSource::Step;
+
+SourceRunner::Options FastBackoff() {
+  SourceRunner::Options options;
+  options.backoff_initial = milliseconds(1);
+  options.backoff_max = milliseconds(2);
+  return options;
+}
+
+// Polls a condition the runner's thread will make true; fails after a generous
+// deadline instead of hanging.
+bool Eventually(const std::function<bool()>& condition) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(milliseconds(1));
+  }
+  return true;
+}
+
+std::vector<std::uint8_t> TakeAll(EntropyPool& pool) {
+  std::vector<std::uint8_t> bytes(pool.Available());
+  bytes.resize(pool.Take(bytes));
+  return bytes;
+}
+
+// The bytes of `good` from `begin` to `end` (byte offsets).
+std::vector<std::uint8_t> Slice(const std::vector<std::uint8_t>& good, std::size_t begin,
+                                std::size_t end) {
+  return {good.begin() + static_cast<std::ptrdiff_t>(begin),
+          good.begin() + static_cast<std::ptrdiff_t>(end)};
+}
+
+TEST(SourceRunnerTest, StuckSourceNeverReachesThePool) {
+  EntropyPool pool(1 << 20);
+  auto owned =
+      std::make_unique<ScriptedSource>(std::vector<Step>{{Step::kStuck, ScriptedSource::kForever}});
+  SourceRunner runner(std::move(owned), pool, FastBackoff());
+  runner.Start();
+  ASSERT_TRUE(Eventually([&] { return runner.counters().blocks_failed >= 5; }));
+  runner.Stop();
+  EXPECT_EQ(pool.Available(), 0u);
+  EXPECT_EQ(runner.counters().blocks_passed, 0u);
+  EXPECT_EQ(runner.counters().bytes_accepted, 0u);
+  EXPECT_EQ(runner.counters().startup_blocks, 0u);  // each stuck block fails at once
+  EXPECT_FALSE(runner.counters().healthy);
+}
+
+TEST(SourceRunnerTest, OnlyGoodBytesReachThePoolAndStartUpIsRedoneAfterAFailure) {
+  EntropyPool pool(1 << 20);
+  constexpr std::size_t kGoodBlocks = 6;
+  constexpr std::size_t kStuckBlocks = 3;
+  auto owned = std::make_unique<ScriptedSource>(std::vector<Step>{
+      {Step::kGood, kGoodBlocks * kBlock},
+      {Step::kStuck, kStuckBlocks * kBlock},
+      {Step::kGood, kGoodBlocks * kBlock},
+  });
+  ScriptedSource& source = *owned;
+  SourceRunner runner(std::move(owned), pool, FastBackoff());
+  runner.Start();
+  const SourceCounters& counters = runner.counters();
+  ASSERT_TRUE(Eventually([&] {
+    return source.script_done() &&
+           counters.blocks_passed + counters.blocks_failed + counters.startup_blocks ==
+               2 * kGoodBlocks + kStuckBlocks;
+  }));
+  EXPECT_TRUE(counters.healthy);
+  runner.Stop();
+
+  EXPECT_EQ(counters.blocks_failed, kStuckBlocks);
+  EXPECT_EQ(counters.startup_blocks, 2 * kStartupBlocks);  // once at first, once after
+  EXPECT_EQ(counters.blocks_passed, 2 * (kGoodBlocks - kStartupBlocks));
+  EXPECT_EQ(counters.bytes_read, (2 * kGoodBlocks + kStuckBlocks) * kBlock);
+  EXPECT_EQ(counters.bytes_accepted, counters.blocks_passed * kBlock);
+
+  // Exactly the good bytes after each start-up, in order, and nothing else.
+  const std::vector<std::uint8_t>& good = source.good();
+  ASSERT_EQ(good.size(), 2 * kGoodBlocks * kBlock);
+  const std::size_t phase = kGoodBlocks * kBlock;
+  const std::size_t startup = HealthMonitor::kStartupSamples;
+  std::vector<std::uint8_t> expected = Slice(good, startup, phase);
+  const std::vector<std::uint8_t> second = Slice(good, phase + startup, 2 * phase);
+  expected.insert(expected.end(), second.begin(), second.end());
+  const std::vector<std::uint8_t> pooled = TakeAll(pool);
+  EXPECT_EQ(pooled, expected);
+  // And no trace of the stuck run: no block of it, not even a run at the RCT cutoff.
+  const std::vector<std::uint8_t> stuck_run(ComputeCutoffs(8).rct_cutoff, kStuckValue);
+  EXPECT_EQ(std::search(pooled.begin(), pooled.end(), stuck_run.begin(), stuck_run.end()),
+            pooled.end());
+}
+
+TEST(SourceRunnerTest, ReadErrorsAreCountedLoggedOnceAndRecoveredFrom) {
+  EntropyPool pool(1 << 20);
+  constexpr std::size_t kGoodBytes = (kStartupBlocks + 1) * kBlock;
+  auto owned = std::make_unique<ScriptedSource>(std::vector<Step>{
+      {Step::kGood, kGoodBytes + 100},  // one passing block, then a partial one
+      {Step::kError, 5},
+      {Step::kGood, kGoodBytes},
+  });
+  ScriptedSource& source = *owned;
+  SourceRunner runner(std::move(owned), pool, FastBackoff());
+  testing::internal::CaptureStderr();
+  runner.Start();
+  const SourceCounters& counters = runner.counters();
+  ASSERT_TRUE(Eventually([&] { return source.script_done() && counters.blocks_passed == 2; }));
+  runner.Stop();
+  const std::string log = testing::internal::GetCapturedStderr();
+
+  EXPECT_EQ(counters.read_errors, 5u);
+  // The partial block before the errors is dropped and start-up is done again,
+  // because the bytes on both sides of a failed read are not one stream.
+  EXPECT_EQ(counters.startup_blocks, 2 * kStartupBlocks);
+  const std::vector<std::uint8_t>& good = source.good();
+  std::vector<std::uint8_t> expected = Slice(good, kGoodBytes - kBlock, kGoodBytes);
+  const std::vector<std::uint8_t> after = Slice(good, 2 * kGoodBytes + 100 - kBlock, good.size());
+  expected.insert(expected.end(), after.begin(), after.end());
+  EXPECT_EQ(TakeAll(pool), expected);
+
+  auto occurrences = [&](const std::string& needle) {
+    std::size_t count = 0;
+    for (std::size_t at = log.find(needle); at != std::string::npos;
+         at = log.find(needle, at + 1)) {
+      ++count;
+    }
+    return count;
+  };
+  EXPECT_EQ(occurrences("fake: read: Input/output error"), 1u) << log;
+  EXPECT_EQ(occurrences("source scripted recovered after 5 errors"), 1u) << log;
+}
+
+TEST(SourceRunnerTest, LogsTheClaimAndCutoffsAtStart) {
+  EntropyPool pool(1 << 20);
+  SourceRunner runner(std::make_unique<ScriptedSource>(std::vector<Step>{}), pool, FastBackoff());
+  testing::internal::CaptureStderr();
+  runner.Start();
+  runner.Stop();
+  const std::string log = testing::internal::GetCapturedStderr();
+  EXPECT_NE(log.find("source scripted: started; claims 8 bits/byte; health cutoffs RCT 5, APT "
+                     "16/512 (alpha 2^-30)"),
+            std::string::npos)
+      << log;
+}
+
+TEST(SourceRunnerTest, StopReturnsPromptlyWhileTheSourceBlocks) {
+  EntropyPool pool(1 << 20);
+  auto owned = std::make_unique<ScriptedSource>(std::vector<Step>{});
+  ScriptedSource& source = *owned;
+  SourceRunner runner(std::move(owned), pool, FastBackoff());
+  runner.Start();
+  ASSERT_TRUE(Eventually([&] { return source.script_done(); }));  // inside Read, blocked
+  const auto start = std::chrono::steady_clock::now();
+  runner.Stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(500));
+  runner.Stop();  // idempotent
+}
+
+TEST(SourceRunnerTest, StopReturnsPromptlyWhileWaitingForRoomInThePool) {
+  EntropyPool pool(kBlock);
+  auto owned =
+      std::make_unique<ScriptedSource>(std::vector<Step>{{Step::kGood, ScriptedSource::kForever}});
+  SourceRunner runner(std::move(owned), pool, FastBackoff());
+  runner.Start();
+  // The pool holds one block; the next passed block waits in Put().
+  ASSERT_TRUE(
+      Eventually([&] { return runner.counters().bytes_read >= (kStartupBlocks + 2) * kBlock; }));
+  EXPECT_EQ(pool.Available(), kBlock);
+  const auto start = std::chrono::steady_clock::now();
+  runner.Stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(500));
+}
+
+TEST(SourceRunnerTest, BacksOffOnAStuckSourceInsteadOfSpinning) {
+  EntropyPool pool(1 << 20);
+  auto owned =
+      std::make_unique<ScriptedSource>(std::vector<Step>{{Step::kStuck, ScriptedSource::kForever}});
+  ScriptedSource& source = *owned;
+  SourceRunner::Options options;
+  options.backoff_initial = milliseconds(100);
+  options.backoff_max = milliseconds(100);
+  SourceRunner runner(std::move(owned), pool, options);
+  runner.Start();
+  ASSERT_TRUE(Eventually([&] { return runner.counters().blocks_failed >= 1; }));
+  const int reads = source.reads();
+  const auto start = std::chrono::steady_clock::now();
+  runner.Stop();  // interrupts the back-off sleep
+  EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(90));
+  EXPECT_LE(source.reads(), reads + 3);  // at most the rest of one block
+}
+
+}  // namespace
+}  // namespace rngmux

@@ -14,7 +14,7 @@ enum class TransportKind { kTcp, kUnix };
 
 // How a session talks on an endpoint.
 struct SessionOptions {
-  bool raw = false;             // stream bytes without requests, paced by back-pressure
+  bool raw = false;  // stream bytes without requests, paced by back-pressure
   // QEMU compatibility: keep `lead_bytes` unsolicited bytes in flight ahead of the
   // requests, starting right after the connection opens. 0 = strict EGD.
   std::size_t lead_bytes = 0;
@@ -36,12 +36,12 @@ struct EndpointSpec {
 
   EndpointRole role = EndpointRole::kListen;
   TransportKind transport = TransportKind::kTcp;
-  std::string host;                  // tcp: without brackets ("::1")
-  std::uint16_t port = 0;            // tcp
-  std::string path;                  // unix
-  std::optional<unsigned> unix_mode; // unix listen
+  std::string host;                   // tcp: without brackets ("::1")
+  std::uint16_t port = 0;             // tcp
+  std::string path;                   // unix
+  std::optional<unsigned> unix_mode;  // unix listen
   SessionOptions session;
-  std::string text;                  // as written by the user
+  std::string text;  // as written by the user
 
   // "tcp:127.0.0.1:1024" / "tcp:[::1]:1024" / "unix:/run/rngmux.sock" (no options).
   std::string Address() const;
@@ -60,9 +60,19 @@ struct EndpointSpec {
 //   listen "tcp:h:1,raw,qemu": raw and qemu/lead cannot be combined
 //   connect "unix:/x,mode=0660": mode applies only to unix listen endpoints
 //   listen "unix:/x,mode=999": mode must be an octal permission like 0660
+// and, for inputs the examples above do not cover:
+//   listen "127.0.0.1": expected tcp:HOST:PORT or unix:PATH
+//   listen "tcp:::1:80": IPv6 addresses need brackets, like tcp:[::1]:PORT
+//   listen "tcp:[fe80::zz]:80": "fe80::zz" is not an IPv6 address
+//   listen "tcp:300.1.1.1:80": "300.1.1.1" is not an IPv4 address
+//   listen "tcp:a b:80": invalid host name "a b"
+//   listen "unix:/very/long...": path is longer than 107 bytes
+//   listen "tcp:h:1,lead=1,lead=2": option "lead" given twice
+// Host names are checked for shape only; nothing is resolved here.
 Result<EndpointSpec> ParseEndpointSpec(EndpointRole role, const std::string& text);
 
-// True for 127.0.0.0/8, ::1, "localhost" and unix sockets.
+// True for 127.0.0.0/8 (also as ::ffff:127.x.y.z), ::1, "localhost" (any case) and
+// unix sockets; false for wildcards (0.0.0.0, ::) and every other name. No DNS.
 bool IsLoopbackEndpoint(const EndpointSpec& spec);
 
 }  // namespace rngmux

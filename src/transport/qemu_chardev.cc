@@ -1,0 +1,197 @@
+#include "transport/qemu_chardev.h"
+
+#include <optional>
+#include <set>
+#include <string_view>
+#include <vector>
+
+namespace rngmux {
+namespace {
+
+constexpr std::string_view kChardevFlag = "-chardev";
+
+std::string Quoted(std::string_view text) { return "\"" + std::string(text) + "\""; }
+
+// Splits QEMU's option syntax: comma separated, ",," is a literal comma.
+std::vector<std::string> SplitQemuOptions(std::string_view text) {
+  std::vector<std::string> parts(1);
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != ',') {
+      parts.back() += text[i];
+    } else if (i + 1 < text.size() && text[i + 1] == ',') {
+      parts.back() += ',';
+      ++i;
+    } else {
+      parts.emplace_back();
+    }
+  }
+  return parts;
+}
+
+std::optional<bool> ParseQemuBool(std::string_view value) {
+  if (value == "on" || value == "yes" || value == "true") return true;
+  if (value == "off" || value == "no" || value == "false") return false;
+  return std::nullopt;
+}
+
+bool IsDigits(std::string_view text) {
+  if (text.empty()) return false;
+  for (char c : text) {
+    if (c < '0' || c > '9') return false;
+  }
+  return true;
+}
+
+bool IsBooleanKey(std::string_view key) {
+  return key == "server" || key == "wait" || key == "nodelay" || key == "ipv4" || key == "ipv6";
+}
+
+class ChardevParser {
+ public:
+  ChardevParser(const std::string& text, const std::string& extra_options)
+      : text_(text), extra_options_(extra_options) {}
+
+  Result<EndpointSpec> Parse() {
+    std::string_view body = text_;
+    if (body.substr(0, kChardevFlag.size()) == kChardevFlag) {
+      body.remove_prefix(kChardevFlag.size());
+      if (!body.empty() && body.front() != ' ' && body.front() != '=') {
+        return Error("expected a chardev like socket,id=c0,host=H,port=P");
+      }
+      while (!body.empty() && (body.front() == ' ' || body.front() == '=')) body.remove_prefix(1);
+    }
+    std::vector<std::string> parts = SplitQemuOptions(body);
+    std::string backend = parts.front();
+    if (backend.rfind("backend=", 0) == 0) backend.erase(0, 8);
+    if (backend.empty() || backend.find('=') != std::string::npos) {
+      return Error("expected a chardev like socket,id=c0,host=H,port=P");
+    }
+    if (backend == "udp") return Error("udp chardevs are not supported yet");
+    if (backend != "socket") {
+      return Error("chardev backend " + Quoted(backend) + " cannot carry EGD (expected socket)");
+    }
+    for (std::size_t i = 1; i < parts.size(); ++i) {
+      Status status = ApplyProperty(parts[i]);
+      if (!status.ok()) return status;
+    }
+    return MakeEndpoint();
+  }
+
+ private:
+  Status Error(const std::string& problem) const {
+    return Status::Error("qemu-chardev " + Quoted(text_) + ": " + problem);
+  }
+
+  Status ApplyProperty(const std::string& part) {
+    const std::size_t equals = part.find('=');
+    std::string key = part.substr(0, equals);
+    std::optional<std::string> value;
+    if (equals != std::string::npos) value = part.substr(equals + 1);
+
+    if (key == "tls-creds" || key == "tls-authz") return Error("TLS is not supported yet");
+    if (!value) {
+      // QEMU's legacy boolean flags: "server" means server=on, "nowait" wait=off.
+      if (IsBooleanKey(key)) {
+        value = "on";
+      } else if (key.rfind("no", 0) == 0 && IsBooleanKey(std::string_view(key).substr(2))) {
+        key.erase(0, 2);
+        value = "off";
+      } else if (IsKnownValueKey(key)) {
+        return Error(key + ": expected a value (" + key + "=...)");
+      } else {
+        return Error("unknown key " + Quoted(key));
+      }
+    }
+    if (!IsBooleanKey(key) && !IsKnownValueKey(key)) return Error("unknown key " + Quoted(key));
+    if (!seen_.insert(key).second) return Error("key " + Quoted(key) + " given twice");
+
+    if (IsBooleanKey(key)) {
+      const std::optional<bool> flag = ParseQemuBool(*value);
+      if (!flag) return Error(key + ": expected on or off");
+      if (key == "server") server_ = *flag;
+      // wait, nodelay, ipv4 and ipv6 change how QEMU opens the socket, not where.
+      return Status::Ok();
+    }
+    if (key == "host") {
+      host_ = *value;
+      // QEMU takes IPv6 hosts bare; tolerate the bracketed form too.
+      if (host_->size() >= 2 && host_->front() == '[' && host_->back() == ']') {
+        *host_ = host_->substr(1, host_->size() - 2);
+      }
+    } else if (key == "port") {
+      port_ = *value;
+    } else if (key == "path") {
+      path_ = *value;
+    } else if (key == "reconnect") {
+      if (!IsDigits(*value)) return Error("reconnect: expected seconds");
+      reconnect_ = true;
+    }
+    return Status::Ok();
+  }
+
+  static bool IsKnownValueKey(std::string_view key) {
+    return key == "id" || key == "host" || key == "port" || key == "path" || key == "reconnect";
+  }
+
+  Result<EndpointSpec> MakeEndpoint() const {
+    const bool inet = host_ || port_;
+    if (inet && path_) return Error("give host/port or path, not both");
+    if (!path_ && !(host_ && port_)) return Error("needs host= and port=, or path=");
+    if (server_ && reconnect_) return Error("QEMU refuses reconnect on a server socket");
+
+    std::string spec;
+    if (path_) {
+      if (path_->find(',') != std::string::npos) return Error("paths with \",\" are not supported");
+      spec = "unix:" + *path_;
+    } else {
+      const bool bracket = host_->find(':') != std::string::npos;
+      spec = "tcp:" + (bracket ? "[" + *host_ + "]" : *host_) + ":" + *port_;
+    }
+    spec += ",qemu";
+    if (!extra_options_.empty()) spec += "," + extra_options_;
+    // A QEMU server socket is one rngmux connects to, and the other way round.
+    const EndpointRole role = server_ ? EndpointRole::kConnect : EndpointRole::kListen;
+    Result<EndpointSpec> endpoint = ParseEndpointSpec(role, spec);
+    if (!endpoint.ok()) return Error(endpoint.status().message());
+    return endpoint;
+  }
+
+  const std::string& text_;
+  const std::string& extra_options_;
+  std::set<std::string> seen_;
+  std::optional<std::string> host_;
+  std::optional<std::string> port_;
+  std::optional<std::string> path_;
+  bool server_ = false;
+  bool reconnect_ = false;
+};
+
+// QEMU must reach a listener on a wildcard address through a concrete one.
+std::string ReachableHost(const std::string& host) {
+  if (host == "0.0.0.0") return "127.0.0.1";
+  if (host == "::") return "::1";
+  return host;
+}
+
+}  // namespace
+
+Result<EndpointSpec> ParseQemuChardev(const std::string& text, const std::string& extra_options) {
+  return ChardevParser(text, extra_options).Parse();
+}
+
+std::string QemuArgumentsFor(const EndpointSpec& endpoint) {
+  std::string chardev = "socket,id=rng0chr,";
+  if (endpoint.transport == TransportKind::kUnix) {
+    chardev += "path=" + endpoint.path;
+  } else {
+    const std::string host =
+        endpoint.role == EndpointRole::kListen ? ReachableHost(endpoint.host) : endpoint.host;
+    chardev += "host=" + host + ",port=" + std::to_string(endpoint.port);
+  }
+  // QEMU refuses reconnect on a server socket; there rngmux does the reconnecting.
+  chardev += endpoint.role == EndpointRole::kListen ? ",reconnect=1" : ",server=on,wait=off";
+  return "-chardev " + chardev +
+         " -object rng-egd,id=rng0,chardev=rng0chr -device virtio-rng-pci,rng=rng0";
+}
+
+}  // namespace rngmux

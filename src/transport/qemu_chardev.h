@@ -23,12 +23,18 @@ namespace rngmux {
 //   qemu-chardev "file,path=/x": chardev backend "file" cannot carry EGD (expected socket)
 //   qemu-chardev "socket,host=h,port=1,telnet=on": unknown key "telnet"
 //   qemu-chardev "socket,host=h,port=1,server=maybe": server: expected on or off
-//   qemu-chardev "socket,host=h,port=1,server=on,reconnect=1": QEMU refuses reconnect on a server socket
+//   qemu-chardev "socket,host=h,port=1,server=on,reconnect=1":
+//       QEMU refuses reconnect on a server socket   (one line in the message)
+// Repeated keys, reconnect=N with N not a number and a malformed endpoint (for
+// example port=0 on a server) are errors too; values may use QEMU's ",," escape.
 // `extra_options` is appended as endpoint options (e.g. "lead=256") so the
 // same grammar as --listen applies.
-Result<EndpointSpec> ParseQemuChardev(const std::string& text, const std::string& extra_options = "");
+Result<EndpointSpec> ParseQemuChardev(const std::string& text,
+                                      const std::string& extra_options = "");
 
-// The QEMU arguments that make a guest use `endpoint` (the rngmux side):
+// The QEMU arguments that make a guest use `endpoint` (the rngmux side). A listen
+// endpoint must carry the port actually bound (not 0); one on a wildcard address
+// (0.0.0.0, ::) is reached through its loopback address (127.0.0.1, ::1):
 // "-chardev socket,id=rng0chr,host=127.0.0.1,port=1024,reconnect=1 -object
 //  rng-egd,id=rng0,chardev=rng0chr -device virtio-rng-pci,rng=rng0"
 std::string QemuArgumentsFor(const EndpointSpec& endpoint);

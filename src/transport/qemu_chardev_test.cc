@@ -1,0 +1,200 @@
+#include "transport/qemu_chardev.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace rngmux {
+namespace {
+
+EndpointSpec ParseOk(const std::string& text, const std::string& extra = "") {
+  Result<EndpointSpec> result = ParseQemuChardev(text, extra);
+  EXPECT_TRUE(result.ok()) << text << ": " << result.status().message();
+  return result.ok() ? std::move(result).value() : EndpointSpec{};
+}
+
+std::string ParseError(const std::string& text, const std::string& extra = "") {
+  Result<EndpointSpec> result = ParseQemuChardev(text, extra);
+  EXPECT_FALSE(result.ok()) << text << " parsed as " << (result.ok() ? result->Describe() : "");
+  return result.ok() ? "" : result.status().message();
+}
+
+constexpr char kDeviceArgs[] =
+    " -object rng-egd,id=rng0,chardev=rng0chr -device virtio-rng-pci,rng=rng0";
+
+TEST(QemuChardevTest, TcpClientMeansRngmuxListens) {
+  const EndpointSpec spec = ParseOk("socket,id=c0,host=127.0.0.1,port=1024");
+  EXPECT_EQ(spec.role, EndpointRole::kListen);
+  EXPECT_EQ(spec.transport, TransportKind::kTcp);
+  EXPECT_EQ(spec.host, "127.0.0.1");
+  EXPECT_EQ(spec.port, 1024);
+  EXPECT_EQ(spec.session.lead_bytes, EndpointSpec::kDefaultQemuLeadBytes);
+  EXPECT_FALSE(spec.session.raw);
+}
+
+TEST(QemuChardevTest, ClientWithReconnect) {
+  const EndpointSpec spec = ParseOk("socket,id=c0,host=127.0.0.1,port=1024,reconnect=5");
+  EXPECT_EQ(spec.role, EndpointRole::kListen);
+  EXPECT_EQ(spec.port, 1024);
+}
+
+TEST(QemuChardevTest, TcpServerMeansRngmuxConnects) {
+  const EndpointSpec spec = ParseOk("socket,id=c0,host=10.0.0.5,port=4444,server=on,wait=off");
+  EXPECT_EQ(spec.role, EndpointRole::kConnect);
+  EXPECT_EQ(spec.host, "10.0.0.5");
+  EXPECT_EQ(spec.port, 4444);
+  EXPECT_EQ(spec.session.lead_bytes, EndpointSpec::kDefaultQemuLeadBytes);
+}
+
+TEST(QemuChardevTest, LegacyServerFlags) {
+  const EndpointSpec spec = ParseOk("socket,id=c0,host=127.0.0.1,port=4444,server,nowait");
+  EXPECT_EQ(spec.role, EndpointRole::kConnect);
+  EXPECT_EQ(ParseOk("socket,id=c0,path=/p.sock,server,wait").role, EndpointRole::kConnect);
+  EXPECT_EQ(ParseOk("socket,id=c0,path=/p.sock,noserver").role, EndpointRole::kListen);
+}
+
+TEST(QemuChardevTest, BooleanSpellings) {
+  for (const char* on : {"on", "yes", "true"}) {
+    EXPECT_EQ(ParseOk(std::string("socket,path=/p,server=") + on).role, EndpointRole::kConnect)
+        << on;
+  }
+  for (const char* off : {"off", "no", "false"}) {
+    EXPECT_EQ(ParseOk(std::string("socket,path=/p,server=") + off).role, EndpointRole::kListen)
+        << off;
+  }
+}
+
+TEST(QemuChardevTest, LeadingChardevFlagIsStripped) {
+  const EndpointSpec spec = ParseOk("-chardev socket,id=c0,host=127.0.0.1,port=1024");
+  EXPECT_EQ(spec.role, EndpointRole::kListen);
+  EXPECT_EQ(spec.port, 1024);
+}
+
+TEST(QemuChardevTest, UnixPaths) {
+  const EndpointSpec client = ParseOk("socket,id=c0,path=/run/egd.sock");
+  EXPECT_EQ(client.role, EndpointRole::kListen);
+  EXPECT_EQ(client.transport, TransportKind::kUnix);
+  EXPECT_EQ(client.path, "/run/egd.sock");
+  const EndpointSpec server = ParseOk("socket,id=c0,path=/run/egd.sock,server=on,wait=off");
+  EXPECT_EQ(server.role, EndpointRole::kConnect);
+  EXPECT_EQ(server.path, "/run/egd.sock");
+}
+
+TEST(QemuChardevTest, Ipv6HostIsBareInQemu) {
+  const EndpointSpec spec = ParseOk("socket,id=c0,host=::1,port=1024,ipv6=on");
+  EXPECT_EQ(spec.host, "::1");
+  EXPECT_EQ(spec.Address(), "tcp:[::1]:1024");
+  EXPECT_EQ(ParseOk("socket,id=c0,host=[::1],port=1024").host, "::1");
+}
+
+TEST(QemuChardevTest, OtherAcceptedKeys) {
+  const EndpointSpec spec =
+      ParseOk("socket,id=c0,host=localhost,port=1024,nodelay=on,ipv4=on,wait=on");
+  EXPECT_EQ(spec.host, "localhost");
+}
+
+TEST(QemuChardevTest, ExtraOptionsUseEndpointGrammar) {
+  EXPECT_EQ(ParseOk("socket,id=c0,host=127.0.0.1,port=1", "lead=256").session.lead_bytes, 256u);
+  EXPECT_EQ(ParseOk("socket,id=c0,path=/p", "mode=0660").unix_mode, 0660u);
+  const std::string error = ParseError("socket,id=c0,path=/p,server=on", "mode=0660");
+  EXPECT_NE(error.find("qemu-chardev \"socket,id=c0,path=/p,server=on\": "), std::string::npos)
+      << error;
+  EXPECT_NE(error.find("mode applies only to unix listen endpoints"), std::string::npos) << error;
+}
+
+TEST(QemuChardevTest, DocumentedErrors) {
+  EXPECT_EQ(ParseError("socket,id=c0"),
+            "qemu-chardev \"socket,id=c0\": needs host= and port=, or path=");
+  EXPECT_EQ(ParseError("socket,host=h,port=1,path=/x"),
+            "qemu-chardev \"socket,host=h,port=1,path=/x\": give host/port or path, not both");
+  EXPECT_EQ(ParseError("udp,id=c0,host=h,port=1"),
+            "qemu-chardev \"udp,id=c0,host=h,port=1\": udp chardevs are not supported yet");
+  EXPECT_EQ(ParseError("socket,id=c0,host=h,port=1,tls-creds=t0"),
+            "qemu-chardev \"socket,id=c0,host=h,port=1,tls-creds=t0\": TLS is not supported yet");
+  EXPECT_EQ(ParseError("file,path=/x"),
+            "qemu-chardev \"file,path=/x\": chardev backend \"file\" cannot carry EGD (expected "
+            "socket)");
+  EXPECT_EQ(ParseError("socket,host=h,port=1,telnet=on"),
+            "qemu-chardev \"socket,host=h,port=1,telnet=on\": unknown key \"telnet\"");
+  EXPECT_EQ(ParseError("socket,host=h,port=1,server=maybe"),
+            "qemu-chardev \"socket,host=h,port=1,server=maybe\": server: expected on or off");
+  EXPECT_EQ(ParseError("socket,host=h,port=1,server=on,reconnect=1"),
+            "qemu-chardev \"socket,host=h,port=1,server=on,reconnect=1\": QEMU refuses reconnect "
+            "on a server socket");
+}
+
+TEST(QemuChardevTest, OtherErrors) {
+  EXPECT_EQ(ParseError("socket,host=h"),
+            "qemu-chardev \"socket,host=h\": needs host= and port=, or path=");
+  EXPECT_EQ(ParseError("socket,host=h,port=1,host=g"),
+            "qemu-chardev \"socket,host=h,port=1,host=g\": key \"host\" given twice");
+  EXPECT_EQ(ParseError("socket,host=h,port=1,reconnect=soon"),
+            "qemu-chardev \"socket,host=h,port=1,reconnect=soon\": reconnect: expected seconds");
+  EXPECT_EQ(ParseError("socket,host=h,port=1,telnet"),
+            "qemu-chardev \"socket,host=h,port=1,telnet\": unknown key \"telnet\"");
+  EXPECT_EQ(ParseError("id=c0,host=h,port=1"),
+            "qemu-chardev \"id=c0,host=h,port=1\": expected a chardev like "
+            "socket,id=c0,host=H,port=P");
+  EXPECT_EQ(ParseError(""),
+            "qemu-chardev \"\": expected a chardev like socket,id=c0,host=H,port=P");
+  EXPECT_EQ(ParseError("socket,id=c0,host=h,port=0,server=on"),
+            "qemu-chardev \"socket,id=c0,host=h,port=0,server=on\": connect \"tcp:h:0,qemu\": port "
+            "must be 1-65535 (0 = any free port, listen only)");
+}
+
+TEST(QemuArgumentsForTest, RngmuxListensOnTcp) {
+  EXPECT_EQ(
+      QemuArgumentsFor(ParseEndpointSpec(EndpointRole::kListen, "tcp:127.0.0.1:1024").value()),
+      std::string("-chardev socket,id=rng0chr,host=127.0.0.1,port=1024,reconnect=1") + kDeviceArgs);
+}
+
+TEST(QemuArgumentsForTest, RngmuxListensOnIpv6) {
+  EXPECT_EQ(QemuArgumentsFor(ParseEndpointSpec(EndpointRole::kListen, "tcp:[::1]:1024").value()),
+            std::string("-chardev socket,id=rng0chr,host=::1,port=1024,reconnect=1") + kDeviceArgs);
+}
+
+TEST(QemuArgumentsForTest, WildcardListenIsReachedThroughLoopback) {
+  EXPECT_EQ(
+      QemuArgumentsFor(ParseEndpointSpec(EndpointRole::kListen, "tcp:0.0.0.0:9").value()),
+      std::string("-chardev socket,id=rng0chr,host=127.0.0.1,port=9,reconnect=1") + kDeviceArgs);
+  EXPECT_EQ(QemuArgumentsFor(ParseEndpointSpec(EndpointRole::kListen, "tcp:[::]:9").value()),
+            std::string("-chardev socket,id=rng0chr,host=::1,port=9,reconnect=1") + kDeviceArgs);
+}
+
+TEST(QemuArgumentsForTest, RngmuxListensOnUnix) {
+  EXPECT_EQ(QemuArgumentsFor(
+                ParseEndpointSpec(EndpointRole::kListen, "unix:/run/egd.sock,mode=0660").value()),
+            std::string("-chardev socket,id=rng0chr,path=/run/egd.sock,reconnect=1") + kDeviceArgs);
+}
+
+TEST(QemuArgumentsForTest, RngmuxConnectsOverTcp) {
+  EXPECT_EQ(
+      QemuArgumentsFor(ParseEndpointSpec(EndpointRole::kConnect, "tcp:10.0.0.5:4444,qemu").value()),
+      std::string("-chardev socket,id=rng0chr,host=10.0.0.5,port=4444,server=on,wait=off") +
+          kDeviceArgs);
+}
+
+TEST(QemuArgumentsForTest, RngmuxConnectsOverUnix) {
+  EXPECT_EQ(
+      QemuArgumentsFor(ParseEndpointSpec(EndpointRole::kConnect, "unix:/p.sock").value()),
+      std::string("-chardev socket,id=rng0chr,path=/p.sock,server=on,wait=off") + kDeviceArgs);
+}
+
+// What rngmux prints for QEMU must parse back to the endpoint it was made from.
+TEST(QemuArgumentsForTest, RoundTripsThroughParseQemuChardev) {
+  for (const auto& [role, text] : {std::pair{EndpointRole::kListen, "tcp:127.0.0.1:1024"},
+                                   std::pair{EndpointRole::kListen, "tcp:[::1]:1024"},
+                                   std::pair{EndpointRole::kListen, "unix:/run/egd.sock"},
+                                   std::pair{EndpointRole::kConnect, "tcp:10.0.0.5:4444"},
+                                   std::pair{EndpointRole::kConnect, "unix:/p.sock"}}) {
+    const EndpointSpec endpoint = ParseEndpointSpec(role, text).value();
+    const std::string args = QemuArgumentsFor(endpoint);
+    const std::string chardev = args.substr(0, args.find(" -object"));
+    const EndpointSpec back = ParseOk(chardev);
+    EXPECT_EQ(back.role, endpoint.role) << text;
+    EXPECT_EQ(back.Address(), endpoint.Address()) << text;
+  }
+}
+
+}  // namespace
+}  // namespace rngmux

@@ -1,0 +1,57 @@
+#pragma once
+
+// Private to src/sources: the drivers' factories and the option handling they
+// share. Everything outside this folder goes through source.h.
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "common/status.h"
+#include "sources/source.h"
+
+namespace rngmux {
+
+// The options every driver understands, validated.
+struct CommonSourceOptions {
+  double entropy_bits_per_byte;  // (0, 8]
+  std::size_t block_size;        // [kMinBlockBytes, kMaxBlockBytes]
+};
+
+inline constexpr std::size_t kMinBlockBytes = 16;
+inline constexpr std::size_t kMaxBlockBytes = 65536;
+inline constexpr std::size_t kDefaultBlockBytes = 4096;
+
+// Checks that `spec` has no options beyond entropy=, block= and `extra_options`,
+// and returns entropy/block with the driver's defaults filled in. Errors name the
+// spec: `source "getrandom,foo=1": unknown option "foo" (known: entropy, block)`.
+Result<CommonSourceOptions> ParseCommonSourceOptions(
+    const SourceSpec& spec, double default_entropy_bits_per_byte, std::size_t default_block_size,
+    const std::set<std::string>& extra_options = {});
+
+// `source "<spec.text>": <message>`, the shape of every factory error.
+Status SourceSpecError(const SourceSpec& spec, const std::string& message);
+
+// Whether the CPU executes RDSEED (CPUID leaf 7, EBX bit 18). False off x86-64.
+bool CpuHasRdseed();
+
+Result<std::unique_ptr<Source>> CreateGetrandomSource(const SourceSpec& spec,
+                                                      const SourceFactoryContext& context);
+Result<std::unique_ptr<Source>> CreateRdseedSource(const SourceSpec& spec,
+                                                   const SourceFactoryContext& context);
+Result<std::unique_ptr<Source>> CreateFileSource(const SourceSpec& spec,
+                                                 const SourceFactoryContext& context);
+Result<std::unique_ptr<Source>> CreateTestSource(const SourceSpec& spec,
+                                                 const SourceFactoryContext& context);
+
+// Where ResolveAutoSource looks; tests point these at a temporary directory.
+struct AutoProbe {
+  std::string rng_current_path = "/sys/class/misc/hw_random/rng_current";
+  std::string hwrng_path = "/dev/hwrng";
+  bool (*cpu_has_rdseed)() = CpuHasRdseed;
+};
+AutoChoice ResolveAutoSource(const AutoProbe& probe);
+
+}  // namespace rngmux
