@@ -24,6 +24,15 @@ int RunCli(int argc, char** argv) {
 
   std::vector<Command> commands = {AddServeCommand(app), AddReadCommand(app),
                                    AddFetchCommand(app)};
+  // CLI11 would only say "A subcommand is required"; name the word it did not know.
+  if (argc > 1 && argv[1][0] != '-') {
+    const std::string word = argv[1];
+    bool known = false;
+    for (const Command& command : commands) known |= command.app->get_name() == word;
+    if (!known) {
+      return ReportUsageError("unknown command \"" + word + "\" (expected serve, read or fetch)");
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -206,7 +206,7 @@ TEST(TestSourceTest, IsRefusedUnlessAllowed) {
 TEST(TestSourceTest, NameSaysItIsATestSource) {
   Result<std::unique_ptr<Source>> source = CreateSource("test:1", AllowTest());
   ASSERT_TRUE(source.ok()) << source.status().message();
-  EXPECT_EQ((*source)->name(), "test:1 (TEST ONLY: predictable bytes)");
+  EXPECT_EQ((*source)->name(), "test:1[TEST-ONLY]");
 }
 
 TEST(TestSourceTest, IsTheAes256CtrKeystreamOfTheSeedsSha256) {

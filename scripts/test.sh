@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Full test run: (a) RelWithDebInfo build + all ctest tests (unit + integration),
+# (b) ASan/UBSan clang build + unit tests, (c) 60 s of libFuzzer on the EGD parser.
+# Ends with one line "N passed, N failed" counting these parts; exits non-zero on failure.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+JOBS="${JOBS:-2}"
+FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
+
+bash scripts/install-deps.sh
+
+CLANGXX=clang++-14
+command -v "$CLANGXX" >/dev/null 2>&1 || CLANGXX=clang++
+CLANGC=clang-14
+command -v "$CLANGC" >/dev/null 2>&1 || CLANGC=clang
+
+passed=0
+failed=0
+failed_parts=()
+
+run_part() {
+  local name="$1"
+  shift
+  echo
+  echo "=== ${name} ==="
+  # `set -e` is suspended inside a function called from `if`: use explicit checks.
+  if "$@"; then
+    echo "=== ${name}: PASSED ==="
+    passed=$((passed + 1))
+  else
+    echo "=== ${name}: FAILED ==="
+    failed=$((failed + 1))
+    failed_parts+=("$name")
+  fi
+}
+
+release() {
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo || return 1
+  cmake --build build -j"$JOBS" || return 1
+  (cd build && ctest --output-on-failure -j1) || return 1
+}
+
+asan() {
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DRNGMUX_SANITIZE=ON \
+    -DCMAKE_CXX_COMPILER="$CLANGXX" || return 1
+  cmake --build build-asan -j"$JOBS" || return 1
+  (cd build-asan &&
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --output-on-failure -LE integration -j"$JOBS") || return 1
+}
+
+fuzz() {
+  cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRNGMUX_FUZZ=ON \
+    -DRNGMUX_BUILD_TESTS=OFF -DCMAKE_CXX_COMPILER="$CLANGXX" || return 1
+  cmake --build build-fuzz -j"$JOBS" --target egd_parser_fuzzer || return 1
+  local bin
+  bin="$(find build-fuzz -type f -name egd_parser_fuzzer -perm -u+x | head -n1)"
+  if [[ -z "$bin" ]]; then
+    echo "fuzz: egd_parser_fuzzer binary not found under build-fuzz" >&2
+    return 1
+  fi
+  mkdir -p build-fuzz/corpus build-fuzz/artifacts
+  # a few valid seeds so the fuzzer starts from real requests
+  printf '\x00' >build-fuzz/corpus/seed-entropy-count
+  printf '\x02\x40' >build-fuzz/corpus/seed-read-blocking
+  printf '\x01\xff\x04' >build-fuzz/corpus/seed-read-nonblocking-pid
+  printf '\x03\x00\x10\x02ab\x02\x00' >build-fuzz/corpus/seed-write
+  # libFuzzer exits non-zero on a crash, leak, timeout or sanitizer report.
+  "$bin" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+    -artifact_prefix=build-fuzz/artifacts/ build-fuzz/corpus || return 1
+  if compgen -G "build-fuzz/artifacts/*" >/dev/null; then
+    echo "fuzz: crash artifacts found in build-fuzz/artifacts" >&2
+    return 1
+  fi
+}
+
+run_part "release build + ctest (unit + integration)" release
+run_part "ASan/UBSan build + unit tests" asan
+run_part "fuzz egd_parser_fuzzer ${FUZZ_SECONDS}s" fuzz
+
+echo
+if [[ $failed -gt 0 ]]; then
+  echo "failed parts: ${failed_parts[*]}"
+fi
+echo "${passed} passed, ${failed} failed"
+[[ $failed -eq 0 ]]

@@ -1,0 +1,557 @@
+"""Shared helpers for the rngmux integration tests (Python 3 stdlib only).
+
+Every wait here is bounded by an explicit deadline and every loop by a deadline or
+a count; only loopback TCP and unix sockets are used.
+"""
+
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+BINARY = os.environ.get("RNGMUX_BINARY", "/work/main/build/rngmux")
+
+DEFAULT_TIMEOUT = 10.0
+
+LISTEN_RE = re.compile(r"rngmux \w+: listening on (\S+)")
+STATS_RE = re.compile(r"rngmux \w+: stats: (.*)$")
+
+
+# --------------------------------------------------------------------------
+# Small utilities
+# --------------------------------------------------------------------------
+
+def wait_until(predicate, timeout, interval=0.02, what="condition"):
+    """Polls predicate() until it returns a truthy value or timeout expires.
+
+    Returns the truthy value, or None on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(interval)
+
+
+def run_cli(args, timeout=30, input_bytes=None, env=None):
+    """Runs `rngmux ARGS...` to completion (bounded); returns CompletedProcess (bytes)."""
+    return subprocess.run([BINARY] + list(args), input=input_bytes, capture_output=True,
+                          timeout=timeout, env=env)
+
+
+def reference_stream(seed, n, timeout=60):
+    """The deterministic byte stream `serve --source test:SEED` puts into its pool."""
+    proc = run_cli(["read", "--source", "test:%s" % seed, "-n", str(n)], timeout=timeout)
+    if proc.returncode != 0 or len(proc.stdout) != n:
+        raise AssertionError("rngmux read --source test:%s -n %d failed: rc=%d, %d bytes, stderr=%r"
+                             % (seed, n, proc.returncode, len(proc.stdout), proc.stderr[-500:]))
+    return proc.stdout
+
+
+def free_tcp_port(host="127.0.0.1"):
+    """A port that was free a moment ago (for endpoints that rngmux connects to)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def has_ipv6_loopback():
+    """(bool, reason)."""
+    if not socket.has_ipv6:
+        return False, "Python was built without IPv6 support"
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True, ""
+    except OSError as e:
+        return False, "cannot bind [::1]:0 on this host: %s" % e
+
+
+def has_cpu_flag(flag):
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags") and flag in line.split(":", 1)[1].split():
+                    return True
+    except OSError:
+        pass
+    return False
+
+
+# --------------------------------------------------------------------------
+# Endpoints and sockets
+# --------------------------------------------------------------------------
+
+def parse_endpoint(ep):
+    """'tcp:H:P[,opts]' / 'tcp:[v6]:P' / 'unix:PATH[,opts]' -> (family, address)."""
+    if ep.startswith("unix:"):
+        path = ep[len("unix:"):].split(",", 1)[0]
+        return socket.AF_UNIX, path
+    if ep.startswith("tcp:"):
+        rest = ep[len("tcp:"):].split(",", 1)[0]
+        m = re.fullmatch(r"\[([^\]]+)\]:(\d+)", rest)
+        if m:
+            return socket.AF_INET6, (m.group(1), int(m.group(2)))
+        host, _, port = rest.rpartition(":")
+        return socket.AF_INET, (host, int(port))
+    raise ValueError("unsupported endpoint %r" % ep)
+
+
+def connect(ep, timeout=DEFAULT_TIMEOUT, rcvbuf=None):
+    family, addr = parse_endpoint(ep)
+    if family != socket.AF_UNIX:
+        host = addr[0]
+        assert host in ("127.0.0.1", "::1", "localhost"), "tests only use loopback, got %r" % ep
+    s = socket.socket(family, socket.SOCK_STREAM)
+    if rcvbuf is not None:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(timeout)
+    s.connect(addr)
+    return s
+
+
+def recv_exact(sock, n, timeout=DEFAULT_TIMEOUT):
+    """Reads exactly n bytes or raises AssertionError (EOF) / TimeoutError."""
+    buf = bytearray()
+    deadline = time.monotonic() + timeout
+    while len(buf) < n:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("recv_exact: got %d of %d bytes before timeout" % (len(buf), n))
+        sock.settimeout(left)
+        chunk = sock.recv(min(1 << 16, n - len(buf)))
+        if not chunk:
+            raise AssertionError("recv_exact: EOF after %d of %d bytes" % (len(buf), n))
+        buf += chunk
+    return bytes(buf)
+
+
+def recv_for(sock, seconds, limit=1 << 24):
+    """Collects whatever arrives during `seconds` (stops early on EOF). Returns (data, eof)."""
+    buf = bytearray()
+    deadline = time.monotonic() + seconds
+    while len(buf) < limit:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return bytes(buf), False
+        r, _, _ = select.select([sock], [], [], left)
+        if not r:
+            continue
+        try:
+            chunk = sock.recv(1 << 16)
+        except (ConnectionResetError, BrokenPipeError):
+            return bytes(buf), True
+        if not chunk:
+            return bytes(buf), True
+        buf += chunk
+    return bytes(buf), False
+
+
+def wait_closed(sock, timeout=DEFAULT_TIMEOUT, drain_limit=1 << 26):
+    """Drains the socket until the peer closes it. Returns (closed, bytes_drained)."""
+    drained = 0
+    deadline = time.monotonic() + timeout
+    while drained < drain_limit:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False, drained
+        r, _, _ = select.select([sock], [], [], left)
+        if not r:
+            continue
+        try:
+            chunk = sock.recv(1 << 16)
+        except (ConnectionResetError, BrokenPipeError):
+            return True, drained
+        if not chunk:
+            return True, drained
+        drained += len(chunk)
+    return False, drained
+
+
+def egd_read(n):
+    assert 0 <= n <= 255
+    return bytes([0x02, n])
+
+
+def egd_pid(sock, timeout=DEFAULT_TIMEOUT):
+    """Sends 04 and returns the PID text (str)."""
+    sock.sendall(b"\x04")
+    ln = recv_exact(sock, 1, timeout)[0]
+    return recv_exact(sock, ln, timeout).decode("ascii")
+
+
+class Streamer(threading.Thread):
+    """A well-behaved client that keeps `depth` `02 FF` requests in flight until stopped.
+
+    progress: list of (monotonic_time, total_bytes) samples, one per recv."""
+
+    def __init__(self, ep, depth=8, size=255, max_seconds=60):
+        super().__init__(daemon=True)
+        self.ep = ep
+        self.depth = depth
+        self.size = size
+        self.max_seconds = max_seconds
+        self.stop_event = threading.Event()
+        self.total = 0
+        self.error = None
+        self.lock = threading.Lock()
+        self.progress = []
+        self.connected = threading.Event()
+
+    def run(self):
+        try:
+            s = connect(self.ep)
+            self.connected.set()
+            deadline = time.monotonic() + self.max_seconds
+            requested = 0
+            with s:
+                while not self.stop_event.is_set() and time.monotonic() < deadline:
+                    while requested - self.total < self.depth * self.size:
+                        s.sendall(egd_read(self.size))
+                        requested += self.size
+                    r, _, _ = select.select([s], [], [], 0.2)
+                    if not r:
+                        continue
+                    chunk = s.recv(1 << 16)
+                    if not chunk:
+                        raise AssertionError("streamer %s: unexpected EOF after %d bytes"
+                                             % (self.ep, self.total))
+                    with self.lock:
+                        self.total += len(chunk)
+                        self.progress.append((time.monotonic(), self.total))
+                    if self.total > requested:
+                        raise AssertionError("streamer %s: got %d bytes but asked only %d"
+                                             % (self.ep, self.total, requested))
+        except Exception as e:  # reported by the test through .error
+            self.error = e
+        finally:
+            self.connected.set()
+
+    def bytes_now(self):
+        with self.lock:
+            return self.total
+
+    def stop(self, timeout=10):
+        self.stop_event.set()
+        self.join(timeout)
+        return not self.is_alive()
+
+
+# --------------------------------------------------------------------------
+# The daemon
+# --------------------------------------------------------------------------
+
+class Daemon:
+    """One `rngmux serve ...` process with its stderr captured in a file."""
+
+    def __init__(self, workdir, args, name="rngmux"):
+        self.workdir = workdir
+        self.args = list(args)
+        self.name = name
+        self.log_path = os.path.join(workdir, "%s.stderr.log" % name)
+        self.out_path = os.path.join(workdir, "%s.stdout.log" % name)
+        self.proc = None
+        self.endpoints = []
+        self.returncode = None
+
+    # -- process control ----------------------------------------------------
+    def start(self, expect_listen=None, timeout=DEFAULT_TIMEOUT, wait_for=None):
+        """Starts the daemon. Waits (bounded) for `expect_listen` 'listening on' lines
+        (default: the number of --listen args) and returns the actual endpoints."""
+        if expect_listen is None:
+            expect_listen = sum(1 for a in self.args if a == "--listen")
+        self._log = open(self.log_path, "wb")
+        self._out = open(self.out_path, "wb")
+        self.proc = subprocess.Popen([BINARY, "serve"] + self.args, stdin=subprocess.DEVNULL,
+                                     stdout=self._out, stderr=self._log, cwd=self.workdir)
+        if expect_listen:
+            got = wait_until(lambda: len(self.listening()) >= expect_listen or self.exited(),
+                             timeout)
+            eps = self.listening()
+            if len(eps) < expect_listen:
+                raise AssertionError("%s: expected %d 'listening on' lines within %.0fs, got %r "
+                                     "(exited=%r)\n%s" % (self.name, expect_listen, timeout, eps,
+                                                         self.proc.poll(), self.log_text()))
+            self.endpoints = eps
+        if wait_for is not None:
+            self.wait_log(wait_for, timeout)
+        if self.exited():
+            raise AssertionError("%s exited early with %r\n%s"
+                                 % (self.name, self.proc.returncode, self.log_text()))
+        return self.endpoints
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def exited(self):
+        return self.proc is not None and self.proc.poll() is not None
+
+    def wait_exit(self, timeout=DEFAULT_TIMEOUT):
+        try:
+            self.returncode = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        return self.returncode
+
+    def stop(self, timeout=DEFAULT_TIMEOUT, sig=signal.SIGTERM, expect_rc=0):
+        """Sends SIGTERM (default) and asserts a clean exit with expect_rc."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            self._close_files()
+            raise AssertionError("%s did not exit within %.0fs of %s\n%s"
+                                 % (self.name, timeout, signal.Signals(sig).name, self.log_text()))
+        self.returncode = rc
+        self._close_files()
+        if expect_rc is not None and rc != expect_rc:
+            raise AssertionError("%s exited with %r after %s, expected %r\n%s"
+                                 % (self.name, rc, signal.Signals(sig).name, expect_rc,
+                                    self.log_text()))
+        return rc
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+        self._close_files()
+
+    def _close_files(self):
+        for f in (getattr(self, "_log", None), getattr(self, "_out", None)):
+            if f is not None and not f.closed:
+                f.close()
+
+    # -- logs -----------------------------------------------------------------
+    def log_text(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def stdout_text(self):
+        try:
+            with open(self.out_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def log_lines(self):
+        return self.log_text().splitlines()
+
+    def listening(self):
+        eps = []
+        for line in self.log_lines():
+            m = LISTEN_RE.search(line)
+            if m:
+                eps.append(m.group(1))
+        return eps
+
+    def count_log(self, pattern):
+        rx = re.compile(pattern)
+        return sum(1 for line in self.log_lines() if rx.search(line))
+
+    def wait_log(self, pattern, timeout=DEFAULT_TIMEOUT, count=1):
+        """Waits until `count` log lines match `pattern`; returns the last match."""
+        rx = re.compile(pattern)
+
+        def check():
+            matches = [m for m in (rx.search(line) for line in self.log_lines()) if m]
+            return matches[count - 1] if len(matches) >= count else None
+
+        m = wait_until(check, timeout)
+        if m is None:
+            raise AssertionError("%s: no %d log line(s) matching %r within %.0fs\n%s"
+                                 % (self.name, count, pattern, timeout, self.log_text()))
+        return m
+
+    def stats(self, timeout=DEFAULT_TIMEOUT):
+        """SIGUSR1 -> parses the new `stats: k=v ...` line into a dict (ints when numeric)."""
+        before = self.count_log(STATS_RE.pattern)
+        self.proc.send_signal(signal.SIGUSR1)
+        m = self.wait_log(STATS_RE.pattern, timeout, count=before + 1)
+        out = {}
+        for tok in m.group(1).split():
+            if "=" not in tok:
+                continue
+            k, v = tok.split("=", 1)
+            try:
+                out[k] = int(v)
+            except ValueError:
+                out[k] = v
+        for key in ("source", "clients", "served_bytes", "bad_requests", "queue_overflows",
+                    "connections_total"):
+            if key not in out:
+                raise AssertionError("%s: stats line lacks %r: %r" % (self.name, key, m.group(0)))
+        return out
+
+
+class RngmuxTestCase(unittest.TestCase):
+    """Base class: a temp dir per test, daemons stopped on cleanup, logs dumped on failure."""
+
+    def run(self, result=None):
+        if result is None:
+            result = self.defaultTestResult()
+        self.tmp = tempfile.mkdtemp(prefix="rngmux-it-")
+        self.daemons = []
+        before = len(result.failures) + len(result.errors)
+        try:
+            return super().run(result)
+        finally:
+            failed = len(result.failures) + len(result.errors) > before
+            for d in self.daemons:
+                d.kill()
+            if failed:
+                for d in self.daemons:
+                    sys.stderr.write("\n----- %s (%s) args=%r stderr log -----\n%s"
+                                     % (d.name, self.id(), d.args, d.log_text()[-20000:]))
+                    out = d.stdout_text()
+                    if out:
+                        sys.stderr.write("----- %s stdout -----\n%s" % (d.name, out[-4000:]))
+                    sys.stderr.write("----- end of %s -----\n" % d.name)
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def setUp(self):
+        if not os.access(BINARY, os.X_OK):
+            self.fail("rngmux binary %r is missing or not executable (set RNGMUX_BINARY)" % BINARY)
+
+    def start_daemon(self, args, name=None, **kw):
+        d = Daemon(self.tmp, args, name=name or "rngmux%d" % len(self.daemons))
+        self.daemons.append(d)
+        d.start(**kw)
+        return d
+
+    def path(self, name):
+        return os.path.join(self.tmp, name)
+
+
+# --------------------------------------------------------------------------
+# Integrity: are served bytes pieces of the reference stream, each served once?
+# --------------------------------------------------------------------------
+
+def _match_forward(data, i, ref, r):
+    """Length of the common run data[i:] vs ref[r:]."""
+    n = 0
+    limit = min(len(data) - i, len(ref) - r)
+    step = 256
+    while n < limit:
+        k = min(step, limit - n)
+        if data[i + n:i + n + k] == ref[r + n:r + n + k]:
+            n += k
+            continue
+        if k == 1:
+            break
+        step = max(1, k // 8)
+    return n
+
+
+class ReferenceIndex:
+    """Locates served bytes inside the reference stream.
+
+    Soundness argument:
+      * The reference is indexed by 8-byte windows at every STRIDE-th offset. A random
+        8-byte window matching a wrong place of a multi-MiB random reference has
+        probability ~len(ref)/2^64, so an anchor found here is where the bytes came from.
+      * From an anchor, a run is extended left and right while data and reference agree.
+        At a true piece boundary the next byte of another piece agrees by chance with
+        probability 1/256, k bytes with 256^-k, so runs can overshoot by a few bytes.
+        We therefore CLAIM only the core of every run, without EDGE bytes at each end:
+        a byte is wrongly claimed only after >= EDGE+1 accidental matches (256^-4).
+      * Claimed reference intervals from all clients must be pairwise disjoint: a byte
+        served twice (to one or two clients) makes two claims overlap.
+      * Bytes in pieces too short to contain an indexed window (< 8 + STRIDE - 1) are
+        reported as unmatched; the caller bounds their share, so almost every served
+        byte is covered by the duplicate check.
+    """
+
+    W = 8
+    STRIDE = 4
+    EDGE = 3
+
+    def __init__(self, ref):
+        self.ref = ref
+        self.index = {}
+        self.ambiguous = 0
+        idx = self.index
+        W = self.W
+        for o in range(0, len(ref) - W + 1, self.STRIDE):
+            k = ref[o:o + W]
+            if k in idx:
+                idx[k] = -1  # repeated window in the reference: never use it as an anchor
+                self.ambiguous += 1
+            else:
+                idx[k] = o
+
+    def runs(self, data):
+        """Maximal runs [(data_start, data_end, ref_start)] of data found in the reference."""
+        ref, idx, W = self.ref, self.index, self.W
+        out = []
+        y = 0
+        n = len(data)
+        floor = 0  # do not extend a run left into the previous run's start
+        while y + W <= n:
+            o = idx.get(bytes(data[y:y + W]))
+            if o is None or o < 0:
+                y += 1
+                continue
+            delta = o - y
+            s = y
+            while s > floor and s + delta > 0 and data[s - 1] == ref[s - 1 + delta]:
+                s -= 1
+            e = y + W + _match_forward(data, y + W, ref, o + W)
+            out.append((s, e, s + delta))
+            floor = s + 1
+            y = e
+        return out
+
+    def claims(self, data):
+        """(claimed ref intervals [(start, end, data_pos)], bytes_in_runs, bytes_claimed)."""
+        intervals = []
+        in_runs = 0
+        claimed = 0
+        prev_end = 0
+        for s, e, r in self.runs(data):
+            # bytes of this run not already counted as part of the previous run
+            in_runs += e - max(s, prev_end)
+            prev_end = max(prev_end, e)
+            a, b = r + self.EDGE, r + (e - s) - self.EDGE
+            if b > a:
+                intervals.append((a, b, s + self.EDGE))
+                claimed += b - a
+        return intervals, in_runs, claimed
+
+
+def check_disjoint(named_intervals):
+    """named_intervals: {name: [(start, end, data_pos)]}. Returns a list of overlap descriptions."""
+    allv = sorted((a, b, name, pos) for name, ivs in named_intervals.items() for a, b, pos in ivs)
+    problems = []
+    best_end, best = -1, None
+    for a, b, name, pos in allv:
+        if a < best_end:
+            problems.append("reference bytes [%d,%d) served to %s@%d overlap [%d,%d) served to %s@%d"
+                            % (a, min(b, best_end), name, pos, best[0], best[1], best[2], best[3]))
+            if len(problems) >= 20:
+                break
+        if b > best_end:
+            best_end, best = b, (a, b, name, pos)
+    return problems

@@ -1,0 +1,204 @@
+"""Many pipelining clients at once: exact reply sizes, bytes from the pool, none twice."""
+
+import bisect
+import sys
+import struct
+import threading
+import time
+
+import select
+
+from harness import (RngmuxTestCase, ReferenceIndex, check_disjoint, connect, egd_read,
+                     recv_exact, recv_for, reference_stream)
+
+SEED = 7
+POOL_SIZE = 65536
+PER_CLIENT = 64 * 1024
+SIZES = [255, 0, 1, 128, 200, 7, 255, 64, 3, 255, 100, 16, 250, 33, 2, 255]
+DEPTH = 48
+REFERENCE_BYTES = 3 << 20
+
+
+def request_sizes(total):
+    out, acc, i = [], 0, 0
+    while acc < total:
+        n = min(SIZES[i % len(SIZES)], total - acc)
+        out.append(n)
+        acc += n
+        i += 1
+    return out
+
+
+class Client(threading.Thread):
+    def __init__(self, ep, name, timeout=60):
+        super().__init__(daemon=True)
+        self.ep, self.name, self.timeout = ep, name, timeout
+        self.sizes = request_sizes(PER_CLIENT)
+        self.data = bytearray()
+        self.trailer_pid = None
+        self.extra = None
+        self.error = None
+
+    def run(self):
+        try:
+            cum = []
+            acc = 0
+            for n in self.sizes:
+                acc += n
+                cum.append(acc)
+            total = acc
+            deadline = time.monotonic() + self.timeout
+            sent = 0
+            with connect(self.ep) as s:
+                while len(self.data) < total:
+                    completed = bisect.bisect_right(cum, len(self.data))
+                    out = bytearray()
+                    while sent < len(self.sizes) and sent - completed < DEPTH:
+                        out += egd_read(self.sizes[sent])
+                        sent += 1
+                    if out:
+                        s.sendall(out)
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError("%s: %d of %d bytes before timeout"
+                                           % (self.name, len(self.data), total))
+                    r, _, _ = select.select([s], [], [], min(left, 1.0))
+                    if not r:
+                        continue
+                    chunk = s.recv(min(1 << 16, total - len(self.data)))
+                    if not chunk:
+                        raise AssertionError("%s: EOF after %d of %d bytes"
+                                             % (self.name, len(self.data), total))
+                    self.data += chunk
+                # Sentinel: the PID reply must follow the data immediately (no surplus bytes).
+                s.sendall(b"\x04")
+                ln = recv_exact(s, 1)[0]
+                self.trailer_pid = recv_exact(s, ln).decode("ascii", "replace")
+                self.extra, _ = recv_for(s, 0.2)
+        except Exception as e:
+            self.error = e
+
+
+class ConcurrencyTest(RngmuxTestCase):
+    def start(self):
+        return self.start_daemon([
+            "--source", "test:%d" % SEED, "--allow-test-source", "--pool-size", str(POOL_SIZE),
+            "--max-queued-requests", "4096", "--log-level", "debug",
+            "--listen", "tcp:127.0.0.1:0", "--listen", "unix:%s" % self.path("egd.sock")])
+
+    def test_16_clients_get_exact_unique_pieces_of_the_reference(self):
+        d = self.start()
+        tcp = [e for e in d.endpoints if e.startswith("tcp:")]
+        unix = [e for e in d.endpoints if e.startswith("unix:")]
+        self.assertEqual((len(tcp), len(unix)), (1, 1), d.endpoints)
+        ref = reference_stream(SEED, REFERENCE_BYTES)
+        index = ReferenceIndex(ref)
+        self.assertLess(index.ambiguous, 10, "reference stream has repeated 8-byte windows")
+
+        clients = [Client(tcp[0], "tcp%d" % i) for i in range(8)]
+        clients += [Client(unix[0], "unix%d" % i) for i in range(8)]
+        for c in clients:
+            c.start()
+        for c in clients:
+            c.join(90)
+        for c in clients:
+            self.assertFalse(c.is_alive(), "%s still running" % c.name)
+            self.assertIsNone(c.error, "%s: %r" % (c.name, c.error))
+            self.assertEqual(len(c.data), PER_CLIENT, c.name)
+            self.assertEqual(c.trailer_pid, str(d.pid),
+                             "%s: reply stream misaligned: PID sentinel after the data read %r"
+                             % (c.name, c.trailer_pid))
+            self.assertEqual(c.extra, b"", "%s: surplus bytes after the PID reply" % c.name)
+
+        named = {}
+        total = in_runs = claimed = 0
+        for c in clients:
+            ivs, a, b = index.claims(c.data)
+            named[c.name] = ivs
+            total += len(c.data)
+            in_runs += a
+            claimed += b
+        problems = check_disjoint(named)
+        sys.stderr.write("\n%d bytes served to %d clients: %d located in the reference, "
+                         "%d covered by the duplicate check\n"
+                         % (total, len(clients), in_runs, claimed))
+        self.assertEqual(problems, [], "bytes served more than once:\n" + "\n".join(problems))
+        # Bytes not found in the reference at all: from pieces shorter than ~11 bytes, or
+        # bytes that are not from the pool (or from beyond the reference).
+        self.assertGreaterEqual(in_runs / total, 0.95,
+                                "only %d of %d served bytes located in the reference stream"
+                                % (in_runs, total))
+        self.assertGreaterEqual(claimed / total, 0.85,
+                                "duplicate check covers only %d of %d bytes" % (claimed, total))
+        stats = d.stats()
+        self.assertGreaterEqual(stats["served_bytes"], 16 * PER_CLIENT)
+        self.assertEqual(stats["bad_requests"], 0)
+        self.assertEqual(stats["queue_overflows"], 0)
+        self.assertGreaterEqual(stats["connections_total"], 16)
+        d.stop()
+
+    def test_other_commands_in_one_pipeline_keep_order(self):
+        d = self.start()
+        ref = reference_stream(SEED, REFERENCE_BYTES)
+        payload = bytes((i * 37 + 11) & 0xFF for i in range(255))
+        for ep in d.endpoints:
+            with self.subTest(ep=ep), connect(ep) as s:
+                s.sendall(b"\x00" + egd_read(10)
+                          + b"\x03\x00\x40\x08" + payload[:8]
+                          + b"\x04" + b"\x01\x20" + egd_read(5)
+                          + b"\x03\x00\x00\x00"
+                          + b"\x00" + egd_read(255)
+                          + b"\x03\x07\xf8\xff" + payload
+                          + b"\x01\x00" + egd_read(0) + b"\x04")
+                bits = struct.unpack(">I", recv_exact(s, 4))[0]
+                self.assertLessEqual(bits, 0xFFFFFFFF)
+                r10 = recv_exact(s, 10)
+                ln = recv_exact(s, 1)[0]
+                self.assertEqual(recv_exact(s, ln).decode(), str(d.pid),
+                                 "04 after 03 must be answered next with the daemon PID")
+                mm = recv_exact(s, 1)[0]
+                self.assertLessEqual(mm, 0x20, "01 20 answered with MM > NN")
+                r01 = recv_exact(s, mm) if mm else b""
+                r5 = recv_exact(s, 5)
+                recv_exact(s, 4)
+                r255 = recv_exact(s, 255)
+                self.assertEqual(recv_exact(s, 1), b"\x00", "01 00 must reply a zero length")
+                ln = recv_exact(s, 1)[0]
+                self.assertEqual(recv_exact(s, ln).decode(), str(d.pid))
+                extra, eof = recv_for(s, 0.3)
+                self.assertEqual(extra, b"", "surplus bytes: 03 must not produce a reply")
+                self.assertFalse(eof, "connection closed after valid requests")
+                for name, blob in (("02 ff", r255), ("01 20", r01)):
+                    if len(blob) >= 16:
+                        self.assertNotEqual(ref.find(blob[:16]), -1,
+                                            "%s reply is not from the pool stream" % name)
+                self.assertNotIn(payload[:16], r255 + r01 + r10 + r5,
+                                 "bytes offered with 03 were served back")
+        # Bytes offered with 03 must never reach another client.
+        with connect(d.endpoints[0]) as s:
+            s.sendall(egd_read(255) * 64)
+            got = recv_exact(s, 255 * 64)
+        for off in range(0, len(payload) - 16, 16):
+            self.assertNotIn(payload[off:off + 16], got)
+        stats = d.stats()
+        self.assertEqual(stats["bad_requests"], 0)
+        d.stop()
+
+    def test_pid_matches_daemon_and_entropy_count_is_u32(self):
+        d = self.start()
+        with connect(d.endpoints[1]) as s:
+            s.sendall(b"\x04\x00\x04")
+            ln = recv_exact(s, 1)[0]
+            self.assertGreater(ln, 0)
+            pid = recv_exact(s, ln)
+            self.assertTrue(pid.isdigit(), pid)
+            self.assertEqual(int(pid), d.pid)
+            recv_exact(s, 4)
+            ln = recv_exact(s, 1)[0]
+            self.assertEqual(int(recv_exact(s, ln)), d.pid)
+        d.stop()
+
+
+if __name__ == "__main__":
+    import unittest
+    unittest.main()

@@ -1,0 +1,120 @@
+"""rngmux as the connecting side (QEMU `server=on,wait=off` chardevs): retry, serve, reconnect."""
+
+import os
+import socket
+import time
+
+from harness import (RngmuxTestCase, egd_pid, egd_read, free_tcp_port, recv_exact, recv_for)
+
+ACCEPT_TIMEOUT = 20  # generous: the daemon backs off between attempts
+
+
+class Listener:
+    """A one-shot Python server socket standing in for QEMU's listening chardev."""
+
+    def __init__(self, ep):
+        self.ep = ep
+        if ep.startswith("unix:"):
+            self.path = ep[len("unix:"):].split(",", 1)[0]
+            if os.path.exists(self.path):
+                os.unlink(self.path)
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.bind(self.path)
+        else:
+            self.path = None
+            host, _, port = ep[len("tcp:"):].split(",", 1)[0].rpartition(":")
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.bind((host, int(port)))
+        self.sock.listen(4)
+        self.sock.settimeout(ACCEPT_TIMEOUT)
+
+    def accept(self):
+        conn, _ = self.sock.accept()
+        conn.settimeout(10)
+        return conn
+
+    def close(self):
+        self.sock.close()
+        if self.path and os.path.exists(self.path):
+            os.unlink(self.path)
+
+
+class ConnectTest(RngmuxTestCase):
+    def run_reconnect_scenario(self, ep):
+        d = self.start_daemon(["--source", "test:11", "--allow-test-source",
+                               "--log-level", "debug", "--connect", ep])
+        d.wait_log(r"cannot connect to ", timeout=10)
+        time.sleep(1.5)  # several attempts fail meanwhile
+        self.assertEqual(d.count_log(r"rngmux (info|warning|error): cannot connect to "), 1,
+                         "'cannot connect' must be logged (above debug) only on state change")
+        self.assertEqual(d.count_log(r"rngmux (info|warning|error): connected to "), 0)
+        self.assertFalse(d.exited(), "daemon exited while its peer was away")
+
+        lst = Listener(ep)
+        try:
+            conn = lst.accept()
+            with conn:
+                d.wait_log(r"connected to ", timeout=10)
+                conn.sendall(egd_read(0x40))
+                self.assertEqual(len(recv_exact(conn, 64)), 64)
+                self.assertEqual(egd_pid(conn), str(d.pid))
+                extra, _ = recv_for(conn, 0.2)
+                self.assertEqual(extra, b"", "unsolicited bytes without ,qemu")
+                self.assertEqual(d.stats()["clients"], 1)
+        finally:
+            lst.close()
+
+        time.sleep(0.5)
+        lst = Listener(ep)  # same port / path again
+        try:
+            conn = lst.accept()
+            with conn:
+                d.wait_log(r"connected to ", timeout=10, count=2)
+                conn.sendall(egd_read(0x40) * 4)
+                self.assertEqual(len(recv_exact(conn, 256)), 256)
+        finally:
+            lst.close()
+        stats = d.stats()
+        self.assertGreaterEqual(stats["connections_total"], 2)
+        self.assertGreaterEqual(stats["served_bytes"], 64 + 256)
+        self.assertEqual(stats["bad_requests"], 0)
+        d.stop()
+
+    def test_tcp_connect_retries_and_reconnects(self):
+        self.run_reconnect_scenario("tcp:127.0.0.1:%d" % free_tcp_port())
+
+    def test_unix_connect_retries_and_reconnects(self):
+        self.run_reconnect_scenario("unix:%s" % self.path("qemu-rng.sock"))
+
+    def run_qemu_primer(self, ep):
+        lst = Listener(ep.split(",", 1)[0])
+        try:
+            d = self.start_daemon(["--source", "test:12", "--allow-test-source",
+                                   "--connect", ep])
+            conn = lst.accept()
+            with conn:
+                # QEMU after a reconnect sends nothing: the daemon must push first.
+                got, eof = recv_for(conn, 1.5)
+                self.assertFalse(eof)
+                self.assertGreaterEqual(len(got), 64, "no unsolicited primer on a ,qemu connect")
+                self.assertLessEqual(len(got), 4096, "more than the 4096-byte lead was pushed")
+                # and ordinary requests still work on top of the lead
+                conn.sendall(egd_read(0x40))
+                more, _ = recv_for(conn, 0.5)
+                self.assertGreaterEqual(len(more), 64)
+            d.wait_log(r"connected to ", timeout=5)
+        finally:
+            lst.close()
+        d.stop()
+
+    def test_tcp_connect_qemu_pushes_primer(self):
+        self.run_qemu_primer("tcp:127.0.0.1:%d,qemu" % free_tcp_port())
+
+    def test_unix_connect_qemu_pushes_primer(self):
+        self.run_qemu_primer("unix:%s,qemu" % self.path("qemu-rng2.sock"))
+
+
+if __name__ == "__main__":
+    import unittest
+    unittest.main()

@@ -1,0 +1,194 @@
+"""Listen endpoints: IPv6, unix socket files, raw and qemu options, fetch, shutdown."""
+
+import os
+import signal
+import socket
+import stat
+import sys
+
+from harness import (BINARY, RngmuxTestCase, connect, egd_pid, egd_read, has_ipv6_loopback,
+                     recv_exact, recv_for, reference_stream, run_cli, wait_until)
+
+SEED = 21
+
+
+class TransportsTest(RngmuxTestCase):
+    def serve(self, *listen, extra=(), **kw):
+        args = ["--source", "test:%d" % SEED, "--allow-test-source"]
+        for ep in listen:
+            args += ["--listen", ep]
+        return self.start_daemon(args + list(extra), **kw)
+
+    def assert_from_reference(self, data, ref, what):
+        self.assertGreaterEqual(len(data), 32)
+        for off in (0, len(data) // 2, len(data) - 32):
+            self.assertNotEqual(ref.find(data[off:off + 32]), -1,
+                                "%s: bytes at %d are not from the pool stream" % (what, off))
+
+    def test_ipv6_loopback(self):
+        ok, why = has_ipv6_loopback()
+        if not ok:
+            sys.stderr.write("\n*** SKIPPING IPv6 test: %s ***\n" % why)
+            self.skipTest("no IPv6 loopback on this host: " + why)
+        d = self.serve("tcp:[::1]:0")
+        self.assertRegex(d.endpoints[0], r"^tcp:\[::1\]:[1-9]\d*$")
+        with connect(d.endpoints[0]) as s:
+            self.assertEqual(s.family, socket.AF_INET6)
+            s.sendall(egd_read(200))
+            self.assertEqual(len(recv_exact(s, 200)), 200)
+        d.stop()
+
+    def test_unix_socket_mode(self):
+        for mode in (0o600, 0o640):
+            with self.subTest(mode=oct(mode)):
+                path = self.path("mode%o.sock" % mode)
+                d = self.serve("unix:%s,mode=%04o" % (path, mode))
+                self.assertEqual(d.endpoints[0].split(",")[0], "unix:" + path)
+                st = os.stat(path)
+                self.assertTrue(stat.S_ISSOCK(st.st_mode))
+                self.assertEqual(stat.S_IMODE(st.st_mode), mode)
+                d.stop()
+                self.assertFalse(os.path.exists(path), "socket file left behind after SIGTERM")
+
+    def test_stale_unix_socket_is_replaced(self):
+        path = self.path("stale.sock")
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind(path)
+        s.close()  # leaves a socket file with nobody behind it
+        self.assertTrue(stat.S_ISSOCK(os.stat(path).st_mode))
+        d = self.serve("unix:" + path)
+        with connect(d.endpoints[0]) as c:
+            self.assertEqual(egd_pid(c), str(d.pid))
+        d.stop()
+
+    def test_live_unix_socket_is_not_stolen(self):
+        path = self.path("live.sock")
+        first = self.serve("unix:" + path, name="first")
+        second = self.start_daemon(["--source", "test:1", "--allow-test-source",
+                                    "--listen", "unix:" + path], name="second", expect_listen=0)
+        rc = second.wait_exit(10)
+        self.assertIsNotNone(rc, "second daemon on a live socket did not exit")
+        self.assertNotEqual(rc, 0)
+        errors = [l for l in second.log_lines() if path in l]
+        self.assertTrue(errors, "no line naming %s in:\n%s" % (path, second.log_text()))
+        self.assertEqual(second.listening(), [])
+        # the first daemon still owns and serves the socket
+        self.assertTrue(os.path.exists(path))
+        with connect("unix:" + path) as c:
+            self.assertEqual(egd_pid(c), str(first.pid))
+        first.stop()
+
+    def test_raw_endpoint_streams_without_requests(self):
+        ref = reference_stream(SEED, 2 << 20)
+        d = self.serve("tcp:127.0.0.1:0,raw", "unix:%s,raw" % self.path("raw.sock"))
+        for ep in d.endpoints:
+            with self.subTest(ep=ep), connect(ep) as s:
+                got, eof = recv_for(s, 1.0, limit=256 * 1024)
+                self.assertFalse(eof)
+                self.assertGreaterEqual(len(got), 64 * 1024, "raw endpoint streamed too little")
+                self.assert_from_reference(got, ref, ep)
+        d.stop()
+
+    def test_qemu_endpoint_keeps_lead(self):
+        d = self.serve("tcp:127.0.0.1:0,qemu", "unix:%s,qemu,lead=512" % self.path("q.sock"))
+        for ep in d.endpoints:
+            lead = 4096 if ep.startswith("tcp:") else 512
+            with self.subTest(ep=ep), connect(ep) as s:
+                got, eof = recv_for(s, 1.0)
+                self.assertFalse(eof)
+                self.assertEqual(len(got), lead, "unsolicited lead right after accept")
+                s.sendall(egd_read(0x40) * 2)
+                more, eof = recv_for(s, 0.7)
+                self.assertFalse(eof)
+                self.assertEqual(len(more), 128, "lead must be topped up by what was requested")
+        d.stop()
+
+    def test_fetch_over_tcp_and_unix(self):
+        ref = reference_stream(SEED, 2 << 20)
+        d = self.serve("tcp:127.0.0.1:0", "unix:%s" % self.path("f.sock"))
+        for ep in d.endpoints:
+            with self.subTest(ep=ep):
+                p = run_cli(["fetch", ep, "-n", "100000"], timeout=30)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                self.assertEqual(len(p.stdout), 100000)
+                self.assert_from_reference(p.stdout, ref, "fetch " + ep)
+                p = run_cli(["fetch", ep, "-n", "1000", "--chunk", "7", "--depth", "3"], timeout=30)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                self.assertEqual(len(p.stdout), 1000)
+                p = run_cli(["fetch", ep, "-n", "16", "--hex"], timeout=30)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                self.assertRegex(p.stdout.decode(), r"^[0-9a-f]{32}\n$")
+        stats = d.stats()
+        self.assertGreaterEqual(stats["served_bytes"], 2 * 101016)
+        self.assertGreaterEqual(stats["connections_total"], 6)
+        d.stop()
+        # the daemon is gone: fetch must fail with one line, not hang
+        p = run_cli(["fetch", d.endpoints[0], "-n", "10"], timeout=30)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertEqual(len(p.stderr.decode().strip().splitlines()), 1, p.stderr)
+
+    def test_fetch_fails_on_early_eof(self):
+        # a server that answers one request and hangs up
+        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        srv.settimeout(10)
+        port = srv.getsockname()[1]
+        import subprocess
+        proc = subprocess.Popen([BINARY, "fetch", "tcp:127.0.0.1:%d" % port, "-n", "1000"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            conn, _ = srv.accept()
+            conn.settimeout(5)
+            recv_exact(conn, 2)
+            conn.sendall(b"x" * 100)
+            conn.close()
+            out, err = proc.communicate(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+            srv.close()
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertEqual(len(err.decode().strip().splitlines()), 1, err)
+
+    def test_sigterm_and_sigint_exit_cleanly_and_remove_socket(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with self.subTest(sig=sig.name):
+                path = self.path("term-%s.sock" % sig.name)
+                d = self.serve("unix:" + path, "tcp:127.0.0.1:0")
+                with connect(d.endpoints[1]) as s:  # a connected client does not block exit
+                    s.sendall(egd_read(10))
+                    recv_exact(s, 10)
+                    d.stop(sig=sig)
+                self.assertEqual(d.returncode, 0)
+                self.assertFalse(os.path.exists(path), "unix socket file not removed")
+
+    def test_default_serve_prints_qemu_arguments(self):
+        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            probe.bind(("127.0.0.1", 1024))
+        except OSError as e:
+            sys.stderr.write("\n*** SKIPPING default-endpoint assertion: 127.0.0.1:1024 is taken "
+                             "(%s) ***\n" % e)
+            self.skipTest("127.0.0.1:1024 is in use on this host: %s" % e)
+        finally:
+            probe.close()
+        d = self.start_daemon(["--source", "test:1", "--allow-test-source"], expect_listen=1)
+        self.assertEqual(d.endpoints[0].split(",")[0], "tcp:127.0.0.1:1024")
+        printed = wait_until(lambda: "rng-egd" in (d.stdout_text() + d.log_text()), 5)
+        self.assertTrue(printed, "no QEMU arguments (rng-egd) printed:\n%s\n%s"
+                        % (d.stdout_text(), d.log_text()))
+        text = d.stdout_text() + d.log_text()
+        self.assertIn("-chardev", text)
+        self.assertIn("1024", text)
+        # qemu compatibility on the default endpoint: unsolicited bytes after connect
+        with connect("tcp:127.0.0.1:1024") as s:
+            got, _ = recv_for(s, 1.0)
+            self.assertGreaterEqual(len(got), 64)
+        d.stop()
+
+
+if __name__ == "__main__":
+    import unittest
+    unittest.main()
