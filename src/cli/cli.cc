@@ -5,9 +5,23 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "common/log.h"
 #include "common/version.h"
 
 namespace rngmux {
+
+void AddLogLevelOption(CLI::App& app, std::string& level) {
+  app.add_option("--log-level", level, "debug, info, warning or error")->capture_default_str();
+}
+
+Status ApplyLogLevel(const std::string& level) {
+  LogLevel parsed;
+  if (!ParseLogLevel(level, &parsed)) {
+    return Status::Error("--log-level \"" + level + "\": expected debug, info, warning or error");
+  }
+  SetLogLevel(parsed);
+  return Status::Ok();
+}
 
 int ReportUsageError(const std::string& message) {
   std::fprintf(stderr, "rngmux: error: %s\n", message.c_str());

@@ -1,8 +1,11 @@
 #pragma once
 
 #include <functional>
+#include <string>
 
 #include <CLI/CLI.hpp>
+
+#include "common/status.h"
 
 namespace rngmux {
 
@@ -17,6 +20,11 @@ struct Command {
 Command AddServeCommand(CLI::App& root);
 Command AddReadCommand(CLI::App& root);
 Command AddFetchCommand(CLI::App& root);
+
+// --log-level, shared by the commands that log.
+void AddLogLevelOption(CLI::App& app, std::string& level);
+// Sets the process log level from the option's text.
+Status ApplyLogLevel(const std::string& level);
 
 // "rngmux: error: <message>" on stderr; returns the exit code for usage errors.
 int ReportUsageError(const std::string& message);

@@ -30,21 +30,12 @@ struct ReadFlags {
 // printed are exactly what the daemon would hand out (for a test source, the
 // same stream in the same order).
 int RunRead(const ReadFlags& flags) {
-  LogLevel level;
-  if (!ParseLogLevel(flags.log_level, &level)) {
-    return ReportUsageError("--log-level \"" + flags.log_level +
-                            "\": expected debug, info, warning or error");
-  }
-  SetLogLevel(level);
-  std::string spec = flags.source;
-  if (spec == "auto") {
-    const AutoChoice choice = ResolveAutoSource();
-    if (choice.fallback) LOG_WARNING("no hardware source found; using ", choice.spec);
-    spec = choice.spec;
+  if (Status status = ApplyLogLevel(flags.log_level); !status.ok()) {
+    return ReportUsageError(status.message());
   }
   SourceFactoryContext context;
   context.allow_test_source = true;  // Reading is harmless; only serving them is refused.
-  auto source = CreateSource(spec, context);
+  auto source = CreateSource(flags.source, context);
   if (!source.ok()) return ReportUsageError(source.status().message());
   const std::string name = (*source)->name();
 
@@ -102,8 +93,7 @@ Command AddReadCommand(CLI::App& root) {
   app->add_option("--timeout", flags->timeout_seconds, "Give up after this many seconds")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  app->add_option("--log-level", flags->log_level, "debug, info, warning or error")
-      ->capture_default_str();
+  AddLogLevelOption(*app, flags->log_level);
   return Command{app, [flags] { return RunRead(*flags); }};
 }
 

@@ -98,18 +98,14 @@ Command AddServeCommand(CLI::App& root) {
   app->add_option("--health-alpha", flags->health_alpha_log2,
                   "False-alarm rate of the SP 800-90B health tests, as N in 2^-N")
       ->capture_default_str();
-  app->add_option("--log-level", flags->log_level, "debug, info, warning or error")
-      ->capture_default_str();
+  AddLogLevelOption(*app, flags->log_level);
   app->footer(std::string("With no endpoint, listens on ") + kDefaultEndpoint +
               " and prints the QEMU arguments to use it.");
 
   return Command{app, [flags] {
-                   LogLevel level;
-                   if (!ParseLogLevel(flags->log_level, &level)) {
-                     return ReportUsageError("--log-level \"" + flags->log_level +
-                                             "\": expected debug, info, warning or error");
+                   if (Status status = ApplyLogLevel(flags->log_level); !status.ok()) {
+                     return ReportUsageError(status.message());
                    }
-                   SetLogLevel(level);
                    auto config = BuildConfig(*flags);
                    if (!config.ok()) return ReportUsageError(config.status().message());
                    Server server(std::move(config).value());

@@ -23,20 +23,9 @@ Server::~Server() {
 }
 
 Status Server::Open() {
-  std::string spec = config_.source;
-  if (spec == "auto") {
-    const AutoChoice choice = ResolveAutoSource();
-    if (choice.fallback) {
-      LOG_WARNING("no hardware entropy source found; falling back to ", choice.spec, " (",
-                  choice.reason, ")");
-    } else {
-      LOG_INFO("auto source: ", choice.reason);
-    }
-    spec = choice.spec;
-  }
   SourceFactoryContext factory_context;
   factory_context.allow_test_source = config_.allow_test_source;
-  auto source = CreateSource(spec, factory_context);
+  auto source = CreateSource(config_.source, factory_context);
   if (!source.ok()) return source.status();
   SourceRunner::Options runner_options;
   runner_options.alpha_log2 = config_.health_alpha_log2;
