@@ -101,9 +101,10 @@ Result<std::unique_ptr<Listener>> Listener::Open(asio::io_context& io, const End
   if (spec.unix_mode && chmod(spec.path.c_str(), static_cast<mode_t>(*spec.unix_mode)) != 0) {
     return Status::FromErrno(prefix + "chmod " + spec.path, errno);
   }
-  listener->bound_address_ = spec.transport == TransportKind::kTcp
-                                 ? "tcp:" + DescribeSocketAddress(acceptor.native_handle(), false)
-                                 : spec.Address();
+  if (spec.transport == TransportKind::kTcp) {
+    listener->spec_.port = LocalPort(acceptor.native_handle());
+  }
+  listener->bound_address_ = listener->spec_.Address();
   return listener;
 }
 

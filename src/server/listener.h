@@ -28,6 +28,8 @@ class Listener {
   void Stop();  // Stops accepting and removes the unix socket file. Idempotent.
   // The address actually bound (the real port when 0 was asked for).
   const std::string& bound_address() const { return bound_address_; }
+  // The endpoint as bound: the spec it was opened with, with the real port.
+  const EndpointSpec& spec() const { return spec_; }
 
  private:
   using Acceptor = asio::basic_socket_acceptor<asio::generic::stream_protocol>;

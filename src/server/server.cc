@@ -60,7 +60,12 @@ int Server::Run() {
     listeners_[i]->Start();
     LOG_INFO("listening on ", listeners_[i]->bound_address());
   }
+  std::vector<EndpointSpec> bound;
+  for (const auto& listener : listeners_) bound.push_back(listener->spec());
   for (const EndpointSpec& endpoint : config_.endpoints) {
+    if (endpoint.role == EndpointRole::kConnect) bound.push_back(endpoint);
+  }
+  for (const EndpointSpec& endpoint : bound) {
     if (config_.print_qemu_arguments || endpoint.session.lead_bytes > 0) {
       LOG_INFO("QEMU arguments for ", endpoint.Describe(), ": ", QemuArgumentsFor(endpoint));
     }

@@ -30,6 +30,19 @@ std::string DescribeSocketAddress(int fd, bool peer) {
   return "unknown";
 }
 
+std::uint16_t LocalPort(int fd) {
+  sockaddr_storage storage{};
+  socklen_t length = sizeof storage;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&storage), &length) != 0) return 0;
+  if (storage.ss_family == AF_INET) {
+    return ntohs(reinterpret_cast<const sockaddr_in*>(&storage)->sin_port);
+  }
+  if (storage.ss_family == AF_INET6) {
+    return ntohs(reinterpret_cast<const sockaddr_in6*>(&storage)->sin6_port);
+  }
+  return 0;
+}
+
 void ConfigureStreamSocket(Session::Socket& socket) {
   asio::error_code ec;
   const auto local = socket.local_endpoint(ec);

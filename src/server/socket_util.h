@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "server/session.h"
@@ -9,6 +10,9 @@ namespace rngmux {
 // "127.0.0.1:1024" or "[::1]:1024" for a TCP socket's local (peer=false) or
 // remote (peer=true) address; "unknown" if it cannot be read.
 std::string DescribeSocketAddress(int fd, bool peer);
+
+// The local port of a bound TCP socket (0 if it cannot be read).
+std::uint16_t LocalPort(int fd);
 
 // TCP_NODELAY on TCP sockets (replies are small and latency-bound); no-op otherwise.
 void ConfigureStreamSocket(Session::Socket& socket);

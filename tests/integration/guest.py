@@ -1,0 +1,246 @@
+"""A tiny QEMU guest that reads /dev/hwrng through virtio-rng + rng-egd (Python 3 stdlib only).
+
+    kernel, initrd = ensure_guest()          # builds/caches with tests/guest/build-guest.sh
+    result = boot_guest(["-chardev", "socket,id=c0,host=127.0.0.1,port=1024,reconnect=1"],
+                        nbytes=32768, timeout=60)
+    # {'bytes': 32768, 'ns': 75697294, 'sha256': '...', 'head': '...', 'bytes_per_s': 432875.3, ...}
+
+The guest prints one line `RNGMUX-RESULT k=v ...` on its serial console and powers off.
+Every wait is bounded: QEMU is killed at the deadline, and the failure (GuestError, an
+AssertionError) carries the console log; the logs are then kept in a temp dir whose path
+is printed. QEMU runs under TCG (KVM does not work on the build machines).
+"""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BUILD_SCRIPT = os.path.normpath(os.path.join(HERE, "..", "guest", "build-guest.sh"))
+DEFAULT_CACHE = "/var/cache/rngmux-test-guest"
+QEMU = os.environ.get("RNGMUX_QEMU", "qemu-system-x86_64")
+CHARDEV_ID = "c0"
+
+RESULT_RE = re.compile(r"RNGMUX-RESULT (.*)")
+BUILD_TIMEOUT = 1200  # may have to apt-get install qemu and a kernel first
+
+_built = None
+
+
+class GuestError(AssertionError):
+    pass
+
+
+def cache_dir():
+    return os.environ.get("RNGMUX_GUEST_CACHE") or DEFAULT_CACHE
+
+
+def ensure_guest(outdir=None, timeout=BUILD_TIMEOUT):
+    """Builds the guest into `outdir` (default $RNGMUX_GUEST_CACHE or /var/cache/rngmux-test-guest)
+    unless it is already current. Returns (kernel_path, initrd_path)."""
+    global _built
+    outdir = outdir or cache_dir()
+    if _built is not None and _built[0] == outdir:
+        return _built[1]
+    try:
+        proc = subprocess.run(["bash", BUILD_SCRIPT, outdir], stdin=subprocess.DEVNULL,
+                              capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        raise GuestError("%s %s did not finish within %ds\n%s"
+                         % (BUILD_SCRIPT, outdir, timeout,
+                            (e.stderr or b"").decode("utf-8", "replace")[-4000:]))
+    if proc.returncode != 0:
+        raise GuestError("%s %s failed with rc=%d\n%s%s"
+                         % (BUILD_SCRIPT, outdir, proc.returncode,
+                            proc.stdout.decode("utf-8", "replace")[-2000:],
+                            proc.stderr.decode("utf-8", "replace")[-6000:]))
+    paths = (os.path.join(outdir, "vmlinuz"), os.path.join(outdir, "initramfs.cpio.gz"))
+    for p in paths:
+        if not os.path.isfile(p):
+            raise GuestError("%s did not produce %s" % (BUILD_SCRIPT, p))
+    _built = (outdir, paths)
+    return paths
+
+
+def parse_result(line):
+    """'RNGMUX-RESULT k=v ...' (or just the part after the tag) -> dict, ints where numeric."""
+    m = RESULT_RE.search(line)
+    text = m.group(1) if m else line
+    out = {}
+    if "error=" in text:
+        # error=WORD and free text after it
+        before, _, err = text.partition("error=")
+        out["error"] = err.strip()
+        text = before
+    for tok in text.split():
+        if "=" not in tok:
+            continue
+        k, v = tok.split("=", 1)
+        try:
+            out[k] = int(v)
+        except ValueError:
+            out[k] = v
+    if isinstance(out.get("bytes"), int) and isinstance(out.get("ns"), int) and out["ns"] > 0:
+        out["bytes_per_s"] = out["bytes"] * 1e9 / out["ns"]
+    return out
+
+
+def chardev_arg_list(chardev):
+    """A -chardev value (str) or a full argument list -> QEMU argument list."""
+    if isinstance(chardev, str):
+        return ["-chardev", chardev]
+    return list(chardev)
+
+
+class Guest:
+    """One QEMU process running the test guest, its console captured in a file."""
+
+    def __init__(self, chardev, nbytes=65536, append_extra="", memory=256, name="guest"):
+        self.chardev_args = chardev_arg_list(chardev)
+        self.nbytes = nbytes
+        self.append_extra = append_extra
+        self.memory = memory
+        self.name = name
+        self.proc = None
+        self.logdir = None
+        self.keep_logs = False
+
+    def command(self, kernel, initrd):
+        append = "console=ttyS0 quiet panic=-1 rngbytes=%d %s" % (self.nbytes, self.append_extra)
+        return [QEMU, "-accel", "tcg", "-m", str(self.memory), "-nodefaults", "-display", "none",
+                "-serial", "stdio", "-no-reboot",
+                "-kernel", kernel, "-initrd", initrd, "-append", append.strip()] \
+            + self.chardev_args \
+            + ["-object", "rng-egd,id=rng0,chardev=%s" % CHARDEV_ID,
+               "-device", "virtio-rng-pci,rng=rng0"]
+
+    def start(self):
+        kernel, initrd = ensure_guest()
+        self.logdir = tempfile.mkdtemp(prefix="rngmux-guest-%s-" % self.name)
+        self.console_path = os.path.join(self.logdir, "console.log")
+        self.stderr_path = os.path.join(self.logdir, "qemu.stderr.log")
+        self.cmd = self.command(kernel, initrd)
+        with open(os.path.join(self.logdir, "command"), "w") as f:
+            f.write(" ".join(self.cmd) + "\n")
+        self._out = open(self.console_path, "wb")
+        self._err = open(self.stderr_path, "wb")
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=self._out,
+                                     stderr=self._err, start_new_session=True)
+        return self
+
+    # -- logs ------------------------------------------------------------------------------
+    def _read(self, path):
+        try:
+            with open(path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def console(self):
+        return self._read(self.console_path)
+
+    def qemu_stderr(self):
+        return self._read(self.stderr_path)
+
+    def fail(self, why, extra=""):
+        """Kills QEMU, keeps the logs, and raises GuestError with the console log."""
+        self.kill()
+        self.keep_logs = True
+        msg = ("%s: %s\nQEMU command: %s\nQEMU exit status: %r\n----- console -----\n%s\n"
+               "----- QEMU stderr -----\n%s\n%s----- logs kept in %s -----"
+               % (self.name, why, " ".join(self.cmd), self.proc.returncode if self.proc else None,
+                  self.console()[-8000:], self.qemu_stderr()[-3000:], extra, self.logdir))
+        raise GuestError(msg)
+
+    # -- waiting -----------------------------------------------------------------------------
+    def wait_console(self, pattern, timeout):
+        """Waits (bounded) for a console line matching `pattern`; returns the match."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            m = rx.search(self.console())
+            if m:
+                return m
+            if self.proc.poll() is not None:
+                self.fail("QEMU exited (rc=%r) before the console showed %r"
+                          % (self.proc.returncode, pattern))
+            if time.monotonic() >= deadline:
+                self.fail("no console line matching %r within %.0fs" % (pattern, timeout))
+            time.sleep(0.05)
+
+    def wait_result(self, timeout):
+        """Waits (bounded) for the RNGMUX-RESULT line, then for QEMU to power off.
+        Returns the parsed dict; raises GuestError on timeout, early exit or a guest error."""
+        deadline = self.started + timeout
+        line = None
+        while line is None:
+            m = RESULT_RE.search(self.console())
+            if m:
+                line = m.group(0).strip()
+                break
+            if self.proc.poll() is not None:
+                self.fail("QEMU exited (rc=%r) without a RNGMUX-RESULT line" % self.proc.returncode)
+            if time.monotonic() >= deadline:
+                self.fail("no RNGMUX-RESULT within %.0fs (guest stalled?)" % timeout)
+            time.sleep(0.05)
+        try:
+            self.proc.wait(max(1.0, min(15.0, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            self.fail("guest printed its result but QEMU did not exit after poweroff")
+        result = parse_result(line)
+        result["line"] = line
+        result["boot_seconds"] = time.monotonic() - self.started
+        if "error" in result:
+            self.fail("guest reported an error: %s" % result["error"])
+        return result
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except OSError:
+                self.proc.kill()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+        for f in (getattr(self, "_out", None), getattr(self, "_err", None)):
+            if f is not None and not f.closed:
+                f.close()
+
+    def close(self, keep_logs=None):
+        """Kills QEMU if still running; removes the logs unless a failure kept them."""
+        self.kill()
+        keep = self.keep_logs if keep_logs is None else keep_logs
+        if self.logdir and not keep:
+            shutil.rmtree(self.logdir, ignore_errors=True)
+        elif self.logdir and keep:
+            sys.stderr.write("guest logs kept in %s\n" % self.logdir)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.close(keep_logs=True if exc_type is not None else None)
+        return False
+
+
+def boot_guest(chardev_args, nbytes=65536, timeout=60, after_start=None, name="guest",
+               append_extra=""):
+    """Boots the guest with `chardev_args` (a -chardev value or an argument list defining
+    chardev id 'c0'), waits (bounded by `timeout` seconds in all) for its result and returns
+    it as a dict: bytes, ns, sha256, head (hex of the first 32 bytes), bytes_per_s, ...
+
+    after_start(guest), if given, runs once QEMU has started (e.g. to start a daemon that
+    connects to QEMU's server socket)."""
+    with Guest(chardev_args, nbytes=nbytes, append_extra=append_extra, name=name) as g:
+        g.start()
+        if after_start is not None:
+            after_start(g)
+        return g.wait_result(timeout)
