@@ -58,7 +58,7 @@ Status ClearStaleUnixSocket(const EndpointSpec& spec) {
 }  // namespace
 
 Listener::Listener(asio::io_context& io, const EndpointSpec& spec, SessionHost& host)
-    : io_(io), spec_(spec), host_(host), acceptor_(io), retry_timer_(io) {}
+    : spec_(spec), host_(host), acceptor_(io), retry_timer_(io) {}
 
 Listener::~Listener() { Stop(); }
 

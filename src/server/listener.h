@@ -36,7 +36,6 @@ class Listener {
   Listener(asio::io_context& io, const EndpointSpec& spec, SessionHost& host);
   void Accept();
 
-  asio::io_context& io_;
   EndpointSpec spec_;
   SessionHost& host_;
   Acceptor acceptor_;

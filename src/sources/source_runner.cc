@@ -32,6 +32,11 @@ void SourceRunner::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+std::string SourceRunner::last_error() const {
+  std::lock_guard<std::mutex> lock(last_error_mutex_);
+  return last_error_;
+}
+
 void SourceRunner::Run() {
   const std::string& source_name = name();
   const double claim = source_->claimed_entropy_bits_per_byte();
@@ -63,6 +68,10 @@ void SourceRunner::Run() {
 
     if (!read_status.ok()) {
       SecureWipe(block.data(), filled);
+      {
+        std::lock_guard<std::mutex> lock(last_error_mutex_);
+        last_error_ = read_status.message();
+      }
       ++counters_.read_errors;
       counters_.healthy = false;
       // The bytes on either side of a failed read are not one contiguous stream,

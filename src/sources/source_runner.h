@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -44,6 +45,8 @@ class SourceRunner {
 
   const std::string& name() const { return source_->name(); }
   const SourceCounters& counters() const { return counters_; }
+  // The most recent read error ("" if none yet). Any thread.
+  std::string last_error() const;
 
  private:
   void Run();
@@ -53,6 +56,8 @@ class SourceRunner {
   Options options_;
   Interrupt stop_;
   SourceCounters counters_;
+  mutable std::mutex last_error_mutex_;
+  std::string last_error_;  // guarded by last_error_mutex_
   std::thread thread_;
 };
 

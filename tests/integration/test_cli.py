@@ -120,6 +120,14 @@ class CliTest(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(len(p.stdout), 300)
 
+    def test_read_from_a_broken_source_fails_fast_naming_it(self):
+        # `read` is the check a user runs after plugging a device in: a source
+        # that cannot be read must say so at once, not retry until the timeout.
+        line = self.assert_one_line_error(
+            ["read", "--source", "file:/nonexistent/trng", "-n", "4", "--timeout", "20"],
+            "/nonexistent/trng")
+        self.assertIn("No such file or directory", line)
+
 
 if __name__ == "__main__":
     unittest.main()
