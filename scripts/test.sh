@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Full test run: (a) RelWithDebInfo build + all ctest tests (unit + integration),
-# (b) ASan/UBSan clang build + unit tests, (c) 60 s of libFuzzer on the EGD parser.
+# (b) ASan/UBSan clang build + unit and integration tests, (c) ThreadSanitizer build +
+# unit tests, (d) 60 s of libFuzzer on the EGD parser.
 # Ends with one line "N passed, N failed" counting these parts; exits non-zero on failure.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -48,6 +49,14 @@ asan() {
   (cd build-asan &&
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --output-on-failure -j1) || return 1
+}
+
+tsan() {
+  cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRNGMUX_SANITIZE_THREAD=ON \
+    -DCMAKE_CXX_COMPILER="$CLANGXX" || return 1
+  cmake --build build-tsan -j"$JOBS" --target rngmux_unit_tests || return 1
+  (cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
     ctest --output-on-failure -LE integration -j"$JOBS") || return 1
 }
 
@@ -77,7 +86,8 @@ fuzz() {
 }
 
 run_part "release build + ctest (unit + integration)" release
-run_part "ASan/UBSan build + unit tests" asan
+run_part "ASan/UBSan build + unit and integration tests" asan
+run_part "ThreadSanitizer build + unit tests" tsan
 run_part "fuzz egd_parser_fuzzer ${FUZZ_SECONDS}s" fuzz
 
 echo
