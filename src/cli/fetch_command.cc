@@ -115,7 +115,10 @@ int RunFetch(const FetchFlags& flags) {
   const std::size_t window = std::size_t{flags.depth} * flags.chunk;
 
   while (received < flags.count) {
-    while (requested < flags.count && requested - received < window) {
+    // A server with a lead sends bytes before they are asked for, so `received`
+    // may run ahead of `requested`: then nothing is outstanding.
+    while (requested < flags.count &&
+           (requested > received ? requested - received : 0) < window) {
       const auto n = static_cast<std::uint8_t>(std::min<std::size_t>(flags.chunk, flags.count - requested));
       requests.push_back(static_cast<std::uint8_t>(EgdCommand::kReadBlocking));
       requests.push_back(n);

@@ -1,4 +1,5 @@
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <poll.h>
 #include <termios.h>
 #include <unistd.h>
@@ -24,6 +25,19 @@ constexpr double kDefaultFileEntropyBits = 8;
 // readable, yet a non-blocking read may find nothing. Pause briefly before asking
 // again rather than spin.
 constexpr std::chrono::milliseconds kNothingReadyPause{2};
+
+// Only streams that deliver new bytes are sources. A regular file would be read
+// again from its start after every end of file (the reopen that serves FIFOs and
+// replugged devices), handing out the same bytes twice.
+bool IsStreamingFileType(mode_t mode) {
+  return S_ISCHR(mode) || S_ISFIFO(mode) || S_ISSOCK(mode);
+}
+
+std::string NotAStreamMessage(const std::string& path) {
+  return path +
+         " is not a character device, tty or FIFO (a regular file would be served again "
+         "after every end of file)";
+}
 
 // A device, tty or FIFO read without ever blocking outside poll(), so that the
 // runner's Interrupt ends a read that would otherwise wait forever.
@@ -78,6 +92,9 @@ class FileSource final : public Source {
     const int fd = open(path_.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) return Status::FromErrno(path_ + ": open", errno);
     fd_ = fd;
+    struct stat st {};
+    if (fstat(fd_, &st) != 0) return CloseWith(Status::FromErrno(path_ + ": fstat", errno));
+    if (!IsStreamingFileType(st.st_mode)) return CloseWith(Status::Error(NotAStreamMessage(path_)));
     // A serial TRNG must deliver bytes untouched: no line editing, no CR/LF
     // translation, no echo, no signals from control characters.
     if (isatty(fd_)) {
@@ -116,6 +133,12 @@ Result<std::unique_ptr<Source>> CreateFileSource(const SourceSpec& spec,
       ParseCommonSourceOptions(spec, kDefaultFileEntropyBits, kDefaultFileBlockBytes);
   if (!options.ok()) return options.status();
   if (spec.argument.empty()) return SourceSpecError(spec, "file needs a path (file:PATH)");
+  // A path that does not exist yet is fine (a USB TRNG plugged in later); one that
+  // exists must be a stream. Open() checks again, since the path may change.
+  struct stat st {};
+  if (stat(spec.argument.c_str(), &st) == 0 && !IsStreamingFileType(st.st_mode)) {
+    return SourceSpecError(spec, NotAStreamMessage(spec.argument));
+  }
   return std::unique_ptr<Source>(std::make_unique<FileSource>(spec.text, spec.argument, *options));
 }
 

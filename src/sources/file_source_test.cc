@@ -133,42 +133,49 @@ TEST(FileSourceErrorsTest, MissingFileNamesPathAndErrno) {
   EXPECT_EQ(got.status().message(), "/nonexistent/rngmux-trng: open: No such file or directory");
 }
 
-TEST(FileSourceErrorsTest, ReadErrorNamesPathAndErrno) {
+TEST(FileSourceErrorsTest, DirectoryIsRefused) {
   char pattern[] = "/tmp/rngmux_dir_XXXXXX";
   ASSERT_NE(mkdtemp(pattern), nullptr);
   const std::string dir = pattern;
-  // A directory opens O_RDONLY but every read fails with EISDIR.
   Result<std::unique_ptr<Source>> source = CreateSource("file:" + dir, {});
-  ASSERT_TRUE(source.ok());
-  Interrupt stop;
-  std::uint8_t buffer[16];
-  for (int attempt = 0; attempt < 2; ++attempt) {  // and again after the lazy reopen
-    Result<std::size_t> got = (*source)->Read(buffer, stop);
-    ASSERT_FALSE(got.ok());
-    EXPECT_EQ(got.status().message(), dir + ": read: Is a directory");
-  }
+  ASSERT_FALSE(source.ok());
+  EXPECT_EQ(source.status().message(),
+            "source \"file:" + dir + "\": " + dir +
+                " is not a character device, tty or FIFO (a regular file would be served "
+                "again after every end of file)");
   rmdir(pattern);
 }
 
-TEST(FileSourceErrorsTest, RegularFileIsReadToItsEnd) {
+TEST(FileSourceErrorsTest, RegularFileIsRefusedSoItsBytesAreNeverReplayed) {
   char pattern[] = "/tmp/rngmux_reg_XXXXXX";
   const int fd = mkstemp(pattern);
   ASSERT_GE(fd, 0);
   ASSERT_EQ(write(fd, "0123456789", 10), 10);
   close(fd);
-  Result<std::unique_ptr<Source>> source =
-      CreateSource(std::string("file:") + pattern + ",entropy=2,block=16", {});
+  const std::string path = pattern;
+  Result<std::unique_ptr<Source>> refused = CreateSource("file:" + path, {});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("is not a character device, tty or FIFO"),
+            std::string::npos)
+      << refused.status().message();
+
+  // A path that becomes a regular file after the source was made is refused at open.
+  unlink(pattern);
+  Result<std::unique_ptr<Source>> source = CreateSource("file:" + path + ",block=16", {});
   ASSERT_TRUE(source.ok()) << source.status().message();
-  EXPECT_EQ((*source)->claimed_entropy_bits_per_byte(), 2.0);
-  EXPECT_EQ((*source)->preferred_block_size(), 16u);
+  const int again = open(pattern, O_CREAT | O_WRONLY, 0600);
+  ASSERT_GE(again, 0);
+  ASSERT_EQ(write(again, "0123456789", 10), 10);
+  close(again);
   Interrupt stop;
   std::uint8_t buffer[64];
-  Result<std::size_t> got = (*source)->Read(buffer, stop);
-  ASSERT_TRUE(got.ok());
-  EXPECT_EQ(std::string(reinterpret_cast<const char*>(buffer), *got), "0123456789");
-  got = (*source)->Read(buffer, stop);
-  ASSERT_FALSE(got.ok());
-  EXPECT_EQ(got.status().message(), std::string(pattern) + ": end of file");
+  for (int attempt = 0; attempt < 2; ++attempt) {  // never a byte, also after a reopen
+    Result<std::size_t> got = (*source)->Read(buffer, stop);
+    ASSERT_FALSE(got.ok());
+    EXPECT_EQ(got.status().message(),
+              path + " is not a character device, tty or FIFO (a regular file would be served "
+                     "again after every end of file)");
+  }
   unlink(pattern);
 }
 

@@ -127,6 +127,19 @@ class TransportsTest(RngmuxTestCase):
         self.assertNotEqual(p.returncode, 0)
         self.assertEqual(len(p.stderr.decode().strip().splitlines()), 1, p.stderr)
 
+    def test_fetch_through_a_lead_endpoint_gets_more_than_the_lead(self):
+        # The lead arrives before any request, so fetch must not count it as owed:
+        # it once stalled after lead + depth * chunk bytes.
+        ref = reference_stream(SEED, 2 << 20)
+        d = self.serve("tcp:127.0.0.1:0,qemu", "unix:%s,lead=300" % self.path("l.sock"))
+        for ep in d.endpoints:
+            with self.subTest(ep=ep):
+                p = run_cli(["fetch", ep, "-n", "200000", "--depth", "2", "--chunk", "64",
+                             "--timeout", "20"], timeout=30)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                self.assertEqual(len(p.stdout), 200000)
+                self.assert_from_reference(p.stdout, ref, "fetch " + ep)
+
     def test_fetch_fails_on_early_eof(self):
         # a server that answers one request and hangs up
         srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

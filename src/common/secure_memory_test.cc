@@ -1,0 +1,57 @@
+#include "common/secure_memory.h"
+
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <gtest/gtest.h>
+
+namespace rngmux {
+namespace {
+
+// The VmFlags line of the /proc/self/smaps mapping that contains `address`.
+std::string VmFlagsOf(const void* address) {
+  const auto target = reinterpret_cast<std::uintptr_t>(address);
+  std::ifstream smaps("/proc/self/smaps");
+  std::string line;
+  bool inside = false;
+  while (std::getline(smaps, line)) {
+    std::uintptr_t start = 0, end = 0;
+    char dash = 0;
+    std::istringstream range(line);
+    if (range >> std::hex >> start >> dash >> end && dash == '-') {
+      inside = start <= target && target < end;
+      continue;
+    }
+    if (inside && line.rfind("VmFlags:", 0) == 0) return line;
+  }
+  return "";
+}
+
+TEST(SecureBufferTest, IsZeroedPageAlignedAndExcludedFromCoreDumps) {
+  SecureBuffer buffer(10000);
+  ASSERT_EQ(buffer.size(), 10000u);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(buffer.data()) % sysconf(_SC_PAGESIZE), 0u);
+  for (std::uint8_t b : buffer.span()) ASSERT_EQ(b, 0);
+  EXPECT_TRUE(buffer.dump_excluded());
+  const std::string flags = VmFlagsOf(buffer.data());
+  ASSERT_FALSE(flags.empty()) << "mapping not found in /proc/self/smaps";
+  EXPECT_NE(flags.find(" dd"), std::string::npos) << flags;
+  if (buffer.locked()) {
+    EXPECT_NE(flags.find(" lo"), std::string::npos) << flags;
+  }
+}
+
+TEST(SecureBufferTest, SecureWipeZeroesExactlyTheRange) {
+  std::uint8_t bytes[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  SecureWipe(bytes + 2, 4);
+  const std::uint8_t expected[8] = {1, 2, 0, 0, 0, 0, 7, 8};
+  EXPECT_EQ(0, std::memcmp(bytes, expected, sizeof bytes));
+}
+
+}  // namespace
+}  // namespace rngmux
