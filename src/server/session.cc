@@ -165,7 +165,9 @@ void Session::OnReadable() {
       return;
     }
     if (ec == asio::error::eof) {
-      Close("peer closed the connection");
+      input_closed_ = true;
+      lead_owed_ = 0;  // Nobody will ask again: stop pushing unsolicited bytes.
+      ProcessQueue();
       return;
     }
     if (ec) {
@@ -216,6 +218,8 @@ bool Session::Enqueue(const EgdRequest& request) {
     }
     return true;
   }
+  if (queue_.size() >= limit) ProcessQueue();  // Answer what can be answered at once first.
+  if (closed_) return false;
   if (queue_.size() >= limit) {
     context_.counters.queue_overflows++;
     Close("more than " + std::to_string(limit) + " requests queued", true);
@@ -256,13 +260,23 @@ void Session::ProcessQueue() {
   if (queue_.empty()) blocking_run_bytes_ = 0;
   UpdateDemand();
   Flush();
+  MaybeFinish();
+}
+
+void Session::MaybeFinish() {
+  if (input_closed_ && !options_.raw && !closed_ && queue_.empty() && pending_.empty() &&
+      !writing_) {
+    Close("peer closed the connection");
+  }
 }
 
 void Session::AnswerImmediate(const Pending& request) {
   switch (request.command) {
     case EgdCommand::kEntropyAvailable: {
-      const std::uint64_t bits = std::min<std::uint64_t>(
-          std::uint64_t{context_.pool.Available()} * 8, std::numeric_limits<std::uint32_t>::max());
+      const double claimed = static_cast<double>(context_.pool.Available()) *
+                             std::min(context_.entropy_bits_per_byte, 8.0);
+      const auto bits = static_cast<std::uint32_t>(
+          std::min(claimed, double{std::numeric_limits<std::uint32_t>::max()}));
       const std::uint8_t reply[4] = {
           static_cast<std::uint8_t>(bits >> 24), static_cast<std::uint8_t>(bits >> 16),
           static_cast<std::uint8_t>(bits >> 8), static_cast<std::uint8_t>(bits)};
@@ -303,8 +317,12 @@ void Session::Flush() {
   in_flight_.Swap(pending_);
   writing_ = true;
   asio::async_write(socket_, asio::buffer(in_flight_.data(), in_flight_.size()),
-                    [self = shared_from_this()](const asio::error_code& ec, std::size_t) {
+                    [self = shared_from_this()](const asio::error_code& ec, std::size_t sent) {
                       self->writing_ = false;
+                      if (ec && !self->closed_) {
+                        self->context_.counters.wiped_undelivered_bytes +=
+                            self->in_flight_.size() - sent;
+                      }
                       self->in_flight_.Clear();
                       if (self->closed_) return;
                       if (ec) {

@@ -26,6 +26,8 @@ struct SessionContext {
   // Schedules FairShare::Pump() on the event loop (coalesced, never re-entrant).
   std::function<void()> request_pump;
   std::size_t max_queued_requests = 4096;
+  // Claimed min-entropy of the serving source, for the 0x00 answer.
+  double entropy_bits_per_byte = 8;
 };
 
 // A fixed-capacity byte buffer for outgoing replies. Its storage is allocated on
@@ -66,6 +68,9 @@ class OutputBuffer {
 // the moment the connection opens, and every 02 NN tops the lead up again, so
 // the guest's next request is already waiting in its socket buffer.
 //
+// A peer that closes its sending side (shutdown(SHUT_WR), `nc -N`) still gets the
+// replies to everything it asked; a raw stream keeps flowing until writes fail.
+//
 // Lifetime: owned by shared_ptr; pending asynchronous operations hold a reference.
 // Close() is idempotent, removes it from the FairShare and wipes what it still held.
 // Event-loop thread only.
@@ -104,6 +109,8 @@ class Session final : public Consumer, public std::enable_shared_from_this<Sessi
   void RecomputeBlockingRun();
   void UpdateDemand();
   void Flush();
+  // After the peer closed its sending side: close once everything asked is sent.
+  void MaybeFinish();
 
   Socket socket_;
   SessionContext& context_;
@@ -121,6 +128,7 @@ class Session final : public Consumer, public std::enable_shared_from_this<Sessi
   OutputBuffer in_flight_{kOutputCapacity};
   bool writing_ = false;
   bool reading_ = false;
+  bool input_closed_ = false;  // peer sent EOF (it may still be reading)
   bool closed_ = false;
 };
 

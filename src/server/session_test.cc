@@ -8,6 +8,7 @@
 #include <functional>
 #include <vector>
 
+#include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
 #include <asio/local/connect_pair.hpp>
 #include <asio/local/stream_protocol.hpp>
@@ -90,6 +91,8 @@ class SessionTest : public ::testing::Test {
   }
 
   asio::io_context io_;
+  // As in the server: the loop keeps running when no operation is pending.
+  asio::executor_work_guard<asio::io_context::executor_type> work_ = asio::make_work_guard(io_);
   EntropyPool pool_;
   FairShare fair_share_;
   ServerCounters counters_;
@@ -128,6 +131,42 @@ TEST_F(SessionTest, AnswersEveryCommandInOrder) {
   EXPECT_EQ(counters_.entropy_offered_bytes, 3u);
   EXPECT_EQ(counters_.served_bytes, 16u + 32 + 5);
   EXPECT_EQ(pool_.Available(), 1000u - 53);
+}
+
+TEST_F(SessionTest, EntropyAvailableCountsClaimedBitsNotBytes) {
+  FillPool(1000);
+  StartSession({});
+  context_->entropy_bits_per_byte = 4;
+  Send({0x00});
+  const Bytes got = Receive(4);
+  ASSERT_EQ(got.size(), 4u);
+  EXPECT_EQ((got[0] << 24) | (got[1] << 16) | (got[2] << 8) | got[3], 4000);
+}
+
+TEST_F(SessionTest, HalfClosedPeerStillGetsEverythingItAsked) {
+  StartSession({});
+  Send({0x02, 0x20, 0x04, 0x02, 0x10});
+  ASSERT_EQ(shutdown(client_fd_, SHUT_WR), 0);
+  for (int i = 0; i < 20; ++i) io_.run_for(std::chrono::milliseconds(1));
+  EXPECT_FALSE(session_->closed());  // still owes 48 bytes and a PID
+  FillPool(48);
+  const std::string pid = std::to_string(getpid());
+  const Bytes got = Receive(32 + 1 + pid.size() + 16);
+  ASSERT_EQ(got.size(), 32 + 1 + pid.size() + 16);
+  EXPECT_EQ(Bytes(got.begin(), got.begin() + 32), Sequence(0, 32));
+  EXPECT_EQ(Bytes(got.end() - 16, got.end()), Sequence(32, 16));
+  EXPECT_TRUE(PeerClosed());  // and then it closes
+  EXPECT_EQ(counters_.wiped_undelivered_bytes, 0u);
+}
+
+TEST_F(SessionTest, ImmediateRequestsDoNotCountAgainstTheQueueLimit) {
+  FillPool(100);
+  StartSession({}, 16);
+  Bytes requests(1000, 0x00);  // 1000 x "bits available", all answerable at once
+  Send(requests);
+  EXPECT_EQ(Receive(4000).size(), 4000u);
+  EXPECT_EQ(counters_.queue_overflows, 0u);
+  EXPECT_FALSE(session_->closed());
 }
 
 TEST_F(SessionTest, NonBlockingReadReturnsWhatIsThere) {
