@@ -21,6 +21,7 @@ struct ServeFlags {
   std::size_t pool_bytes = ServeConfig::kDefaultPoolBytes;
   bool allow_test_source = false;
   std::size_t max_queued_requests = 4096;
+  std::size_t max_clients = 16384;
   double health_alpha_log2 = 30.0;
   std::string log_level = "info";
 };
@@ -40,6 +41,11 @@ Result<ServeConfig> BuildConfig(const ServeFlags& flags) {
                          ": must be 1 to 1000000");
   }
   config.max_queued_requests = flags.max_queued_requests;
+  if (flags.max_clients < 1 || flags.max_clients > 1000000) {
+    return Status::Error("--max-clients " + std::to_string(flags.max_clients) +
+                         ": must be 1 to 1000000");
+  }
+  config.max_clients = flags.max_clients;
   if (!(flags.health_alpha_log2 >= 20 && flags.health_alpha_log2 <= 40)) {
     return Status::Error("--health-alpha: must be 20 to 40 (alpha = 2^-N)");
   }
@@ -94,6 +100,9 @@ Command AddServeCommand(CLI::App& root) {
                 "Allow test:SEED, a predictable source for tests and benchmarks only");
   app->add_option("--max-queued-requests", flags->max_queued_requests,
                   "Requests one client may have waiting before it is disconnected")
+      ->capture_default_str();
+  app->add_option("--max-clients", flags->max_clients,
+                  "Connections served at once; more are closed at once with a log line")
       ->capture_default_str();
   app->add_option("--health-alpha", flags->health_alpha_log2,
                   "False-alarm rate of the SP 800-90B health tests, as N in 2^-N")

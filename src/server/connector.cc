@@ -13,10 +13,6 @@ namespace {
 
 constexpr Backoff::Duration kInitialDelay{100};
 constexpr Backoff::Duration kMaxDelay{10000};
-// A connection that lasted this long counts as healthy: the next one starts
-// again from the initial delay. Shorter ones (a peer that accepts and drops at
-// once) keep the back-off growing.
-constexpr std::chrono::seconds kHealthyConnection{5};
 
 }  // namespace
 
@@ -84,12 +80,13 @@ void Connector::OnConnected(Session::Socket socket) {
     LOG_INFO("connected to ", spec_.Describe());
   }
   failures_ = 0;
-  connected_at_ = std::chrono::steady_clock::now();
+  // A restarted VM should not wait out the delays its downtime built up.
+  backoff_.Reset();
   ConfigureStreamSocket(socket);
   session_ = host_.Adopt(std::move(socket), spec_.session, spec_.Address(), [this] {
     if (stopped_) return;
-    const bool healthy = std::chrono::steady_clock::now() - connected_at_ >= kHealthyConnection;
-    if (healthy) backoff_.Reset();
+    // Reset at connect, so a peer that keeps accepting and dropping at once is
+    // retried at the initial delay, never in a tight loop.
     const auto delay = backoff_.NextDelay();
     LOG_INFO("connection to ", spec_.Address(), " ended; reconnecting in ", delay.count(), " ms");
     ScheduleAttempt(delay);

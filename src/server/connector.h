@@ -38,7 +38,6 @@ class Connector {
   asio::steady_timer timer_;
   Backoff backoff_;
   std::weak_ptr<Session> session_;
-  std::chrono::steady_clock::time_point connected_at_{};
   unsigned failures_ = 0;  // consecutive failed attempts since the last connection
   bool stopped_ = true;
 };

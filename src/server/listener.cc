@@ -136,6 +136,12 @@ void Listener::Accept() {
       });
       return;
     }
+    if (host_.RefuseNewClient()) {
+      asio::error_code ignored;
+      socket.close(ignored);
+      Accept();
+      return;
+    }
     ConfigureStreamSocket(socket);
     std::string peer = spec_.transport == TransportKind::kTcp
                            ? DescribeSocketAddress(socket.native_handle(), true)

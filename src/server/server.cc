@@ -1,5 +1,7 @@
 #include "server/server.h"
 
+#include <sys/resource.h>
+
 #include <csignal>
 
 #include <asio/post.hpp>
@@ -8,15 +10,35 @@
 #include "transport/qemu_chardev.h"
 
 namespace rngmux {
+namespace {
+
+// Every client is a descriptor; lift the soft limit to the hard one so that
+// --max-clients, not a default of 1024, is what bounds them.
+void RaiseDescriptorLimit(std::size_t max_clients) {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  if (limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+    getrlimit(RLIMIT_NOFILE, &limit);
+  }
+  constexpr rlim_t kSpareDescriptors = 64;
+  if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < max_clients + kSpareDescriptors) {
+    LOG_WARNING("open file limit ", limit.rlim_cur, " is below --max-clients ", max_clients,
+                " + ", kSpareDescriptors, "; connections beyond it will fail to be accepted");
+  }
+}
+
+}  // namespace
 
 Server::Server(ServeConfig config)
     : config_(std::move(config)),
-      work_(asio::make_work_guard(io_)),
-      signals_(io_, SIGINT, SIGTERM, SIGUSR1),
       pool_(config_.pool_bytes),
       fair_share_(pool_),
       context_{pool_, fair_share_, counters_, [this] { RequestPump(); },
-               config_.max_queued_requests} {}
+               config_.max_queued_requests},
+      work_(asio::make_work_guard(io_)),
+      signals_(io_, SIGINT, SIGTERM, SIGUSR1) {}
 
 Server::~Server() {
   if (runner_) runner_->Stop();
@@ -27,6 +49,8 @@ Status Server::Open() {
   factory_context.allow_test_source = config_.allow_test_source;
   auto source = CreateSource(config_.source, factory_context);
   if (!source.ok()) return source.status();
+  context_.entropy_bits_per_byte = (*source)->claimed_entropy_bits_per_byte();
+  RaiseDescriptorLimit(config_.max_clients);
   SourceRunner::Options runner_options;
   runner_options.alpha_log2 = config_.health_alpha_log2;
   runner_ = std::make_unique<SourceRunner>(std::move(source).value(), pool_, runner_options);
@@ -86,6 +110,17 @@ std::shared_ptr<Session> Server::Adopt(Session::Socket socket, const SessionOpti
     if (on_closed) on_closed();
   });
   return session;
+}
+
+bool Server::RefuseNewClient() {
+  if (counters_.clients < config_.max_clients) return false;
+  const std::uint64_t refused = ++counters_.refused_connections;
+  // 1st, 2nd, 4th, 8th...: enough to notice, never a flood.
+  if ((refused & (refused - 1)) == 0) {
+    LOG_WARNING("refusing connection: ", config_.max_clients,
+                " clients already connected (--max-clients); ", refused, " refused so far");
+  }
+  return true;
 }
 
 void Server::RequestPump() {

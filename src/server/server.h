@@ -32,6 +32,7 @@ struct ServeConfig {
   std::size_t pool_bytes = kDefaultPoolBytes;
   bool allow_test_source = false;
   std::size_t max_queued_requests = 4096;
+  std::size_t max_clients = 16384;
   double health_alpha_log2 = 30.0;
 };
 
@@ -51,6 +52,7 @@ class Server final : public SessionHost {
 
   std::shared_ptr<Session> Adopt(Session::Socket socket, const SessionOptions& options,
                                  std::string peer, std::function<void()> on_closed) override;
+  bool RefuseNewClient() override;
 
  private:
   void RequestPump();
@@ -58,15 +60,17 @@ class Server final : public SessionHost {
   void Shutdown();
   void LogStats();
 
+  // Order matters for destruction: the loop (and any handler still holding a
+  // session) goes before the pool, fair share and counters that sessions use.
   ServeConfig config_;
-  asio::io_context io_;
-  asio::executor_work_guard<asio::io_context::executor_type> work_;
-  asio::signal_set signals_;
   EntropyPool pool_;
   FairShare fair_share_;
   ServerCounters counters_;
   SessionContext context_;
   std::atomic<bool> pump_posted_{false};
+  asio::io_context io_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  asio::signal_set signals_;
   std::unique_ptr<SourceRunner> runner_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::vector<std::unique_ptr<Connector>> connectors_;

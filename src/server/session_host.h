@@ -16,6 +16,9 @@ class SessionHost {
   virtual ~SessionHost() = default;
   virtual std::shared_ptr<Session> Adopt(Session::Socket socket, const SessionOptions& options,
                                          std::string peer, std::function<void()> on_closed) = 0;
+  // Asked by listeners before adopting an accepted socket: true means close it
+  // at once (the client limit is reached; the host counts and logs it).
+  virtual bool RefuseNewClient() = 0;
 };
 
 }  // namespace rngmux

@@ -24,7 +24,8 @@ std::string FormatStats(const ServerCounters& server, const EntropyPool& pool,
       << " served_bytes=" << server.served_bytes << " requests=" << server.requests
       << " bad_requests=" << server.bad_requests << " queue_overflows=" << server.queue_overflows
       << " entropy_offered_bytes=" << server.entropy_offered_bytes
-      << " wiped_undelivered_bytes=" << server.wiped_undelivered_bytes;
+      << " wiped_undelivered_bytes=" << server.wiped_undelivered_bytes
+      << " refused_connections=" << server.refused_connections;
   return out.str();
 }
 

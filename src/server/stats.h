@@ -20,6 +20,7 @@ struct ServerCounters {
   std::atomic<std::uint64_t> queue_overflows{0};        // connections closed for too many requests
   std::atomic<std::uint64_t> entropy_offered_bytes{0};  // 0x03 payload bytes read and discarded
   std::atomic<std::uint64_t> wiped_undelivered_bytes{0};  // owed to clients that left, wiped
+  std::atomic<std::uint64_t> refused_connections{0};      // closed at once: --max-clients
 };
 
 // One line of "key=value" pairs: what SIGUSR1 logs and tests parse.

@@ -117,6 +117,33 @@ class MisbehavingClientsTest(RngmuxTestCase):
         self.stop_streamers(streamers)
         d.stop()
 
+    def test_client_limit_refuses_extra_connections_at_once(self):
+        # Beyond --max-clients a connection is closed straight away (never left
+        # hanging in the backlog), counted, and the clients already in are served.
+        d = self.start(["--max-clients", "3"])
+        held = [connect(d.endpoints[0]) for _ in range(3)]
+        try:
+            wait_until(lambda: d.stats()["clients"] == 3, 10)
+            with connect(d.endpoints[1]) as extra:
+                closed, _ = wait_closed(extra, timeout=10)
+                self.assertTrue(closed, "the connection beyond --max-clients was not closed")
+            stats = d.stats()
+            self.assertEqual(stats["refused_connections"], 1, stats)
+            self.assertEqual(stats["clients"], 3, stats)
+            held[0].sendall(egd_read(64))
+            self.assertEqual(len(recv_exact(held[0], 64)), 64)
+            d.wait_log(r"warning: refusing connection: 3 clients", timeout=5)
+            # A freed slot is usable again.
+            held.pop().close()
+            wait_until(lambda: d.stats()["clients"] == 2, 10)
+            with connect(d.endpoints[1]) as again:
+                again.sendall(egd_read(32))
+                self.assertEqual(len(recv_exact(again, 32)), 32)
+        finally:
+            for s in held:
+                s.close()
+        d.stop()
+
     def test_requests_split_byte_by_byte(self):
         d = self.start()
         payload = b"not-entropy-" * 3
