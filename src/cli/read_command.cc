@@ -79,7 +79,11 @@ int RunRead(const ReadFlags& flags) {
     return 1;
   }
   const bool written = WriteOutput(std::span<const std::uint8_t>(bytes.data(), have), flags.hex);
-  return written && FinishOutput(flags.hex) ? 0 : 1;
+  if (!written || !FinishOutput(flags.hex)) return 1;
+  // Which source answered is the point of the check (auto may not pick the device
+  // the user thinks it does), so say it, on stderr to keep stdout clean.
+  std::fprintf(stderr, "rngmux: %zu health-tested bytes from %s\n", have, name.c_str());
+  return 0;
 }
 
 }  // namespace

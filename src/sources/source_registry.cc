@@ -196,6 +196,10 @@ AutoChoice ResolveAutoSource(const AutoProbe& probe) {
     } else if (const int fd = open(probe.hwrng_path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
                fd < 0) {
       hwrng_missing = Status::FromErrno(probe.hwrng_path + ": open", errno).message();
+      // A device that is there but unreadable is almost always a permissions
+      // mistake; say so loudly instead of quietly serving something else.
+      LOG_WARNING("source auto: hardware RNG ", current, " is present but ", hwrng_missing,
+                  "; skipping it (grant read access to ", probe.hwrng_path, " to use it)");
     } else {
       close(fd);
       const std::string spec = "file:" + probe.hwrng_path;

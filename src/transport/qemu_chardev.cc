@@ -122,15 +122,19 @@ class ChardevParser {
       port_ = *value;
     } else if (key == "path") {
       path_ = *value;
-    } else if (key == "reconnect") {
-      if (!IsDigits(*value)) return Error("reconnect: expected seconds");
+    } else if (key == "reconnect" || key == "reconnect-ms") {  // -ms: QEMU 9.2 and later
+      if (!IsDigits(*value)) {
+        return Error(std::string(key) + (key == "reconnect" ? ": expected seconds"
+                                                             : ": expected milliseconds"));
+      }
       reconnect_ = true;
     }
     return Status::Ok();
   }
 
   static bool IsKnownValueKey(std::string_view key) {
-    return key == "id" || key == "host" || key == "port" || key == "path" || key == "reconnect";
+    return key == "id" || key == "host" || key == "port" || key == "path" ||
+           key == "reconnect" || key == "reconnect-ms";
   }
 
   Result<EndpointSpec> MakeEndpoint() const {

@@ -38,6 +38,17 @@ TEST(QemuChardevTest, ClientWithReconnect) {
   EXPECT_EQ(spec.port, 1024);
 }
 
+TEST(QemuChardevTest, NewerQemuReconnectMs) {
+  const EndpointSpec spec = ParseOk("socket,id=c0,path=/run/r.sock,reconnect-ms=1000");
+  EXPECT_EQ(spec.role, EndpointRole::kListen);
+  EXPECT_EQ(ParseError("socket,id=c0,host=h,port=1,reconnect-ms=soon"),
+            "qemu-chardev \"socket,id=c0,host=h,port=1,reconnect-ms=soon\": reconnect-ms: "
+            "expected milliseconds");
+  EXPECT_EQ(ParseError("socket,id=c0,host=h,port=1,server=on,reconnect-ms=1000"),
+            "qemu-chardev \"socket,id=c0,host=h,port=1,server=on,reconnect-ms=1000\": QEMU "
+            "refuses reconnect on a server socket");
+}
+
 TEST(QemuChardevTest, TcpServerMeansRngmuxConnects) {
   const EndpointSpec spec = ParseOk("socket,id=c0,host=10.0.0.5,port=4444,server=on,wait=off");
   EXPECT_EQ(spec.role, EndpointRole::kConnect);

@@ -78,6 +78,7 @@ class CliTest(unittest.TestCase):
         p = run_cli(["read", "--source", "getrandom", "-n", "10", "--hex"], timeout=20)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertRegex(p.stdout.decode(), r"^[0-9a-f]{20}\n$")
+        self.assertEqual(p.stderr.decode(), "rngmux: 10 health-tested bytes from getrandom\n")
         q = run_cli(["read", "--source", "getrandom", "-n", "10", "--hex"], timeout=20)
         self.assertNotEqual(p.stdout, q.stdout)
 
