@@ -9,25 +9,61 @@
 //
 // The list is the round-robin order and its front is the cursor. The consumer at
 // the front gets one quantum of credit when its turn starts and is served
-// min(credit, Wanted(), what the pool has). Its turn ends when the credit is spent
-// (it moves to the back) or its demand is met (Wanted() == 0: it leaves the list).
-// Since bytes are divisible, a turn that ends leaves no credit over; the DRR rule
-// "an emptied queue forfeits its deficit" covers the demand-met case. If the pool
-// runs dry mid-turn, the consumer stays at the front with its remaining credit and
-// the next Pump() resumes that same turn.
+// min(credit, Wanted(), free bytes). Its turn ends when the credit is spent (it
+// moves to the back) or its demand is met (Wanted() == 0: see reserves below). If
+// the free bytes run out mid-turn, the consumer stays at the front with its
+// remaining credit and the next Pump() resumes that same turn. Only the front can
+// hold credit, and only between Pump()s.
+//
+// A resumed turn is finished before the next round starts and is not counted as one
+// of its turns. Otherwise the fragment (say 255 bytes left of a 256-byte quantum
+// handed out on a near-empty pool) would stand for that consumer's whole turn in a
+// round whose quantum is far larger, and the consumer most often cut short, the
+// one that is always waiting, would lose out every time.
 //
 // Resuming rather than restarting matters when supply is short: if every Pump()
 // started at the same consumer and handed everyone fresh credit, whoever sits first
 // would drain the pool each time while the rest piled up credit they never spend.
 //
-// The quantum is fixed per round (one turn per waiting consumer) at
-// max(kMinQuantum, available / waiting), so abundant supply is split in one round
-// and scarce supply still moves in chunks worth a Take().
+// The quantum is fixed per round (one turn per listed consumer) at
+// max(kMinQuantum, free / listed), so abundant supply is split in one round and
+// scarce supply still moves in chunks worth a Take().
+//
+// Reserves, and why. Plain DRR is fair only among consumers that are waiting when
+// bytes arrive ("an emptied queue forfeits its deficit"). A client that keeps one
+// small request in flight (QEMU's rng-egd without a lead: 02 40, wait for 64 bytes,
+// send the next 02 40 a fraction of a millisecond later) is served 64 bytes on each
+// arrival of a slow source's block and leaves; a client that pipelines 02 FF takes
+// the rest, and the pool is empty again by the time the next 02 40 comes. Measured:
+// 320 B/s against 21 kB/s. So a consumer whose demand is met, if it has been served
+// since it was listed, does not leave: it turns its unspent credit into a reserve,
+// bytes left in the pool that only it may take, and stays listed as idle. On its
+// turns while idle it accrues its quantum into the reserve, taking nothing, so it
+// keeps its share of what arrives during a short absence. When it Activate()s again,
+// Pump() first serves it from its reserve (outside the round-robin order: those
+// bytes are already its own), then it takes turns as usual. Everybody else may take
+// only free bytes: Available() - total_reserved_. Reserves are capped at kMaxReserve
+// per consumer and capacity/2 in all, and accrue only from free bytes, so they are
+// always backed by bytes in the pool. Bytes can also leave the pool by other paths
+// (0x01 reads take directly); FreeBytes() then shrinks every reserve in proportion
+// so that the accounting stays backed. With only idle consumers listed nothing is
+// set aside (nobody competes for the bytes).
+//
+// Expiry is lazy: an idle consumer that has not asked again within grace_ is
+// dropped, and its reserve released, by the next Activate() or Pump(); there is no
+// timer. This cannot deadlock a waiting consumer: reserves never hold more than
+// half the pool, so while anyone waits the pool cannot fill up with bytes nobody may
+// take. Either free bytes are there (and Pump() hands them out), or the pool has
+// room, so producers keep putting, and every Put() requests a Pump(), which expires
+// stale reserves. (If the source stops producing altogether, released reserves wait
+// for the next Put() or Activate() to be handed out.)
 //
 // Re-entrancy: Deliver() may Activate() or Remove() any consumer, including the one
-// being served, and may call Pump(). While pumping_ is set, Remove() only marks the
-// entry dead (consumer = nullptr) so that no iterator or reference Pump() holds is
+// being served, and may call Pump(). While pumping_ is set, entries are never erased
+// from the outside: Remove() and expiry only mark them dead (consumer = nullptr)
+// and release their reserves, so that no iterator or reference Pump() holds is
 // invalidated; Pump() drops dead entries when they reach the front and on exit.
+// An entry is never idle while it is being delivered to, so expiry cannot hit it.
 // A nested Pump() returns 0 and the outer one carries on.
 
 namespace rngmux {
@@ -41,28 +77,131 @@ constexpr std::size_t kScratchBytes = 16 * 1024;
 
 void FairShare::Activate(Consumer* consumer) {
   if (consumer == nullptr) return;  // nullptr marks dead entries.
-  for (const Entry& entry : active_) {
-    if (entry.consumer == consumer) return;
+  ExpireIdle(clock_.Now());
+  for (Entry& entry : entries_) {
+    if (entry.consumer != consumer) continue;
+    entry.idle = false;  // Back within its grace period: keeps its place and reserve.
+    return;
   }
-  active_.push_back(Entry{consumer});
+  entries_.push_back(Entry{consumer});
 }
 
 void FairShare::Remove(Consumer* consumer) {
   if (consumer == nullptr) return;
-  for (auto it = active_.begin(); it != active_.end(); ++it) {
-    if (it->consumer != consumer) continue;
-    if (pumping_) {
-      it->consumer = nullptr;
-      it->deficit = 0;
-    } else {
-      active_.erase(it);
+  for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+    if (it->consumer == consumer) {
+      Drop(it);
+      return;
     }
-    return;
   }
+}
+
+std::size_t FairShare::active_count() const {
+  return static_cast<std::size_t>(std::count_if(
+      entries_.begin(), entries_.end(), [](const Entry& e) { return e.consumer && !e.idle; }));
+}
+
+std::size_t FairShare::idle_count() const {
+  return static_cast<std::size_t>(std::count_if(
+      entries_.begin(), entries_.end(), [](const Entry& e) { return e.consumer && e.idle; }));
+}
+
+std::size_t FairShare::reserve_of(const Consumer* consumer) const {
+  if (consumer == nullptr) return 0;
+  for (const Entry& entry : entries_) {
+    if (entry.consumer == consumer) return entry.reserve;
+  }
+  return 0;
+}
+
+std::list<FairShare::Entry>::iterator FairShare::Drop(std::list<Entry>::iterator it) {
+  total_reserved_ -= it->reserve;
+  if (!pumping_) return entries_.erase(it);
+  it->consumer = nullptr;
+  it->deficit = 0;
+  it->reserve = 0;
+  it->idle = false;
+  return std::next(it);
+}
+
+void FairShare::ExpireIdle(Clock::TimePoint now) {
+  for (auto it = entries_.begin(); it != entries_.end();) {
+    if (it->consumer != nullptr && it->idle && now - it->idle_since >= grace_) {
+      it = Drop(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+std::size_t FairShare::FreeBytes() {
+  const std::size_t available = pool_.Available();
+  if (available < total_reserved_) {
+    // Bytes left by another path: shrink reserves in proportion so they are backed.
+    std::size_t total = 0;
+    for (Entry& entry : entries_) {
+      entry.reserve = entry.reserve * available / total_reserved_;
+      total += entry.reserve;
+    }
+    total_reserved_ = total;
+  }
+  return available - total_reserved_;
+}
+
+std::size_t FairShare::Serve(Entry& entry, std::size_t ask, bool from_reserve,
+                             std::span<std::uint8_t> scratch) {
+  const std::size_t got = pool_.Take(scratch.first(ask));
+  if (got == 0) return 0;
+  // Settle the accounts before Deliver(), which may Remove() this very entry.
+  if (from_reserve) {
+    const std::size_t used = std::min(got, entry.reserve);
+    entry.reserve -= used;
+    total_reserved_ -= used;
+  } else {
+    entry.deficit -= std::min(got, entry.deficit);
+  }
+  entry.served = true;
+  entry.idle = false;
+  entry.consumer->Deliver(std::span<const std::uint8_t>(scratch.data(), got));
+  SecureWipe(scratch.data(), got);
+  return got;
+}
+
+std::size_t FairShare::ServeReserve(Entry& entry, std::size_t budget_left,
+                                    std::span<std::uint8_t> scratch) {
+  std::size_t delivered = 0;
+  while (entry.consumer != nullptr && entry.reserve > 0 && delivered < budget_left) {
+    // Asked before every chunk: Deliver() must never get more than Wanted().
+    const std::size_t wanted = entry.consumer->Wanted();
+    if (wanted == 0) break;
+    const std::size_t ask =
+        std::min({entry.reserve, wanted, scratch.size(), budget_left - delivered});
+    const std::size_t got = Serve(entry, ask, /*from_reserve=*/true, scratch);
+    if (got == 0) {
+      FreeBytes();  // The pool was emptied by another path: no reserve is backed.
+      break;
+    }
+    delivered += got;
+  }
+  return delivered;
+}
+
+bool FairShare::KeepAsReserve(Entry& entry) {
+  const std::size_t free = FreeBytes();
+  const std::size_t total_cap = pool_.capacity() / 2;
+  if (entry.reserve >= kMaxReserve || total_reserved_ >= total_cap) return true;
+  const std::size_t add =
+      std::min({entry.deficit, free, kMaxReserve - entry.reserve, total_cap - total_reserved_});
+  entry.reserve += add;
+  total_reserved_ += add;
+  entry.deficit -= add;
+  return entry.deficit == 0 || entry.reserve >= kMaxReserve || total_reserved_ >= total_cap;
 }
 
 std::size_t FairShare::Pump() {
   if (pumping_) return 0;
+  const Clock::TimePoint now = clock_.Now();
+  ExpireIdle(now);
   pumping_ = true;
   std::array<std::uint8_t, kScratchBytes> scratch;
 
@@ -72,7 +211,7 @@ std::size_t FairShare::Pump() {
     std::span<std::uint8_t> scratch;
     ~Finish() {
       SecureWipe(scratch);
-      share.active_.remove_if([](const Entry& entry) { return entry.consumer == nullptr; });
+      share.entries_.remove_if([](const Entry& entry) { return entry.consumer == nullptr; });
       share.pumping_ = false;
     }
   } finish{*this, scratch};
@@ -83,58 +222,95 @@ std::size_t FairShare::Pump() {
   // after adding, which schedules another Pump().
   const std::size_t budget = pool_.capacity();
   std::size_t delivered = 0;
+
+  // Consumers that asked again are served from their reserves first, wherever they
+  // sit in the round-robin. Entries appended meanwhile by Activate() are visited too
+  // (std::list iterators survive push_back); nothing is erased while pumping_.
+  for (Entry& entry : entries_) {
+    if (delivered >= budget) break;
+    if (entry.consumer == nullptr || entry.idle || entry.reserve == 0) continue;
+    delivered += ServeReserve(entry, budget - delivered, scratch);
+    if (entry.consumer != nullptr && entry.consumer->Wanted() == 0) {
+      entry.idle = true;
+      entry.idle_since = now;
+    }
+  }
+
   std::size_t quantum = kMinQuantum;
   std::size_t turns_left_in_round = 0;
-
   while (delivered < budget) {
-    while (!active_.empty() && active_.front().consumer == nullptr) active_.pop_front();
-    if (active_.empty()) break;
-    const std::size_t available = pool_.Available();
-    if (available == 0) break;
+    while (!entries_.empty() && entries_.front().consumer == nullptr) entries_.pop_front();
+    if (entries_.empty()) break;
+    const std::size_t free = FreeBytes();
+    if (free == 0) break;
 
     if (turns_left_in_round == 0) {
-      const auto waiting = static_cast<std::size_t>(std::count_if(
-          active_.begin(), active_.end(), [](const Entry& e) { return e.consumer != nullptr; }));
-      quantum = std::max(kMinQuantum, available / waiting);
-      turns_left_in_round = waiting;
+      std::size_t listed = 0;
+      std::size_t waiting = 0;
+      for (const Entry& e : entries_) {
+        if (e.consumer == nullptr) continue;
+        ++listed;
+        if (!e.idle) ++waiting;
+      }
+      if (waiting == 0) break;  // Only idle consumers: nobody to set bytes aside from.
+      quantum = std::max(kMinQuantum, free / listed);
+      turns_left_in_round = listed;
     }
 
     // References into std::list stay valid across push_back (Activate) and, while
-    // pumping_, nothing erases, so `entry` is still the front after Deliver().
-    Entry& entry = active_.front();
-    if (entry.deficit == 0) entry.deficit = quantum;  // Otherwise: resuming a turn.
+    // pumping_, nothing else erases, so `entry` is still the front after Deliver().
+    Entry& entry = entries_.front();
+    // Credit left over: a turn cut short by the previous Pump() is finished first. It
+    // belonged to that round, so it is not one of this round's turns.
+    const bool resumed = entry.deficit > 0;
+    if (!resumed) entry.deficit = quantum;
 
+    // A reserve, if any, is spent before the credit (it was earned on earlier turns).
+    if (entry.reserve > 0) delivered += ServeReserve(entry, budget - delivered, scratch);
     bool demand_met = false;
-    while (entry.deficit > 0 && delivered < budget) {
-      // Asked before every chunk: Deliver() must never get more than Wanted().
+    while (entry.consumer != nullptr && entry.deficit > 0 && delivered < budget) {
       const std::size_t wanted = entry.consumer->Wanted();
       if (wanted == 0) {
         demand_met = true;
         break;
       }
-      const std::size_t ask = std::min({entry.deficit, wanted, scratch.size(), budget - delivered});
-      const std::size_t got = pool_.Take(std::span(scratch.data(), ask));
+      const std::size_t available = FreeBytes();
+      if (available == 0) break;
+      const std::size_t ask =
+          std::min({entry.deficit, wanted, available, scratch.size(), budget - delivered});
+      const std::size_t got = Serve(entry, ask, /*from_reserve=*/false, scratch);
       if (got == 0) break;
-      entry.consumer->Deliver(std::span<const std::uint8_t>(scratch.data(), got));
-      SecureWipe(scratch.data(), got);
-      entry.deficit -= got;
       delivered += got;
-      if (entry.consumer == nullptr) break;  // Removed inside Deliver(); do not touch it.
     }
-    // Credit and demand can run out together; leave now rather than on the next visit.
+    // Credit and demand can run out together; settle now rather than on the next visit.
     if (!demand_met && entry.consumer != nullptr && entry.deficit == 0) {
       demand_met = entry.consumer->Wanted() == 0;
     }
 
-    if (entry.consumer == nullptr || demand_met) {
-      active_.pop_front();
+    if (entry.consumer == nullptr) {
+      entries_.pop_front();
+    } else if (demand_met && grace_ > Clock::Duration::zero() && entry.served) {
+      // Idle: the rest of this turn's credit is set aside, up to the caps. If the
+      // free bytes run out first, the turn resumes here with the remaining credit,
+      // just as a waiting consumer's would.
+      if (!entry.idle) {
+        entry.idle = true;
+        entry.idle_since = now;
+      }
+      if (!KeepAsReserve(entry)) break;
+      entry.deficit = 0;  // Capped: the rest is forfeited.
+      entries_.splice(entries_.end(), entries_, entries_.begin());
+    } else if (demand_met) {
+      // Never served (or reserves off): it leaves, as in plain DRR.
+      total_reserved_ -= entry.reserve;
+      entries_.pop_front();
     } else if (entry.deficit == 0) {
-      active_.splice(active_.end(), active_, active_.begin());
+      entries_.splice(entries_.end(), entries_, entries_.begin());
     } else {
-      // Pool dry or budget spent mid-turn: keep the cursor and the credit here.
+      // No free bytes or budget spent mid-turn: keep the cursor and the credit here.
       break;
     }
-    --turns_left_in_round;
+    if (!resumed) --turns_left_in_round;
   }
   return delivered;
 }

@@ -1,10 +1,12 @@
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <list>
 #include <span>
 
+#include "common/clock.h"
 #include "pool/entropy_pool.h"
 
 namespace rngmux {
@@ -20,35 +22,82 @@ class Consumer {
   virtual void Deliver(std::span<const std::uint8_t> bytes) = 0;
 };
 
-// Shares the pool among waiting consumers by bytes, with deficit round-robin:
-// every pass gives each waiting consumer the same quantum of credit, so when
-// supply is short, equal demands get equal shares and one greedy client cannot
-// starve the rest. Event-loop thread only.
+// Shares the pool among consumers by bytes, with deficit round-robin: every pass
+// gives each consumer the same quantum of credit, so when supply is short, equal
+// demands get equal shares and one greedy client cannot starve the rest.
+//
+// Fairness also covers consumers that are only briefly absent: one whose demand is
+// met keeps its unspent credit as a *reserve* (bytes left in the pool and set aside
+// for it) and stays listed as *idle* for a grace period, accruing its quantum into
+// the reserve on its turns. Others can take only the free bytes (the pool minus all
+// reserves). If it asks again within the grace period it is served from its reserve
+// first; otherwise the entry and its reserve are dropped. This is what keeps a
+// client with one small request in flight (QEMU's rng-egd) from being starved by
+// one that pipelines many. Reserves are capped per consumer (kMaxReserve) and in
+// total (half the pool's capacity). Event-loop thread only.
 class FairShare {
  public:
   static constexpr std::size_t kMinQuantum = 256;
+  // Most bytes one idle consumer may have set aside.
+  static constexpr std::size_t kMaxReserve = 4096;
+  static constexpr Clock::Duration kDefaultGrace = std::chrono::milliseconds(50);
 
-  explicit FairShare(EntropyPool& pool) : pool_(pool) {}
+  // `grace` is how long an idle consumer keeps its place and reserve; zero turns
+  // reserves off (satisfied consumers leave at once).
+  explicit FairShare(EntropyPool& pool, const Clock& clock = SteadyClock::Instance(),
+                     Clock::Duration grace = kDefaultGrace)
+      : pool_(pool), clock_(clock), grace_(grace) {}
 
-  // Marks a consumer as waiting (idempotent). Does not pump.
+  // Marks a consumer as waiting (idempotent). An idle consumer within its grace
+  // period becomes waiting again with its reserve. Does not pump.
   void Activate(Consumer* consumer);
-  // Forgets a consumer (it is going away). Safe to call if it was never active.
+  // Forgets a consumer (it is going away) and releases its reserve at once. Safe to
+  // call if it was never active.
   void Remove(Consumer* consumer);
 
-  // Moves bytes from the pool to waiting consumers until the pool is empty or
-  // nobody waits. Consumers whose Wanted() drops to 0 leave the active list;
-  // they Activate() again when they want more. Returns bytes delivered.
+  // Moves bytes from the pool to waiting consumers until no free bytes are left or
+  // nobody waits: reserves first, then round-robin. Consumers whose Wanted() drops
+  // to 0 become idle (if they were served) or leave; they Activate() again when
+  // they want more. Idle consumers past their grace period are dropped first.
+  // Returns bytes delivered.
   std::size_t Pump();
 
-  std::size_t active_count() const { return active_.size(); }
+  // Consumers waiting for bytes (not idle).
+  std::size_t active_count() const;
+  // Consumers idle within their grace period (or not yet found to be past it).
+  std::size_t idle_count() const;
+  // Bytes set aside in the pool for idle or returning consumers.
+  std::size_t reserved_bytes() const { return total_reserved_; }
+  std::size_t reserve_of(const Consumer* consumer) const;
 
  private:
   struct Entry {
-    Consumer* consumer;
+    Consumer* consumer;  // nullptr: removed while pumping, erased later
     std::size_t deficit = 0;
+    std::size_t reserve = 0;
+    bool idle = false;
+    bool served = false;  // got bytes since it was listed
+    Clock::TimePoint idle_since{};
   };
+
+  void ExpireIdle(Clock::TimePoint now);
+  // Drops an entry (erases it, or marks it dead while pumping) and its reserve.
+  std::list<Entry>::iterator Drop(std::list<Entry>::iterator it);
+  // The pool's bytes not set aside; first shrinks reserves that bytes taken by
+  // other paths (0x01 reads) no longer back.
+  std::size_t FreeBytes();
+  std::size_t Serve(Entry& entry, std::size_t ask, bool from_reserve,
+                    std::span<std::uint8_t> scratch);
+  std::size_t ServeReserve(Entry& entry, std::size_t budget_left, std::span<std::uint8_t> scratch);
+  // Moves the entry's credit into its reserve, within the caps and the free bytes.
+  // Returns false if credit is left only because the free bytes ran out.
+  bool KeepAsReserve(Entry& entry);
+
   EntropyPool& pool_;
-  std::list<Entry> active_;
+  const Clock& clock_;
+  Clock::Duration grace_;
+  std::list<Entry> entries_;
+  std::size_t total_reserved_ = 0;
   bool pumping_ = false;
 };
 

@@ -16,6 +16,7 @@
 namespace rngmux {
 namespace {
 
+using std::chrono::microseconds;
 using std::chrono::milliseconds;
 
 constexpr milliseconds kTick{10};
@@ -87,11 +88,12 @@ class TestConsumer : public Consumer {
 // The event loop in miniature: time passes, the source adds what it owes, and the
 // pool is pumped.
 struct Simulation {
-  explicit Simulation(std::uint64_t bytes_per_second, std::size_t pool_capacity = 1 << 20)
-      : pool(pool_capacity), share(pool), source(clock, bytes_per_second) {}
+  explicit Simulation(std::uint64_t bytes_per_second, std::size_t pool_capacity = 1 << 20,
+                      Clock::Duration grace = milliseconds(50))
+      : pool(pool_capacity), share(pool, clock, grace), source(clock, bytes_per_second) {}
 
-  std::size_t Tick() {
-    clock.Advance(kTick);
+  std::size_t Tick(Clock::Duration step = kTick) {
+    clock.Advance(step);
     source.Produce(pool);
     return share.Pump();
   }
@@ -170,7 +172,10 @@ TEST(FairShareTest, GreedyConsumerCannotStarveSmallRequestsWhenSupplyIsAmple) {
     sim.Tick();
     ASSERT_EQ(small.received(), before + 64) << "tick " << tick;
   }
-  EXPECT_GT(greedy.received(), 200u * (1000 - 64) - 1000);
+  // The greedy one gets the rest, less a tick's worth and what stays set aside for
+  // `small`, which asks every 10 ms, within its grace period.
+  EXPECT_LE(sim.share.reserve_of(&small), FairShare::kMaxReserve);
+  EXPECT_GT(greedy.received(), 200u * (1000 - 64) - 1000 - FairShare::kMaxReserve);
   sim.ExpectConservation();
 }
 
@@ -202,6 +207,51 @@ TEST(FairShareTest, GreedyConsumerCannotStarveSmallRequestsWhenSupplyIsScarce) {
   sim.ExpectConservation();
 }
 
+// QEMU's rng-egd without a lead keeps one request in flight: it sends 02 40, waits
+// for the 64 bytes and sends the next 02 40 a fraction of a millisecond later. So
+// when the slow source's bytes arrive, it has usually just been served and is not
+// waiting, while a client that pipelines 02 FF always is. It must still get about
+// half of the bytes, not 64 per arrival.
+TEST(FairShareTest, OneRequestAtATimeClientGetsItsShareBesidePipeliningClient) {
+  struct Case {
+    std::uint64_t bytes_per_second;
+    Clock::Duration step;  // bytes arrive in lumps of bytes_per_second * step
+  };
+  for (const Case c : {Case{20'480, milliseconds(200)},  // 4096-byte blocks: the daemon's case
+                       Case{20'000, kTick},              // 200 bytes: less than a quantum
+                       Case{100'000, kTick}}) {          // 1000 bytes
+    SCOPED_TRACE("bytes/s=" + std::to_string(c.bytes_per_second) +
+                 " step=" + std::to_string(c.step.count()) + "ns");
+    Simulation sim(c.bytes_per_second);
+    TestConsumer pipelining(&sim.log);
+    TestConsumer one_at_a_time(&sim.log);
+    pipelining.AskForever();
+    sim.share.Activate(&pipelining);
+    one_at_a_time.Ask(64);
+    sim.share.Activate(&one_at_a_time);
+
+    std::size_t requests = 0;
+    for (int tick = 0; tick < 300; ++tick) {
+      sim.Tick(c.step);
+      // Each answered request is followed by the next one 100 us later, until one
+      // has to wait for the source.
+      for (int i = 0; i < 10'000 && one_at_a_time.Wanted() == 0; ++i) {
+        sim.clock.Advance(microseconds(100));
+        one_at_a_time.Ask(64);
+        sim.share.Activate(&one_at_a_time);
+        sim.share.Pump();
+        ++requests;
+      }
+    }
+    const auto strict = static_cast<double>(one_at_a_time.received());
+    const auto greedy = static_cast<double>(pipelining.received());
+    EXPECT_GE(strict / (strict + greedy), 0.4) << strict << " vs " << greedy;
+    EXPECT_GE(JainIndex({strict, greedy}), 0.95) << strict << " vs " << greedy;
+    EXPECT_GT(requests, 100u);
+    sim.ExpectConservation();
+  }
+}
+
 TEST(FairShareTest, SmallDemandsGetExactlyWhatTheyAsk) {
   Simulation sim(1'000'000);
   std::vector<std::unique_ptr<TestConsumer>> consumers;
@@ -211,12 +261,220 @@ TEST(FairShareTest, SmallDemandsGetExactlyWhatTheyAsk) {
     consumers.back()->Ask(ask);
     sim.share.Activate(consumers.back().get());
   }
-  sim.Tick();  // 10'000 bytes: more than the sum of the asks.
+  sim.Tick();  // 10'000 bytes: more than the sum of the asks, a quantum of 1250 each.
+  // Asks within the quantum are met at once. The satisfied consumers set the rest of
+  // their quantum aside for a while, so the 5000-byte ask gets one quantum now ...
+  for (std::size_t i = 0; i + 1 < asks.size(); ++i) EXPECT_EQ(consumers[i]->received(), asks[i]);
+  EXPECT_GE(consumers.back()->received(), 10'000u / asks.size());
+  // ... and the rest a few ticks later, as bytes keep coming.
+  for (int tick = 0; tick < 5 && consumers.back()->received() < asks.back(); ++tick) sim.Tick();
   for (std::size_t i = 0; i < asks.size(); ++i) EXPECT_EQ(consumers[i]->received(), asks[i]);
-  EXPECT_EQ(sim.share.active_count(), 0u);  // Satisfied consumers leave the list.
+  EXPECT_EQ(sim.share.active_count(), 0u);  // Satisfied consumers stop waiting,
+  EXPECT_GT(sim.share.idle_count(), 0u);    // stay listed for the grace period
+  sim.Tick(milliseconds(50));
+  EXPECT_EQ(sim.share.idle_count(), 0u);      // and then leave,
+  EXPECT_EQ(sim.share.reserved_bytes(), 0u);  // releasing what they had set aside.
 
   sim.Tick();
   for (std::size_t i = 0; i < asks.size(); ++i) EXPECT_EQ(consumers[i]->received(), asks[i]);
+  sim.ExpectConservation();
+}
+
+// A greedy consumer and one that was just served 64 of the 1000 bytes of a tick:
+// the latter keeps the rest of its quantum (436 bytes) set aside.
+struct ReserveFixture {
+  explicit ReserveFixture(std::size_t pool_capacity = 1 << 20) : sim(100'000, pool_capacity) {
+    greedy.AskForever();
+    sim.share.Activate(&greedy);
+    strict.Ask(64);
+    sim.share.Activate(&strict);
+    sim.Tick();
+  }
+  Simulation sim;
+  TestConsumer greedy{&sim.log};
+  TestConsumer strict{&sim.log};
+};
+
+TEST(FairShareTest, ServedConsumerKeepsTheRestOfItsQuantumSetAside) {
+  ReserveFixture f;
+  EXPECT_EQ(f.strict.received(), 64u);
+  EXPECT_EQ(f.greedy.received(), 500u);
+  EXPECT_EQ(f.sim.share.reserve_of(&f.strict), 500u - 64u);
+  EXPECT_EQ(f.sim.share.reserved_bytes(), 500u - 64u);
+  EXPECT_EQ(f.sim.pool.Available(), 500u - 64u);  // The greedy one took every free byte.
+  EXPECT_EQ(f.sim.share.active_count(), 1u);
+  EXPECT_EQ(f.sim.share.idle_count(), 1u);
+  f.sim.ExpectConservation();
+}
+
+TEST(FairShareTest, ReturningConsumerIsServedFromItsReserveFirst) {
+  ReserveFixture f;
+  const std::size_t greedy_before = f.greedy.received();
+  for (int request = 0; request < 6; ++request) {
+    f.sim.clock.Advance(microseconds(100));
+    f.strict.Ask(64);
+    f.sim.share.Activate(&f.strict);
+    EXPECT_EQ(f.sim.share.Pump(), 64u);  // No new bytes: these come from the reserve.
+  }
+  EXPECT_EQ(f.strict.received(), 7u * 64u);
+  EXPECT_EQ(f.greedy.received(), greedy_before);
+  EXPECT_EQ(f.sim.share.reserve_of(&f.strict), 500u - 7u * 64u);
+  // The 52 bytes left do not cover the next request: it takes them and waits for
+  // the rest in turn.
+  f.strict.Ask(64);
+  f.sim.share.Activate(&f.strict);
+  EXPECT_EQ(f.sim.share.Pump(), 52u);
+  EXPECT_EQ(f.sim.share.reserved_bytes(), 0u);
+  EXPECT_EQ(f.sim.share.active_count(), 2u);
+  f.sim.Tick();
+  EXPECT_EQ(f.strict.received(), 8u * 64u);
+  f.sim.ExpectConservation();
+}
+
+TEST(FairShareTest, ReserveIsReleasedAfterGraceWhenConsumerStopsAsking) {
+  ReserveFixture f;
+  const std::size_t reserve = f.sim.share.reserve_of(&f.strict);
+  ASSERT_GT(reserve, 0u);
+  // Within the grace period the bytes stay set aside while the greedy one waits.
+  f.sim.clock.Advance(milliseconds(40));
+  EXPECT_EQ(f.sim.share.Pump(), 0u);
+  EXPECT_EQ(f.sim.share.reserve_of(&f.strict), reserve);
+  // After it, the next pump drops the idle consumer and hands its bytes out.
+  f.sim.clock.Advance(milliseconds(10));
+  const std::size_t greedy_before = f.greedy.received();
+  EXPECT_EQ(f.sim.share.Pump(), reserve);
+  EXPECT_EQ(f.greedy.received(), greedy_before + reserve);
+  EXPECT_EQ(f.strict.received(), 64u);
+  EXPECT_EQ(f.sim.share.reserved_bytes(), 0u);
+  EXPECT_EQ(f.sim.share.idle_count(), 0u);
+  EXPECT_EQ(f.sim.pool.Available(), 0u);
+  // Asking again later, it is a newcomer and is served in turn.
+  f.strict.Ask(64);
+  f.sim.share.Activate(&f.strict);
+  f.sim.Tick();
+  EXPECT_EQ(f.strict.received(), 128u);
+  f.sim.ExpectConservation();
+}
+
+TEST(FairShareTest, ActivateAfterGraceReleasesTheStaleReserve) {
+  ReserveFixture f;
+  f.sim.clock.Advance(milliseconds(60));
+  f.strict.Ask(64);
+  f.sim.share.Activate(&f.strict);  // Too late: listed afresh, without a reserve.
+  EXPECT_EQ(f.sim.share.reserved_bytes(), 0u);
+  EXPECT_EQ(f.sim.share.active_count(), 2u);
+  f.sim.share.Pump();  // The released bytes are split in turn, not given back whole.
+  EXPECT_EQ(f.strict.received(), 128u);
+  EXPECT_GT(f.greedy.received(), 500u);
+  f.sim.ExpectConservation();
+}
+
+TEST(FairShareTest, RemovedConsumersReserveIsReleasedAtOnce) {
+  ReserveFixture f;
+  const std::size_t reserve = f.sim.share.reserve_of(&f.strict);
+  ASSERT_GT(reserve, 0u);
+  f.sim.share.Remove(&f.strict);
+  EXPECT_EQ(f.sim.share.reserved_bytes(), 0u);
+  EXPECT_EQ(f.sim.share.reserve_of(&f.strict), 0u);
+  EXPECT_EQ(f.sim.share.idle_count(), 0u);
+  const std::size_t greedy_before = f.greedy.received();
+  EXPECT_EQ(f.sim.share.Pump(), reserve);  // No time has passed.
+  EXPECT_EQ(f.greedy.received(), greedy_before + reserve);
+  f.sim.ExpectConservation();
+}
+
+TEST(FairShareTest, ReservesShrinkWhenBytesLeaveThePoolByAnotherPath) {
+  ReserveFixture f;
+  ASSERT_EQ(f.sim.pool.Available(), 436u);
+  // A 0x01 read takes straight from the pool, reserved or not.
+  auto take_directly = [&](std::size_t n) {
+    std::vector<std::uint8_t> out(n);
+    out.resize(f.sim.pool.Take(out));
+    f.sim.log.insert(f.sim.log.end(), out.begin(), out.end());
+  };
+  take_directly(300);
+  EXPECT_EQ(f.sim.share.Pump(), 0u);  // Nothing free for the greedy one ...
+  EXPECT_LE(f.sim.share.reserved_bytes(), f.sim.pool.Available());  // ... nor promised twice.
+  EXPECT_GE(f.sim.share.reserved_bytes(), 135u);
+  take_directly(1000);
+  EXPECT_EQ(f.sim.share.Pump(), 0u);
+  EXPECT_EQ(f.sim.share.reserved_bytes(), 0u);
+  // The returning consumer finds no reserve and is served in turn.
+  f.strict.Ask(64);
+  f.sim.share.Activate(&f.strict);
+  f.sim.Tick();
+  EXPECT_EQ(f.strict.received(), 128u);
+  f.sim.ExpectConservation();
+}
+
+TEST(FairShareTest, ReservesStayWithinTheirCapsAndNeverFillThePool) {
+  {
+    SCOPED_TRACE("one consumer");
+    Simulation sim(1'000'000);  // 10'000 bytes per tick: a quantum of 5000.
+    TestConsumer greedy(&sim.log);
+    TestConsumer strict(&sim.log);
+    greedy.AskForever();
+    sim.share.Activate(&greedy);
+    for (int tick = 0; tick < 20; ++tick) {
+      strict.Ask(64);
+      sim.share.Activate(&strict);
+      sim.Tick();
+      ASSERT_EQ(sim.share.reserve_of(&strict), FairShare::kMaxReserve);
+    }
+    EXPECT_EQ(strict.received(), 20u * 64u);
+    sim.ExpectConservation();
+  }
+  {
+    SCOPED_TRACE("in all");
+    constexpr std::size_t kCapacity = 16 * 1024;
+    // 8000 bytes per tick. The source asserts that each tick's bytes fit: reserves
+    // must leave producers room.
+    Simulation sim(800'000, kCapacity);
+    TestConsumer greedy(&sim.log);
+    greedy.AskForever();
+    sim.share.Activate(&greedy);
+    std::vector<std::unique_ptr<TestConsumer>> intermittent;
+    for (int i = 0; i < 6; ++i) intermittent.push_back(std::make_unique<TestConsumer>(&sim.log));
+    bool total_cap_reached = false;
+    for (int tick = 0; tick < 200; ++tick) {
+      for (const auto& consumer : intermittent) {
+        if (tick % 2 == 0) {  // Every 20 ms: within the grace period.
+          consumer->Ask(64);
+          sim.share.Activate(consumer.get());
+        }
+      }
+      sim.Tick();
+      std::size_t sum = 0;
+      for (const auto& consumer : intermittent) {
+        ASSERT_LE(sim.share.reserve_of(consumer.get()), FairShare::kMaxReserve);
+        sum += sim.share.reserve_of(consumer.get());
+      }
+      ASSERT_EQ(sim.share.reserved_bytes(), sum);
+      ASSERT_LE(sim.share.reserved_bytes(), kCapacity / 2);
+      // Everything else went to the waiting consumer: reserves alone stay.
+      ASSERT_EQ(sim.pool.Available(), sim.share.reserved_bytes());
+      total_cap_reached = total_cap_reached || sim.share.reserved_bytes() == kCapacity / 2;
+    }
+    EXPECT_TRUE(total_cap_reached);
+    for (const auto& consumer : intermittent) EXPECT_EQ(consumer->received(), 100u * 64u);
+    sim.ExpectConservation();
+  }
+}
+
+TEST(FairShareTest, ZeroGraceMeansNoReserves) {
+  Simulation sim(100'000, 1 << 20, Clock::Duration::zero());
+  TestConsumer greedy(&sim.log);
+  TestConsumer strict(&sim.log);
+  greedy.AskForever();
+  sim.share.Activate(&greedy);
+  strict.Ask(64);
+  sim.share.Activate(&strict);
+  sim.Tick();
+  EXPECT_EQ(strict.received(), 64u);
+  EXPECT_EQ(greedy.received(), 1000u - 64u);  // Plain DRR: satisfied consumers leave.
+  EXPECT_EQ(sim.share.reserved_bytes(), 0u);
+  EXPECT_EQ(sim.share.idle_count(), 0u);
+  EXPECT_EQ(sim.share.active_count(), 1u);
   sim.ExpectConservation();
 }
 
@@ -336,7 +594,9 @@ TEST(FairShareTest, ConsumerRemovingAnotherInDeliverIsSafe) {
 }
 
 TEST(FairShareTest, DeliverMayActivateOthersAndNestedPumpIsANoOp) {
-  Simulation sim(100'000);
+  // 10'000 bytes: `first` sets at most kMaxReserve of its quantum aside, which leaves
+  // free bytes for `late` in the same pump.
+  Simulation sim(1'000'000);
   TestConsumer first(&sim.log);
   TestConsumer late(&sim.log);
   first.Ask(100);
@@ -371,6 +631,95 @@ TEST(FairShareTest, RemoveThenReactivateInsideDeliverKeepsOneEntry) {
   sim.Tick();
   EXPECT_EQ(consumer.received(), 300u);
   EXPECT_EQ(sim.share.active_count(), 0u);
+  sim.ExpectConservation();
+}
+
+// Asks for `per_request` bytes `requests` times (re-asking from inside Deliver once a
+// request is met) and, on delivery number `close_on`, removes and destroys itself.
+class ReturningClosingConsumer : public Consumer {
+ public:
+  ReturningClosingConsumer(FairShare* share, DeliveryLog* log, int close_on)
+      : share_(share), log_(log), close_on_(close_on) {}
+  std::size_t Wanted() const override { return wanted_; }
+  void Deliver(std::span<const std::uint8_t> bytes) override {
+    EXPECT_LE(bytes.size(), wanted_);
+    log_->insert(log_->end(), bytes.begin(), bytes.end());
+    wanted_ -= bytes.size();
+    if (++deliveries_ == close_on_) {
+      share_->Remove(this);
+      delete this;
+    }
+  }
+  void Ask(std::size_t n) {
+    wanted_ += n;
+    share_->Activate(this);
+  }
+
+ private:
+  FairShare* share_;
+  DeliveryLog* log_;
+  int close_on_;
+  int deliveries_ = 0;
+  std::size_t wanted_ = 0;
+};
+
+TEST(FairShareTest, ConsumerServedFromItsReserveMayRemoveAndDestroyItself) {
+  Simulation sim(100'000);
+  TestConsumer greedy(&sim.log);
+  greedy.AskForever();
+  sim.share.Activate(&greedy);
+  auto* closing = new ReturningClosingConsumer(&sim.share, &sim.log, 2);
+  closing->Ask(64);
+  sim.Tick();
+  const std::size_t reserve = sim.share.reserved_bytes();
+  ASSERT_EQ(reserve, 500u - 64u);
+  const std::size_t greedy_before = greedy.received();
+  closing->Ask(64);  // Served from its reserve; it goes away inside Deliver().
+  // Under ASan, any later touch is a use-after-free. What it leaves set aside goes
+  // to the greedy one in the same pump.
+  EXPECT_EQ(sim.share.Pump(), reserve);
+  EXPECT_EQ(greedy.received(), greedy_before + reserve - 64u);
+  EXPECT_EQ(sim.share.reserved_bytes(), 0u);
+  EXPECT_EQ(sim.share.idle_count(), 0u);
+  EXPECT_EQ(sim.share.active_count(), 1u);
+  sim.ExpectConservation();
+}
+
+TEST(FairShareTest, IdleConsumersMayBeRemovedOrExpireInsideDeliver) {
+  Simulation sim(100'000);
+  TestConsumer greedy(&sim.log);
+  auto victim = std::make_unique<TestConsumer>(&sim.log);
+  TestConsumer stale(&sim.log);
+  TestConsumer newcomer(&sim.log);
+  greedy.AskForever();
+  sim.share.Activate(&greedy);
+  for (TestConsumer* consumer : {victim.get(), &stale}) {
+    consumer->Ask(64);
+    sim.share.Activate(consumer);
+  }
+  sim.Tick();
+  ASSERT_EQ(sim.share.idle_count(), 2u);
+  ASSERT_GT(sim.share.reserve_of(victim.get()), 0u);
+  ASSERT_GT(sim.share.reserve_of(&stale), 0u);
+  bool fired = false;
+  greedy.OnDeliver([&] {
+    if (fired) return;
+    fired = true;
+    sim.share.Remove(victim.get());  // Idle, with a reserve: released at once.
+    victim.reset();
+    sim.clock.Advance(milliseconds(60));  // `stale` is now past its grace period;
+    newcomer.Ask(64);
+    sim.share.Activate(&newcomer);  // this Activate() drops it, mid-pump.
+    EXPECT_EQ(sim.share.reserved_bytes(), 0u);
+  });
+  sim.Tick();
+  EXPECT_TRUE(fired);
+  EXPECT_EQ(sim.share.reserve_of(&stale), 0u);
+  EXPECT_EQ(newcomer.received(), 64u);
+  for (int tick = 0; tick < 10; ++tick) sim.Tick();
+  EXPECT_EQ(stale.received(), 64u);
+  EXPECT_EQ(sim.share.active_count(), 1u);
+  EXPECT_EQ(sim.share.idle_count(), 0u);  // `newcomer` expired too, by now.
   sim.ExpectConservation();
 }
 

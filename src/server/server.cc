@@ -38,7 +38,8 @@ Server::Server(ServeConfig config)
       context_{pool_, fair_share_, counters_, [this] { RequestPump(); },
                config_.max_queued_requests},
       work_(asio::make_work_guard(io_)),
-      signals_(io_, SIGINT, SIGTERM, SIGUSR1) {}
+      signals_(io_, SIGINT, SIGTERM, SIGUSR1),
+      reserve_timer_(io_) {}
 
 Server::~Server() {
   if (runner_) runner_->Stop();
@@ -129,6 +130,12 @@ void Server::RequestPump() {
   asio::post(io_, [this] {
     pump_posted_ = false;
     fair_share_.Pump();
+    if (fair_share_.reserved_bytes() > 0 && fair_share_.active_count() > 0 && !shutting_down_) {
+      reserve_timer_.expires_after(FairShare::kDefaultGrace + std::chrono::milliseconds(10));
+      reserve_timer_.async_wait([this](const asio::error_code& ec) {
+        if (!ec) RequestPump();
+      });
+    }
   });
 }
 
@@ -156,6 +163,7 @@ void Server::Shutdown() {
   runner_->Stop();
   LogStats();
   signals_.cancel();
+  reserve_timer_.cancel();
   work_.reset();
 }
 

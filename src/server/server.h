@@ -10,6 +10,7 @@
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
 #include <asio/signal_set.hpp>
+#include <asio/steady_timer.hpp>
 
 #include "common/status.h"
 #include "pool/entropy_pool.h"
@@ -71,6 +72,9 @@ class Server final : public SessionHost {
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   asio::signal_set signals_;
+  // Re-pumps once reserves for briefly idle clients have expired, so bytes set
+  // aside for a client that left reach the waiting ones even if no new bytes come.
+  asio::steady_timer reserve_timer_;
   std::unique_ptr<SourceRunner> runner_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::vector<std::unique_ptr<Connector>> connectors_;
