@@ -29,15 +29,15 @@ int ReportUsageError(const std::string& message) {
 }
 
 int RunCli(int argc, char** argv) {
-  CLI::App app("rngmux: serves true random numbers from hardware generators to virtual "
-               "machines and other consumers over the EGD protocol.",
-               "rngmux");
+  CLI::App app(
+      "rngmux: serves true random numbers from hardware generators to virtual "
+      "machines and other consumers over the EGD protocol.",
+      "rngmux");
   app.set_version_flag("--version", std::string("rngmux ") + kVersion);
   app.require_subcommand(1);
   app.failure_message([](const CLI::App*, const CLI::Error& e) { return std::string(e.what()); });
 
-  std::vector<Command> commands = {AddServeCommand(app), AddReadCommand(app),
-                                   AddFetchCommand(app)};
+  std::vector<Command> commands = {AddServeCommand(app), AddReadCommand(app), AddFetchCommand(app)};
   // CLI11 would only say "A subcommand is required"; name the word it did not know.
   if (argc > 1 && argv[1][0] != '-') {
     const std::string word = argv[1];

@@ -117,9 +117,9 @@ int RunFetch(const FetchFlags& flags) {
   while (received < flags.count) {
     // A server with a lead sends bytes before they are asked for, so `received`
     // may run ahead of `requested`: then nothing is outstanding.
-    while (requested < flags.count &&
-           (requested > received ? requested - received : 0) < window) {
-      const auto n = static_cast<std::uint8_t>(std::min<std::size_t>(flags.chunk, flags.count - requested));
+    while (requested < flags.count && (requested > received ? requested - received : 0) < window) {
+      const auto n =
+          static_cast<std::uint8_t>(std::min<std::size_t>(flags.chunk, flags.count - requested));
       requests.push_back(static_cast<std::uint8_t>(EgdCommand::kReadBlocking));
       requests.push_back(n);
       requested += n;
@@ -139,8 +139,8 @@ int RunFetch(const FetchFlags& flags) {
     }
     if (rc <= 0) continue;
     if ((pfd.revents & POLLOUT) && requests_sent < requests.size()) {
-      const ssize_t n = send(fd, requests.data() + requests_sent, requests.size() - requests_sent,
-                             MSG_NOSIGNAL);
+      const ssize_t n =
+          send(fd, requests.data() + requests_sent, requests.size() - requests_sent, MSG_NOSIGNAL);
       if (n < 0 && errno != EAGAIN && errno != EINTR) {
         std::fprintf(stderr, "rngmux: error: %s: send: %s\n", spec->Address().c_str(),
                      std::strerror(errno));

@@ -21,7 +21,8 @@ Backoff::Duration Backoff::NextDelay() {
   const auto full = std::min<std::int64_t>(initial_.count() << shift, max_.count());
   const std::int64_t half = full / 2;
   const std::int64_t span = full - half;
-  const std::int64_t jitter = span > 0 ? static_cast<std::int64_t>(z % static_cast<std::uint64_t>(span + 1)) : 0;
+  const std::int64_t jitter =
+      span > 0 ? static_cast<std::int64_t>(z % static_cast<std::uint64_t>(span + 1)) : 0;
   return Duration(half + jitter);
 }
 

@@ -31,8 +31,8 @@ bool Interrupt::triggered() const {
 bool Interrupt::SleepFor(std::chrono::nanoseconds duration) const {
   const auto deadline = std::chrono::steady_clock::now() + duration;
   for (;;) {
-    const auto left = std::chrono::ceil<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return !triggered();
     pollfd pfd{fd_, POLLIN, 0};
     const int rc = poll(&pfd, 1, static_cast<int>(std::min<long long>(left.count(), 1 << 30)));

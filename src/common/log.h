@@ -27,10 +27,10 @@ std::string Concat(const Args&... args) {
 }  // namespace log_detail
 
 // LOG_INFO("connected to ", endpoint); arguments are streamed together.
-#define RNGMUX_LOG(level, ...)                                                       \
-  do {                                                                               \
-    if (static_cast<int>(level) >= static_cast<int>(::rngmux::GetLogLevel()))        \
-      ::rngmux::LogLine(level, ::rngmux::log_detail::Concat(__VA_ARGS__));           \
+#define RNGMUX_LOG(level, ...)                                                \
+  do {                                                                        \
+    if (static_cast<int>(level) >= static_cast<int>(::rngmux::GetLogLevel())) \
+      ::rngmux::LogLine(level, ::rngmux::log_detail::Concat(__VA_ARGS__));    \
   } while (0)
 #define LOG_DEBUG(...) RNGMUX_LOG(::rngmux::LogLevel::kDebug, __VA_ARGS__)
 #define LOG_INFO(...) RNGMUX_LOG(::rngmux::LogLevel::kInfo, __VA_ARGS__)

@@ -1,9 +1,8 @@
 #include "server/connector.h"
 
-#include <vector>
-
 #include <asio/connect.hpp>
 #include <asio/local/stream_protocol.hpp>
+#include <vector>
 
 #include "common/log.h"
 #include "server/socket_util.h"

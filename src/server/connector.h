@@ -1,12 +1,11 @@
 #pragma once
 
-#include <chrono>
-#include <string>
-
 #include <asio/generic/stream_protocol.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/steady_timer.hpp>
+#include <chrono>
+#include <string>
 
 #include "common/backoff.h"
 #include "server/session_host.h"

@@ -7,11 +7,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
-
 #include <asio/ip/tcp.hpp>
 #include <asio/local/stream_protocol.hpp>
+#include <cerrno>
+#include <cstring>
 
 #include "common/log.h"
 #include "server/socket_util.h"

@@ -1,12 +1,11 @@
 #pragma once
 
-#include <memory>
-#include <string>
-
 #include <asio/basic_socket_acceptor.hpp>
 #include <asio/generic/stream_protocol.hpp>
 #include <asio/io_context.hpp>
 #include <asio/steady_timer.hpp>
+#include <memory>
+#include <string>
 
 #include "common/status.h"
 #include "server/session_host.h"

@@ -2,9 +2,8 @@
 
 #include <sys/resource.h>
 
-#include <csignal>
-
 #include <asio/post.hpp>
+#include <csignal>
 
 #include "common/log.h"
 #include "transport/qemu_chardev.h"
@@ -24,8 +23,8 @@ void RaiseDescriptorLimit(std::size_t max_clients) {
   }
   constexpr rlim_t kSpareDescriptors = 64;
   if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < max_clients + kSpareDescriptors) {
-    LOG_WARNING("open file limit ", limit.rlim_cur, " is below --max-clients ", max_clients,
-                " + ", kSpareDescriptors, "; connections beyond it will fail to be accepted");
+    LOG_WARNING("open file limit ", limit.rlim_cur, " is below --max-clients ", max_clients, " + ",
+                kSpareDescriptors, "; connections beyond it will fail to be accepted");
   }
 }
 
@@ -167,8 +166,6 @@ void Server::Shutdown() {
   work_.reset();
 }
 
-void Server::LogStats() {
-  LOG_INFO(FormatStats(counters_, pool_, {runner_.get()}));
-}
+void Server::LogStats() { LOG_INFO(FormatStats(counters_, pool_, {runner_.get()})); }
 
 }  // namespace rngmux

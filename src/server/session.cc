@@ -4,12 +4,11 @@
 
 #include <algorithm>
 #include <array>
+#include <asio/post.hpp>
+#include <asio/write.hpp>
 #include <cstdio>
 #include <limits>
 #include <utility>
-
-#include <asio/post.hpp>
-#include <asio/write.hpp>
 
 #include "common/log.h"
 #include "common/secure_memory.h"
@@ -61,12 +60,8 @@ void OutputBuffer::Swap(OutputBuffer& other) {
   std::swap(size_, other.size_);
 }
 
-Session::Session(Socket socket, SessionContext& context, SessionOptions options,
-                 std::string peer)
-    : socket_(std::move(socket)),
-      context_(context),
-      options_(options),
-      peer_(std::move(peer)) {}
+Session::Session(Socket socket, SessionContext& context, SessionOptions options, std::string peer)
+    : socket_(std::move(socket)), context_(context), options_(options), peer_(std::move(peer)) {}
 
 Session::~Session() { context_.fair_share.Remove(this); }
 

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <asio/generic/stream_protocol.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -8,8 +9,6 @@
 #include <span>
 #include <string>
 #include <string_view>
-
-#include <asio/generic/stream_protocol.hpp>
 
 #include "pool/fair_share.h"
 #include "protocol/egd_parser.h"
@@ -119,10 +118,10 @@ class Session final : public Consumer, public std::enable_shared_from_this<Sessi
   std::function<void()> on_closed_;
   EgdParser parser_;
 
-  std::deque<Pending> queue_;         // unanswered requests, in order
-  std::size_t head_delivered_ = 0;    // bytes already sent towards queue_.front()
+  std::deque<Pending> queue_;           // unanswered requests, in order
+  std::size_t head_delivered_ = 0;      // bytes already sent towards queue_.front()
   std::size_t blocking_run_bytes_ = 0;  // bytes owed to the 0x02 run at the head
-  std::size_t lead_owed_ = 0;         // unsolicited bytes owed (lead mode)
+  std::size_t lead_owed_ = 0;           // unsolicited bytes owed (lead mode)
 
   OutputBuffer pending_{kOutputCapacity};
   OutputBuffer in_flight_{kOutputCapacity};

@@ -1,19 +1,18 @@
 #include "server/session.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <chrono>
-#include <functional>
-#include <vector>
 
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
 #include <asio/local/connect_pair.hpp>
 #include <asio/local/stream_protocol.hpp>
 #include <asio/post.hpp>
-#include <gtest/gtest.h>
+#include <chrono>
+#include <functional>
+#include <vector>
 
 namespace rngmux {
 namespace {
@@ -36,9 +35,9 @@ class SessionTest : public ::testing::Test {
   }
 
   void StartSession(SessionOptions options, std::size_t max_queued = 64) {
-    context_ = std::make_unique<SessionContext>(SessionContext{
-        pool_, fair_share_, counters_,
-        [this] { asio::post(io_, [this] { fair_share_.Pump(); }); }, max_queued});
+    context_ = std::make_unique<SessionContext>(
+        SessionContext{pool_, fair_share_, counters_,
+                       [this] { asio::post(io_, [this] { fair_share_.Pump(); }); }, max_queued});
     asio::local::stream_protocol::socket server_end(io_), client_end(io_);
     asio::local::connect_pair(server_end, client_end);
     client_fd_ = client_end.release();
@@ -113,13 +112,14 @@ TEST_F(SessionTest, AnswersEveryCommandInOrder) {
   FillPool(1000);
   StartSession({});
   // 00 | 01 10 | 02 20 | 04 | 03 00 08 03 a b c | 02 00 | 02 05
-  Send({0x00, 0x01, 0x10, 0x02, 0x20, 0x04, 0x03, 0x00, 0x08, 0x03, 'a', 'b', 'c', 0x02, 0x00,
-        0x02, 0x05});
+  Send({0x00, 0x01, 0x10, 0x02, 0x20, 0x04, 0x03, 0x00, 0x08, 0x03, 'a', 'b', 'c', 0x02, 0x00, 0x02,
+        0x05});
   const std::string pid = std::to_string(getpid());
   const std::size_t expected = 4 + 1 + 16 + 32 + 1 + pid.size() + 5;
   const Bytes got = Receive(expected);
   ASSERT_EQ(got.size(), expected);
-  const std::uint32_t bits = (std::uint32_t{got[0]} << 24) | (got[1] << 16) | (got[2] << 8) | got[3];
+  const std::uint32_t bits =
+      (std::uint32_t{got[0]} << 24) | (got[1] << 16) | (got[2] << 8) | got[3];
   EXPECT_EQ(bits, 1000u * 8);
   EXPECT_EQ(got[4], 16);
   EXPECT_EQ(Bytes(got.begin() + 5, got.begin() + 21), Sequence(0, 16));

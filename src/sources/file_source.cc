@@ -1,6 +1,6 @@
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <poll.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -29,9 +29,7 @@ constexpr std::chrono::milliseconds kNothingReadyPause{2};
 // Only streams that deliver new bytes are sources. A regular file would be read
 // again from its start after every end of file (the reopen that serves FIFOs and
 // replugged devices), handing out the same bytes twice.
-bool IsStreamingFileType(mode_t mode) {
-  return S_ISCHR(mode) || S_ISFIFO(mode) || S_ISSOCK(mode);
-}
+bool IsStreamingFileType(mode_t mode) { return S_ISCHR(mode) || S_ISFIFO(mode) || S_ISSOCK(mode); }
 
 std::string NotAStreamMessage(const std::string& path) {
   return path +

@@ -173,8 +173,9 @@ TEST(FileSourceErrorsTest, RegularFileIsRefusedSoItsBytesAreNeverReplayed) {
     Result<std::size_t> got = (*source)->Read(buffer, stop);
     ASSERT_FALSE(got.ok());
     EXPECT_EQ(got.status().message(),
-              path + " is not a character device, tty or FIFO (a regular file would be served "
-                     "again after every end of file)");
+              path +
+                  " is not a character device, tty or FIFO (a regular file would be served "
+                  "again after every end of file)");
   }
   unlink(pattern);
 }

@@ -43,10 +43,10 @@ class Source {
 // Options common to all source specs: "KIND[:ARG][,key=value...]".
 //   entropy=BITS   claimed min-entropy per byte, overrides the driver's default
 struct SourceSpec {
-  std::string kind;                              // "file", "getrandom", ...
-  std::string argument;                          // "/dev/hwrng" for "file:/dev/hwrng"
-  std::map<std::string, std::string> options;    // "entropy" -> "4"
-  std::string text;                              // the spec as written
+  std::string kind;                            // "file", "getrandom", ...
+  std::string argument;                        // "/dev/hwrng" for "file:/dev/hwrng"
+  std::map<std::string, std::string> options;  // "entropy" -> "4"
+  std::string text;                            // the spec as written
 };
 
 // Parses "file:/dev/hwrng,entropy=6". Errors name the offending input:
@@ -60,9 +60,9 @@ struct SourceFactoryContext {
 
 // One row of the table of sources, chosen by name (never by position).
 struct SourceKind {
-  std::string name;          // "getrandom"
-  std::string usage;         // "getrandom" or "file:PATH"
-  std::string description;   // one line for --help
+  std::string name;         // "getrandom"
+  std::string usage;        // "getrandom" or "file:PATH"
+  std::string description;  // one line for --help
   // Builds the driver, or explains why not ("rdseed: this CPU has no RDSEED instruction").
   std::function<Result<std::unique_ptr<Source>>(const SourceSpec&, const SourceFactoryContext&)>
       create;

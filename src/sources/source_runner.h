@@ -17,13 +17,13 @@ namespace rngmux {
 
 // Counters for one source, read by the stats reporter from any thread.
 struct SourceCounters {
-  std::atomic<std::uint64_t> bytes_read{0};       // raw bytes from the driver
-  std::atomic<std::uint64_t> bytes_accepted{0};   // bytes that passed and entered the pool
+  std::atomic<std::uint64_t> bytes_read{0};      // raw bytes from the driver
+  std::atomic<std::uint64_t> bytes_accepted{0};  // bytes that passed and entered the pool
   std::atomic<std::uint64_t> blocks_passed{0};
-  std::atomic<std::uint64_t> blocks_failed{0};    // discarded by RCT/APT
-  std::atomic<std::uint64_t> startup_blocks{0};   // consumed by start-up tests
+  std::atomic<std::uint64_t> blocks_failed{0};   // discarded by RCT/APT
+  std::atomic<std::uint64_t> startup_blocks{0};  // consumed by start-up tests
   std::atomic<std::uint64_t> read_errors{0};
-  std::atomic<bool> healthy{false};               // start-up passed and no failure since
+  std::atomic<bool> healthy{false};  // start-up passed and no failure since
 };
 
 // Runs one source on its own thread: read a block, health-test it, put it into

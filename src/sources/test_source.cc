@@ -118,9 +118,8 @@ Result<std::unique_ptr<Source>> CreateTestSource(const SourceSpec& spec,
     }
   }
   LOG_WARNING("source ", spec.text, ": TEST SOURCE, its bytes are predictable from the seed");
-  return std::unique_ptr<Source>(
-      std::make_unique<TestSource>(spec.text + "[TEST-ONLY]", spec.argument,
-                                   *options, rate, SteadyClock::Instance()));
+  return std::unique_ptr<Source>(std::make_unique<TestSource>(
+      spec.text + "[TEST-ONLY]", spec.argument, *options, rate, SteadyClock::Instance()));
 }
 
 }  // namespace rngmux

@@ -124,8 +124,8 @@ class ChardevParser {
       path_ = *value;
     } else if (key == "reconnect" || key == "reconnect-ms") {  // -ms: QEMU 9.2 and later
       if (!IsDigits(*value)) {
-        return Error(std::string(key) + (key == "reconnect" ? ": expected seconds"
-                                                             : ": expected milliseconds"));
+        return Error(std::string(key) +
+                     (key == "reconnect" ? ": expected seconds" : ": expected milliseconds"));
       }
       reconnect_ = true;
     }
@@ -133,8 +133,8 @@ class ChardevParser {
   }
 
   static bool IsKnownValueKey(std::string_view key) {
-    return key == "id" || key == "host" || key == "port" || key == "path" ||
-           key == "reconnect" || key == "reconnect-ms";
+    return key == "id" || key == "host" || key == "port" || key == "path" || key == "reconnect" ||
+           key == "reconnect-ms";
   }
 
   Result<EndpointSpec> MakeEndpoint() const {
