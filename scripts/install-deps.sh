@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  build-essential cmake g++ clang-14 libclang-rt-14-dev
+  build-essential cmake g++ clang-14 clang-format libclang-rt-14-dev git
   libasio-dev libcli11-dev libssl-dev libgtest-dev googletest
   python3 rng-tools5 ent ekeyd-egd-linux socat iproute2
 )

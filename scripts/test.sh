@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Full test run: (a) RelWithDebInfo build + all ctest tests (unit + integration),
 # (b) ASan/UBSan clang build + unit and integration tests, (c) ThreadSanitizer build +
-# unit tests, (d) 60 s of libFuzzer on the EGD parser.
+# unit tests, (d) 60 s of libFuzzer on the EGD parser; and first, that every C++ file is
+# clang-formatted.
 # Ends with one line "N passed, N failed" counting these parts; exits non-zero on failure.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -85,6 +86,11 @@ fuzz() {
   fi
 }
 
+format_check() {
+  git ls-files '*.cc' '*.h' | xargs clang-format --dry-run -Werror
+}
+
+run_part "clang-format" format_check
 run_part "release build + ctest (unit + integration)" release
 run_part "ASan/UBSan build + unit and integration tests" asan
 run_part "ThreadSanitizer build + unit tests" tsan
