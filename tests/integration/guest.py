@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+\nfrom harness import parse_key_values
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BUILD_SCRIPT = os.path.normpath(os.path.join(HERE, "..", "guest", "build-guest.sh"))
@@ -77,14 +78,7 @@ def parse_result(line):
         before, _, err = text.partition("error=")
         out["error"] = err.strip()
         text = before
-    for tok in text.split():
-        if "=" not in tok:
-            continue
-        k, v = tok.split("=", 1)
-        try:
-            out[k] = int(v)
-        except ValueError:
-            out[k] = v
+    out.update(parse_key_values(text))
     if isinstance(out.get("bytes"), int) and isinstance(out.get("ns"), int) and out["ns"] > 0:
         out["bytes_per_s"] = out["bytes"] * 1e9 / out["ns"]
     return out

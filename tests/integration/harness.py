@@ -29,6 +29,20 @@ STATS_RE = re.compile(r"rngmux \w+: stats: (.*)$")
 # Small utilities
 # --------------------------------------------------------------------------
 
+def parse_key_values(text):
+    """'a=1 b=x' -> {'a': 1, 'b': 'x'}: the stats line and the guest's result line."""
+    out = {}
+    for tok in text.split():
+        if "=" not in tok:
+            continue
+        k, v = tok.split("=", 1)
+        try:
+            out[k] = int(v)
+        except ValueError:
+            out[k] = v
+    return out
+
+
 def wait_until(predicate, timeout, interval=0.02, what="condition"):
     """Polls predicate() until it returns a truthy value or timeout expires.
 
@@ -390,15 +404,7 @@ class Daemon:
         before = self.count_log(STATS_RE.pattern)
         self.proc.send_signal(signal.SIGUSR1)
         m = self.wait_log(STATS_RE.pattern, timeout, count=before + 1)
-        out = {}
-        for tok in m.group(1).split():
-            if "=" not in tok:
-                continue
-            k, v = tok.split("=", 1)
-            try:
-                out[k] = int(v)
-            except ValueError:
-                out[k] = v
+        out = parse_key_values(m.group(1))
         for key in ("source", "clients", "served_bytes", "bad_requests", "queue_overflows",
                     "connections_total"):
             if key not in out:
