@@ -19,7 +19,8 @@ import subprocess
 import sys
 import tempfile
 import time
-\nfrom harness import parse_key_values
+
+from harness import parse_key_values
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BUILD_SCRIPT = os.path.normpath(os.path.join(HERE, "..", "guest", "build-guest.sh"))
