@@ -104,6 +104,13 @@ Result<std::unique_ptr<Listener>> Listener::Open(asio::io_context& io, const End
     listener->spec_.port = LocalPort(acceptor.native_handle());
   }
   listener->bound_address_ = listener->spec_.Address();
+  if (spec.transport == TransportKind::kUnix) {
+    struct stat st {};
+    if (lstat(spec.path.c_str(), &st) == 0) {
+      listener->socket_file_device_ = st.st_dev;
+      listener->socket_file_inode_ = st.st_ino;
+    }
+  }
   return listener;
 }
 
@@ -119,7 +126,11 @@ void Listener::Stop() {
   retry_timer_.cancel();
   if (acceptor_.is_open()) {
     acceptor_.close(ignored);
-    if (spec_.transport == TransportKind::kUnix) unlink(spec_.path.c_str());
+    struct stat st {};
+    if (spec_.transport == TransportKind::kUnix && lstat(spec_.path.c_str(), &st) == 0 &&
+        st.st_dev == socket_file_device_ && st.st_ino == socket_file_inode_) {
+      unlink(spec_.path.c_str());
+    }
   }
 }
 

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <sys/types.h>
+
 #include <asio/basic_socket_acceptor.hpp>
 #include <asio/generic/stream_protocol.hpp>
 #include <asio/io_context.hpp>
@@ -40,6 +42,10 @@ class Listener {
   Acceptor acceptor_;
   asio::steady_timer retry_timer_;
   std::string bound_address_;
+  // The socket file this listener created: on shutdown it removes that file only,
+  // never one a newer server has put at the same path since.
+  dev_t socket_file_device_ = 0;
+  ino_t socket_file_inode_ = 0;
   bool stopped_ = false;
 };
 

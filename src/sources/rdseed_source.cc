@@ -2,6 +2,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "common/secure_memory.h"
 #include "sources/drivers.h"
 
 #if defined(__x86_64__)
@@ -46,6 +47,7 @@ class RdseedSource final : public Source {
       if (RdseedStep(&value)) {
         const std::size_t n = std::min(sizeof value, out.size() - filled);
         std::memcpy(out.data() + filled, &value, n);
+        SecureWipe(&value, sizeof value);  // The part past `n` is never used.
         filled += n;
         misses = 0;
         continue;

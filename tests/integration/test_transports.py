@@ -78,6 +78,19 @@ class TransportsTest(RngmuxTestCase):
             self.assertEqual(egd_pid(c), str(first.pid))
         first.stop()
 
+    def test_shutdown_leaves_a_newer_servers_socket_file_alone(self):
+        path = self.path("shared.sock")
+        old = self.serve("unix:%s" % path, name="old")
+        os.unlink(path)  # e.g. an operator clearing the way for a replacement
+        new = self.serve("unix:%s" % path, name="new")
+        old.stop()
+        self.assertTrue(os.path.exists(path), "the old server removed the new server's socket")
+        with connect("unix:%s" % path) as s:
+            s.sendall(egd_read(16))
+            self.assertEqual(len(recv_exact(s, 16)), 16)
+        new.stop()
+        self.assertFalse(os.path.exists(path))
+
     def test_raw_endpoint_streams_without_requests(self):
         ref = reference_stream(SEED, 2 << 20)
         d = self.serve("tcp:127.0.0.1:0,raw", "unix:%s,raw" % self.path("raw.sock"))
