@@ -6,11 +6,9 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <vector>
 
 #include "cli/commands.h"
 #include "cli/output.h"
-#include "common/log.h"
 #include "common/secure_memory.h"
 #include "pool/entropy_pool.h"
 #include "sources/source_runner.h"

@@ -1,14 +1,10 @@
 #include "common/log.h"
 
 #include <atomic>
-#include <cerrno>
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <ctime>
 #include <mutex>
-
-#include "common/status.h"
 
 namespace rngmux {
 namespace {
@@ -29,10 +25,6 @@ const char* LevelName(LogLevel level) {
   return "?";
 }
 }  // namespace
-
-Status Status::FromErrno(const std::string& what, int err) {
-  return Status::Error(what + ": " + std::strerror(err));
-}
 
 void SetLogLevel(LogLevel level) { g_level.store(static_cast<int>(level)); }
 LogLevel GetLogLevel() { return static_cast<LogLevel>(g_level.load()); }

@@ -55,8 +55,9 @@
 // half the pool, so while anyone waits the pool cannot fill up with bytes nobody may
 // take. Either free bytes are there (and Pump() hands them out), or the pool has
 // room, so producers keep putting, and every Put() requests a Pump(), which expires
-// stale reserves. (If the source stops producing altogether, released reserves wait
-// for the next Put() or Activate() to be handed out.)
+// stale reserves. If the source stops producing altogether, nothing calls Pump();
+// the owner covers that case by pumping again once the grace period has passed
+// while reserves are held and someone waits (Server::RequestPump).
 //
 // Re-entrancy: Deliver() may Activate() or Remove() any consumer, including the one
 // being served, and may call Pump(). While pumping_ is set, entries are never erased

@@ -154,7 +154,7 @@ void Listener::Accept() {
     }
     ConfigureStreamSocket(socket);
     std::string peer = spec_.transport == TransportKind::kTcp
-                           ? DescribeSocketAddress(socket.native_handle(), true)
+                           ? DescribePeer(socket.native_handle())
                            : spec_.Address() + "#" + std::to_string(socket.native_handle());
     LOG_INFO("client ", peer, ": connected on ", bound_address_);
     host_.Adopt(std::move(socket), spec_.session, std::move(peer), nullptr);

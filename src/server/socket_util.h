@@ -7,9 +7,9 @@
 
 namespace rngmux {
 
-// "127.0.0.1:1024" or "[::1]:1024" for a TCP socket's local (peer=false) or
-// remote (peer=true) address; "unknown" if it cannot be read.
-std::string DescribeSocketAddress(int fd, bool peer);
+// "127.0.0.1:1024" or "[::1]:1024": a connected TCP socket's peer, for logs;
+// "unknown" if it cannot be read.
+std::string DescribePeer(int fd);
 
 // The local port of a bound TCP socket (0 if it cannot be read).
 std::uint16_t LocalPort(int fd);

@@ -356,19 +356,19 @@ class Daemon:
                 f.close()
 
     # -- logs -----------------------------------------------------------------
-    def log_text(self):
+    @staticmethod
+    def _read_text(path):
         try:
-            with open(self.log_path, "rb") as f:
+            with open(path, "rb") as f:
                 return f.read().decode("utf-8", "replace")
         except OSError:
             return ""
 
+    def log_text(self):
+        return self._read_text(self.log_path)
+
     def stdout_text(self):
-        try:
-            with open(self.out_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
+        return self._read_text(self.out_path)
 
     def log_lines(self):
         return self.log_text().splitlines()
