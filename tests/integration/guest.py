@@ -28,7 +28,9 @@ DEFAULT_CACHE = "/var/cache/rngmux-test-guest"
 QEMU = os.environ.get("RNGMUX_QEMU", "qemu-system-x86_64")
 CHARDEV_ID = "c0"
 
-RESULT_RE = re.compile(r"RNGMUX-RESULT (.*)")
+# only a whole line: the console file may end in the middle of the result line while QEMU
+# is still writing it
+RESULT_RE = re.compile(r"RNGMUX-RESULT ([^\r\n]*)\r?\n")
 BUILD_TIMEOUT = 1200  # may have to apt-get install qemu and a kernel first
 
 _built = None
