@@ -2,6 +2,7 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <asio/post.hpp>
 #include <csignal>
 
@@ -166,6 +167,26 @@ void Server::Shutdown() {
   work_.reset();
 }
 
-void Server::LogStats() { LOG_INFO(FormatStats(counters_, pool_, {runner_.get()})); }
+void Server::LogStats() {
+  // Per-client lines first, the summary last: whoever waits for the summary has them all.
+  // The busiest clients are listed; a host with thousands of guests gets a bounded log.
+  std::vector<const Session*> clients;
+  clients.reserve(sessions_.size());
+  for (const auto& [key, session] : sessions_) clients.push_back(session.get());
+  const std::size_t listed = std::min(clients.size(), kMaxClientStatsLines);
+  std::partial_sort(clients.begin(), clients.begin() + static_cast<std::ptrdiff_t>(listed),
+                    clients.end(), [](const Session* a, const Session* b) {
+                      return a->served_bytes() > b->served_bytes();
+                    });
+  for (std::size_t i = 0; i < listed; ++i) {
+    LOG_INFO("client stats: ", FormatClientStats(clients[i]->peer(), clients[i]->served_bytes(),
+                                                  clients[i]->requests(),
+                                                  clients[i]->queued_requests()));
+  }
+  if (clients.size() > listed) {
+    LOG_INFO("client stats: ", clients.size() - listed, " less busy clients not listed");
+  }
+  LOG_INFO(FormatStats(counters_, pool_, {runner_.get()}));
+}
 
 }  // namespace rngmux

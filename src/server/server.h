@@ -58,7 +58,9 @@ class Server final : public SessionHost {
   void RequestPump();
   void WaitForSignal();
   void Shutdown();
+  // SIGUSR1: a line per client (at most kMaxClientStatsLines), then the summary.
   void LogStats();
+  static constexpr std::size_t kMaxClientStatsLines = 64;
 
   // Order matters for destruction: the loop (and any handler still holding a
   // session) goes before the pool, fair share and counters that sessions use.

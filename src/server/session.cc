@@ -104,6 +104,10 @@ std::size_t Session::Wanted() const {
   if (closed_ || pending_.size() >= kOutputHighWater) return 0;
   const std::size_t room = kOutputHighWater - pending_.size();
   if (options_.raw) return room;
+  // A lead is topped up in pieces of at least a quarter of it: the peer still has
+  // three quarters waiting in its socket, and one write then answers dozens of
+  // requests instead of one (QEMU asks for 64 bytes at a time).
+  if (blocking_run_bytes_ == 0 && lead_owed_ < options_.lead_bytes / 4) return 0;
   return std::min(room, lead_owed_ + blocking_run_bytes_);
 }
 
@@ -111,6 +115,7 @@ void Session::Deliver(std::span<const std::uint8_t> bytes) {
   if (closed_) return;
   pending_.Append(bytes);
   context_.counters.served_bytes += bytes.size();
+  served_bytes_ += bytes.size();
   if (!options_.raw) {
     std::size_t n = bytes.size();
     const std::size_t from_lead = std::min(n, lead_owed_);
@@ -197,6 +202,7 @@ bool Session::OnInput(std::span<const std::uint8_t> input) {
 
 bool Session::Enqueue(const EgdRequest& request) {
   context_.counters.requests++;
+  requests_++;
   if (request.command == EgdCommand::kWriteEntropy) {
     // Never mixed into what others receive: an untrusted client must not steer it.
     context_.counters.entropy_offered_bytes += request.count;
@@ -286,6 +292,7 @@ void Session::AnswerImmediate(const Pending& request) {
       reply[0] = static_cast<std::uint8_t>(n);
       pending_.Truncate(start + 1 + n);
       context_.counters.served_bytes += n;
+      served_bytes_ += n;
       break;
     }
     case EgdCommand::kGetPid: {

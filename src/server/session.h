@@ -88,6 +88,10 @@ class Session final : public Consumer, public std::enable_shared_from_this<Sessi
   void Close(std::string_view reason, bool warn = false);
   bool closed() const { return closed_; }
   const std::string& peer() const { return peer_; }
+  // Random bytes this client has been sent, and requests it made: for stats.
+  std::uint64_t served_bytes() const { return served_bytes_; }
+  std::uint64_t requests() const { return requests_; }
+  std::size_t queued_requests() const { return queue_.size(); }
 
   std::size_t Wanted() const override;
   void Deliver(std::span<const std::uint8_t> bytes) override;
@@ -129,6 +133,8 @@ class Session final : public Consumer, public std::enable_shared_from_this<Sessi
   bool reading_ = false;
   bool input_closed_ = false;  // peer sent EOF (it may still be reading)
   bool closed_ = false;
+  std::uint64_t served_bytes_ = 0;
+  std::uint64_t requests_ = 0;
 };
 
 }  // namespace rngmux

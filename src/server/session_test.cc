@@ -238,6 +238,21 @@ TEST_F(SessionTest, LeadSendsUnsolicitedBytesAndTopsUp) {
   EXPECT_TRUE(NothingMoreArrives());
 }
 
+TEST_F(SessionTest, LeadIsToppedUpInQuarters) {
+  FillPool(8000);
+  SessionOptions options;
+  options.lead_bytes = 4096;
+  StartSession(options);
+  EXPECT_EQ(Receive(4096), Sequence(0, 4096));
+  // QEMU's 64-byte requests: fifteen of them (960 bytes) stay below a quarter of the
+  // lead, so nothing is written yet; the sixteenth (1024) brings all 1024 in one go.
+  for (int i = 0; i < 15; ++i) Send({0x02, 0x40});
+  EXPECT_TRUE(NothingMoreArrives());
+  Send({0x02, 0x40});
+  EXPECT_EQ(Receive(1024), Sequence(4096, 1024));
+  EXPECT_TRUE(NothingMoreArrives());
+}
+
 TEST_F(SessionTest, RawStreamsUntilBackPressure) {
   FillPool(8000);
   SessionOptions options;

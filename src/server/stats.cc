@@ -29,4 +29,12 @@ std::string FormatStats(const ServerCounters& server, const EntropyPool& pool,
   return out.str();
 }
 
+std::string FormatClientStats(const std::string& peer, std::uint64_t served_bytes,
+                              std::uint64_t requests, std::size_t queued_requests) {
+  std::ostringstream out;
+  out << "peer=" << peer << " served_bytes=" << served_bytes << " requests=" << requests
+      << " queued=" << queued_requests;
+  return out.str();
+}
+
 }  // namespace rngmux

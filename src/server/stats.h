@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -26,5 +27,9 @@ struct ServerCounters {
 // One line of "key=value" pairs: what SIGUSR1 logs and tests parse.
 std::string FormatStats(const ServerCounters& server, const EntropyPool& pool,
                         const std::vector<const SourceRunner*>& sources);
+
+// "peer=P served_bytes=N requests=N queued=N": one client, for the SIGUSR1 report.
+std::string FormatClientStats(const std::string& peer, std::uint64_t served_bytes,
+                              std::uint64_t requests, std::size_t queued_requests);
 
 }  // namespace rngmux

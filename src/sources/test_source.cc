@@ -15,8 +15,9 @@ namespace rngmux {
 namespace {
 
 // If the consumer stalls, the rate limit lets the source catch up by at most this
-// much, so that a paused pool is not followed by an unbounded burst.
-constexpr std::chrono::seconds kMaxCatchUp{1};
+// much, like a device with a small output FIFO: a paused pool is followed by a short
+// burst, not by everything the device "would have" produced meanwhile.
+constexpr std::chrono::milliseconds kMaxCatchUp{100};
 // Rate-limited reads are cut into pieces of about this much time, so that slow
 // rates still deliver steadily instead of one block at a time.
 constexpr std::uint64_t kPiecesPerSecond = 20;

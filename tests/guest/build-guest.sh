@@ -11,7 +11,7 @@
 # The guest's /init loads the virtio-rng modules, waits (bounded) for virtio_rng to become the
 # current hwrng, reads N bytes (kernel command line rngbytes=N, default 65536) from /dev/hwrng,
 # prints ONE line
-#     RNGMUX-RESULT bytes=N ns=T sha256=HEX head=HEX32 tail=... kthread_reads=K
+#     RNGMUX-RESULT bytes=N ns=T sha256=HEX head=HEX32 tail=HEX32 ... kthread_switches=K
 # (or RNGMUX-RESULT error=WORD ...) and powers off. Boot it with:
 #   qemu-system-x86_64 -accel tcg -m 256 -nodefaults -display none -serial stdio -no-reboot \
 #     -kernel OUTDIR/vmlinuz -initrd OUTDIR/initramfs.cpio.gz \
@@ -176,14 +176,16 @@ now_ns() {
 N=65536
 BS=64
 TRIES=3
+SYNC=1
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         rngbytes=*) N=${arg#rngbytes=} ;;
         rngbs=*) BS=${arg#rngbs=} ;;
         rngtries=*) TRIES=${arg#rngtries=} ;;
+        rngsync=*) SYNC=${arg#rngsync=} ;;
     esac
 done
-case "$N$BS$TRIES" in *[!0-9]*|'') fail "bad-cmdline $(cat /proc/cmdline)" ;; esac
+case "$N$BS$TRIES$SYNC" in *[!0-9]*|'') fail "bad-cmdline $(cat /proc/cmdline)" ;; esac
 [ $((N % BS)) -eq 0 ] || BS=1
 
 for m in $(cat /lib/modules/load-order); do
@@ -214,7 +216,7 @@ kt_switches() {
 }
 kt_state() { awk '/^State:/ { print $2 }' "/proc/$KT/status" 2>/dev/null; }
 kt_sync() {
-    [ -n "$KT" ] || return 0
+    [ -n "$KT" ] && [ "$SYNC" -ne 0 ] || return 0
     a=$(kt_switches)
     j=0
     while [ $j -lt 400 ] && [ "$(kt_switches)" = "$a" ]; do sleep 0.02; j=$((j + 1)); done
@@ -226,6 +228,7 @@ try=1
 while :; do
     kt_sync
     k0=$(kt_switches)
+    say "reading $N bytes, try $try"
     t0=$(now_ns)
     dd if=/dev/hwrng of=/tmp/rng bs=$BS count=$((N / BS)) iflag=fullblock 2>/tmp/dd.err
     rc=$?
@@ -241,7 +244,8 @@ while :; do
 done
 sum=$(sha256sum </tmp/rng | cut -d' ' -f1)
 head=$(head -c 32 /tmp/rng | od -An -v -tx1 | tr -d ' \n')
-finish "bytes=$got ns=$((t1 - t0)) sha256=$sum head=$head bs=$BS tries=$try kthread_switches=$kd uptime=$(uptime_s)"
+tail=$(tail -c 32 /tmp/rng | od -An -v -tx1 | tr -d ' \n')
+finish "bytes=$got ns=$((t1 - t0)) sha256=$sum head=$head tail=$tail bs=$BS tries=$try kthread_switches=$kd uptime=$(uptime_s)"
 GUEST_INIT_EOF
 chmod 0755 "$ROOT/init"
 

@@ -27,6 +27,12 @@ BUILD_SCRIPT = os.path.normpath(os.path.join(HERE, "..", "guest", "build-guest.s
 DEFAULT_CACHE = "/var/cache/rngmux-test-guest"
 QEMU = os.environ.get("RNGMUX_QEMU", "qemu-system-x86_64")
 CHARDEV_ID = "c0"
+# The -object behind the guest's virtio-rng-pci: rngmux through rng-egd, or QEMU's own.
+RNG_OBJECTS = {
+    "egd": "rng-egd,id=rng0,chardev=%s" % CHARDEV_ID,
+    "random": "rng-random,id=rng0,filename=/dev/urandom",
+    "builtin": "rng-builtin,id=rng0",
+}
 
 # only a whole line: the console file may end in the middle of the result line while QEMU
 # is still writing it
@@ -97,14 +103,27 @@ def chardev_arg_list(chardev):
 class Guest:
     """One QEMU process running the test guest, its console captured in a file."""
 
-    def __init__(self, chardev, nbytes=65536, append_extra="", memory=256, name="guest"):
-        self.chardev_args = chardev_arg_list(chardev)
+    def __init__(self, chardev, nbytes=65536, append_extra="", memory=256, name="guest",
+                 backend="egd", logdir=None):
+        """`chardev`: the -chardev value (or argument list) defining id c0, for backend "egd"
+        (rng-egd, what rngmux serves); backend "random" (rng-random on /dev/urandom) and
+        "builtin" (rng-builtin) are QEMU's own, for comparison, and take chardev=None.
+        `logdir`: where the console and QEMU logs go (kept); default a temp dir removed
+        unless a failure keeps it."""
+        if backend not in RNG_OBJECTS:
+            raise ValueError("unknown guest backend %r" % backend)
+        if (backend == "egd") != (chardev is not None):
+            raise ValueError("backend %r %s a chardev" % (backend, "needs" if backend == "egd"
+                                                          else "takes no"))
+        self.chardev_args = chardev_arg_list(chardev) if chardev is not None else []
+        self.backend = backend
         self.nbytes = nbytes
         self.append_extra = append_extra
         self.memory = memory
         self.name = name
         self.proc = None
-        self.logdir = None
+        self.logdir = logdir
+        self.own_logdir = logdir is None
         self.keep_logs = False
 
     def command(self, kernel, initrd):
@@ -113,12 +132,14 @@ class Guest:
                 "-serial", "stdio", "-no-reboot",
                 "-kernel", kernel, "-initrd", initrd, "-append", append.strip()] \
             + self.chardev_args \
-            + ["-object", "rng-egd,id=rng0,chardev=%s" % CHARDEV_ID,
-               "-device", "virtio-rng-pci,rng=rng0"]
+            + ["-object", RNG_OBJECTS[self.backend], "-device", "virtio-rng-pci,rng=rng0"]
 
     def start(self):
         kernel, initrd = ensure_guest()
-        self.logdir = tempfile.mkdtemp(prefix="rngmux-guest-%s-" % self.name)
+        if self.own_logdir:
+            self.logdir = tempfile.mkdtemp(prefix="rngmux-guest-%s-" % self.name)
+        else:
+            os.makedirs(self.logdir, exist_ok=True)
         self.console_path = os.path.join(self.logdir, "console.log")
         self.stderr_path = os.path.join(self.logdir, "qemu.stderr.log")
         self.cmd = self.command(kernel, initrd)
@@ -214,6 +235,8 @@ class Guest:
     def close(self, keep_logs=None):
         """Kills QEMU if still running; removes the logs unless a failure kept them."""
         self.kill()
+        if not self.own_logdir:
+            return  # the caller's directory: the caller decides what to keep
         keep = self.keep_logs if keep_logs is None else keep_logs
         if self.logdir and not keep:
             shutil.rmtree(self.logdir, ignore_errors=True)

@@ -17,12 +17,16 @@ import threading
 import time
 import unittest
 
-BINARY = os.environ.get("RNGMUX_BINARY", "/work/main/build/rngmux")
+# Absolute: daemons run with their test directory as the working directory.
+BINARY = os.path.abspath(os.environ.get("RNGMUX_BINARY") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "build", "rngmux"))
 
 DEFAULT_TIMEOUT = 10.0
 
 LISTEN_RE = re.compile(r"rngmux \w+: listening on (\S+)")
+KEEP_LOGS_ROOT = os.environ.get("RNGMUX_TEST_LOGS") or "/tmp/rngmux-test-logs"
 STATS_RE = re.compile(r"rngmux \w+: stats: (.*)$")
+CLIENT_STATS_RE = re.compile(r"rngmux \w+: client stats: (peer=.*)$")
 
 
 # --------------------------------------------------------------------------
@@ -405,11 +409,34 @@ class Daemon:
         self.proc.send_signal(signal.SIGUSR1)
         m = self.wait_log(STATS_RE.pattern, timeout, count=before + 1)
         out = parse_key_values(m.group(1))
+        out["client_list"] = self._client_stats_before(before + 1)
         for key in ("source", "clients", "served_bytes", "bad_requests", "queue_overflows",
                     "connections_total"):
             if key not in out:
                 raise AssertionError("%s: stats line lacks %r: %r" % (self.name, key, m.group(0)))
         return out
+
+
+    def _client_stats_before(self, n):
+        """The `client stats: peer=...` lines logged just before the n-th summary line."""
+        lines = self.log_lines()
+        seen = 0
+        end = None
+        for i, line in enumerate(lines):
+            if STATS_RE.search(line):
+                seen += 1
+                if seen == n:
+                    end = i
+                    break
+        clients = []
+        for line in reversed(lines[:end] if end is not None else []):
+            if STATS_RE.search(line):
+                break
+            m = CLIENT_STATS_RE.search(line)
+            if m:
+                clients.append(parse_key_values(m.group(1)))
+        clients.reverse()
+        return clients
 
 
 class RngmuxTestCase(unittest.TestCase):
@@ -435,7 +462,20 @@ class RngmuxTestCase(unittest.TestCase):
                     if out:
                         sys.stderr.write("----- %s stdout -----\n%s" % (d.name, out[-4000:]))
                     sys.stderr.write("----- end of %s -----\n" % d.name)
+                self._keep_logs()
             shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def _keep_logs(self):
+        """A failed test's directory (daemon logs, guest consoles, QEMU logs) is copied to
+        $RNGMUX_TEST_LOGS/<test id>/ (default /tmp/rngmux-test-logs) before it is removed."""
+        dest = os.path.join(KEEP_LOGS_ROOT, self.id())
+        try:
+            shutil.rmtree(dest, ignore_errors=True)
+            shutil.copytree(self.tmp, dest, ignore=shutil.ignore_patterns("*.sock"),
+                            ignore_dangling_symlinks=True)
+            sys.stderr.write("----- logs of %s kept in %s -----\n" % (self.id(), dest))
+        except OSError as e:
+            sys.stderr.write("----- could not keep the logs of %s: %s -----\n" % (self.id(), e))
 
     def setUp(self):
         if not os.access(BINARY, os.X_OK):
