@@ -174,14 +174,13 @@ void Server::LogStats() {
   clients.reserve(sessions_.size());
   for (const auto& [key, session] : sessions_) clients.push_back(session.get());
   const std::size_t listed = std::min(clients.size(), kMaxClientStatsLines);
-  std::partial_sort(clients.begin(), clients.begin() + static_cast<std::ptrdiff_t>(listed),
-                    clients.end(), [](const Session* a, const Session* b) {
-                      return a->served_bytes() > b->served_bytes();
-                    });
+  std::partial_sort(
+      clients.begin(), clients.begin() + static_cast<std::ptrdiff_t>(listed), clients.end(),
+      [](const Session* a, const Session* b) { return a->served_bytes() > b->served_bytes(); });
   for (std::size_t i = 0; i < listed; ++i) {
-    LOG_INFO("client stats: ", FormatClientStats(clients[i]->peer(), clients[i]->served_bytes(),
-                                                  clients[i]->requests(),
-                                                  clients[i]->queued_requests()));
+    LOG_INFO("client stats: ",
+             FormatClientStats(clients[i]->peer(), clients[i]->served_bytes(),
+                               clients[i]->requests(), clients[i]->queued_requests()));
   }
   if (clients.size() > listed) {
     LOG_INFO("client stats: ", clients.size() - listed, " less busy clients not listed");
