@@ -133,6 +133,7 @@ class Session final : public Consumer, public std::enable_shared_from_this<Sessi
   bool reading_ = false;
   bool input_closed_ = false;  // peer sent EOF (it may still be reading)
   bool closed_ = false;
+  bool quick_ack_ = false;  // TCP in lead mode: ACK every read at once
   std::uint64_t served_bytes_ = 0;
   std::uint64_t requests_ = 0;
 };
