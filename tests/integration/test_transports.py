@@ -110,10 +110,19 @@ class TransportsTest(RngmuxTestCase):
                 got, eof = recv_for(s, 1.0)
                 self.assertFalse(eof)
                 self.assertEqual(len(got), lead, "unsolicited lead right after accept")
-                s.sendall(egd_read(0x40) * 2)
+                # The lead is topped up in pieces of a quarter of it: fewer requests than
+                # that get nothing new (the peer still has the rest of the lead) ...
+                quarter = lead // 4 // 0x40
+                s.sendall(egd_read(0x40) * (quarter - 1))
+                more, eof = recv_for(s, 0.5)
+                self.assertFalse(eof)
+                self.assertEqual(len(more), 0, "topped up before a quarter of the lead was used")
+                # ... and the request that completes the quarter brings exactly what was asked.
+                s.sendall(egd_read(0x40))
                 more, eof = recv_for(s, 0.7)
                 self.assertFalse(eof)
-                self.assertEqual(len(more), 128, "lead must be topped up by what was requested")
+                self.assertEqual(len(more), quarter * 0x40,
+                                 "lead must be topped up by what was requested")
         d.stop()
 
     def test_fetch_over_tcp_and_unix(self):
