@@ -64,7 +64,8 @@ class OutputBuffer {
 // its request headers with a blocking write and freezes if they back up. Requests
 // are answered strictly in order; blocking reads (0x02) wait in the FairShare.
 // With a lead (QEMU compatibility), `lead_bytes` unsolicited bytes are owed from
-// the moment the connection opens, and every 02 NN tops the lead up again, so
+// the moment the connection opens, and every 02 NN tops the lead up again (in
+// pieces of at least a quarter of it, so one write answers many requests), so
 // the guest's next request is already waiting in its socket buffer.
 //
 // A peer that closes its sending side (shutdown(SHUT_WR), `nc -N`) still gets the
