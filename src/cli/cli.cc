@@ -37,14 +37,16 @@ int RunCli(int argc, char** argv) {
   app.require_subcommand(1);
   app.failure_message([](const CLI::App*, const CLI::Error& e) { return std::string(e.what()); });
 
-  std::vector<Command> commands = {AddServeCommand(app), AddReadCommand(app), AddFetchCommand(app)};
+  std::vector<Command> commands = {AddServeCommand(app), AddReadCommand(app), AddFetchCommand(app),
+                                   AddCheckCommand(app)};
   // CLI11 would only say "A subcommand is required"; name the word it did not know.
   if (argc > 1 && argv[1][0] != '-') {
     const std::string word = argv[1];
     bool known = false;
     for (const Command& command : commands) known |= command.app->get_name() == word;
     if (!known) {
-      return ReportUsageError("unknown command \"" + word + "\" (expected serve, read or fetch)");
+      return ReportUsageError("unknown command \"" + word +
+                              "\" (expected serve, read, fetch or check)");
     }
   }
   try {
@@ -61,7 +63,7 @@ int RunCli(int argc, char** argv) {
   for (const Command& command : commands) {
     if (command.app->parsed()) return command.run();
   }
-  return ReportUsageError("no subcommand given (serve, read or fetch); see --help");
+  return ReportUsageError("no subcommand given (serve, read, fetch or check); see --help");
 }
 
 }  // namespace rngmux

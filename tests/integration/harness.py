@@ -439,6 +439,16 @@ class Daemon:
         return clients
 
 
+def _only_files_and_dirs(directory, names):
+    """copytree filter: skips sockets and FIFOs (logs are regular files)."""
+    skip = []
+    for name in names:
+        path = os.path.join(directory, name)
+        if not (os.path.isfile(path) or os.path.isdir(path)):
+            skip.append(name)
+    return skip
+
+
 class RngmuxTestCase(unittest.TestCase):
     """Base class: a temp dir per test, daemons stopped on cleanup, logs dumped on failure."""
 
@@ -471,7 +481,7 @@ class RngmuxTestCase(unittest.TestCase):
         dest = os.path.join(KEEP_LOGS_ROOT, self.id())
         try:
             shutil.rmtree(dest, ignore_errors=True)
-            shutil.copytree(self.tmp, dest, ignore=shutil.ignore_patterns("*.sock"),
+            shutil.copytree(self.tmp, dest, ignore=_only_files_and_dirs,
                             ignore_dangling_symlinks=True)
             sys.stderr.write("----- logs of %s kept in %s -----\n" % (self.id(), dest))
         except OSError as e:
