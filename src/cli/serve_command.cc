@@ -6,6 +6,7 @@
 #include "cli/commands.h"
 #include "common/log.h"
 #include "server/server.h"
+#include "sources/source.h"
 #include "transport/qemu_chardev.h"
 
 namespace rngmux {
@@ -14,7 +15,8 @@ namespace {
 constexpr char kDefaultEndpoint[] = "tcp:127.0.0.1:1024,qemu";
 
 struct ServeFlags {
-  std::string source = "auto";
+  std::vector<std::string> sources;
+  std::string source_mode = "failover";
   std::vector<std::string> listen;
   std::vector<std::string> connect;
   std::vector<std::string> qemu_chardev;
@@ -29,7 +31,17 @@ struct ServeFlags {
 // Raw flags to an immutable config; the first problem is returned as one line.
 Result<ServeConfig> BuildConfig(const ServeFlags& flags) {
   ServeConfig config;
-  config.source = flags.source;
+  if (!flags.sources.empty()) config.sources = flags.sources;
+  for (const std::string& text : config.sources) {
+    if (auto fips = ParseFipsOption(text); !fips.ok()) return fips.status();
+  }
+  if (flags.source_mode == "failover") {
+    config.source_mode = SourceMode::kFailover;
+  } else if (flags.source_mode == "mix") {
+    config.source_mode = SourceMode::kMix;
+  } else {
+    return Status::Error("--source-mode \"" + flags.source_mode + "\": expected failover or mix");
+  }
   config.allow_test_source = flags.allow_test_source;
   if (flags.pool_bytes < 4096 || flags.pool_bytes > (std::size_t{1} << 30)) {
     return Status::Error("--pool-size " + std::to_string(flags.pool_bytes) +
@@ -80,9 +92,13 @@ Command AddServeCommand(CLI::App& root) {
   auto flags = std::make_shared<ServeFlags>();
   CLI::App* app = root.add_subcommand(
       "serve", "Run the daemon: read a source, health-test it, serve it over EGD.");
-  app->add_option("--source", flags->source,
-                  "Entropy source: auto, getrandom, rdseed, file:PATH, test:SEED "
-                  "(options: ,entropy=BITS ,block=BYTES)")
+  app->add_option("--source", flags->sources,
+                  "Entropy source: auto (default), getrandom, rdseed, file:PATH, test:SEED "
+                  "(options: ,entropy=BITS ,block=BYTES ,fips=on); repeat for several, most "
+                  "preferred first");
+  app->add_option("--source-mode", flags->source_mode,
+                  "With several sources: failover (the best healthy one serves) or mix (the "
+                  "XOR of all healthy ones)")
       ->capture_default_str();
   app->add_option("--listen", flags->listen,
                   "Endpoint to listen on: tcp:HOST:PORT, tcp:[IPV6]:PORT or unix:PATH, with "

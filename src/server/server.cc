@@ -42,19 +42,31 @@ Server::Server(ServeConfig config)
       reserve_timer_(io_) {}
 
 Server::~Server() {
-  if (runner_) runner_->Stop();
+  if (sources_) sources_->Stop();
 }
 
 Status Server::Open() {
   SourceFactoryContext factory_context;
   factory_context.allow_test_source = config_.allow_test_source;
-  auto source = CreateSource(config_.source, factory_context);
-  if (!source.ok()) return source.status();
-  context_.entropy_bits_per_byte = (*source)->claimed_entropy_bits_per_byte();
+  std::vector<std::unique_ptr<Source>> sources;
+  std::vector<SourceRunner::Options> options;
+  for (const std::string& text : config_.sources) {
+    auto source = CreateSource(text, factory_context);
+    if (!source.ok()) return source.status();
+    auto fips = ParseFipsOption(text);
+    if (!fips.ok()) return fips.status();
+    SourceRunner::Options runner_options;
+    runner_options.alpha_log2 = config_.health_alpha_log2;
+    runner_options.fips = *fips;
+    sources.push_back(std::move(source).value());
+    options.push_back(runner_options);
+  }
+  // Sources that claim less than 8 bits/byte are conditioned to full entropy before
+  // they enter the pool, so every pooled byte counts 8 bits in 0x00 answers.
+  context_.entropy_bits_per_byte = 8;
   RaiseDescriptorLimit(config_.max_clients);
-  SourceRunner::Options runner_options;
-  runner_options.alpha_log2 = config_.health_alpha_log2;
-  runner_ = std::make_unique<SourceRunner>(std::move(source).value(), pool_, runner_options);
+  sources_ = std::make_unique<SourceSet>(std::move(sources), std::move(options), pool_,
+                                         config_.source_mode);
 
   for (const EndpointSpec& endpoint : config_.endpoints) {
     if (endpoint.role == EndpointRole::kConnect) {
@@ -78,8 +90,16 @@ int Server::Run() {
     LOG_WARNING("could not lock the ", pool_.capacity(),
                 "-byte pool in memory (RLIMIT_MEMLOCK); it may be swapped out");
   }
-  LOG_INFO("serving entropy from ", runner_->name(), " (pool ", pool_.capacity(), " bytes)");
-  runner_->Start();
+  std::string names;
+  for (std::size_t i = 0; i < sources_->size(); ++i) {
+    names += (i == 0 ? "" : ", ") + sources_->runner(i).name();
+  }
+  LOG_INFO("serving entropy from ", names,
+           sources_->size() < 2                        ? ""
+           : sources_->mode() == SourceMode::kFailover ? " (failover, in this order)"
+                                                       : " (mixed)",
+           " (pool ", pool_.capacity(), " bytes)");
+  sources_->Start();
   for (auto& connector : connectors_) connector->Start();
   for (std::size_t i = 0; i < listeners_.size(); ++i) {
     listeners_[i]->Start();
@@ -160,7 +180,7 @@ void Server::Shutdown() {
   std::vector<std::shared_ptr<Session>> open;
   for (auto& [key, session] : sessions_) open.push_back(session);
   for (auto& session : open) session->Close("shutting down");
-  runner_->Stop();
+  sources_->Stop();
   LogStats();
   signals_.cancel();
   reserve_timer_.cancel();
@@ -185,7 +205,7 @@ void Server::LogStats() {
   if (clients.size() > listed) {
     LOG_INFO("client stats: ", clients.size() - listed, " less busy clients not listed");
   }
-  LOG_INFO(FormatStats(counters_, pool_, {runner_.get()}));
+  LOG_INFO(FormatStats(counters_, pool_, *sources_));
 }
 
 }  // namespace rngmux

@@ -18,7 +18,7 @@
 #include "server/listener.h"
 #include "server/session_host.h"
 #include "server/stats.h"
-#include "sources/source_runner.h"
+#include "sources/source_set.h"
 #include "transport/endpoint_spec.h"
 
 namespace rngmux {
@@ -26,7 +26,8 @@ namespace rngmux {
 // Everything `rngmux serve` was told, validated. Immutable once the server starts.
 struct ServeConfig {
   static constexpr std::size_t kDefaultPoolBytes = 256 * 1024;
-  std::string source = "auto";
+  std::vector<std::string> sources = {"auto"};  // in order of preference
+  SourceMode source_mode = SourceMode::kFailover;
   std::vector<EndpointSpec> endpoints;
   bool print_qemu_arguments = false;  // true when the default endpoint was chosen
   std::size_t pool_bytes = kDefaultPoolBytes;
@@ -76,7 +77,7 @@ class Server final : public SessionHost {
   // Re-pumps once reserves for briefly idle clients have expired, so bytes set
   // aside for a client that left reach the waiting ones even if no new bytes come.
   asio::steady_timer reserve_timer_;
-  std::unique_ptr<SourceRunner> runner_;
+  std::unique_ptr<SourceSet> sources_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::vector<std::unique_ptr<Connector>> connectors_;
   std::unordered_map<Session*, std::shared_ptr<Session>> sessions_;

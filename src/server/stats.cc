@@ -3,21 +3,28 @@
 #include <sstream>
 
 #include "pool/entropy_pool.h"
-#include "sources/source_runner.h"
+#include "sources/source_set.h"
 
 namespace rngmux {
 
 std::string FormatStats(const ServerCounters& server, const EntropyPool& pool,
-                        const std::vector<const SourceRunner*>& sources) {
+                        const SourceSet& sources) {
   std::ostringstream out;
   out << "stats:";
-  for (const SourceRunner* runner : sources) {
-    const SourceCounters& c = runner->counters();
-    out << " source=" << runner->name() << " source_healthy=" << (c.healthy ? 1 : 0)
-        << " source_bytes_read=" << c.bytes_read << " source_bytes_accepted=" << c.bytes_accepted
-        << " blocks_passed=" << c.blocks_passed << " blocks_failed=" << c.blocks_failed
-        << " startup_blocks=" << c.startup_blocks << " read_errors=" << c.read_errors;
+  for (std::size_t i = 0; i < sources.size(); ++i) {
+    const SourceRunner& runner = sources.runner(i);
+    const SourceCounters& c = runner.counters();
+    const std::string source = i == 0 ? "source" : "source" + std::to_string(i + 1);
+    const std::string plain = i == 0 ? "" : source + "_";
+    out << " " << source << "=" << runner.name() << " " << source << "_state=" << sources.State(i)
+        << " " << source << "_healthy=" << (c.healthy ? 1 : 0) << " " << source
+        << "_bytes_read=" << c.bytes_read << " " << source << "_bytes_accepted=" << c.bytes_accepted
+        << " " << plain << "blocks_passed=" << c.blocks_passed << " " << plain
+        << "blocks_failed=" << c.blocks_failed << " " << plain
+        << "fips_failures=" << c.fips_failures << " " << plain
+        << "startup_blocks=" << c.startup_blocks << " " << plain << "read_errors=" << c.read_errors;
   }
+  out << " serving=" << sources.Serving() << " source_switches=" << sources.switches();
   out << " pool=" << pool.Available() << "/" << pool.capacity()
       << " pool_locked=" << (pool.memory_locked() ? 1 : 0) << " clients=" << server.clients
       << " connections_total=" << server.connections_total

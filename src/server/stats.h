@@ -9,7 +9,7 @@
 namespace rngmux {
 
 class EntropyPool;
-class SourceRunner;
+class SourceSet;
 
 // Daemon-wide counters. Written on the event loop, read by the stats reporter.
 struct ServerCounters {
@@ -25,8 +25,11 @@ struct ServerCounters {
 };
 
 // One line of "key=value" pairs: what SIGUSR1 logs and tests parse.
+// The first source's keys are unprefixed (source=, source_healthy=, blocks_passed=...);
+// the n-th's (n >= 2) are prefixed "sourceN" (source2=, source2_healthy=,
+// source2_blocks_passed=...). serving= names the source(s) serving now.
 std::string FormatStats(const ServerCounters& server, const EntropyPool& pool,
-                        const std::vector<const SourceRunner*>& sources);
+                        const SourceSet& sources);
 
 // "peer=P served_bytes=N requests=N queued=N": one client, for the SIGUSR1 report.
 std::string FormatClientStats(const std::string& peer, std::uint64_t served_bytes,

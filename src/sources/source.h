@@ -53,6 +53,8 @@ struct SourceSpec {
 //   source "": empty source spec
 //   source "file:/x,entropy": option "entropy" needs a value (entropy=...)
 Result<SourceSpec> ParseSourceSpec(const std::string& text);
+// The spec's fips=on|off (default off): FIPS 140-2 block tests in the runner.
+Result<bool> ParseFipsOption(const std::string& text);
 
 struct SourceFactoryContext {
   bool allow_test_source = false;  // `serve` refuses test sources unless told otherwise.

@@ -123,7 +123,8 @@ Result<CommonSourceOptions> ParseCommonSourceOptions(const SourceSpec& spec,
                                                      std::size_t default_block_size,
                                                      const std::set<std::string>& extra_options) {
   for (const auto& [key, value] : spec.options) {
-    if (key != "entropy" && key != "block" && !extra_options.contains(key)) {
+    // fips= is the runner's (ParseRunnerOptions), valid on every source.
+    if (key != "entropy" && key != "block" && key != "fips" && !extra_options.contains(key)) {
       return SourceSpecError(
           spec, "unknown option \"" + key + "\" (known: " + JoinNames(extra_options) + ")");
     }
@@ -214,5 +215,14 @@ AutoChoice ResolveAutoSource(const AutoProbe& probe) {
 }
 
 AutoChoice ResolveAutoSource() { return ResolveAutoSource(AutoProbe{}); }
+
+Result<bool> ParseFipsOption(const std::string& text) {
+  auto spec = ParseSourceSpec(text);
+  if (!spec.ok()) return spec.status();
+  const auto it = spec->options.find("fips");
+  if (it == spec->options.end() || it->second == "off") return false;
+  if (it->second == "on") return true;
+  return SourceSpecError(*spec, "fips must be on or off, got \"" + it->second + "\"");
+}
 
 }  // namespace rngmux

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <thread>
 
@@ -20,39 +21,70 @@ struct SourceCounters {
   std::atomic<std::uint64_t> bytes_read{0};      // raw bytes from the driver
   std::atomic<std::uint64_t> bytes_accepted{0};  // bytes that passed and entered the pool
   std::atomic<std::uint64_t> blocks_passed{0};
-  std::atomic<std::uint64_t> blocks_failed{0};   // discarded by RCT/APT
+  std::atomic<std::uint64_t> blocks_failed{0};   // discarded by RCT/APT or FIPS 140-2
+  std::atomic<std::uint64_t> fips_failures{0};   // of which by FIPS 140-2
   std::atomic<std::uint64_t> startup_blocks{0};  // consumed by start-up tests
   std::atomic<std::uint64_t> read_errors{0};
   std::atomic<bool> healthy{false};  // start-up passed and no failure since
 };
 
-// Runs one source on its own thread: read a block, health-test it, put it into
-// the pool; on a read error or a failed block, wipe, count, log, back off and
-// retry. Blocking reads never touch the event loop.
+// Where a runner's tested (and, below 8 bits/byte, conditioned) blocks go: the pool,
+// or a SourceSet that decides which of several sources serves. Called from the
+// runners' threads.
+class BlockSink {
+ public:
+  virtual ~BlockSink() = default;
+  // Blocks until source `index` should read (a standby source waits here) or `stop`
+  // is triggered. Returns false on stop; sets *waited if it had to wait.
+  virtual bool WaitUntilWanted(std::size_t index, const Interrupt& stop, bool* waited) = 0;
+  // Hands over a block of full-entropy bytes; blocks while there is no room. Returns
+  // the bytes taken (fewer only on stop, or 0 if this source is not serving now).
+  virtual std::size_t Put(std::size_t index, std::span<const std::uint8_t> bytes,
+                          const Interrupt& stop) = 0;
+  // Source `index` became healthy (start-up passed) or unhealthy (failure, error).
+  virtual void HealthChanged(std::size_t index, bool healthy) = 0;
+  // Wakes every producer blocked in WaitUntilWanted() or Put() (for Stop()).
+  virtual void WakeProducers() = 0;
+};
+
+// Runs one source on its own thread: read a block, health-test it (SP 800-90B
+// RCT/APT, optionally FIPS 140-2), condition it if the source claims less than 8
+// bits/byte, and hand it to the sink; on a read error or a failed block, wipe,
+// count, log, back off and retry. Blocking reads never touch the event loop.
 class SourceRunner {
  public:
   struct Options {
     double alpha_log2 = 30.0;
+    bool fips = false;  // FIPS 140-2 block tests on top of RCT/APT
     Backoff::Duration backoff_initial{100};
     Backoff::Duration backoff_max{30000};
   };
 
+  // Feeds the pool directly (one source).
   SourceRunner(std::unique_ptr<Source> source, EntropyPool& pool, Options options);
+  // Feeds `sink` as source number `index`; the sink outlives the runner.
+  SourceRunner(std::unique_ptr<Source> source, BlockSink& sink, std::size_t index, Options options);
   ~SourceRunner();  // Stops and joins.
 
   void Start();
   void Stop();  // Idempotent; returns after the thread has exited.
 
   const std::string& name() const { return source_->name(); }
+  double claimed_entropy_bits_per_byte() const { return source_->claimed_entropy_bits_per_byte(); }
+  bool fips() const { return options_.fips; }
   const SourceCounters& counters() const { return counters_; }
   // The most recent read error ("" if none yet). Any thread.
   std::string last_error() const;
 
  private:
   void Run();
+  // Sets counters_.healthy and tells the sink when it changes.
+  void SetHealthy(bool healthy);
 
+  std::unique_ptr<BlockSink> own_sink_;  // the pool's, when constructed with a pool
   std::unique_ptr<Source> source_;
-  EntropyPool& pool_;
+  BlockSink& sink_;
+  std::size_t index_;
   Options options_;
   Interrupt stop_;
   SourceCounters counters_;

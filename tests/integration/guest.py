@@ -11,6 +11,7 @@ AssertionError) carries the console log; the logs are then kept in a temp dir wh
 is printed. QEMU runs under TCG (KVM does not work on the build machines).
 """
 
+import hashlib
 import os
 import re
 import shutil
@@ -47,7 +48,14 @@ class GuestError(AssertionError):
 
 
 def cache_dir():
-    return os.environ.get("RNGMUX_GUEST_CACHE") or DEFAULT_CACHE
+    """$RNGMUX_GUEST_CACHE, or a directory per version of the build script under
+    /var/cache/rngmux-test-guest (checkouts of different versions never rebuild each
+    other's guest)."""
+    if os.environ.get("RNGMUX_GUEST_CACHE"):
+        return os.environ["RNGMUX_GUEST_CACHE"]
+    with open(BUILD_SCRIPT, "rb") as f:
+        version = hashlib.sha256(f.read()).hexdigest()[:12]
+    return os.path.join(DEFAULT_CACHE, version)
 
 
 def ensure_guest(outdir=None, timeout=BUILD_TIMEOUT):

@@ -1,0 +1,208 @@
+"""Several sources: failover and failback, mixing, and conditioning, seen from outside.
+
+The sources are FIFOs the test writes (file:PATH). Each writer can be switched between
+good bytes (a seeded PRNG stream, recorded) and stuck bytes (zeros) while the daemon
+runs. A client streams EGD reads all along, and the test checks from the client side
+that no byte of a failing block ever reached it, and from the stats that the serving
+source changed and changed back.
+"""
+
+import os
+import random
+import select
+import threading
+import time
+
+from harness import RngmuxTestCase, connect, egd_read, wait_until
+
+CHUNK = 4096
+STUCK_BYTES = 600  # more than one 512-byte block: at least one whole block is stuck
+
+
+class FifoSource(threading.Thread):
+    """Writes a FIFO: good (recorded) or stuck bytes, switchable; bounded in time."""
+
+    def __init__(self, path, seed, max_seconds=60):
+        super().__init__(daemon=True)
+        self.path = path
+        self.rng = random.Random(seed)
+        self.mode = "good"
+        self.good = bytearray()
+        self.deadline = time.monotonic() + max_seconds
+        self.lock = threading.Lock()
+        os.mkfifo(path)
+
+    def run(self):
+        try:
+            with open(self.path, "wb", buffering=0) as f:
+                stuck_sent = False
+                while time.monotonic() < self.deadline:
+                    if self.mode == "good":
+                        chunk = self.rng.randbytes(CHUNK)
+                        with self.lock:
+                            self.good += chunk
+                        stuck_sent = False
+                    elif not stuck_sent:
+                        # A device that gets stuck: a run of one value, then nothing until
+                        # it recovers (a FIFO would otherwise queue 64 KiB of stale zeros).
+                        chunk = bytes(STUCK_BYTES)
+                        stuck_sent = True
+                    else:
+                        time.sleep(0.02)
+                        continue
+                    f.write(chunk)
+        except OSError:
+            pass  # the daemon went away
+
+    def recorded(self):
+        with self.lock:
+            return bytes(self.good)
+
+
+class Collector(threading.Thread):
+    """An EGD client keeping 8 `02 FF` in flight, keeping every byte it gets."""
+
+    def __init__(self, ep, max_seconds=60):
+        super().__init__(daemon=True)
+        self.ep = ep
+        self.data = bytearray()
+        self.stop_event = threading.Event()
+        self.deadline = time.monotonic() + max_seconds
+        self.lock = threading.Lock()
+        self.error = None
+
+    def run(self):
+        try:
+            with connect(self.ep) as s:
+                asked = 0
+                while not self.stop_event.is_set() and time.monotonic() < self.deadline:
+                    while asked - len(self.data) < 8 * 255:
+                        s.sendall(egd_read(255))
+                        asked += 255
+                    if select.select([s], [], [], 0.2)[0]:
+                        chunk = s.recv(65536)
+                        if not chunk:
+                            raise AssertionError("EOF from the daemon")
+                        with self.lock:
+                            self.data += chunk
+        except Exception as e:  # reported by the test
+            self.error = e
+
+    def size(self):
+        with self.lock:
+            return len(self.data)
+
+    def stop(self):
+        self.stop_event.set()
+        self.join(10)
+        return bytes(self.data)
+
+
+class FailoverTest(RngmuxTestCase):
+    def start_sources(self, n):
+        sources = [FifoSource(self.path("src%d.fifo" % i), seed=1000 + i) for i in range(n)]
+        for s in sources:
+            s.start()
+        return sources
+
+    def wait_stats(self, d, pred, what, timeout=20):
+        last = {}
+
+        def check():
+            last.update(d.stats())
+            return pred(last)
+        self.assertTrue(wait_until(check, timeout, interval=0.2),
+                        "%s within %ds; last stats %r" % (what, timeout, last))
+        return dict(last)
+
+    def assert_only_good_bytes(self, data, sources):
+        self.assertNotIn(bytes(32), data, "stuck bytes reached the client")
+        good = [s.recorded() for s in sources]
+        for off in range(0, len(data) - 32, 1024):
+            window = data[off:off + 32]
+            self.assertTrue(any(g.find(window) >= 0 for g in good),
+                            "bytes at %d came from no source's good stream" % off)
+
+    def test_failover_and_failback(self):
+        a, b = self.start_sources(2)
+        d = self.start_daemon(["--source", "file:%s" % a.path, "--source", "file:%s" % b.path,
+                               "--listen", "unix:%s" % self.path("rng.sock"),
+                               "--pool-size", "16384"])
+        self.wait_stats(d, lambda s: s["serving"] == "file:" + a.path, "A serves first")
+        client = Collector(d.endpoints[0])
+        client.start()
+        self.assertTrue(wait_until(lambda: client.size() > 50000, 20), "no data")
+
+        a.mode = "stuck"
+        s = self.wait_stats(d, lambda s: s["serving"] == "file:" + b.path, "failover to B")
+        self.assertGreaterEqual(s["source_switches"], 1)
+        self.assertGreater(s["blocks_failed"], 0, s)
+        at_failover = client.size()
+        self.assertTrue(wait_until(lambda: client.size() > at_failover + 50000, 20),
+                        "clients are not served by B")
+
+        a.mode = "good"
+        s = self.wait_stats(d, lambda s: s["serving"] == "file:" + a.path, "failback to A")
+        self.assertGreaterEqual(s["source_switches"], 2)
+        at_failback = client.size()
+        self.assertTrue(wait_until(lambda: client.size() > at_failback + 50000, 20),
+                        "clients are not served after failback")
+        data = client.stop()
+        self.assertIsNone(client.error)
+        self.assert_only_good_bytes(data, [a, b])
+        self.assertGreaterEqual(d.count_log(r"now serving from"), 2)
+        d.stop()
+
+    def test_mix_serves_neither_source_alone(self):
+        a, b = self.start_sources(2)
+        d = self.start_daemon(["--source", "file:%s" % a.path, "--source", "file:%s" % b.path,
+                               "--source-mode", "mix", "--pool-size", "16384",
+                               "--listen", "unix:%s" % self.path("rng.sock")])
+        self.wait_stats(d, lambda s: s["serving"] == "file:%s+file:%s" % (a.path, b.path),
+                        "both serve")
+        client = Collector(d.endpoints[0])
+        client.start()
+        self.assertTrue(wait_until(lambda: client.size() > 100000, 20), "no data")
+        data = client.stop()
+        good = [a.recorded(), b.recorded()]
+        # once both are healthy, a window of output is in neither stream
+        tail = data[-4096:]
+        for off in range(0, len(tail) - 32, 512):
+            for g in good:
+                self.assertEqual(g.find(tail[off:off + 32]), -1,
+                                 "mixed output contains a source's own bytes")
+        d.stop()
+
+    def test_low_claim_is_conditioned(self):
+        (a,) = self.start_sources(1)
+        d = self.start_daemon(["--source", "file:%s,entropy=4" % a.path,
+                               "--listen", "unix:%s" % self.path("rng.sock")])
+        d.wait_log(r"SHA-256 conditioned, 80 bytes in per 32 out")
+        client = Collector(d.endpoints[0])
+        client.start()
+        self.assertTrue(wait_until(lambda: client.size() > 32000, 20), "no data")
+        data = client.stop()
+        s = d.stats()
+        # what entered the pool is 32/80 of what passed the health tests
+        passed_raw = s["blocks_passed"] * 512
+        self.assertLessEqual(s["source_bytes_accepted"], passed_raw * 32 // 80)
+        self.assertGreaterEqual(s["source_bytes_accepted"], (passed_raw - 80) * 32 // 80)
+        # and what clients got is not the raw stream
+        raw = a.recorded()
+        for off in range(0, len(data) - 32, 4096):
+            self.assertEqual(raw.find(data[off:off + 32]), -1, "raw bytes reached a client")
+        d.stop()
+
+    def test_bad_source_mode_is_a_usage_error(self):
+        from harness import run_cli
+        proc = run_cli(["serve", "--source-mode", "both"])
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn('--source-mode "both": expected failover or mix', proc.stderr.decode())
+        proc = run_cli(["serve", "--source", "getrandom,fips=maybe"])
+        self.assertEqual(proc.returncode, 2, proc.stderr)
+        self.assertIn('fips must be on or off, got "maybe"', proc.stderr.decode())
+
+
+if __name__ == "__main__":
+    import unittest
+    unittest.main()
