@@ -38,7 +38,7 @@ int RunCli(int argc, char** argv) {
   app.failure_message([](const CLI::App*, const CLI::Error& e) { return std::string(e.what()); });
 
   std::vector<Command> commands = {AddServeCommand(app), AddReadCommand(app), AddFetchCommand(app),
-                                   AddCheckCommand(app)};
+                                   AddCheckCommand(app), AddBenchCommand(app)};
   // CLI11 would only say "A subcommand is required"; name the word it did not know.
   if (argc > 1 && argv[1][0] != '-') {
     const std::string word = argv[1];
@@ -46,7 +46,7 @@ int RunCli(int argc, char** argv) {
     for (const Command& command : commands) known |= command.app->get_name() == word;
     if (!known) {
       return ReportUsageError("unknown command \"" + word +
-                              "\" (expected serve, read, fetch or check)");
+                              "\" (expected serve, read, fetch, check or bench)");
     }
   }
   try {
@@ -63,7 +63,7 @@ int RunCli(int argc, char** argv) {
   for (const Command& command : commands) {
     if (command.app->parsed()) return command.run();
   }
-  return ReportUsageError("no subcommand given (serve, read, fetch or check); see --help");
+  return ReportUsageError("no subcommand given (serve, read, fetch, check or bench); see --help");
 }
 
 }  // namespace rngmux

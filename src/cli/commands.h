@@ -20,6 +20,7 @@ Command AddServeCommand(CLI::App& root);
 Command AddReadCommand(CLI::App& root);
 Command AddFetchCommand(CLI::App& root);
 Command AddCheckCommand(CLI::App& root);
+Command AddBenchCommand(CLI::App& root);
 
 // --log-level, shared by the commands that log.
 void AddLogLevelOption(CLI::App& app, std::string& level);

@@ -1,5 +1,7 @@
 #include "health/sp800_90b.h"
 
+#include <math.h>
+
 #include <algorithm>
 #include <cassert>
 #include <cmath>
@@ -7,6 +9,13 @@
 
 namespace rngmux {
 namespace {
+
+// lgamma() writes the global signgam: a data race when several source threads
+// compute cutoffs at once. lgamma_r() is the reentrant form (glibc, POSIX 2024).
+double LogGamma(double x) {
+  int sign = 0;
+  return lgamma_r(x, &sign);
+}
 
 // Window for non-binary samples (SP 800-90B 4.4.2); bytes are never 1-bit samples.
 constexpr unsigned kByteAptWindow = 512;
@@ -27,12 +36,11 @@ double LogAddExp(double a, double b) {
 unsigned CritBinomByUpperTail(unsigned n, double q, double log_limit) {
   const double log_q = std::log(q);
   const double log_1mq = std::log1p(-q);
-  const double log_n_fact = std::lgamma(static_cast<double>(n) + 1.0);
+  const double log_n_fact = LogGamma(static_cast<double>(n) + 1.0);
   auto log_pmf = [&](unsigned j) {
     const double jd = static_cast<double>(j);
     const double rest = static_cast<double>(n - j);
-    return log_n_fact - std::lgamma(jd + 1.0) - std::lgamma(rest + 1.0) + jd * log_q +
-           rest * log_1mq;
+    return log_n_fact - LogGamma(jd + 1.0) - LogGamma(rest + 1.0) + jd * log_q + rest * log_1mq;
   };
 
   // Invariant: log_tail = log P[X > k]. It grows as k falls; the answer is the

@@ -1,0 +1,328 @@
+#include <algorithm>
+#include <array>
+#include <asio/connect.hpp>
+#include <asio/generic/stream_protocol.hpp>
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/local/stream_protocol.hpp>
+#include <asio/read.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/write.hpp>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <deque>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cli/commands.h"
+#include "protocol/egd_parser.h"
+#include "transport/endpoint_spec.h"
+
+namespace rngmux {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct BenchFlags {
+  std::string endpoint;
+  unsigned clients = 8;
+  unsigned size = kMaxEgdRequestBytes;
+  unsigned depth = 16;
+  double seconds = 5;
+  double warmup_seconds = 0.5;
+  bool probe = false;
+  bool json = false;
+};
+
+// One EGD client keeping `depth` `02 size` requests in flight. It counts bytes, and
+// times each request from its write to the arrival of its last byte. Replies to
+// 0x02 have no framing, so "every reply has its length" is checked as: the bytes
+// received never exceed what was asked, and once sending stops, all that was asked
+// arrives.
+class BenchClient : public std::enable_shared_from_this<BenchClient> {
+ public:
+  using Socket = asio::generic::stream_protocol::socket;
+
+  BenchClient(Socket socket, unsigned depth, unsigned size, bool record_latency)
+      : socket_(std::move(socket)), depth_(depth), size_(size), record_(record_latency) {}
+
+  void Start(Clock::time_point measure_from) {
+    measure_from_ = measure_from;
+    SendRequests(depth_);
+    Read();
+  }
+  // Stop asking; keep reading until everything asked has arrived.
+  void StopSending() { sending_ = false; }
+
+  std::uint64_t requested() const { return requested_; }
+  std::uint64_t received() const { return received_; }
+  std::uint64_t measured_bytes() const { return measured_bytes_; }
+  const std::vector<std::uint32_t>& latencies_ns() const { return latencies_; }
+  const std::string& error() const { return error_; }
+  bool done() const { return !error_.empty() || (!sending_ && received_ == requested_); }
+
+ private:
+  void SendRequests(unsigned n) {
+    if (!sending_ || n == 0) return;
+    const Clock::time_point now = Clock::now();
+    const std::size_t start = outgoing_.size();
+    outgoing_.resize(start + 2 * std::size_t{n});
+    for (unsigned i = 0; i < n; ++i) {
+      outgoing_[start + 2 * i] = 0x02;
+      outgoing_[start + 2 * i + 1] = static_cast<std::uint8_t>(size_);
+      requested_ += size_;
+      in_flight_.push_back({now, requested_});
+    }
+    Write();
+  }
+
+  void Write() {
+    if (writing_ || outgoing_.empty()) return;
+    writing_ = true;
+    sending_buffer_.swap(outgoing_);
+    asio::async_write(socket_, asio::buffer(sending_buffer_),
+                      [self = shared_from_this()](const asio::error_code& ec, std::size_t) {
+                        self->writing_ = false;
+                        self->sending_buffer_.clear();
+                        if (ec) return self->Fail("write: " + ec.message());
+                        self->Write();
+                      });
+  }
+
+  void Read() {
+    socket_.async_read_some(asio::buffer(input_),
+                            [self = shared_from_this()](const asio::error_code& ec, std::size_t n) {
+                              if (ec) return self->Fail("read: " + ec.message());
+                              self->OnData(n);
+                            });
+  }
+
+  void OnData(std::size_t n) {
+    received_ += n;
+    const Clock::time_point now = Clock::now();
+    if (now >= measure_from_ && sending_) measured_bytes_ += n;
+    if (received_ > requested_) {
+      return Fail("received " + std::to_string(received_) + " bytes but asked for " +
+                  std::to_string(requested_));
+    }
+    unsigned completed = 0;
+    while (!in_flight_.empty() && in_flight_.front().end <= received_) {
+      if (record_ && now >= measure_from_ && sending_) {
+        latencies_.push_back(static_cast<std::uint32_t>(std::min<std::int64_t>(
+            std::chrono::duration_cast<std::chrono::nanoseconds>(now - in_flight_.front().sent)
+                .count(),
+            UINT32_MAX)));
+      }
+      in_flight_.pop_front();
+      ++completed;
+    }
+    SendRequests(completed);
+    if (!done()) Read();
+  }
+
+  void Fail(const std::string& why) {
+    if (error_.empty()) error_ = why;
+  }
+
+  struct InFlight {
+    Clock::time_point sent;
+    std::uint64_t end;  // cumulative bytes once this request is answered
+  };
+
+  Socket socket_;
+  unsigned depth_;
+  unsigned size_;
+  bool record_;
+  bool sending_ = true;
+  bool writing_ = false;
+  Clock::time_point measure_from_;
+  std::vector<std::uint8_t> outgoing_, sending_buffer_;
+  std::deque<InFlight> in_flight_;
+  std::array<std::uint8_t, 65536> input_{};
+  std::uint64_t requested_ = 0, received_ = 0, measured_bytes_ = 0;
+  std::vector<std::uint32_t> latencies_;
+  std::string error_;
+};
+
+Result<BenchClient::Socket> Connect(asio::io_context& io, const EndpointSpec& spec) {
+  asio::error_code ec;
+  if (spec.transport == TransportKind::kUnix) {
+    asio::local::stream_protocol::socket s(io);
+    s.connect(asio::local::stream_protocol::endpoint(spec.path), ec);
+    if (ec) return Status::Error(spec.Address() + ": connect: " + ec.message());
+    BenchClient::Socket out(io);
+    out.assign(asio::generic::stream_protocol(AF_UNIX, 0), s.release());
+    return out;
+  }
+  asio::ip::tcp::resolver resolver(io);
+  auto endpoints = resolver.resolve(spec.host, std::to_string(spec.port), ec);
+  if (ec) return Status::Error(spec.Address() + ": resolve: " + ec.message());
+  asio::ip::tcp::socket s(io);
+  asio::connect(s, endpoints, ec);
+  if (ec) return Status::Error(spec.Address() + ": connect: " + ec.message());
+  s.set_option(asio::ip::tcp::no_delay(true), ec);
+  const int family = s.local_endpoint().protocol().family();
+  BenchClient::Socket out(io);
+  out.assign(asio::generic::stream_protocol(family, IPPROTO_TCP), s.release());
+  return out;
+}
+
+double Percentile(std::vector<std::uint32_t>& sorted, double p) {
+  if (sorted.empty()) return 0;
+  const auto i = static_cast<std::size_t>(std::ceil(p / 100 * static_cast<double>(sorted.size())));
+  return sorted[std::min(sorted.size() - 1, i == 0 ? 0 : i - 1)] / 1000.0;  // us
+}
+
+int RunBench(const BenchFlags& flags) {
+  auto spec = ParseEndpointSpec(EndpointRole::kConnect, flags.endpoint);
+  if (!spec.ok()) return ReportUsageError(spec.status().message());
+  if (spec->session.lead_bytes > 0 || spec->session.raw) {
+    return ReportUsageError("endpoint \"" + flags.endpoint +
+                            "\": bench speaks strict EGD; drop ,qemu/,lead/,raw");
+  }
+  asio::io_context io;
+  std::vector<std::shared_ptr<BenchClient>> streamers;
+  std::shared_ptr<BenchClient> probe;
+  for (unsigned i = 0; i < flags.clients + (flags.probe ? 1 : 0); ++i) {
+    auto socket = Connect(io, *spec);
+    if (!socket.ok()) {
+      std::fprintf(stderr, "rngmux: error: %s\n", socket.status().message().c_str());
+      return 1;
+    }
+    const bool is_probe = flags.probe && i == flags.clients;
+    auto client =
+        std::make_shared<BenchClient>(std::move(socket).value(), is_probe ? 1 : flags.depth,
+                                      is_probe ? 64 : flags.size, is_probe || !flags.probe);
+    (is_probe ? probe : streamers.emplace_back()) = client;
+  }
+  std::vector<std::shared_ptr<BenchClient>> all = streamers;
+  if (probe) all.push_back(probe);
+
+  const auto warmup = std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double>(flags.warmup_seconds));
+  const auto duration =
+      std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(flags.seconds));
+  const Clock::time_point start = Clock::now();
+  for (auto& c : all) c->Start(start + warmup);
+  asio::steady_timer stop_timer(io), drain_timer(io);
+  bool drained_in_time = true;
+  stop_timer.expires_at(start + warmup + duration);
+  stop_timer.async_wait([&](const asio::error_code&) {
+    for (auto& c : all) c->StopSending();
+    drain_timer.expires_after(std::chrono::seconds(10));
+    drain_timer.async_wait([&](const asio::error_code& ec) {
+      if (ec) return;
+      drained_in_time = false;
+      io.stop();
+    });
+  });
+  // Run until every client has all it asked for (or the drain deadline passes).
+  while (!io.stopped()) {
+    io.run_one();
+    if (Clock::now() > start + warmup + duration &&
+        std::all_of(all.begin(), all.end(), [](const auto& c) { return c->done(); })) {
+      break;
+    }
+  }
+  const double seconds = flags.seconds;
+
+  std::uint64_t total = 0, requested = 0, received = 0;
+  double sum = 0, sum_squares = 0, min_client = 1e300, max_client = 0;
+  std::string errors;
+  for (const auto& c : streamers) {
+    const double b = static_cast<double>(c->measured_bytes());
+    total += c->measured_bytes();
+    sum += b;
+    sum_squares += b * b;
+    min_client = std::min(min_client, b);
+    max_client = std::max(max_client, b);
+  }
+  for (const auto& c : all) {
+    requested += c->requested();
+    received += c->received();
+    if (!c->error().empty()) errors += (errors.empty() ? "" : "; ") + c->error();
+  }
+  const double jain =
+      sum_squares > 0 ? sum * sum / (static_cast<double>(streamers.size()) * sum_squares) : 0;
+  std::vector<std::uint32_t> latencies;
+  for (const auto& c : all) {
+    latencies.insert(latencies.end(), c->latencies_ns().begin(), c->latencies_ns().end());
+  }
+  std::sort(latencies.begin(), latencies.end());
+  const bool complete = errors.empty() && drained_in_time && received == requested;
+  if (complete) {
+    // nothing to add
+  } else if (errors.empty()) {
+    errors = "got " + std::to_string(received) + " of " + std::to_string(requested) +
+             " bytes asked within 10 s of the end";
+  }
+  const double rate = static_cast<double>(total) / seconds;
+  const char* latency_of = probe ? "probe (one 02 40 at a time)" : "all requests";
+
+  if (flags.json) {
+    std::ostringstream o;
+    o << "{\"endpoint\":\"" << flags.endpoint << "\",\"clients\":" << flags.clients
+      << ",\"depth\":" << flags.depth << ",\"size\":" << flags.size << ",\"seconds\":" << seconds
+      << ",\"bytes\":" << total << ",\"bytes_per_second\":" << rate
+      << ",\"client_min_bytes\":" << min_client << ",\"client_max_bytes\":" << max_client
+      << ",\"jain\":" << jain << ",\"latency_of\":\"" << (probe ? "probe" : "all")
+      << "\",\"latency_samples\":" << latencies.size()
+      << ",\"p50_us\":" << Percentile(latencies, 50) << ",\"p99_us\":" << Percentile(latencies, 99)
+      << ",\"p999_us\":" << Percentile(latencies, 99.9) << ",\"requested_bytes\":" << requested
+      << ",\"received_bytes\":" << received << ",\"complete\":" << (complete ? "true" : "false")
+      << "}\n";
+    std::fputs(o.str().c_str(), stdout);
+  } else {
+    std::printf("rngmux bench: %s, %u clients x %u requests of %u bytes in flight, %.1f s%s\n",
+                flags.endpoint.c_str(), flags.clients, flags.depth, flags.size, seconds,
+                probe ? ", plus a latency probe" : "");
+    std::printf("  throughput  %.1f MB/s (%llu bytes); per client %.0f..%.0f bytes, Jain %.4f\n",
+                rate / 1e6, static_cast<unsigned long long>(total), min_client, max_client, jain);
+    std::printf("  latency     p50 %.1f us, p99 %.1f us, p99.9 %.1f us (%zu requests, %s)\n",
+                Percentile(latencies, 50), Percentile(latencies, 99), Percentile(latencies, 99.9),
+                latencies.size(), latency_of);
+    std::printf("  replies     %s\n",
+                complete ? "every byte asked for arrived, and never more" : errors.c_str());
+  }
+  if (!complete) {
+    std::fprintf(stderr, "rngmux: error: %s\n", errors.c_str());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+Command AddBenchCommand(CLI::App& root) {
+  auto flags = std::make_shared<BenchFlags>();
+  CLI::App* app =
+      root.add_subcommand("bench",
+                          "EGD load generator: N clients with pipelined 02 NN requests against an "
+                          "endpoint; reports throughput, fairness and latency percentiles.");
+  app->add_option("endpoint", flags->endpoint, "tcp:HOST:PORT or unix:PATH")->required();
+  app->add_option("-c,--clients", flags->clients, "Streaming clients")
+      ->capture_default_str()
+      ->check(CLI::Range(0u, 20000u));
+  app->add_option("-s,--size", flags->size, "Bytes per request (NN)")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 255u));
+  app->add_option("-d,--depth", flags->depth, "Requests each client keeps in flight")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 4096u));
+  app->add_option("-t,--seconds", flags->seconds, "How long to measure")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 3600.0));
+  app->add_option("--warmup", flags->warmup_seconds, "Seconds before measuring")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 60.0));
+  app->add_flag("--probe", flags->probe,
+                "Add one client with a single 02 40 outstanding (what a Linux guest does) and "
+                "report its latency");
+  app->add_flag("--json", flags->json, "Print one JSON object");
+  return Command{app, [flags] { return RunBench(*flags); }};
+}
+
+}  // namespace rngmux
