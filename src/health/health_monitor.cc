@@ -12,14 +12,13 @@ HealthMonitor::HealthMonitor(double entropy_bits_per_byte, double alpha_log2)
 HealthMonitor::Verdict HealthMonitor::Check(std::span<const std::uint8_t> block) {
   // Every sample goes through both tests, start-up or not: the start-up test is the
   // continuous tests run on the first kStartupSamples samples (SP 800-90B 4.3).
-  for (const std::uint8_t sample : block) {
-    const bool rct_ok = rct_.Feed(sample);
-    const bool apt_ok = apt_.Feed(sample);
-    if (!rct_ok || !apt_ok) {
-      last_failure_ = !rct_ok ? "RCT" : "APT";
-      Restart();
-      return Verdict::kFail;
-    }
+  // A block passes or fails as a whole, so each test runs over all of it at once.
+  const bool rct_ok = rct_.FeedBlock(block);
+  const bool apt_ok = rct_ok && apt_.FeedBlock(block);
+  if (!rct_ok || !apt_ok) {
+    last_failure_ = !rct_ok ? "RCT" : "APT";
+    Restart();
+    return Verdict::kFail;
   }
   if (startup_remaining_ == 0) return Verdict::kPass;
   // A block in which start-up completes is still consumed whole: blocks are

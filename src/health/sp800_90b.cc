@@ -3,8 +3,10 @@
 #include <math.h>
 
 #include <algorithm>
+#include <bit>
 #include <cassert>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 namespace rngmux {
@@ -112,6 +114,88 @@ bool AdaptiveProportionTest::Feed(std::uint8_t sample) {
     if (sample == first_) ++count_;
   }
   return count_ < cutoff_;
+}
+
+namespace {
+
+constexpr std::uint64_t kOnes = 0x0101010101010101ULL;
+constexpr std::uint64_t kHighBits = 0x8080808080808080ULL;
+
+std::uint64_t Load64(const std::uint8_t* p) {
+  std::uint64_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// Whether any byte of v is zero (exact).
+bool HasZeroByte(std::uint64_t v) { return ((v - kOnes) & ~v & kHighBits) != 0; }
+
+// How many bytes of v are zero.
+unsigned ZeroBytes(std::uint64_t v) {
+  const std::uint64_t nonzero = (((v & ~kHighBits) + ~kHighBits) | v) & kHighBits;
+  // One bit per non-zero byte, summed by a multiply (no popcnt instruction needed).
+  return 8 - static_cast<unsigned>(((nonzero >> 7) * kOnes) >> 56);
+}
+
+}  // namespace
+
+// Both block tests look at eight samples per step: random data rarely has two equal
+// neighbours (1 in 256), so RCT mostly just confirms "no repeat here" a word at a time,
+// and APT counts a window's matches a word at a time. Health tests otherwise cost more
+// CPU than everything else the daemon does.
+bool RepetitionCountTest::FeedBlock(std::span<const std::uint8_t> samples) {
+  std::uint8_t last = last_;
+  unsigned count = count_;
+  std::size_t i = 0;
+  const std::size_t n = samples.size();
+  while (i < n) {
+    if constexpr (std::endian::native == std::endian::little) {
+      if (count != 0 && i + 8 <= n) {
+        const std::uint64_t word = Load64(samples.data() + i);
+        // Each sample beside its predecessor: [last, s0..s6] against [s0..s7].
+        if (!HasZeroByte(word ^ ((word << 8) | last))) {
+          count = 1;
+          last = samples[i + 7];
+          i += 8;
+          continue;
+        }
+      }
+    }
+    const std::uint8_t sample = samples[i++];
+    count = (count != 0 && sample == last) ? count + 1 : 1;
+    last = sample;
+    if (count >= cutoff_) return false;
+  }
+  last_ = last;
+  count_ = count;
+  return true;
+}
+
+bool AdaptiveProportionTest::FeedBlock(std::span<const std::uint8_t> samples) {
+  while (!samples.empty()) {
+    if (seen_ == 0 || seen_ >= window_) {
+      first_ = samples.front();
+      seen_ = 1;
+      count_ = 1;
+      samples = samples.subspan(1);
+      if (count_ >= cutoff_) return false;
+      continue;
+    }
+    // Within a window the count only grows, so checking it at the end of the
+    // stretch is the same as checking after every sample.
+    const std::size_t n = std::min<std::size_t>(samples.size(), window_ - seen_);
+    const std::uint8_t first = first_;
+    unsigned matches = 0;
+    std::size_t i = 0;
+    const std::uint64_t pattern = kOnes * first;
+    for (; i + 8 <= n; i += 8) matches += ZeroBytes(Load64(samples.data() + i) ^ pattern);
+    for (; i < n; ++i) matches += samples[i] == first ? 1u : 0u;
+    count_ += matches;
+    seen_ += static_cast<unsigned>(n);
+    samples = samples.subspan(n);
+    if (count_ >= cutoff_) return false;
+  }
+  return true;
 }
 
 }  // namespace rngmux

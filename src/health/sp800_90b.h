@@ -27,6 +27,9 @@ class RepetitionCountTest {
   explicit RepetitionCountTest(unsigned cutoff) : cutoff_(cutoff) {}
   // Returns false on failure. State carries across calls (and blocks).
   bool Feed(std::uint8_t sample);
+  // Feed() on every sample in a tight loop; false if any failed (the state is then
+  // meaningless until Reset()).
+  bool FeedBlock(std::span<const std::uint8_t> samples);
   void Reset() { count_ = 0; }
 
  private:
@@ -41,6 +44,9 @@ class AdaptiveProportionTest {
  public:
   AdaptiveProportionTest(unsigned window, unsigned cutoff) : window_(window), cutoff_(cutoff) {}
   bool Feed(std::uint8_t sample);
+  // Feed() on every sample, counting a window's matches in a vectorisable loop;
+  // false if any window reached the cutoff (state meaningless until Reset()).
+  bool FeedBlock(std::span<const std::uint8_t> samples);
   void Reset() { seen_ = 0; }
 
  private:

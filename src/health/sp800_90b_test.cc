@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <random>
 #include <vector>
 
 namespace rngmux {
@@ -174,6 +175,36 @@ TEST(AdaptiveProportionTest, ResetStartsANewWindow) {
   EXPECT_TRUE(apt.Feed(7));
   EXPECT_TRUE(apt.Feed(9));
   EXPECT_FALSE(apt.Feed(9));
+}
+
+// The block versions must judge exactly as sample-by-sample feeding does, across
+// block boundaries, on streams with stuck runs and bias mixed in.
+TEST(HealthTestBlocks, FeedBlockAgreesWithFeed) {
+  std::mt19937 rng(77);
+  for (int trial = 0; trial < 300; ++trial) {
+    std::vector<std::uint8_t> stream(4096);
+    for (auto& b : stream) b = static_cast<std::uint8_t>(rng() % (trial % 3 == 0 ? 16 : 256));
+    if (trial % 5 == 0) {
+      const std::size_t at = rng() % 4000;
+      for (std::size_t i = 0; i < 1 + rng() % 8; ++i) stream[at + i] = 0x42;
+    }
+    RepetitionCountTest rct_one(5), rct_block(5);
+    AdaptiveProportionTest apt_one(512, 40), apt_block(512, 40);
+    bool rct_one_ok = true, apt_one_ok = true;
+    for (const std::uint8_t b : stream) {
+      rct_one_ok = rct_one_ok && rct_one.Feed(b);
+      apt_one_ok = apt_one_ok && apt_one.Feed(b);
+    }
+    bool rct_block_ok = true, apt_block_ok = true;
+    for (std::size_t at = 0; at < stream.size(); at += 300) {
+      const auto piece =
+          std::span(stream).subspan(at, std::min<std::size_t>(300, stream.size() - at));
+      rct_block_ok = rct_block_ok && rct_block.FeedBlock(piece);
+      apt_block_ok = apt_block_ok && apt_block.FeedBlock(piece);
+    }
+    EXPECT_EQ(rct_block_ok, rct_one_ok) << "trial " << trial;
+    EXPECT_EQ(apt_block_ok, apt_one_ok) << "trial " << trial;
+  }
 }
 
 }  // namespace
