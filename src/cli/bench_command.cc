@@ -15,6 +15,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cli/commands.h"
@@ -34,6 +35,7 @@ struct BenchFlags {
   double seconds = 5;
   double warmup_seconds = 0.5;
   bool probe = false;
+  bool raw = false;
   bool json = false;
 };
 
@@ -46,23 +48,33 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
  public:
   using Socket = asio::generic::stream_protocol::socket;
 
-  BenchClient(Socket socket, unsigned depth, unsigned size, bool record_latency)
-      : socket_(std::move(socket)), depth_(depth), size_(size), record_(record_latency) {}
+  BenchClient(Socket socket, unsigned depth, unsigned size, bool record_latency, bool raw)
+      : socket_(std::move(socket)),
+        depth_(depth),
+        size_(size),
+        record_(record_latency),
+        raw_(raw) {}
 
   void Start(Clock::time_point measure_from) {
     measure_from_ = measure_from;
-    SendRequests(depth_);
+    if (!raw_) SendRequests(depth_);
     Read();
   }
-  // Stop asking; keep reading until everything asked has arrived.
-  void StopSending() { sending_ = false; }
+  // Stop asking; keep reading until everything asked has arrived (raw: stop reading).
+  void StopSending() {
+    sending_ = false;
+    if (raw_) {
+      asio::error_code ignored;
+      socket_.close(ignored);
+    }
+  }
 
   std::uint64_t requested() const { return requested_; }
   std::uint64_t received() const { return received_; }
   std::uint64_t measured_bytes() const { return measured_bytes_; }
   const std::vector<std::uint32_t>& latencies_ns() const { return latencies_; }
   const std::string& error() const { return error_; }
-  bool done() const { return !error_.empty() || (!sending_ && received_ == requested_); }
+  bool done() const { return !error_.empty() || (!sending_ && (raw_ || received_ == requested_)); }
 
  private:
   void SendRequests(unsigned n) {
@@ -104,6 +116,10 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
     received_ += n;
     const Clock::time_point now = Clock::now();
     if (now >= measure_from_ && sending_) measured_bytes_ += n;
+    if (raw_) {
+      if (sending_) Read();
+      return;
+    }
     if (received_ > requested_) {
       return Fail("received " + std::to_string(received_) + " bytes but asked for " +
                   std::to_string(requested_));
@@ -136,6 +152,7 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
   unsigned depth_;
   unsigned size_;
   bool record_;
+  bool raw_;
   bool sending_ = true;
   bool writing_ = false;
   Clock::time_point measure_from_;
@@ -181,37 +198,60 @@ int RunBench(const BenchFlags& flags) {
   if (!spec.ok()) return ReportUsageError(spec.status().message());
   if (spec->session.lead_bytes > 0 || spec->session.raw) {
     return ReportUsageError("endpoint \"" + flags.endpoint +
-                            "\": bench speaks strict EGD; drop ,qemu/,lead/,raw");
+                            "\": bench speaks strict EGD; drop ,qemu/,lead/,raw (use --raw "
+                            "for a server that streams without requests)");
   }
+  if (flags.raw && flags.probe) return ReportUsageError("--probe needs EGD, not --raw");
   asio::io_context io;
+  // The probe has a thread and loop of its own: behind the streamers' traffic in one
+  // loop, its replies would wait for the bench itself, not for the daemon.
+  asio::io_context probe_io;
   std::vector<std::shared_ptr<BenchClient>> streamers;
   std::shared_ptr<BenchClient> probe;
   for (unsigned i = 0; i < flags.clients + (flags.probe ? 1 : 0); ++i) {
-    auto socket = Connect(io, *spec);
+    const bool is_probe = flags.probe && i == flags.clients;
+    auto socket = Connect(is_probe ? probe_io : io, *spec);
     if (!socket.ok()) {
       std::fprintf(stderr, "rngmux: error: %s\n", socket.status().message().c_str());
       return 1;
     }
-    const bool is_probe = flags.probe && i == flags.clients;
-    auto client =
-        std::make_shared<BenchClient>(std::move(socket).value(), is_probe ? 1 : flags.depth,
-                                      is_probe ? 64 : flags.size, is_probe || !flags.probe);
+    auto client = std::make_shared<BenchClient>(
+        std::move(socket).value(), is_probe ? 1 : flags.depth, is_probe ? 64 : flags.size,
+        is_probe || !flags.probe, flags.raw);
     (is_probe ? probe : streamers.emplace_back()) = client;
   }
-  std::vector<std::shared_ptr<BenchClient>> all = streamers;
-  if (probe) all.push_back(probe);
 
   const auto warmup = std::chrono::duration_cast<Clock::duration>(
       std::chrono::duration<double>(flags.warmup_seconds));
   const auto duration =
       std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(flags.seconds));
   const Clock::time_point start = Clock::now();
-  for (auto& c : all) c->Start(start + warmup);
-  asio::steady_timer stop_timer(io), drain_timer(io);
+  const Clock::time_point end = start + warmup + duration;
   bool drained_in_time = true;
-  stop_timer.expires_at(start + warmup + duration);
+  std::thread probe_thread;
+  bool probe_drained = true;
+  if (probe) {
+    probe->Start(start + warmup);
+    probe_thread = std::thread([&] {
+      asio::steady_timer stop(probe_io), drain(probe_io);
+      stop.expires_at(end);
+      stop.async_wait([&](const asio::error_code&) {
+        probe->StopSending();
+        drain.expires_after(std::chrono::seconds(10));
+        drain.async_wait([&](const asio::error_code& ec) {
+          if (ec) return;
+          probe_drained = false;
+          probe_io.stop();
+        });
+      });
+      while (!probe_io.stopped() && !(Clock::now() > end && probe->done())) probe_io.run_one();
+    });
+  }
+  for (auto& c : streamers) c->Start(start + warmup);
+  asio::steady_timer stop_timer(io), drain_timer(io);
+  stop_timer.expires_at(end);
   stop_timer.async_wait([&](const asio::error_code&) {
-    for (auto& c : all) c->StopSending();
+    for (auto& c : streamers) c->StopSending();
     drain_timer.expires_after(std::chrono::seconds(10));
     drain_timer.async_wait([&](const asio::error_code& ec) {
       if (ec) return;
@@ -220,13 +260,17 @@ int RunBench(const BenchFlags& flags) {
     });
   });
   // Run until every client has all it asked for (or the drain deadline passes).
-  while (!io.stopped()) {
+  while (!io.stopped() && !streamers.empty()) {
     io.run_one();
-    if (Clock::now() > start + warmup + duration &&
-        std::all_of(all.begin(), all.end(), [](const auto& c) { return c->done(); })) {
+    if (Clock::now() > end &&
+        std::all_of(streamers.begin(), streamers.end(), [](const auto& c) { return c->done(); })) {
       break;
     }
   }
+  if (probe_thread.joinable()) probe_thread.join();
+  drained_in_time = drained_in_time && probe_drained;
+  std::vector<std::shared_ptr<BenchClient>> all = streamers;
+  if (probe) all.push_back(probe);
   const double seconds = flags.seconds;
 
   std::uint64_t total = 0, requested = 0, received = 0;
@@ -252,7 +296,7 @@ int RunBench(const BenchFlags& flags) {
     latencies.insert(latencies.end(), c->latencies_ns().begin(), c->latencies_ns().end());
   }
   std::sort(latencies.begin(), latencies.end());
-  const bool complete = errors.empty() && drained_in_time && received == requested;
+  const bool complete = errors.empty() && drained_in_time && (flags.raw || received == requested);
   if (complete) {
     // nothing to add
   } else if (errors.empty()) {
@@ -285,7 +329,9 @@ int RunBench(const BenchFlags& flags) {
                 Percentile(latencies, 50), Percentile(latencies, 99), Percentile(latencies, 99.9),
                 latencies.size(), latency_of);
     std::printf("  replies     %s\n",
-                complete ? "every byte asked for arrived, and never more" : errors.c_str());
+                complete ? (flags.raw ? "raw stream: not checked"
+                                      : "every byte asked for arrived, and never more")
+                         : errors.c_str());
   }
   if (!complete) {
     std::fprintf(stderr, "rngmux: error: %s\n", errors.c_str());
@@ -321,6 +367,8 @@ Command AddBenchCommand(CLI::App& root) {
   app->add_flag("--probe", flags->probe,
                 "Add one client with a single 02 40 outstanding (what a Linux guest does) and "
                 "report its latency");
+  app->add_flag("--raw", flags->raw,
+                "Send nothing and just read (for servers that stream, e.g. socat on /dev/urandom)");
   app->add_flag("--json", flags->json, "Print one JSON object");
   return Command{app, [flags] { return RunBench(*flags); }};
 }

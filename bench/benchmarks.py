@@ -1,0 +1,265 @@
+#!/usr/bin/env python3
+"""The rngmux benchmark suite: every number in BENCHMARKS.md's target table, in one run.
+
+    python3 bench/benchmarks.py [--binary build/rngmux] [--only NAME ...] [--quick]
+
+Benchmarks (each prints one result line; --only runs a subset):
+  capacity   8 EGD clients x 256 pipelined `02 FF` on a unix socket, test source,
+             against socat streaming /dev/urandom to 8 raw readers, same run
+  latency    one client with a single `02 40` outstanding (what a Linux guest does)
+             while 100 others stream, loopback TCP: p50/p99/p99.9
+  slow       a 500 kB/s source, 8 equal clients asking more than it makes, 20 s:
+             share of the source's output delivered, and Jain's fairness index
+  scale      RSS idle, RSS with 10,000 idle connections, CPU used while idle
+  startup    exec to a connectable listening socket, with a ready source
+  guest      QEMU guest /dev/hwrng throughput through rngmux over TCP and unix,
+             against QEMU's rng-random and rng-builtin (tests/integration/guest_throughput.py)
+
+Only loopback and unix sockets are used; every wait is bounded.
+"""
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return -1
+
+
+def cpu_seconds(pid):
+    fields = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Serve:
+    """`rngmux serve ARGS` in the background, waiting (bounded) for its listeners."""
+
+    def __init__(self, binary, args, workdir, listeners=1):
+        self.log = os.path.join(workdir, "serve.%d.log" % time.monotonic_ns())
+        self.proc = subprocess.Popen([binary, "serve"] + args, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=open(self.log, "wb"))
+        self.endpoints = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(self.endpoints) < listeners:
+            self.endpoints = [line.split("listening on ")[1].strip()
+                              for line in open(self.log, errors="replace")
+                              if "listening on " in line]
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        if len(self.endpoints) < listeners:
+            self.stop()
+            raise RuntimeError("rngmux serve %r did not come up:\n%s"
+                               % (args, open(self.log, errors="replace").read()[-2000:]))
+
+    def stats(self):
+        before = open(self.log, errors="replace").read().count(" stats: ")
+        self.proc.send_signal(10)  # SIGUSR1
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            lines = [line for line in open(self.log, errors="replace") if " stats: " in line]
+            if len(lines) > before:
+                out = {}
+                for tok in lines[-1].split(" stats: ", 1)[1].split():
+                    k, _, v = tok.partition("=")
+                    out[k] = int(v) if v.isdigit() else v
+                return out
+            time.sleep(0.02)
+        raise RuntimeError("no stats line")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def bench(binary, endpoint, *args, timeout=300):
+    proc = subprocess.run([binary, "bench", endpoint, "--json"] + list(args),
+                          capture_output=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError("rngmux bench %s %r failed: %s" % (endpoint, args, proc.stderr.decode()))
+    return json.loads(proc.stdout)
+
+
+def run_capacity(binary, workdir, quick):
+    seconds = "3" if quick else "10"
+    sock = os.path.join(workdir, "cap.sock")
+    s = Serve(binary, ["--source", "test:1", "--allow-test-source",
+                       "--listen", "unix:" + sock], workdir)
+    try:
+        r = bench(binary, "unix:" + sock, "-c", "8", "-d", "256", "-s", "255", "-t", seconds)
+    finally:
+        s.stop()
+    socat_sock = os.path.join(workdir, "socat.sock")
+    socat = subprocess.Popen(["socat", "UNIX-LISTEN:%s,fork" % socat_sock, "OPEN:/dev/urandom"],
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 5
+        while not os.path.exists(socat_sock) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        q = bench(binary, "unix:" + socat_sock, "--raw", "-c", "8", "-t", seconds)
+    finally:
+        socat.terminate()
+        socat.wait(10)
+    return ("capacity: rngmux %.0f MB/s (8 clients x 256 x 02 FF, unix, test source, Jain %.4f); "
+            "socat /dev/urandom %.0f MB/s (8 raw readers); ratio %.2fx"
+            % (r["bytes_per_second"] / 1e6, r["jain"], q["bytes_per_second"] / 1e6,
+               r["bytes_per_second"] / q["bytes_per_second"]))
+
+
+def run_latency(binary, workdir, quick):
+    s = Serve(binary, ["--source", "test:2", "--allow-test-source",
+                       "--listen", "tcp:127.0.0.1:0"], workdir)
+    try:
+        r = bench(binary, s.endpoints[0], "-c", "100", "-d", "8", "-s", "255", "--probe",
+                  "-t", "3" if quick else "10")
+    finally:
+        s.stop()
+    return ("latency: probe p50 %.1f us, p99 %.1f us, p99.9 %.1f us (%d requests) beside 100 "
+            "streaming clients at %.0f MB/s, loopback TCP"
+            % (r["p50_us"], r["p99_us"], r["p999_us"], r["latency_samples"],
+               r["bytes_per_second"] / 1e6))
+
+
+def run_slow(binary, workdir, quick):
+    seconds = 5 if quick else 20
+    s = Serve(binary, ["--source", "test:3,rate=500000", "--allow-test-source",
+                       "--pool-size", "16384",
+                       "--listen", "unix:" + os.path.join(workdir, "slow.sock")], workdir)
+    try:
+        before = s.stats()
+        r = bench(binary, s.endpoints[0], "-c", "8", "-d", "16", "-s", "255",
+                  "-t", str(seconds), "--warmup", "1")
+        after = s.stats()
+    finally:
+        s.stop()
+    # What the source produced while clients measured, against what they got. The
+    # bench's measured window is `seconds` long after a 1 s warm-up; the daemon's
+    # counters cover the whole run, so compare rates.
+    produced = after["source_bytes_accepted"] - before["source_bytes_accepted"]
+    served = after["served_bytes"] - before["served_bytes"]
+    return ("slow source (500 kB/s): clients received %.2f%% of what the source produced "
+            "(%d of %d bytes over the run), measured %.0f kB/s over %d s, Jain %.4f"
+            % (100.0 * served / produced, served, produced, r["bytes_per_second"] / 1e3,
+               seconds, r["jain"]))
+
+
+def run_scale(binary, workdir, quick):
+    n = 2000 if quick else 10000
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < n + 100:
+        return "scale: skipped, RLIMIT_NOFILE hard limit %d < %d" % (hard, n + 100)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, n + 100), hard))
+    sock = os.path.join(workdir, "scale.sock")
+    s = Serve(binary, ["--source", "test:4", "--allow-test-source",
+                       "--listen", "unix:" + sock], workdir)
+    conns = []
+    try:
+        time.sleep(1.0)  # pool filled, source parked
+        idle_rss = rss_kb(s.proc.pid)
+        cpu0 = cpu_seconds(s.proc.pid)
+        time.sleep(5.0)
+        idle_cpu = cpu_seconds(s.proc.pid) - cpu0
+        for _ in range(n):
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            c.connect(sock)
+            conns.append(c)
+        deadline = time.monotonic() + 30
+        while s.stats()["clients"] < n and time.monotonic() < deadline:
+            time.sleep(0.2)
+        clients = s.stats()["clients"]
+        many_rss = rss_kb(s.proc.pid)
+        cpu1 = cpu_seconds(s.proc.pid)
+        time.sleep(5.0)
+        many_cpu = cpu_seconds(s.proc.pid) - cpu1
+    finally:
+        for c in conns:
+            c.close()
+        s.stop()
+    return ("scale: idle RSS %.1f MB, CPU %.2f s in 5 s idle; %d idle connections: RSS %.1f MB, "
+            "CPU %.2f s in 5 s" % (idle_rss / 1024, idle_cpu, clients, many_rss / 1024, many_cpu))
+
+
+def run_startup(binary, workdir, quick):
+    times = []
+    for i in range(5 if quick else 20):
+        sock = os.path.join(workdir, "start%d.sock" % i)
+        t0 = time.monotonic()
+        proc = subprocess.Popen([binary, "serve", "--source", "test:5", "--allow-test-source",
+                                 "--listen", "unix:" + sock],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = t0 + 5
+            while time.monotonic() < deadline:
+                try:
+                    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    c.connect(sock)
+                    c.close()
+                    break
+                except OSError:
+                    time.sleep(0.0005)
+            times.append(time.monotonic() - t0)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    return ("startup: exec to connectable unix socket: median %.1f ms, max %.1f ms (%d runs)"
+            % (statistics.median(times) * 1000, max(times) * 1000, len(times)))
+
+
+def run_guest(binary, workdir, quick):
+    os.environ["RNGMUX_BINARY"] = binary
+    import guest_throughput
+    nbytes = 262144 if quick else 1048576
+    rates = guest_throughput.measure(nbytes, 1 if quick else 5, workdir, out=sys.stderr)
+    return guest_throughput.table(rates, nbytes)
+
+
+BENCHMARKS = {"capacity": run_capacity, "latency": run_latency, "slow": run_slow,
+              "scale": run_scale, "startup": run_startup, "guest": run_guest}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--binary", default=os.path.join(ROOT, "build", "rngmux"))
+    ap.add_argument("--only", nargs="*", choices=sorted(BENCHMARKS), default=None)
+    ap.add_argument("--quick", action="store_true", help="shorter runs (a smoke test)")
+    args = ap.parse_args()
+    binary = os.path.abspath(args.binary)
+    if not os.access(binary, os.X_OK):
+        ap.error("%s is not an executable rngmux (build first)" % binary)
+    workdir = tempfile.mkdtemp(prefix="rngmux-bench-")
+    failed = False
+    try:
+        for name in args.only or list(BENCHMARKS):
+            try:
+                print(BENCHMARKS[name](binary, workdir, args.quick), flush=True)
+            except (RuntimeError, subprocess.TimeoutExpired, AssertionError, OSError) as e:
+                failed = True
+                print("%s: FAILED: %s" % (name, e), flush=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
