@@ -81,7 +81,7 @@ Command AddServeCommand(CLI::App& root) {
   CLI::App* app = root.add_subcommand(
       "serve", "Run the daemon: read a source, health-test it, serve it over EGD.");
   app->add_option("--source", flags->source,
-                  "Entropy source: auto, getrandom, rdseed, file:PATH, test:SEED "
+                  "Entropy source: auto, getrandom, rdseed, file:PATH, qwqng, test:SEED "
                   "(options: ,entropy=BITS ,block=BYTES)")
       ->capture_default_str();
   app->add_option("--listen", flags->listen,

@@ -17,6 +17,7 @@ std::string FormatStats(const ServerCounters& server, const EntropyPool& pool,
         << " source_bytes_read=" << c.bytes_read << " source_bytes_accepted=" << c.bytes_accepted
         << " blocks_passed=" << c.blocks_passed << " blocks_failed=" << c.blocks_failed
         << " startup_blocks=" << c.startup_blocks << " read_errors=" << c.read_errors;
+    for (const auto& [key, value] : runner->extra_stats()) out << ' ' << key << '=' << value;
   }
   out << " pool=" << pool.Available() << "/" << pool.capacity()
       << " pool_locked=" << (pool.memory_locked() ? 1 : 0) << " clients=" << server.clients
