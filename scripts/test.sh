@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Full test run: (a) RelWithDebInfo build + all ctest tests (unit + integration),
+# Full test run, every build against the libqwqng test double (tests/qwqng-double):
+# (a) RelWithDebInfo build + all ctest tests (unit + integration),
 # (b) ASan/UBSan clang build + unit and integration tests, (c) ThreadSanitizer build +
 # unit tests, (d) 60 s of libFuzzer on the EGD parser; and first, that every C++ file is
 # clang-formatted.
@@ -37,15 +38,29 @@ run_part() {
   fi
 }
 
+# The libqwqng test double, installed like the vendor's library; every build of
+# rngmux here uses it, so the QNG source is always built and tested.
+QWQNG_PREFIX="$PWD/build-qwqng-double/prefix"
+QWQNG_FLAGS=(-DRNGMUX_WITH_QWQNG=ON -DQWQNG_ROOT="$QWQNG_PREFIX")
+qwqng_double() {
+  cmake -S tests/qwqng-double -B build-qwqng-double -DCMAKE_INSTALL_PREFIX="$QWQNG_PREFIX" \
+    >/dev/null || return 1
+  cmake --build build-qwqng-double -j"$JOBS" || return 1
+  cmake --install build-qwqng-double >/dev/null || return 1
+  (cd build-qwqng-double && ctest --output-on-failure) || return 1
+}
+
 release() {
-  cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo || return 1
+  qwqng_double || return 1
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo "${QWQNG_FLAGS[@]}" || return 1
   cmake --build build -j"$JOBS" || return 1
   (cd build && ctest --output-on-failure -j1) || return 1
 }
 
 asan() {
+  qwqng_double || return 1
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DRNGMUX_SANITIZE=ON \
-    -DCMAKE_CXX_COMPILER="$CLANGXX" || return 1
+    -DCMAKE_CXX_COMPILER="$CLANGXX" "${QWQNG_FLAGS[@]}" || return 1
   cmake --build build-asan -j"$JOBS" || return 1
   (cd build-asan &&
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
@@ -54,8 +69,9 @@ asan() {
 }
 
 tsan() {
+  qwqng_double || return 1
   cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRNGMUX_SANITIZE_THREAD=ON \
-    -DCMAKE_CXX_COMPILER="$CLANGXX" || return 1
+    -DCMAKE_CXX_COMPILER="$CLANGXX" "${QWQNG_FLAGS[@]}" || return 1
   cmake --build build-tsan -j"$JOBS" --target rngmux_unit_tests || return 1
   (cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
     ctest --output-on-failure -LE integration -j"$JOBS") || return 1

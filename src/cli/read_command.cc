@@ -90,7 +90,8 @@ Command AddReadCommand(CLI::App& root) {
   auto flags = std::make_shared<ReadFlags>();
   CLI::App* app = root.add_subcommand(
       "read", "Read N health-tested bytes from a source to stdout (check a device works).");
-  app->add_option("--source", flags->source, "auto, getrandom, rdseed, file:PATH or test:SEED")
+  app->add_option("--source", flags->source,
+                  "auto, getrandom, rdseed, file:PATH, qwqng or test:SEED")
       ->capture_default_str();
   app->add_option("-n,--bytes", flags->count, "Number of bytes")
       ->required()

@@ -93,7 +93,7 @@ Command AddServeCommand(CLI::App& root) {
   CLI::App* app = root.add_subcommand(
       "serve", "Run the daemon: read a source, health-test it, serve it over EGD.");
   app->add_option("--source", flags->sources,
-                  "Entropy source: auto (default), getrandom, rdseed, file:PATH, test:SEED "
+                  "Entropy source: auto (default), getrandom, rdseed, file:PATH, qwqng, test:SEED "
                   "(options: ,entropy=BITS ,block=BYTES ,fips=on); repeat for several, most "
                   "preferred first");
   app->add_option("--source-mode", flags->source_mode,

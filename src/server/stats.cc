@@ -23,6 +23,8 @@ std::string FormatStats(const ServerCounters& server, const EntropyPool& pool,
         << "blocks_failed=" << c.blocks_failed << " " << plain
         << "fips_failures=" << c.fips_failures << " " << plain
         << "startup_blocks=" << c.startup_blocks << " " << plain << "read_errors=" << c.read_errors;
+    for (const auto& [key, value] : runner.extra_stats())
+      out << ' ' << plain << key << '=' << value;
   }
   out << " serving=" << sources.Serving() << " source_switches=" << sources.switches();
   out << " pool=" << pool.Available() << "/" << pool.capacity()

@@ -45,12 +45,36 @@ Result<std::unique_ptr<Source>> CreateFileSource(const SourceSpec& spec,
                                                  const SourceFactoryContext& context);
 Result<std::unique_ptr<Source>> CreateTestSource(const SourceSpec& spec,
                                                  const SourceFactoryContext& context);
+Result<std::unique_ptr<Source>> CreateQwqngSource(const SourceSpec& spec,
+                                                  const SourceFactoryContext& context);
+// Whether this build has libqwqng support (rngmux-qwqng-worker was built).
+bool QwqngCompiledIn();
+// The driver behind CreateQwqngSource, which first refuses when the support is
+// not compiled in. The driver itself holds no vendor code (its worker does), so
+// tests run it with a scripted worker (worker=PATH) in any build.
+Result<std::unique_ptr<Source>> CreateQwqngDriver(const SourceSpec& spec);
+
+// Where rngmux looks for its QNG worker: beside its own executable.
+std::string DefaultQwqngWorkerPath();
+
+// What `auto` learns about a QNG PQ4000KU from sysfs alone (it never opens the
+// device, so the probe is cheap and cannot hang).
+struct QwqngPresence {
+  bool usable = false;       // a device, the support compiled in and the worker installed
+  bool device_seen = false;  // a device is there, usable or not
+  std::string reason;        // "qwqng (QNG QWR4M004 at /sys/bus/usb/devices/1-1)"
+};
+QwqngPresence ProbeQwqng(const std::string& sysfs_root);
+QwqngPresence ProbeQwqng(const std::string& sysfs_root, const std::string& worker_path,
+                         bool compiled_in);
 
 // Where ResolveAutoSource looks; tests point these at a temporary directory.
 struct AutoProbe {
   std::string rng_current_path = "/sys/class/misc/hw_random/rng_current";
   std::string hwrng_path = "/dev/hwrng";
   bool (*cpu_has_rdseed)() = CpuHasRdseed;
+  std::string sysfs_root = "/sys";
+  QwqngPresence (*probe_qwqng)(const std::string& sysfs_root) = ProbeQwqng;
 };
 AutoChoice ResolveAutoSource(const AutoProbe& probe);
 

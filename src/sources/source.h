@@ -7,6 +7,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/interrupt.h"
@@ -38,6 +39,12 @@ class Source {
 
   // Preferred block size for reading and health-testing, in bytes.
   virtual std::size_t preferred_block_size() const { return 4096; }
+
+  // Driver-specific "key=value" pairs for the stats line (a device's own
+  // statistics, a helper process's restarts): keys in a stable order, values
+  // without spaces. Unlike Read, called from any thread: a driver that has such
+  // stats guards them itself.
+  virtual std::vector<std::pair<std::string, std::string>> ExtraStats() const { return {}; }
 };
 
 // Options common to all source specs: "KIND[:ARG][,key=value...]".
@@ -74,12 +81,13 @@ const std::vector<SourceKind>& SourceKinds();
 
 // Makes a source from a spec string, including "auto" (the best hardware present,
 // see ResolveAutoSource). Errors name the spec: `source "foo": unknown kind "foo"
-// (known: auto, getrandom, rdseed, file:PATH, test:SEED)`.
+// (known: auto, getrandom, rdseed, file:PATH, qwqng, test:SEED)`.
 Result<std::unique_ptr<Source>> CreateSource(const std::string& spec,
                                              const SourceFactoryContext& context);
 
 // The spec "auto" stands for on this host, and whether it is a fallback that
-// deserves a warning: a readable /dev/hwrng with an active driver, else rdseed when
+// deserves a warning: a QNG PQ4000KU in sysfs (when rngmux has qwqng support and
+// its worker), else a readable /dev/hwrng with an active driver, else rdseed when
 // the CPU has it, else getrandom (fallback = true).
 struct AutoChoice {
   std::string spec;

@@ -152,7 +152,8 @@ Result<CommonSourceOptions> ParseCommonSourceOptions(const SourceSpec& spec,
 
 const std::vector<SourceKind>& SourceKinds() {
   static const std::vector<SourceKind> kinds = {
-      {"auto", "auto", "the best hardware present: /dev/hwrng, else rdseed, else getrandom",
+      {"auto", "auto",
+       "the best hardware present: a QNG, else /dev/hwrng, else rdseed, else getrandom",
        CheckArgument("auto", CreateAutoSource)},
       {"getrandom", "getrandom", "the kernel's CSPRNG via getrandom(2); not a hardware source",
        CheckArgument("getrandom", CreateGetrandomSource)},
@@ -160,6 +161,9 @@ const std::vector<SourceKind>& SourceKinds() {
        CheckArgument("rdseed", CreateRdseedSource)},
       {"file", "file:PATH", "a device, tty or FIFO: /dev/hwrng, a serial TRNG",
        CheckArgument("file:PATH", CreateFileSource)},
+      {"qwqng", "qwqng",
+       "a QNG PQ4000KU through libqwqng, in a worker process; worker=PATH, timeout=SECONDS",
+       CheckArgument("qwqng", CreateQwqngSource)},
       {"test", "test:SEED", "TEST ONLY: predictable AES-CTR bytes from SEED; rate=BYTES_PER_SEC",
        CheckArgument("test:SEED", CreateTestSource)},
   };
@@ -181,8 +185,10 @@ Result<std::unique_ptr<Source>> CreateSource(const std::string& text,
 }
 
 AutoChoice ResolveAutoSource(const AutoProbe& probe) {
-  // Order of preference, best first. A QNG device source, once it has a driver,
-  // is probed here ahead of /dev/hwrng.
+  // Order of preference, best first.
+  const QwqngPresence qng = probe.probe_qwqng(probe.sysfs_root);
+  if (qng.usable) return {"qwqng", false, qng.reason};
+  if (qng.device_seen) LOG_WARNING("source auto: ", qng.reason, "; skipping it");
   std::string hwrng_missing;
   std::ifstream current_file(probe.rng_current_path);
   std::string current;

@@ -102,16 +102,17 @@ TEST(SourceKindsTest, RowsAreFoundByName) {
     EXPECT_FALSE(kind.description.empty()) << kind.name;
     EXPECT_TRUE(kind.create) << kind.name;
   }
-  EXPECT_EQ(names, (std::vector<std::string>{"auto", "getrandom", "rdseed", "file", "test"}));
+  EXPECT_EQ(names,
+            (std::vector<std::string>{"auto", "getrandom", "rdseed", "file", "qwqng", "test"}));
 }
 
 TEST(CreateSourceTest, UnknownKindListsTheKnownOnes) {
   EXPECT_EQ(ErrorOf("foo"),
             "source \"foo\": unknown kind \"foo\" (known: auto, getrandom, rdseed, file:PATH, "
-            "test:SEED)");
+            "qwqng, test:SEED)");
   EXPECT_EQ(ErrorOf("hwrng:/dev/hwrng"),
             "source \"hwrng:/dev/hwrng\": unknown kind \"hwrng\" (known: auto, getrandom, rdseed, "
-            "file:PATH, test:SEED)");
+            "file:PATH, qwqng, test:SEED)");
 }
 
 TEST(CreateSourceTest, UnknownOptionsNameOptionAndSpec) {
@@ -280,6 +281,7 @@ class AutoSourceTest : public ::testing::Test {
     probe_.rng_current_path = dir_ + "/rng_current";
     probe_.hwrng_path = dir_ + "/hwrng";
     probe_.cpu_has_rdseed = [] { return false; };
+    probe_.sysfs_root = dir_ + "/sys";
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
@@ -324,6 +326,27 @@ TEST_F(AutoSourceTest, FallsBackToGetrandomWithoutAnyHardware) {
   EXPECT_EQ(choice.spec, "getrandom");
   EXPECT_TRUE(choice.fallback);
   EXPECT_NE(choice.reason.find("rng_current missing"), std::string::npos) << choice.reason;
+}
+
+TEST_F(AutoSourceTest, PrefersAQngOverEverythingElse) {
+  Write(probe_.rng_current_path, "virtio_rng.0\n");
+  Write(probe_.hwrng_path, "");
+  probe_.cpu_has_rdseed = [] { return true; };
+  probe_.probe_qwqng = [](const std::string&) {
+    return QwqngPresence{true, true, "qwqng (QNG QWR4M004 at /sys/bus/usb/devices/1-1)"};
+  };
+  const AutoChoice choice = ResolveAutoSource(probe_);
+  EXPECT_EQ(choice.spec, "qwqng");
+  EXPECT_FALSE(choice.fallback);
+  EXPECT_EQ(choice.reason, "qwqng (QNG QWR4M004 at /sys/bus/usb/devices/1-1)");
+}
+
+TEST_F(AutoSourceTest, SkipsAQngItCannotUse) {
+  probe_.cpu_has_rdseed = [] { return true; };
+  probe_.probe_qwqng = [](const std::string&) {
+    return QwqngPresence{false, true, "QNG QWR4M004 is present but not usable"};
+  };
+  EXPECT_EQ(ResolveAutoSource(probe_).spec, "rdseed");
 }
 
 TEST(CreateSourceTest, AutoValidatesItsOptionsBeforeProbing) {

@@ -7,6 +7,8 @@
 #include <span>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "common/backoff.h"
 #include "common/interrupt.h"
@@ -75,6 +77,10 @@ class SourceRunner {
   const SourceCounters& counters() const { return counters_; }
   // The most recent read error ("" if none yet). Any thread.
   std::string last_error() const;
+  // The driver's own stats (Source::ExtraStats). Any thread.
+  std::vector<std::pair<std::string, std::string>> extra_stats() const {
+    return source_->ExtraStats();
+  }
 
  private:
   void Run();
