@@ -6,14 +6,21 @@
 
 namespace rngmux {
 
-Conditioner::Conditioner(double entropy_bits_per_byte)
-    : input_per_output_(static_cast<std::size_t>(
-          std::ceil((kOutputBytes * 8.0 + kSafetyMarginBits) / entropy_bits_per_byte))),
-      ctx_(EVP_MD_CTX_new()) {
+namespace {
+
+// ceil((256 + 64) / H), after checking H: a claim of 0 would divide into infinity.
+std::size_t InputPerOutput(double entropy_bits_per_byte) {
   if (!(entropy_bits_per_byte > 0 && entropy_bits_per_byte < 8)) {
-    EVP_MD_CTX_free(ctx_);
     throw std::invalid_argument("conditioner: entropy per byte must be in (0, 8)");
   }
+  return static_cast<std::size_t>(std::ceil(
+      (Conditioner::kOutputBytes * 8.0 + Conditioner::kSafetyMarginBits) / entropy_bits_per_byte));
+}
+
+}  // namespace
+
+Conditioner::Conditioner(double entropy_bits_per_byte)
+    : input_per_output_(InputPerOutput(entropy_bits_per_byte)), ctx_(EVP_MD_CTX_new()) {
   if (ctx_ == nullptr || EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr) != 1) {
     EVP_MD_CTX_free(ctx_);
     throw std::runtime_error("conditioner: OpenSSL SHA-256 setup failed");
