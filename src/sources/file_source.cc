@@ -16,10 +16,15 @@ namespace {
 // for a large block, so files default to a smaller one than other sources.
 constexpr std::size_t kDefaultFileBlockBytes = 512;
 
-// Full entropy is the default claim for now, overridable with entropy=. Low claims
-// (raw serial TRNGs) will get conditioning with the issue "sources you can trust";
-// until then a low claim only tightens the health-test cutoffs.
-constexpr double kDefaultFileEntropyBits = 8;
+// Default claims, overridable with entropy=. Full entropy only where the device
+// documents it: /dev/hwrng is the kernel's hw_random interface, whose drivers hand out
+// their device's conditioned output (virtio-rng, TPMs, CPU and SoC RNGs). Anything
+// else behind a path (a serial TRNG, a FIFO) may be raw noise, so it is credited with
+// 4 bits per byte and conditioned to full entropy before it is served, at 32 bytes
+// out per 80 in. A device whose output is documented full-entropy says entropy=8.
+constexpr double kHwrngEntropyBits = 8;
+constexpr double kDefaultFileEntropyBits = 4;
+constexpr char kHwrngPath[] = "/dev/hwrng";
 
 // Some drivers (hw_random among them) have no poll method and so always look
 // readable, yet a non-blocking read may find nothing. Pause briefly before asking
@@ -127,8 +132,9 @@ class FileSource final : public Source {
 
 Result<std::unique_ptr<Source>> CreateFileSource(const SourceSpec& spec,
                                                  const SourceFactoryContext& /*context*/) {
-  Result<CommonSourceOptions> options =
-      ParseCommonSourceOptions(spec, kDefaultFileEntropyBits, kDefaultFileBlockBytes);
+  Result<CommonSourceOptions> options = ParseCommonSourceOptions(
+      spec, spec.argument == kHwrngPath ? kHwrngEntropyBits : kDefaultFileEntropyBits,
+      kDefaultFileBlockBytes);
   if (!options.ok()) return options.status();
   if (spec.argument.empty()) return SourceSpecError(spec, "file needs a path (file:PATH)");
   // A path that does not exist yet is fine (a USB TRNG plugged in later); one that

@@ -68,8 +68,19 @@ class FileSourceTest : public ::testing::Test {
 
 TEST_F(FileSourceTest, DefaultsSuitSlowDevices) {
   EXPECT_EQ(source_->name(), "file:" + fifo_);
-  EXPECT_EQ(source_->claimed_entropy_bits_per_byte(), 8.0);
+  // Not /dev/hwrng: possibly raw noise, so a conservative claim (conditioned later).
+  EXPECT_EQ(source_->claimed_entropy_bits_per_byte(), 4.0);
   EXPECT_EQ(source_->preferred_block_size(), 512u);
+}
+
+TEST(FileSourceClaimTest, HwrngIsFullEntropyAndEntropyOverrides) {
+  SourceFactoryContext context;
+  auto hwrng = CreateSource("file:/dev/hwrng", context);
+  ASSERT_TRUE(hwrng.ok()) << hwrng.status().message();
+  EXPECT_EQ((*hwrng)->claimed_entropy_bits_per_byte(), 8.0);
+  auto tty = CreateSource("file:/dev/ttyACM7,entropy=7.5", context);
+  ASSERT_TRUE(tty.ok()) << tty.status().message();
+  EXPECT_EQ((*tty)->claimed_entropy_bits_per_byte(), 7.5);
 }
 
 TEST_F(FileSourceTest, BytesArriveThenEndOfFileThenReopenWithANewWriter) {

@@ -92,7 +92,7 @@ class CheckTest(RngmuxTestCase):
     def test_biased_source_fails(self):
         # bits that are 1 with probability 0.58: RCT/APT at 8 bits/byte may or may not
         # trip, but FIPS monobit and the min-entropy bound must
-        rc, r, _ = self.check("file:FIFO", 100000, feed=biased_bytes(random.Random(1), 0.58))
+        rc, r, _ = self.check("file:FIFO,entropy=8", 100000, feed=biased_bytes(random.Random(1), 0.58))
         self.assertEqual(rc, 1, r)
         self.assertFalse(r["pass"])
         self.assertFalse(r["fips140_2"]["pass"])
@@ -107,7 +107,7 @@ class CheckTest(RngmuxTestCase):
             data = bytearray(rng.getrandbits(8) for _ in range(n))
             data[1000:1064] = bytes(64)  # a stuck run in every chunk
             return bytes(data)
-        rc, r, _ = self.check("file:FIFO", 200000, feed=stuck_now_and_then)
+        rc, r, _ = self.check("file:FIFO,entropy=8", 200000, feed=stuck_now_and_then)
         self.assertEqual(rc, 1, r)
         self.assertGreater(r["health"]["blocks_failed"], 0)
         self.assertEqual(r["health"]["last_failure"], "RCT")
@@ -126,7 +126,7 @@ class CheckTest(RngmuxTestCase):
         self.assertGreaterEqual(r["entropy"]["min_entropy_upper_bound"], 4)
 
     def test_low_entropy_claimed_as_full_fails(self):
-        rc, r, _ = self.check("file:FIFO", 100000,
+        rc, r, _ = self.check("file:FIFO,entropy=8", 100000,
                               feed=lambda n: bytes(random.getrandbits(4) * 17 for _ in range(n)))
         self.assertEqual(rc, 1)
         self.assertFalse(r["entropy"]["pass"])

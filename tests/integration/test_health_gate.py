@@ -75,7 +75,7 @@ class HealthGateTest(RngmuxTestCase):
 
         fifo = self.path("trng.fifo")
         os.mkfifo(fifo)
-        d = self.start_daemon(["--source", "file:%s,block=%d" % (fifo, BLOCK),
+        d = self.start_daemon(["--source", "file:%s,block=%d,entropy=8" % (fifo, BLOCK),
                                "--listen", "unix:%s,raw" % self.path("raw.sock")])
         client = connect(d.endpoints[0])
 
