@@ -56,6 +56,18 @@ Status Server::Open() {
   runner_ = std::make_unique<SourceRunner>(std::move(source).value(), pool_, runner_options);
 
   for (const EndpointSpec& endpoint : config_.endpoints) {
+    if (endpoint.transport == TransportKind::kUdp) {
+      auto udp = UdpEndpoint::Open(io_, endpoint, context_);
+      if (!udp.ok()) return udp.status();
+      if (endpoint.role == EndpointRole::kListen && !IsLoopbackEndpoint(endpoint) &&
+          endpoint.udp.allow.LoopbackOnly()) {
+        LOG_WARNING("udp listener on ", endpoint.Address(),
+                    " answers loopback senders only (allow=", endpoint.udp.allow.ToString(),
+                    "); add allow=NETWORKS to answer others");
+      }
+      udp_endpoints_.push_back(std::move(udp).value());
+      continue;
+    }
     if (endpoint.role == EndpointRole::kConnect) {
       connectors_.push_back(std::make_unique<Connector>(io_, endpoint, *this));
       continue;
@@ -84,10 +96,20 @@ int Server::Run() {
     listeners_[i]->Start();
     LOG_INFO("listening on ", listeners_[i]->bound_address());
   }
+  for (auto& udp : udp_endpoints_) {
+    udp->Start();
+    if (udp->spec().role == EndpointRole::kListen) {
+      LOG_INFO("listening on ", udp->spec().Address(), " (answering ",
+               udp->spec().udp.allow.ToString(), ")");
+    }
+  }
   std::vector<EndpointSpec> bound;
   for (const auto& listener : listeners_) bound.push_back(listener->spec());
+  for (const auto& udp : udp_endpoints_) bound.push_back(udp->spec());
   for (const EndpointSpec& endpoint : config_.endpoints) {
-    if (endpoint.role == EndpointRole::kConnect) bound.push_back(endpoint);
+    if (endpoint.role == EndpointRole::kConnect && endpoint.transport != TransportKind::kUdp) {
+      bound.push_back(endpoint);
+    }
   }
   for (const EndpointSpec& endpoint : bound) {
     if (config_.print_qemu_arguments || endpoint.session.lead_bytes > 0) {
@@ -156,6 +178,7 @@ void Server::Shutdown() {
   shutting_down_ = true;
   for (auto& listener : listeners_) listener->Stop();
   for (auto& connector : connectors_) connector->Stop();
+  for (auto& udp : udp_endpoints_) udp->Stop();
   std::vector<std::shared_ptr<Session>> open;
   for (auto& [key, session] : sessions_) open.push_back(session);
   for (auto& session : open) session->Close("shutting down");

@@ -17,7 +17,8 @@ import threading
 import time
 import unittest
 
-BINARY = os.environ.get("RNGMUX_BINARY", "/work/main/build/rngmux")
+# Absolute, because daemons run with their temp dir as the working directory.
+BINARY = os.path.abspath(os.environ.get("RNGMUX_BINARY", "/work/main/build/rngmux"))
 
 DEFAULT_TIMEOUT = 10.0
 
