@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/fetch_udp.h"
 #include "cli/output.h"
 #include "common/secure_memory.h"
 #include "protocol/egd_parser.h"
@@ -33,6 +34,7 @@ struct FetchFlags {
   unsigned chunk = kMaxEgdRequestBytes;
   unsigned depth = 16;
   double timeout_seconds = 30;
+  double retransmit_seconds = 0.5;
 };
 
 // Owns a file descriptor.
@@ -96,6 +98,16 @@ Result<Fd> ConnectTo(const EndpointSpec& spec) {
 int RunFetch(const FetchFlags& flags) {
   auto spec = ParseEndpointSpec(EndpointRole::kConnect, flags.endpoint);
   if (!spec.ok()) return ReportUsageError(spec.status().message());
+  if (spec->transport == TransportKind::kUdp) {
+    UdpFetchOptions options;
+    options.count = flags.count;
+    options.hex = flags.hex;
+    options.chunk = flags.chunk;
+    options.depth = flags.depth;
+    options.timeout_seconds = flags.timeout_seconds;
+    options.retransmit_seconds = flags.retransmit_seconds;
+    return RunUdpFetch(*spec, options);
+  }
   auto connected = ConnectTo(*spec);
   if (!connected.ok()) {
     std::fprintf(stderr, "rngmux: error: %s\n", connected.status().message().c_str());
@@ -184,7 +196,8 @@ Command AddFetchCommand(CLI::App& root) {
   auto flags = std::make_shared<FetchFlags>();
   CLI::App* app = root.add_subcommand(
       "fetch", "EGD client: fetch N bytes from an endpoint with pipelined 02 NN requests.");
-  app->add_option("endpoint", flags->endpoint, "tcp:HOST:PORT, tcp:[IPV6]:PORT or unix:PATH")
+  app->add_option("endpoint", flags->endpoint,
+                  "tcp:HOST:PORT, tcp:[IPV6]:PORT, unix:PATH or udp:HOST:PORT[,local=ADDR:PORT]")
       ->required();
   app->add_option("-n,--bytes", flags->count, "Number of bytes")
       ->required()
@@ -199,6 +212,11 @@ Command AddFetchCommand(CLI::App& root) {
   app->add_option("--timeout", flags->timeout_seconds, "Give up after this many seconds")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app->add_option("--retransmit", flags->retransmit_seconds,
+                  "udp: ask again for what is still owed after this many seconds without a "
+                  "reply (doubling each time, up to 8 s)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.001, 60.0));
   return Command{app, [flags] { return RunFetch(*flags); }};
 }
 

@@ -1,6 +1,8 @@
 // libFuzzer target for EgdParser. Feeds the same input whole, byte by byte and in
 // chunks whose sizes come from the input, and traps unless all three agree with
-// each other and with a direct, non-incremental reading of the EGD grammar.
+// each other and with a direct, non-incremental reading of the EGD grammar. The
+// input is also parsed as one UDP datagram, which must agree with the same reading
+// and never let through requests worth more than one reply datagram.
 
 #include <algorithm>
 #include <cstddef>
@@ -8,6 +10,7 @@
 #include <span>
 #include <vector>
 
+#include "protocol/egd_datagram.h"
 #include "protocol/egd_parser.h"
 
 namespace rngmux {
@@ -146,6 +149,45 @@ std::vector<Event> Reference(std::span<const std::uint8_t> data) {
   return events;
 }
 
+void CheckDatagram(std::span<const std::uint8_t> input, const std::vector<Event>& events) {
+  constexpr std::size_t kPidReply = 8;
+  const EgdDatagram datagram = ParseEgdDatagram(input, kPidReply);
+  const bool has_bad = !events.empty() && events.back().bad;
+  const bool whole =
+      !has_bad && (events.empty() ? input.empty() : events.back().end_offset == input.size());
+  switch (datagram.outcome) {
+    case EgdDatagram::Outcome::kEmpty:
+      Check(input.empty());
+      break;
+    case EgdDatagram::Outcome::kTooLong:
+      Check(input.size() > kMaxEgdDatagramBytes);
+      break;
+    case EgdDatagram::Outcome::kBadCommand:
+      Check(input.size() <= kMaxEgdDatagramBytes && has_bad);
+      Check(datagram.bad_byte == events.back().bad_byte);
+      break;
+    case EgdDatagram::Outcome::kIncomplete:
+      Check(input.size() <= kMaxEgdDatagramBytes && !has_bad && !whole);
+      break;
+    case EgdDatagram::Outcome::kAsksTooMuch:
+      Check(whole && datagram.reply_bytes > kMaxEgdDatagramBytes);
+      break;
+    case EgdDatagram::Outcome::kRequests: {
+      Check(whole && !input.empty() && input.size() <= kMaxEgdDatagramBytes);
+      Check(datagram.requests.size() == events.size());
+      std::size_t reply_bytes = 0;
+      for (std::size_t i = 0; i < events.size(); ++i) {
+        Check(datagram.requests[i].command == events[i].command);
+        Check(datagram.requests[i].count == events[i].count);
+        reply_bytes += MaxEgdReplyBytes(datagram.requests[i], kPidReply);
+      }
+      Check(reply_bytes == datagram.reply_bytes && reply_bytes <= kMaxEgdDatagramBytes);
+      break;
+    }
+  }
+  if (!datagram.ok()) Check(datagram.requests.empty());
+}
+
 }  // namespace
 }  // namespace rngmux
 
@@ -156,5 +198,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   Check(whole == Reference(input));
   Check(whole == FeedByteByByte(input));
   Check(whole == FeedInDataDrivenChunks(input));
+  CheckDatagram(input, whole);
   return 0;
 }

@@ -69,6 +69,18 @@ Status Server::Open() {
                                          config_.source_mode);
 
   for (const EndpointSpec& endpoint : config_.endpoints) {
+    if (endpoint.transport == TransportKind::kUdp) {
+      auto udp = UdpEndpoint::Open(io_, endpoint, context_);
+      if (!udp.ok()) return udp.status();
+      if (endpoint.role == EndpointRole::kListen && !IsLoopbackEndpoint(endpoint) &&
+          endpoint.udp.allow.LoopbackOnly()) {
+        LOG_WARNING("udp listener on ", endpoint.Address(),
+                    " answers loopback senders only (allow=", endpoint.udp.allow.ToString(),
+                    "); add allow=NETWORKS to answer others");
+      }
+      udp_endpoints_.push_back(std::move(udp).value());
+      continue;
+    }
     if (endpoint.role == EndpointRole::kConnect) {
       connectors_.push_back(std::make_unique<Connector>(io_, endpoint, *this));
       continue;
@@ -105,10 +117,20 @@ int Server::Run() {
     listeners_[i]->Start();
     LOG_INFO("listening on ", listeners_[i]->bound_address());
   }
+  for (auto& udp : udp_endpoints_) {
+    udp->Start();
+    if (udp->spec().role == EndpointRole::kListen) {
+      LOG_INFO("listening on ", udp->spec().Address(), " (answering ",
+               udp->spec().udp.allow.ToString(), ")");
+    }
+  }
   std::vector<EndpointSpec> bound;
   for (const auto& listener : listeners_) bound.push_back(listener->spec());
+  for (const auto& udp : udp_endpoints_) bound.push_back(udp->spec());
   for (const EndpointSpec& endpoint : config_.endpoints) {
-    if (endpoint.role == EndpointRole::kConnect) bound.push_back(endpoint);
+    if (endpoint.role == EndpointRole::kConnect && endpoint.transport != TransportKind::kUdp) {
+      bound.push_back(endpoint);
+    }
   }
   for (const EndpointSpec& endpoint : bound) {
     if (config_.print_qemu_arguments || endpoint.session.lead_bytes > 0) {
@@ -177,6 +199,7 @@ void Server::Shutdown() {
   shutting_down_ = true;
   for (auto& listener : listeners_) listener->Stop();
   for (auto& connector : connectors_) connector->Stop();
+  for (auto& udp : udp_endpoints_) udp->Stop();
   std::vector<std::shared_ptr<Session>> open;
   for (auto& [key, session] : sessions_) open.push_back(session);
   for (auto& session : open) session->Close("shutting down");
@@ -190,13 +213,15 @@ void Server::Shutdown() {
 void Server::LogStats() {
   // Per-client lines first, the summary last: whoever waits for the summary has them all.
   // The busiest clients are listed; a host with thousands of guests gets a bounded log.
-  std::vector<const Session*> clients;
+  std::vector<const EgdSession*> clients;
   clients.reserve(sessions_.size());
   for (const auto& [key, session] : sessions_) clients.push_back(session.get());
+  for (const auto& udp : udp_endpoints_) udp->AppendPeers(&clients);
   const std::size_t listed = std::min(clients.size(), kMaxClientStatsLines);
-  std::partial_sort(
-      clients.begin(), clients.begin() + static_cast<std::ptrdiff_t>(listed), clients.end(),
-      [](const Session* a, const Session* b) { return a->served_bytes() > b->served_bytes(); });
+  std::partial_sort(clients.begin(), clients.begin() + static_cast<std::ptrdiff_t>(listed),
+                    clients.end(), [](const EgdSession* a, const EgdSession* b) {
+                      return a->served_bytes() > b->served_bytes();
+                    });
   for (std::size_t i = 0; i < listed; ++i) {
     LOG_INFO("client stats: ",
              FormatClientStats(clients[i]->peer(), clients[i]->served_bytes(),

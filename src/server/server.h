@@ -18,6 +18,7 @@
 #include "server/listener.h"
 #include "server/session_host.h"
 #include "server/stats.h"
+#include "server/udp_endpoint.h"
 #include "sources/source_set.h"
 #include "transport/endpoint_spec.h"
 
@@ -80,6 +81,7 @@ class Server final : public SessionHost {
   std::unique_ptr<SourceSet> sources_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::vector<std::unique_ptr<Connector>> connectors_;
+  std::vector<std::unique_ptr<UdpEndpoint>> udp_endpoints_;
   std::unordered_map<Session*, std::shared_ptr<Session>> sessions_;
   bool shutting_down_ = false;
 };

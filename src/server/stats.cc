@@ -34,7 +34,14 @@ std::string FormatStats(const ServerCounters& server, const EntropyPool& pool,
       << " bad_requests=" << server.bad_requests << " queue_overflows=" << server.queue_overflows
       << " entropy_offered_bytes=" << server.entropy_offered_bytes
       << " wiped_undelivered_bytes=" << server.wiped_undelivered_bytes
-      << " refused_connections=" << server.refused_connections;
+      << " refused_connections=" << server.refused_connections
+      << " udp_datagrams_received=" << server.udp_datagrams_received
+      << " udp_datagrams_sent=" << server.udp_datagrams_sent
+      << " udp_denied_datagrams=" << server.udp_denied_datagrams
+      << " udp_delayed_datagrams=" << server.udp_delayed_datagrams
+      << " udp_rate_limited_datagrams=" << server.udp_rate_limited_datagrams
+      << " udp_peer_limit_datagrams=" << server.udp_peer_limit_datagrams
+      << " udp_expired_peers=" << server.udp_expired_peers;
   return out.str();
 }
 

@@ -22,6 +22,15 @@ struct ServerCounters {
   std::atomic<std::uint64_t> entropy_offered_bytes{0};  // 0x03 payload bytes read and discarded
   std::atomic<std::uint64_t> wiped_undelivered_bytes{0};  // owed to clients that left, wiped
   std::atomic<std::uint64_t> refused_connections{0};      // closed at once: --max-clients
+  // UDP: datagrams in and out, those held back by a peer's rate limit, those dropped
+  // unanswered (on the wire a dropped datagram looks lost), and peers forgotten.
+  std::atomic<std::uint64_t> udp_datagrams_received{0};
+  std::atomic<std::uint64_t> udp_datagrams_sent{0};
+  std::atomic<std::uint64_t> udp_denied_datagrams{0};        // sender not in allow=
+  std::atomic<std::uint64_t> udp_delayed_datagrams{0};       // waited for the peer's rate=
+  std::atomic<std::uint64_t> udp_rate_limited_datagrams{0};  // over rate= and a burst waiting
+  std::atomic<std::uint64_t> udp_peer_limit_datagrams{0};    // new peer beyond peers=N
+  std::atomic<std::uint64_t> udp_expired_peers{0};           // silent for idle=SECONDS
 };
 
 // One line of "key=value" pairs: what SIGUSR1 logs and tests parse.

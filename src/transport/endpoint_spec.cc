@@ -5,6 +5,7 @@
 #include <sys/un.h>
 
 #include <cstdio>
+#include <set>
 #include <string_view>
 #include <vector>
 
@@ -90,19 +91,22 @@ class SpecParser {
     const std::string_view address = all.substr(0, comma);
     const std::size_t colon = address.find(':');
     if (colon == std::string_view::npos) {
-      return Error("expected tcp:HOST:PORT or unix:PATH");
+      return Error("expected tcp:HOST:PORT, udp:HOST:PORT or unix:PATH");
     }
     const std::string_view transport = address.substr(0, colon);
     const std::string_view rest = address.substr(colon + 1);
     Status status;
     if (transport == "tcp") {
       spec_.transport = TransportKind::kTcp;
-      status = ParseTcp(rest);
+      status = ParseInet(rest);
+    } else if (transport == "udp") {
+      spec_.transport = TransportKind::kUdp;
+      status = ParseInet(rest);
     } else if (transport == "unix") {
       spec_.transport = TransportKind::kUnix;
       status = ParseUnix(rest);
     } else {
-      return Error("unknown transport " + Quoted(transport) + " (expected tcp or unix)");
+      return Error("unknown transport " + Quoted(transport) + " (expected tcp, unix or udp)");
     }
     if (!status.ok()) return status;
     if (comma != std::string_view::npos) {
@@ -117,7 +121,12 @@ class SpecParser {
     return Status::Error(std::string(RoleName(role_)) + " " + Quoted(text_) + ": " + problem);
   }
 
-  Status ParseTcp(std::string_view rest) {
+  bool udp() const { return spec_.transport == TransportKind::kUdp; }
+  bool listen() const { return role_ == EndpointRole::kListen; }
+
+  Status ParseInet(std::string_view rest) {
+    const std::string name = udp() ? "udp" : "tcp";
+    const std::string expected = "expected " + name + ":HOST:PORT";
     std::string_view host;
     std::string_view port;
     if (!rest.empty() && rest.front() == '[') {
@@ -125,20 +134,20 @@ class SpecParser {
       if (close == std::string_view::npos) return Error("missing \"]\" in IPv6 address");
       host = rest.substr(1, close - 1);
       const std::string_view after = rest.substr(close + 1);
-      if (after.empty() || after.front() != ':') return Error("expected tcp:HOST:PORT");
+      if (after.empty() || after.front() != ':') return Error(expected);
       port = after.substr(1);
-      if (host.empty() || port.empty()) return Error("expected tcp:HOST:PORT");
+      if (host.empty() || port.empty()) return Error(expected);
       if (!IsIpv6Literal(std::string(host))) {
         return Error(Quoted(host) + " is not an IPv6 address");
       }
     } else {
       const std::size_t colon = rest.rfind(':');
-      if (colon == std::string_view::npos) return Error("expected tcp:HOST:PORT");
+      if (colon == std::string_view::npos) return Error(expected);
       host = rest.substr(0, colon);
       port = rest.substr(colon + 1);
-      if (host.empty() || port.empty()) return Error("expected tcp:HOST:PORT");
+      if (host.empty() || port.empty()) return Error(expected);
       if (host.find(':') != std::string_view::npos) {
-        return Error("IPv6 addresses need brackets, like tcp:[::1]:PORT");
+        return Error("IPv6 addresses need brackets, like " + name + ":[::1]:PORT");
       }
       if (LooksLikeIpv4(host) && !IsIpv4Literal(std::string(host))) {
         return Error(Quoted(host) + " is not an IPv4 address");
@@ -163,6 +172,35 @@ class SpecParser {
     return Status::Ok();
   }
 
+  // ADDR:PORT with ADDR an IPv4 address, a name or [IPv6], PORT 0-65535.
+  Status ParseLocal(std::string_view value) {
+    const Status bad = Error("local must be ADDR:PORT, like 127.0.0.1:4555 or [::1]:4555");
+    std::string_view host;
+    std::string_view port;
+    if (!value.empty() && value.front() == '[') {
+      const std::size_t close = value.find(']');
+      if (close == std::string_view::npos || value.substr(close + 1, 1) != ":") return bad;
+      host = value.substr(1, close - 1);
+      port = value.substr(close + 2);
+      if (!IsIpv6Literal(std::string(host))) return bad;
+    } else {
+      const std::size_t colon = value.rfind(':');
+      if (colon == std::string_view::npos) return bad;
+      host = value.substr(0, colon);
+      port = value.substr(colon + 1);
+      if (host.empty() || host.find(':') != std::string_view::npos ||
+          (LooksLikeIpv4(host) && !IsIpv4Literal(std::string(host))) ||
+          !IsPlausibleHostName(host)) {
+        return bad;
+      }
+    }
+    const std::optional<unsigned long> number = ParseDecimal(port, 65535);
+    if (!number) return bad;
+    spec_.udp.local_host = std::string(host);
+    spec_.udp.local_port = static_cast<std::uint16_t>(*number);
+    return Status::Ok();
+  }
+
   Status ParseOptions(std::string_view options) {
     bool raw = false;
     bool qemu = false;
@@ -176,11 +214,79 @@ class SpecParser {
       options = options.substr(comma + 1);
     }
     if (raw && (qemu || lead)) return Error("raw and qemu/lead cannot be combined");
+    if (udp() && raw) return Error("raw is not supported on udp");
+    if (udp() && listen() && (qemu || lead)) {
+      return Error(
+          "qemu/lead would push unsolicited bytes to any sender; it is for udp connect "
+          "endpoints (a fixed peer) only");
+    }
     spec_.session.raw = raw;
     if (lead) {
       spec_.session.lead_bytes = *lead;
     } else if (qemu) {
       spec_.session.lead_bytes = EndpointSpec::kDefaultQemuLeadBytes;
+    }
+    if (udp() && spec_.session.lead_bytes > spec_.udp.burst_bytes) {
+      return Error(
+          "lead must not exceed burst on udp (the primer is charged to the peer's rate limit)");
+    }
+    return Status::Ok();
+  }
+
+  // Options that only udp endpoints take; false if `key` is none of them.
+  bool IsUdpKey(std::string_view key) const {
+    return key == "allow" || key == "local" || key == "rate" || key == "burst" || key == "idle" ||
+           key == "peers";
+  }
+
+  Status ParseUdpOption(std::string_view key, std::string_view value) {
+    const bool listen_only = key == "allow" || key == "peers";
+    if (!udp()) {
+      if (listen_only) return Error(std::string(key) + " applies only to udp listen endpoints");
+      if (key == "local") return Error("local applies only to udp connect endpoints");
+      return Error(std::string(key) + " applies only to udp endpoints");
+    }
+    if (listen_only && !listen()) {
+      return Error(std::string(key) + " applies only to udp listen endpoints" +
+                   (key == "allow" ? " (a udp connect endpoint answers its one peer)" : ""));
+    }
+    if (key == "local" && listen()) return Error("local applies only to udp connect endpoints");
+    if (!seen_udp_keys_.insert(std::string(key)).second) {
+      return Error("option " + Quoted(key) + " given twice");
+    }
+    UdpOptions& udp_options = spec_.udp;
+    if (key == "allow") {
+      Result<AddressFilter> filter = AddressFilter::Parse(value);
+      if (!filter.ok()) return Error("allow: " + filter.status().message());
+      udp_options.allow = std::move(filter).value();
+    } else if (key == "local") {
+      return ParseLocal(value);
+    } else if (key == "rate") {
+      const auto rate = ParseDecimal(value, UdpOptions::kMaxRateBytes);
+      if (!rate || *rate == 0) {
+        return Error("rate must be 1-" + std::to_string(UdpOptions::kMaxRateBytes) +
+                     " bytes per second");
+      }
+      udp_options.rate_bytes_per_second = *rate;
+    } else if (key == "burst") {
+      const auto burst = ParseDecimal(value, UdpOptions::kMaxRateBytes);
+      if (!burst || *burst < UdpOptions::kMinBurstBytes) {
+        return Error("burst must be " + std::to_string(UdpOptions::kMinBurstBytes) + "-" +
+                     std::to_string(UdpOptions::kMaxRateBytes) + " bytes");
+      }
+      udp_options.burst_bytes = *burst;
+    } else if (key == "idle") {
+      const auto seconds = ParseDecimal(value, UdpOptions::kMaxIdleSeconds);
+      if (!seconds || *seconds == 0) {
+        return Error("idle must be 1-" + std::to_string(UdpOptions::kMaxIdleSeconds) + " seconds");
+      }
+      udp_options.idle = std::chrono::seconds(*seconds);
+    } else if (key == "peers") {
+      const auto peers = ParseDecimal(value, UdpOptions::kMaxPeers);
+      if (!peers || *peers == 0) {
+        return Error("peers must be 1-" + std::to_string(UdpOptions::kMaxPeers));
+      }
+      udp_options.max_peers = *peers;
     }
     return Status::Ok();
   }
@@ -210,6 +316,12 @@ class SpecParser {
       if (spec_.unix_mode) return Error("option \"mode\" given twice");
       spec_.unix_mode = ParseOctalMode(value);
       if (!spec_.unix_mode) return Error("mode must be an octal permission like 0660");
+    } else if (IsUdpKey(key) && has_value) {
+      return ParseUdpOption(key, value);
+    } else if (udp()) {
+      return Error("unknown option " + Quoted(option) +
+                   " (expected qemu, lead=BYTES, allow=LIST, local=ADDR:PORT, rate=BYTES, "
+                   "burst=BYTES, idle=SECONDS, peers=N)");
     } else {
       return Error("unknown option " + Quoted(option) +
                    " (expected raw, qemu, lead=BYTES, mode=OCTAL)");
@@ -220,20 +332,45 @@ class SpecParser {
   const EndpointRole role_;
   const std::string& text_;
   EndpointSpec spec_;
+  std::set<std::string> seen_udp_keys_;
 };
+
+std::string BracketedHost(const std::string& host) {
+  return host.find(':') != std::string::npos ? "[" + host + "]" : host;
+}
 
 }  // namespace
 
 std::string EndpointSpec::Address() const {
   if (transport == TransportKind::kUnix) return "unix:" + path;
-  const bool bracket = host.find(':') != std::string::npos;
-  return "tcp:" + (bracket ? "[" + host + "]" : host) + ":" + std::to_string(port);
+  return (transport == TransportKind::kUdp ? "udp:" : "tcp:") + BracketedHost(host) + ":" +
+         std::to_string(port);
+}
+
+std::string EndpointSpec::LocalAddress() const {
+  if (transport != TransportKind::kUdp || (udp.local_host.empty() && udp.local_port == 0)) {
+    return "";
+  }
+  return BracketedHost(udp.local_host) + ":" + std::to_string(udp.local_port);
 }
 
 std::string EndpointSpec::Describe() const {
   std::string out = Address();
   if (session.raw) out += ",raw";
   if (session.lead_bytes > 0) out += ",lead=" + std::to_string(session.lead_bytes);
+  if (transport == TransportKind::kUdp) {
+    const UdpOptions defaults;
+    if (role == EndpointRole::kListen) out += ",allow=" + udp.allow.ToString();
+    if (!LocalAddress().empty()) out += ",local=" + LocalAddress();
+    if (udp.rate_bytes_per_second != defaults.rate_bytes_per_second) {
+      out += ",rate=" + std::to_string(udp.rate_bytes_per_second);
+    }
+    if (udp.burst_bytes != defaults.burst_bytes) out += ",burst=" + std::to_string(udp.burst_bytes);
+    if (udp.idle != defaults.idle) out += ",idle=" + std::to_string(udp.idle.count());
+    if (role == EndpointRole::kListen && udp.max_peers != defaults.max_peers) {
+      out += ",peers=" + std::to_string(udp.max_peers);
+    }
+  }
   if (unix_mode) {
     char mode[16];
     std::snprintf(mode, sizeof mode, "%04o", *unix_mode);

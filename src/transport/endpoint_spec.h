@@ -1,16 +1,18 @@
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
 
 #include "common/status.h"
+#include "transport/address_filter.h"
 
 namespace rngmux {
 
 enum class EndpointRole { kListen, kConnect };
-enum class TransportKind { kTcp, kUnix };
+enum class TransportKind { kTcp, kUnix, kUdp };
 
 // How a session talks on an endpoint.
 struct SessionOptions {
@@ -20,16 +22,54 @@ struct SessionOptions {
   std::size_t lead_bytes = 0;
 };
 
+// What a UDP endpoint adds. Every peer address is a client of its own; these bound
+// what one peer can get (rate, burst), how long a silent one is remembered (idle),
+// how many are remembered at once (peers), and, for listeners, who is answered
+// (allow). Defaults are generous for a QEMU guest (which draws at most about 1 MB/s)
+// and tight enough to keep a spoofed flood small.
+struct UdpOptions {
+  static constexpr std::uint64_t kDefaultRateBytesPerSecond = 2 << 20;
+  static constexpr std::uint64_t kDefaultBurstBytes = 64 << 10;
+  static constexpr std::chrono::seconds kDefaultIdle{60};
+  static constexpr std::size_t kDefaultMaxPeers = 1024;
+  static constexpr std::uint64_t kMaxRateBytes = 1 << 30;
+  // One request datagram may ask for at most this many reply bytes (it is also the
+  // largest datagram sent), so the burst must hold at least one of them.
+  static constexpr std::uint64_t kMinBurstBytes = 4096;
+  static constexpr unsigned kMaxIdleSeconds = 86400;
+  static constexpr std::size_t kMaxPeers = 65536;
+
+  AddressFilter allow = AddressFilter::Loopback();  // listen only
+  std::string local_host;                           // connect: address to bind ("" = any)
+  std::uint16_t local_port = 0;                     // connect: port to bind (0 = any)
+  std::uint64_t rate_bytes_per_second = kDefaultRateBytesPerSecond;
+  std::uint64_t burst_bytes = kDefaultBurstBytes;
+  std::chrono::seconds idle = kDefaultIdle;
+  std::size_t max_peers = kDefaultMaxPeers;  // listen only
+};
+
 // A parsed, validated endpoint. Immutable once made.
 //
 // Grammar (options after the address, comma separated):
 //   tcp:HOST:PORT[,OPT...]        HOST: IPv4, name, or [IPv6]
 //   unix:PATH[,OPT...]
+//   udp:HOST:PORT[,OPT...]
 // Options:
-//   raw          stream without EGD requests (not with qemu/lead)
+//   raw          stream without EGD requests (not with qemu/lead; not on udp)
 //   qemu         QEMU compatibility with the default lead (kDefaultQemuLeadBytes)
 //   lead=BYTES   QEMU compatibility with this lead, 1..1048576 (implies qemu)
 //   mode=OCTAL   unix listen only: permissions of the socket file, e.g. 0660
+// UDP options:
+//   allow=NET[+NET...]  listen only: the senders answered (default 127.0.0.0/8+::1);
+//                       see AddressFilter::Parse
+//   local=ADDR:PORT     connect only: bind this address first (QEMU's host=/port=)
+//   rate=BYTES          bytes per second one peer may be sent (default 2 MiB/s)
+//   burst=BYTES         bytes one peer may be sent at once (default 64 KiB, >= 4096)
+//   idle=SECONDS        forget a peer after this long without a datagram (default 60)
+//   peers=N             listen only: peers remembered at once (default 1024)
+// qemu/lead (the unsolicited primer) is for udp connect endpoints only: a listener
+// never sends a byte nobody asked for. There the primer is charged to the peer's
+// rate limit, so the lead may not exceed the burst.
 struct EndpointSpec {
   static constexpr std::size_t kDefaultQemuLeadBytes = 4096;
   static constexpr std::size_t kMaxLeadBytes = 1 << 20;
@@ -40,20 +80,24 @@ struct EndpointSpec {
   std::uint16_t port = 0;             // tcp
   std::string path;                   // unix
   std::optional<unsigned> unix_mode;  // unix listen
+  UdpOptions udp;                     // udp
   SessionOptions session;
   std::string text;  // as written by the user
 
-  // "tcp:127.0.0.1:1024" / "tcp:[::1]:1024" / "unix:/run/rngmux.sock" (no options).
+  // "tcp:127.0.0.1:1024" / "udp:[::1]:1024" / "unix:/run/rngmux.sock" (no options).
   std::string Address() const;
-  // Address plus the options that are on: "tcp:127.0.0.1:1024,lead=4096".
+  // Address plus the options that are on: "tcp:127.0.0.1:1024,lead=4096"; udp
+  // listeners always show their allow list, other udp options only when not default.
   std::string Describe() const;
+  // udp connect: "127.0.0.1:4555" or "[::1]:4555", the local= value ("" if none).
+  std::string LocalAddress() const;
 };
 
 // Parses one --listen or --connect value. Errors are one line naming the input:
 //   listen "tcp:127.0.0.1": expected tcp:HOST:PORT
 //   listen "tcp:127.0.0.1:99999": port must be 1-65535 (0 = any free port, listen only)
 //   listen "tcp:[::1:80": missing "]" in IPv6 address
-//   connect "udp:h:1": unknown transport "udp" (expected tcp or unix)
+//   connect "sctp:h:1": unknown transport "sctp" (expected tcp, unix or udp)
 //   listen "unix:": empty path
 //   listen "tcp:h:1,foo": unknown option "foo" (expected raw, qemu, lead=BYTES, mode=OCTAL)
 //   listen "tcp:h:1,lead=0": lead must be 1-1048576 bytes
@@ -61,13 +105,33 @@ struct EndpointSpec {
 //   connect "unix:/x,mode=0660": mode applies only to unix listen endpoints
 //   listen "unix:/x,mode=999": mode must be an octal permission like 0660
 // and, for inputs the examples above do not cover:
-//   listen "127.0.0.1": expected tcp:HOST:PORT or unix:PATH
+//   listen "127.0.0.1": expected tcp:HOST:PORT, udp:HOST:PORT or unix:PATH
 //   listen "tcp:::1:80": IPv6 addresses need brackets, like tcp:[::1]:PORT
 //   listen "tcp:[fe80::zz]:80": "fe80::zz" is not an IPv6 address
 //   listen "tcp:300.1.1.1:80": "300.1.1.1" is not an IPv4 address
 //   listen "tcp:a b:80": invalid host name "a b"
 //   listen "unix:/very/long...": path is longer than 107 bytes
 //   listen "tcp:h:1,lead=1,lead=2": option "lead" given twice
+// UDP (udp:HOST:PORT has the tcp address errors with "udp" in them):
+//   listen "udp:h:1,allow=0.0.0.0/0": allow: "0.0.0.0/0" is too wide: ...
+//       (every AddressFilter::Parse error, after "allow: ")
+//   connect "udp:h:1,allow=10.0.0.0/8": allow applies only to udp listen endpoints
+//       (a udp connect endpoint answers its one peer)
+//   listen "udp:h:1,local=127.0.0.1:9": local applies only to udp connect endpoints
+//   connect "udp:h:1,local=h": local must be ADDR:PORT, like 127.0.0.1:4555 or [::1]:4555
+//   listen "udp:h:1,qemu": qemu/lead would push unsolicited bytes to any sender; it is for
+//       udp connect endpoints (a fixed peer) only        (one line in the message)
+//   listen "udp:h:1,raw": raw is not supported on udp
+//   connect "udp:h:1,lead=8192,burst=4096": lead must not exceed burst on udp (the
+//       primer is charged to the peer's rate limit)     (one line in the message)
+//   listen "udp:h:1,rate=0": rate must be 1-1073741824 bytes per second
+//   listen "udp:h:1,burst=100": burst must be 4096-1073741824 bytes
+//   listen "udp:h:1,idle=0": idle must be 1-86400 seconds
+//   listen "udp:h:1,peers=0": peers must be 1-65536
+//   connect "udp:h:1,peers=9": peers applies only to udp listen endpoints
+//   listen "tcp:h:1,rate=10": rate applies only to udp endpoints (also burst, idle)
+//   listen "udp:h:1,foo": unknown option "foo" (expected qemu, lead=BYTES, allow=LIST,
+//       local=ADDR:PORT, rate=BYTES, burst=BYTES, idle=SECONDS, peers=N)
 // Host names are checked for shape only; nothing is resolved here.
 Result<EndpointSpec> ParseEndpointSpec(EndpointRole role, const std::string& text);
 

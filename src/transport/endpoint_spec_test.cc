@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <string>
 
 namespace rngmux {
@@ -106,8 +107,8 @@ TEST(EndpointSpecTest, DocumentedErrors) {
       "listen \"tcp:127.0.0.1:99999\": port must be 1-65535 (0 = any free port, listen only)");
   EXPECT_EQ(ParseError(kListen, "tcp:[::1:80"),
             "listen \"tcp:[::1:80\": missing \"]\" in IPv6 address");
-  EXPECT_EQ(ParseError(kConnect, "udp:h:1"),
-            "connect \"udp:h:1\": unknown transport \"udp\" (expected tcp or unix)");
+  EXPECT_EQ(ParseError(kConnect, "sctp:h:1"),
+            "connect \"sctp:h:1\": unknown transport \"sctp\" (expected tcp, unix or udp)");
   EXPECT_EQ(ParseError(kListen, "unix:"), "listen \"unix:\": empty path");
   EXPECT_EQ(ParseError(kListen, "tcp:h:1,foo"),
             "listen \"tcp:h:1,foo\": unknown option \"foo\" (expected raw, qemu, lead=BYTES, "
@@ -124,9 +125,10 @@ TEST(EndpointSpecTest, DocumentedErrors) {
 
 TEST(EndpointSpecTest, MalformedAddresses) {
   EXPECT_EQ(ParseError(kListen, "localhost:80"),
-            "listen \"localhost:80\": unknown transport \"localhost\" (expected tcp or unix)");
+            "listen \"localhost:80\": unknown transport \"localhost\" (expected tcp, unix or "
+            "udp)");
   EXPECT_EQ(ParseError(kListen, "127.0.0.1"),
-            "listen \"127.0.0.1\": expected tcp:HOST:PORT or unix:PATH");
+            "listen \"127.0.0.1\": expected tcp:HOST:PORT, udp:HOST:PORT or unix:PATH");
   EXPECT_EQ(ParseError(kListen, "tcp::80"), "listen \"tcp::80\": expected tcp:HOST:PORT");
   EXPECT_EQ(ParseError(kListen, "tcp:h:"), "listen \"tcp:h:\": expected tcp:HOST:PORT");
   EXPECT_EQ(ParseError(kListen, "tcp:[::1]"), "listen \"tcp:[::1]\": expected tcp:HOST:PORT");
@@ -186,6 +188,147 @@ TEST(EndpointSpecTest, NonLoopbackEndpoints) {
                            "tcp:[::2]:1", "tcp:[::ffff:10.0.0.1]:1", "tcp:localhost.evil.com:1",
                            "tcp:myhost:1", "tcp:126.255.255.255:1"}) {
     EXPECT_FALSE(IsLoopbackEndpoint(ParseOk(kListen, text))) << text;
+  }
+}
+
+TEST(EndpointSpecTest, UdpListenDefaults) {
+  const EndpointSpec spec = ParseOk(kListen, "udp:127.0.0.1:1024");
+  EXPECT_EQ(spec.transport, TransportKind::kUdp);
+  EXPECT_EQ(spec.host, "127.0.0.1");
+  EXPECT_EQ(spec.port, 1024);
+  EXPECT_EQ(spec.session.lead_bytes, 0u);
+  EXPECT_EQ(spec.udp.allow.ToString(), "127.0.0.0/8+::1");
+  EXPECT_EQ(spec.udp.rate_bytes_per_second, 2u << 20);
+  EXPECT_EQ(spec.udp.burst_bytes, 64u << 10);
+  EXPECT_EQ(spec.udp.idle, std::chrono::seconds(60));
+  EXPECT_EQ(spec.udp.max_peers, 1024u);
+  EXPECT_EQ(spec.Address(), "udp:127.0.0.1:1024");
+  EXPECT_EQ(spec.Describe(), "udp:127.0.0.1:1024,allow=127.0.0.0/8+::1");
+  EXPECT_EQ(spec.LocalAddress(), "");
+  EXPECT_TRUE(IsLoopbackEndpoint(spec));
+  EXPECT_EQ(ParseOk(kListen, "udp:[::1]:0").Address(), "udp:[::1]:0");
+  EXPECT_FALSE(IsLoopbackEndpoint(ParseOk(kListen, "udp:0.0.0.0:1")));
+}
+
+TEST(EndpointSpecTest, UdpListenOptions) {
+  const EndpointSpec spec =
+      ParseOk(kListen,
+              "udp:[::]:9,allow=10.0.0.0/8+192.168.1.5+fd00::/8,rate=20000,burst=8192,idle=5,"
+              "peers=16");
+  EXPECT_EQ(spec.host, "::");
+  EXPECT_EQ(spec.udp.allow.ToString(), "10.0.0.0/8+192.168.1.5+fd00::/8");
+  EXPECT_EQ(spec.udp.rate_bytes_per_second, 20000u);
+  EXPECT_EQ(spec.udp.burst_bytes, 8192u);
+  EXPECT_EQ(spec.udp.idle, std::chrono::seconds(5));
+  EXPECT_EQ(spec.udp.max_peers, 16u);
+  EXPECT_EQ(spec.Describe(),
+            "udp:[::]:9,allow=10.0.0.0/8+192.168.1.5+fd00::/8,rate=20000,burst=8192,idle=5,"
+            "peers=16");
+}
+
+TEST(EndpointSpecTest, UdpConnectWithLocalAndPrimer) {
+  const EndpointSpec spec = ParseOk(kConnect, "udp:127.0.0.1:4555,local=127.0.0.1:1024,qemu");
+  EXPECT_EQ(spec.role, kConnect);
+  EXPECT_EQ(spec.udp.local_host, "127.0.0.1");
+  EXPECT_EQ(spec.udp.local_port, 1024);
+  EXPECT_EQ(spec.session.lead_bytes, 4096u);
+  EXPECT_EQ(spec.LocalAddress(), "127.0.0.1:1024");
+  EXPECT_EQ(spec.Describe(), "udp:127.0.0.1:4555,lead=4096,local=127.0.0.1:1024");
+  const EndpointSpec v6 = ParseOk(kConnect, "udp:[::1]:4555,local=[::1]:0,lead=64");
+  EXPECT_EQ(v6.udp.local_host, "::1");
+  EXPECT_EQ(v6.udp.local_port, 0);
+  EXPECT_EQ(v6.LocalAddress(), "[::1]:0");
+  EXPECT_EQ(ParseOk(kConnect, "udp:h:1,local=myhost:7").udp.local_host, "myhost");
+  EXPECT_EQ(ParseOk(kConnect, "udp:h:1").LocalAddress(), "");
+  EXPECT_EQ(ParseOk(kConnect, "udp:h:1,lead=65536").session.lead_bytes, 65536u);
+}
+
+TEST(EndpointSpecTest, UdpRefusesToAnswerEveryone) {
+  EXPECT_EQ(ParseError(kListen, "udp:0.0.0.0:1,allow=0.0.0.0/0"),
+            "listen \"udp:0.0.0.0:1,allow=0.0.0.0/0\": allow: \"0.0.0.0/0\" is too wide: "
+            "prefixes shorter than /8 would answer much of the internet (name your networks, "
+            "like 10.0.0.0/8)");
+  EXPECT_EQ(ParseError(kListen, "udp:[::]:1,allow=::/0"),
+            "listen \"udp:[::]:1,allow=::/0\": allow: \"::/0\" is too wide: prefixes shorter "
+            "than /8 would answer much of the internet (name your networks, like 10.0.0.0/8)");
+  EXPECT_EQ(ParseError(kListen, "udp:[::]:1,allow=any"),
+            "listen \"udp:[::]:1,allow=any\": allow: \"any\" would answer every sender (an "
+            "amplifier for spoofed traffic); name your networks, like 10.0.0.0/8");
+  EXPECT_EQ(ParseError(kListen, "udp:0.0.0.0:1,allow=0.0.0.0"),
+            "listen \"udp:0.0.0.0:1,allow=0.0.0.0\": allow: \"0.0.0.0\" is the unspecified "
+            "address, not \"anyone\"; name your networks, like 10.0.0.0/8");
+  EXPECT_EQ(ParseError(kListen, "udp:h:1,allow="), "listen \"udp:h:1,allow=\": allow: empty entry");
+  EXPECT_EQ(ParseError(kListen, "udp:h:1,allow=10.0.0.1/8"),
+            "listen \"udp:h:1,allow=10.0.0.1/8\": allow: \"10.0.0.1/8\" has host bits set (did "
+            "you mean 10.0.0.0/8?)");
+}
+
+TEST(EndpointSpecTest, UdpDocumentedErrors) {
+  EXPECT_EQ(ParseError(kConnect, "udp:h:1,allow=10.0.0.0/8"),
+            "connect \"udp:h:1,allow=10.0.0.0/8\": allow applies only to udp listen endpoints (a "
+            "udp connect endpoint answers its one peer)");
+  EXPECT_EQ(ParseError(kListen, "udp:h:1,local=127.0.0.1:9"),
+            "listen \"udp:h:1,local=127.0.0.1:9\": local applies only to udp connect endpoints");
+  EXPECT_EQ(ParseError(kListen, "udp:h:1,qemu"),
+            "listen \"udp:h:1,qemu\": qemu/lead would push unsolicited bytes to any sender; it is "
+            "for udp connect endpoints (a fixed peer) only");
+  EXPECT_EQ(ParseError(kListen, "udp:h:1,lead=64"),
+            "listen \"udp:h:1,lead=64\": qemu/lead would push unsolicited bytes to any sender; it "
+            "is for udp connect endpoints (a fixed peer) only");
+  EXPECT_EQ(ParseError(kListen, "udp:h:1,raw"),
+            "listen \"udp:h:1,raw\": raw is not supported on udp");
+  EXPECT_EQ(ParseError(kConnect, "udp:h:1,raw"),
+            "connect \"udp:h:1,raw\": raw is not supported on udp");
+  EXPECT_EQ(ParseError(kConnect, "udp:h:1,lead=8192,burst=4096"),
+            "connect \"udp:h:1,lead=8192,burst=4096\": lead must not exceed burst on udp (the "
+            "primer is charged to the peer's rate limit)");
+  EXPECT_EQ(ParseError(kListen, "udp:h:1,rate=0"),
+            "listen \"udp:h:1,rate=0\": rate must be 1-1073741824 bytes per second");
+  EXPECT_EQ(ParseError(kListen, "udp:h:1,rate=1073741825"),
+            "listen \"udp:h:1,rate=1073741825\": rate must be 1-1073741824 bytes per second");
+  EXPECT_EQ(ParseError(kListen, "udp:h:1,burst=100"),
+            "listen \"udp:h:1,burst=100\": burst must be 4096-1073741824 bytes");
+  EXPECT_EQ(ParseError(kListen, "udp:h:1,idle=0"),
+            "listen \"udp:h:1,idle=0\": idle must be 1-86400 seconds");
+  EXPECT_EQ(ParseError(kListen, "udp:h:1,idle=1m"),
+            "listen \"udp:h:1,idle=1m\": idle must be 1-86400 seconds");
+  EXPECT_EQ(ParseError(kListen, "udp:h:1,peers=0"),
+            "listen \"udp:h:1,peers=0\": peers must be 1-65536");
+  EXPECT_EQ(ParseError(kConnect, "udp:h:1,peers=9"),
+            "connect \"udp:h:1,peers=9\": peers applies only to udp listen endpoints");
+  EXPECT_EQ(ParseError(kListen, "udp:h:1,rate=1,rate=2"),
+            "listen \"udp:h:1,rate=1,rate=2\": option \"rate\" given twice");
+  EXPECT_EQ(ParseError(kListen, "udp:h:1,foo"),
+            "listen \"udp:h:1,foo\": unknown option \"foo\" (expected qemu, lead=BYTES, "
+            "allow=LIST, local=ADDR:PORT, rate=BYTES, burst=BYTES, idle=SECONDS, peers=N)");
+  EXPECT_EQ(ParseError(kListen, "udp:h:1,mode=0600"),
+            "listen \"udp:h:1,mode=0600\": mode applies only to unix listen endpoints");
+}
+
+TEST(EndpointSpecTest, UdpOptionsOnOtherTransports) {
+  EXPECT_EQ(ParseError(kListen, "tcp:h:1,rate=10"),
+            "listen \"tcp:h:1,rate=10\": rate applies only to udp endpoints");
+  EXPECT_EQ(ParseError(kListen, "unix:/x,idle=10"),
+            "listen \"unix:/x,idle=10\": idle applies only to udp endpoints");
+  EXPECT_EQ(ParseError(kListen, "tcp:h:1,allow=10.0.0.0/8"),
+            "listen \"tcp:h:1,allow=10.0.0.0/8\": allow applies only to udp listen endpoints");
+  EXPECT_EQ(ParseError(kConnect, "tcp:h:1,local=1.2.3.4:5"),
+            "connect \"tcp:h:1,local=1.2.3.4:5\": local applies only to udp connect endpoints");
+}
+
+TEST(EndpointSpecTest, UdpMalformedAddresses) {
+  EXPECT_EQ(ParseError(kListen, "udp:127.0.0.1"),
+            "listen \"udp:127.0.0.1\": expected udp:HOST:PORT");
+  EXPECT_EQ(ParseError(kListen, "udp:::1:80"),
+            "listen \"udp:::1:80\": IPv6 addresses need brackets, like udp:[::1]:PORT");
+  EXPECT_EQ(ParseError(kConnect, "udp:h:0"),
+            "connect \"udp:h:0\": port must be 1-65535 (0 = any free port, listen only)");
+  for (const char* local : {"h", "1.2.3.4", "::1:5", "[::1]5", "[::1:5", "300.1.1.1:5", ":5",
+                            "1.2.3.4:65536", "1.2.3.4:x", "a b:5", "[zz]:5"}) {
+    const std::string text = std::string("udp:h:1,local=") + local;
+    EXPECT_EQ(
+        ParseError(kConnect, text),
+        "connect \"" + text + "\": local must be ADDR:PORT, like 127.0.0.1:4555 or [::1]:4555");
   }
 }
 

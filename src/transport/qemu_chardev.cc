@@ -66,10 +66,11 @@ class ChardevParser {
     if (backend.empty() || backend.find('=') != std::string::npos) {
       return Error("expected a chardev like socket,id=c0,host=H,port=P");
     }
-    if (backend == "udp") return Error("udp chardevs are not supported yet");
-    if (backend != "socket") {
-      return Error("chardev backend " + Quoted(backend) + " cannot carry EGD (expected socket)");
+    if (backend != "socket" && backend != "udp") {
+      return Error("chardev backend " + Quoted(backend) +
+                   " cannot carry EGD (expected socket or udp)");
     }
+    udp_ = backend == "udp";
     for (std::size_t i = 1; i < parts.size(); ++i) {
       Status status = ApplyProperty(parts[i]);
       if (!status.ok()) return status;
@@ -88,7 +89,9 @@ class ChardevParser {
     std::optional<std::string> value;
     if (equals != std::string::npos) value = part.substr(equals + 1);
 
-    if (key == "tls-creds" || key == "tls-authz") return Error("TLS is not supported yet");
+    if (!udp_ && (key == "tls-creds" || key == "tls-authz")) {
+      return Error("TLS is not supported yet");
+    }
     if (!value) {
       // QEMU's legacy boolean flags: "server" means server=on, "nowait" wait=off.
       if (IsBooleanKey(key)) {
@@ -103,6 +106,10 @@ class ChardevParser {
       }
     }
     if (!IsBooleanKey(key) && !IsKnownValueKey(key)) return Error("unknown key " + Quoted(key));
+    if (udp_ && !IsUdpKey(key)) return Error("unknown key " + Quoted(key) + " for a udp chardev");
+    if (!udp_ && (key == "localaddr" || key == "localport")) {
+      return Error("unknown key " + Quoted(key) + " for a socket chardev");
+    }
     if (!seen_.insert(key).second) return Error("key " + Quoted(key) + " given twice");
 
     if (IsBooleanKey(key)) {
@@ -122,6 +129,13 @@ class ChardevParser {
       port_ = *value;
     } else if (key == "path") {
       path_ = *value;
+    } else if (key == "localaddr") {
+      local_host_ = *value;
+      if (local_host_->size() >= 2 && local_host_->front() == '[' && local_host_->back() == ']') {
+        *local_host_ = local_host_->substr(1, local_host_->size() - 2);
+      }
+    } else if (key == "localport") {
+      local_port_ = *value;
     } else if (key == "reconnect" || key == "reconnect-ms") {  // -ms: QEMU 9.2 and later
       if (!IsDigits(*value)) {
         return Error(std::string(key) +
@@ -134,10 +148,47 @@ class ChardevParser {
 
   static bool IsKnownValueKey(std::string_view key) {
     return key == "id" || key == "host" || key == "port" || key == "path" || key == "reconnect" ||
-           key == "reconnect-ms";
+           key == "reconnect-ms" || key == "localaddr" || key == "localport";
+  }
+
+  static bool IsUdpKey(std::string_view key) {
+    return key == "id" || key == "host" || key == "port" || key == "localaddr" ||
+           key == "localport" || key == "ipv4" || key == "ipv6";
+  }
+
+  static std::string Bracketed(const std::string& host) {
+    return host.find(':') != std::string::npos ? "[" + host + "]" : host;
+  }
+
+  // QEMU's udp chardev sends to host:port from localaddr:localport (any address and
+  // a random port if not given) and takes datagrams only from host:port. Without a
+  // local address rngmux cannot reach QEMU first, so it listens on host:port and
+  // answers; with one, rngmux binds host:port itself, sends to QEMU's local address
+  // and may push the primer that un-sticks a guest whose request was lost.
+  Result<EndpointSpec> MakeUdpEndpoint() const {
+    if (!host_ || !port_) return Error("needs host= and port=");
+    if (local_host_.has_value() != local_port_.has_value()) {
+      return Error(
+          "give localaddr= and localport= together (rngmux needs QEMU's exact address to send "
+          "to it)");
+    }
+    std::string spec;
+    EndpointRole role = EndpointRole::kListen;
+    if (local_host_) {
+      role = EndpointRole::kConnect;
+      spec = "udp:" + Bracketed(*local_host_) + ":" + *local_port_ + ",local=" + Bracketed(*host_) +
+             ":" + *port_ + ",qemu";
+    } else {
+      spec = "udp:" + Bracketed(*host_) + ":" + *port_;
+    }
+    if (!extra_options_.empty()) spec += "," + extra_options_;
+    Result<EndpointSpec> endpoint = ParseEndpointSpec(role, spec);
+    if (!endpoint.ok()) return Error(endpoint.status().message());
+    return endpoint;
   }
 
   Result<EndpointSpec> MakeEndpoint() const {
+    if (udp_) return MakeUdpEndpoint();
     const bool inet = host_ || port_;
     if (inet && path_) return Error("give host/port or path, not both");
     if (!path_ && !(host_ && port_)) return Error("needs host= and port=, or path=");
@@ -166,6 +217,9 @@ class ChardevParser {
   std::optional<std::string> host_;
   std::optional<std::string> port_;
   std::optional<std::string> path_;
+  std::optional<std::string> local_host_;
+  std::optional<std::string> local_port_;
+  bool udp_ = false;
   bool server_ = false;
   bool reconnect_ = false;
 };
@@ -184,6 +238,20 @@ Result<EndpointSpec> ParseQemuChardev(const std::string& text, const std::string
 }
 
 std::string QemuArgumentsFor(const EndpointSpec& endpoint) {
+  const std::string device_args =
+      " -object rng-egd,id=rng0,chardev=rng0chr -device virtio-rng-pci,rng=rng0";
+  if (endpoint.transport == TransportKind::kUdp) {
+    std::string chardev = "udp,id=rng0chr,";
+    if (endpoint.role == EndpointRole::kListen) {
+      chardev += "host=" + ReachableHost(endpoint.host) + ",port=" + std::to_string(endpoint.port);
+    } else {
+      // QEMU sends to rngmux's local address and binds the one rngmux sends to.
+      chardev += "host=" + ReachableHost(endpoint.udp.local_host) +
+                 ",port=" + std::to_string(endpoint.udp.local_port) +
+                 ",localaddr=" + endpoint.host + ",localport=" + std::to_string(endpoint.port);
+    }
+    return "-chardev " + chardev + device_args;
+  }
   std::string chardev = "socket,id=rng0chr,";
   if (endpoint.transport == TransportKind::kUnix) {
     chardev += "path=" + endpoint.path;
@@ -194,8 +262,7 @@ std::string QemuArgumentsFor(const EndpointSpec& endpoint) {
   }
   // QEMU refuses reconnect on a server socket; there rngmux does the reconnecting.
   chardev += endpoint.role == EndpointRole::kListen ? ",reconnect=1" : ",server=on,wait=off";
-  return "-chardev " + chardev +
-         " -object rng-egd,id=rng0,chardev=rng0chr -device virtio-rng-pci,rng=rng0";
+  return "-chardev " + chardev + device_args;
 }
 
 }  // namespace rngmux

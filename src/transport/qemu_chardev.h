@@ -13,14 +13,20 @@ namespace rngmux {
 //   socket,id=c0,host=H,port=P[,reconnect=N]        -> listen tcp:H:P
 //   socket,id=c0,host=H,port=P,server=on,wait=off   -> connect tcp:H:P
 //   socket,id=c0,path=/p.sock[,server=on,...]       -> listen/connect unix:/p.sock
+//   udp,id=c0,host=H,port=P                          -> listen udp:H:P (no primer)
+//   udp,id=c0,host=H,port=P,localaddr=A,localport=L  -> connect udp:A:L,local=H:P,qemu
 // Accepted keys: id, host, port, path, server, wait, reconnect, nodelay, ipv4, ipv6,
-// and QEMU's legacy flags "server"/"nowait"/"wait". Booleans accept on/off/yes/no/true/false.
+// and QEMU's legacy flags "server"/"nowait"/"wait"; for udp: id, host, port,
+// localaddr, localport, ipv4, ipv6. Booleans accept on/off/yes/no/true/false.
 // Errors are one line naming the input and the problem:
 //   qemu-chardev "socket,id=c0": needs host= and port=, or path=
 //   qemu-chardev "socket,host=h,port=1,path=/x": give host/port or path, not both
-//   qemu-chardev "udp,...": udp chardevs are not supported yet
+//   qemu-chardev "udp,id=c0,host=h,port=1,localport=5": give localaddr= and localport=
+//       together (rngmux needs QEMU's exact address to send to it)   (one line)
+//   qemu-chardev "udp,id=c0,host=h,port=1,server=on": unknown key "server" for a udp chardev
 //   qemu-chardev "socket,...,tls-creds=t0": TLS is not supported yet
-//   qemu-chardev "file,path=/x": chardev backend "file" cannot carry EGD (expected socket)
+//   qemu-chardev "file,path=/x": chardev backend "file" cannot carry EGD (expected socket
+//       or udp)
 //   qemu-chardev "socket,host=h,port=1,telnet=on": unknown key "telnet"
 //   qemu-chardev "socket,host=h,port=1,server=maybe": server: expected on or off
 //   qemu-chardev "socket,host=h,port=1,server=on,reconnect=1":
@@ -33,8 +39,9 @@ Result<EndpointSpec> ParseQemuChardev(const std::string& text,
                                       const std::string& extra_options = "");
 
 // The QEMU arguments that make a guest use `endpoint` (the rngmux side). A listen
-// endpoint must carry the port actually bound (not 0); one on a wildcard address
-// (0.0.0.0, ::) is reached through its loopback address (127.0.0.1, ::1):
+// endpoint must carry the port actually bound (not 0), a udp connect endpoint the
+// local address actually bound; one on a wildcard address (0.0.0.0, ::) is reached
+// through its loopback address (127.0.0.1, ::1):
 // "-chardev socket,id=rng0chr,host=127.0.0.1,port=1024,reconnect=1 -object
 //  rng-egd,id=rng0,chardev=rng0chr -device virtio-rng-pci,rng=rng0"
 std::string QemuArgumentsFor(const EndpointSpec& endpoint);

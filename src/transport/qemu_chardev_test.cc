@@ -118,13 +118,11 @@ TEST(QemuChardevTest, DocumentedErrors) {
             "qemu-chardev \"socket,id=c0\": needs host= and port=, or path=");
   EXPECT_EQ(ParseError("socket,host=h,port=1,path=/x"),
             "qemu-chardev \"socket,host=h,port=1,path=/x\": give host/port or path, not both");
-  EXPECT_EQ(ParseError("udp,id=c0,host=h,port=1"),
-            "qemu-chardev \"udp,id=c0,host=h,port=1\": udp chardevs are not supported yet");
   EXPECT_EQ(ParseError("socket,id=c0,host=h,port=1,tls-creds=t0"),
             "qemu-chardev \"socket,id=c0,host=h,port=1,tls-creds=t0\": TLS is not supported yet");
   EXPECT_EQ(ParseError("file,path=/x"),
             "qemu-chardev \"file,path=/x\": chardev backend \"file\" cannot carry EGD (expected "
-            "socket)");
+            "socket or udp)");
   EXPECT_EQ(ParseError("socket,host=h,port=1,telnet=on"),
             "qemu-chardev \"socket,host=h,port=1,telnet=on\": unknown key \"telnet\"");
   EXPECT_EQ(ParseError("socket,host=h,port=1,server=maybe"),
@@ -191,19 +189,98 @@ TEST(QemuArgumentsForTest, RngmuxConnectsOverUnix) {
       std::string("-chardev socket,id=rng0chr,path=/p.sock,server=on,wait=off") + kDeviceArgs);
 }
 
+TEST(QemuChardevTest, UdpWithoutLocalAddressMeansRngmuxListens) {
+  const EndpointSpec spec = ParseOk("udp,id=c0,host=127.0.0.1,port=4555");
+  EXPECT_EQ(spec.role, EndpointRole::kListen);
+  EXPECT_EQ(spec.transport, TransportKind::kUdp);
+  EXPECT_EQ(spec.host, "127.0.0.1");
+  EXPECT_EQ(spec.port, 4555);
+  // A listener never pushes: QEMU's requests are answered, nothing more.
+  EXPECT_EQ(spec.session.lead_bytes, 0u);
+  EXPECT_EQ(spec.udp.allow.ToString(), "127.0.0.0/8+::1");
+  EXPECT_EQ(ParseOk("-chardev udp,id=c0,host=::1,port=9,ipv6=on").Address(), "udp:[::1]:9");
+}
+
+TEST(QemuChardevTest, UdpWithLocalAddressMeansRngmuxConnects) {
+  const EndpointSpec spec =
+      ParseOk("udp,id=c0,host=127.0.0.1,port=4555,localaddr=127.0.0.1,localport=4556");
+  EXPECT_EQ(spec.role, EndpointRole::kConnect);
+  EXPECT_EQ(spec.transport, TransportKind::kUdp);
+  EXPECT_EQ(spec.host, "127.0.0.1");
+  EXPECT_EQ(spec.port, 4556);
+  EXPECT_EQ(spec.udp.local_host, "127.0.0.1");
+  EXPECT_EQ(spec.udp.local_port, 4555);
+  EXPECT_EQ(spec.session.lead_bytes, EndpointSpec::kDefaultQemuLeadBytes);
+  EXPECT_EQ(spec.Describe(), "udp:127.0.0.1:4556,lead=4096,local=127.0.0.1:4555");
+  const EndpointSpec v6 = ParseOk("udp,id=c0,host=::1,port=7,localaddr=[::1],localport=8");
+  EXPECT_EQ(v6.Describe(), "udp:[::1]:8,lead=4096,local=[::1]:7");
+}
+
+TEST(QemuChardevTest, UdpExtraOptions) {
+  EXPECT_EQ(ParseOk("udp,id=c0,host=0.0.0.0,port=9", "allow=10.0.0.0/8").udp.allow.ToString(),
+            "10.0.0.0/8");
+  EXPECT_EQ(ParseOk("udp,host=h,port=9,localaddr=h,localport=8", "lead=64").session.lead_bytes,
+            64u);
+}
+
+TEST(QemuChardevTest, UdpErrors) {
+  EXPECT_EQ(ParseError("udp,id=c0,port=1"),
+            "qemu-chardev \"udp,id=c0,port=1\": needs host= and port=");
+  EXPECT_EQ(ParseError("udp,id=c0,host=h,port=1,localport=5"),
+            "qemu-chardev \"udp,id=c0,host=h,port=1,localport=5\": give localaddr= and "
+            "localport= together (rngmux needs QEMU's exact address to send to it)");
+  EXPECT_EQ(ParseError("udp,id=c0,host=h,port=1,localaddr=h"),
+            "qemu-chardev \"udp,id=c0,host=h,port=1,localaddr=h\": give localaddr= and "
+            "localport= together (rngmux needs QEMU's exact address to send to it)");
+  EXPECT_EQ(ParseError("udp,id=c0,host=h,port=1,server=on"),
+            "qemu-chardev \"udp,id=c0,host=h,port=1,server=on\": unknown key \"server\" for a udp "
+            "chardev");
+  EXPECT_EQ(ParseError("udp,id=c0,host=h,port=1,reconnect=1"),
+            "qemu-chardev \"udp,id=c0,host=h,port=1,reconnect=1\": unknown key \"reconnect\" for "
+            "a udp chardev");
+  EXPECT_EQ(ParseError("socket,id=c0,host=h,port=1,localport=5"),
+            "qemu-chardev \"socket,id=c0,host=h,port=1,localport=5\": unknown key \"localport\" "
+            "for a socket chardev");
+  EXPECT_EQ(ParseError("udp,id=c0,host=h,port=1,localaddr=h,localport=0"),
+            "qemu-chardev \"udp,id=c0,host=h,port=1,localaddr=h,localport=0\": connect "
+            "\"udp:h:0,local=h:1,qemu\": port must be 1-65535 (0 = any free port, listen only)");
+}
+
+TEST(QemuArgumentsForTest, RngmuxListensOnUdp) {
+  EXPECT_EQ(
+      QemuArgumentsFor(ParseEndpointSpec(EndpointRole::kListen, "udp:127.0.0.1:4555").value()),
+      std::string("-chardev udp,id=rng0chr,host=127.0.0.1,port=4555") + kDeviceArgs);
+  EXPECT_EQ(QemuArgumentsFor(ParseEndpointSpec(EndpointRole::kListen, "udp:[::]:4555").value()),
+            std::string("-chardev udp,id=rng0chr,host=::1,port=4555") + kDeviceArgs);
+}
+
+TEST(QemuArgumentsForTest, RngmuxSendsOverUdp) {
+  EXPECT_EQ(QemuArgumentsFor(ParseEndpointSpec(EndpointRole::kConnect,
+                                               "udp:127.0.0.1:4556,local=127.0.0.1:4555,qemu")
+                                 .value()),
+            std::string("-chardev udp,id=rng0chr,host=127.0.0.1,port=4555,localaddr=127.0.0.1,"
+                        "localport=4556") +
+                kDeviceArgs);
+}
+
 // What rngmux prints for QEMU must parse back to the endpoint it was made from.
 TEST(QemuArgumentsForTest, RoundTripsThroughParseQemuChardev) {
-  for (const auto& [role, text] : {std::pair{EndpointRole::kListen, "tcp:127.0.0.1:1024"},
-                                   std::pair{EndpointRole::kListen, "tcp:[::1]:1024"},
-                                   std::pair{EndpointRole::kListen, "unix:/run/egd.sock"},
-                                   std::pair{EndpointRole::kConnect, "tcp:10.0.0.5:4444"},
-                                   std::pair{EndpointRole::kConnect, "unix:/p.sock"}}) {
+  for (const auto& [role, text] :
+       {std::pair{EndpointRole::kListen, "tcp:127.0.0.1:1024"},
+        std::pair{EndpointRole::kListen, "tcp:[::1]:1024"},
+        std::pair{EndpointRole::kListen, "unix:/run/egd.sock"},
+        std::pair{EndpointRole::kConnect, "tcp:10.0.0.5:4444"},
+        std::pair{EndpointRole::kConnect, "unix:/p.sock"},
+        std::pair{EndpointRole::kListen, "udp:127.0.0.1:4555"},
+        std::pair{EndpointRole::kListen, "udp:[::1]:4555"},
+        std::pair{EndpointRole::kConnect, "udp:127.0.0.1:4556,local=127.0.0.1:4555"}}) {
     const EndpointSpec endpoint = ParseEndpointSpec(role, text).value();
     const std::string args = QemuArgumentsFor(endpoint);
     const std::string chardev = args.substr(0, args.find(" -object"));
     const EndpointSpec back = ParseOk(chardev);
     EXPECT_EQ(back.role, endpoint.role) << text;
     EXPECT_EQ(back.Address(), endpoint.Address()) << text;
+    EXPECT_EQ(back.LocalAddress(), endpoint.LocalAddress()) << text;
   }
 }
 

@@ -57,7 +57,9 @@ class CliTest(unittest.TestCase):
                          'rngmux: error: listen "tcp:127.0.0.1": expected tcp:HOST:PORT\n')
 
     def test_bad_specs_name_the_input(self):
-        self.assert_one_line_error(["serve", "--listen", "udp:1.2.3.4:5"], "udp:1.2.3.4:5")
+        self.assert_one_line_error(["serve", "--listen", "sctp:1.2.3.4:5"], "sctp:1.2.3.4:5")
+        self.assert_one_line_error(["serve", "--listen", "udp:127.0.0.1:5,allow=0.0.0.0/0"],
+                                   "0.0.0.0/0")
         self.assert_one_line_error(["serve", "--listen", "tcp:127.0.0.1:99999"],
                                    "tcp:127.0.0.1:99999")
         self.assert_one_line_error(["serve", "--listen", "unix:/tmp/x.sock,mode=999"],

@@ -1,0 +1,56 @@
+#include "common/rate_limit.h"
+
+#include <algorithm>
+
+namespace rngmux {
+namespace {
+
+constexpr std::uint64_t kNanosPerSecond = 1'000'000'000;
+
+}  // namespace
+
+TokenBucket::TokenBucket(std::uint64_t rate_per_second, std::uint64_t burst, Clock::TimePoint now)
+    : rate_(std::clamp<std::uint64_t>(rate_per_second, 1, kMaxTokens)),
+      burst_scaled_(std::clamp<std::uint64_t>(burst, 1, kMaxTokens) * kNanosPerSecond),
+      tokens_scaled_(burst_scaled_),
+      last_(now) {}
+
+void TokenBucket::Refill(Clock::TimePoint now) {
+  if (now <= last_) return;  // A clock that stands still (or a caller's stale `now`).
+  const auto elapsed = static_cast<std::uint64_t>((now - last_).count());
+  last_ = now;
+  const std::uint64_t missing = burst_scaled_ - tokens_scaled_;
+  // elapsed * rate_ could overflow for long gaps; anything past the time to fill
+  // the bucket only fills it.
+  if (elapsed >= missing / rate_ + 1) {
+    tokens_scaled_ = burst_scaled_;
+    return;
+  }
+  tokens_scaled_ += std::min(missing, elapsed * rate_);
+}
+
+bool TokenBucket::TryTake(std::uint64_t n, Clock::TimePoint now) {
+  Refill(now);
+  if (n > kMaxTokens || n * kNanosPerSecond > tokens_scaled_) return false;
+  tokens_scaled_ -= n * kNanosPerSecond;
+  return true;
+}
+
+std::uint64_t TokenBucket::Available(Clock::TimePoint now) {
+  Refill(now);
+  return tokens_scaled_ / kNanosPerSecond;
+}
+
+bool LogLimiter::Allow(Clock::TimePoint now, std::uint64_t* suppressed) {
+  if (logged_once_ && now - last_logged_ < interval_) {
+    ++suppressed_;
+    return false;
+  }
+  logged_once_ = true;
+  last_logged_ = now;
+  *suppressed = suppressed_;
+  suppressed_ = 0;
+  return true;
+}
+
+}  // namespace rngmux

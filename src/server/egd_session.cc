@@ -1,0 +1,255 @@
+#include "server/egd_session.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <asio/post.hpp>
+#include <cstring>
+#include <limits>
+#include <utility>
+
+#include "common/secure_memory.h"
+
+namespace rngmux {
+namespace {
+
+// Largest reply to a non-random request (01 FF: length byte + 255 bytes).
+constexpr std::size_t kMaxSmallReply = 1 + kMaxEgdRequestBytes;
+
+}  // namespace
+
+void OutputBuffer::Append(std::span<const std::uint8_t> bytes) {
+  auto target = Extend(bytes.size());
+  std::copy(bytes.begin(), bytes.end(), target.begin());
+}
+
+std::span<std::uint8_t> OutputBuffer::Extend(std::size_t n) {
+  if (!data_) data_ = std::make_unique<std::uint8_t[]>(capacity_);
+  std::span<std::uint8_t> target(data_.get() + size_, n);
+  size_ += n;
+  return target;
+}
+
+void OutputBuffer::Truncate(std::size_t new_size) {
+  if (new_size >= size_) return;
+  SecureWipe(data_.get() + new_size, size_ - new_size);
+  size_ = new_size;
+}
+
+void OutputBuffer::ConsumeFront(std::size_t n) {
+  if (n == 0) return;
+  const std::size_t left = size_ - n;
+  std::memmove(data_.get(), data_.get() + n, left);
+  SecureWipe(data_.get() + left, n);
+  size_ = left;
+}
+
+void OutputBuffer::Clear() {
+  if (data_) SecureWipe(data_.get(), size_);
+  size_ = 0;
+}
+
+void OutputBuffer::Swap(OutputBuffer& other) {
+  std::swap(data_, other.data_);
+  std::swap(capacity_, other.capacity_);
+  std::swap(size_, other.size_);
+}
+
+EgdSession::EgdSession(SessionContext& context, SessionOptions options, std::string peer,
+                       std::size_t output_high_water, asio::any_io_executor executor)
+    : pending_(OutputCapacity(output_high_water)),
+      context_(context),
+      options_(options),
+      peer_(std::move(peer)),
+      output_high_water_(output_high_water),
+      executor_(std::move(executor)) {}
+
+EgdSession::~EgdSession() { context_.fair_share.Remove(this); }
+
+void EgdSession::Begin(std::function<void()> on_closed) {
+  on_closed_ = std::move(on_closed);
+  context_.counters.clients++;
+  context_.counters.connections_total++;
+}
+
+void EgdSession::StartDemand() {
+  lead_owed_ = options_.lead_bytes;
+  UpdateDemand();
+}
+
+void EgdSession::CloseAt(LogLevel level, std::string_view reason) {
+  if (closed_) return;
+  closed_ = true;
+  context_.fair_share.Remove(this);
+  context_.counters.wiped_undelivered_bytes += pending_.size() + BytesInTransport();
+  pending_.Clear();
+  if (level >= LogLevel::kWarning) {
+    RNGMUX_LOG(level, "client ", peer_, ": closing: ", reason);
+  } else {
+    RNGMUX_LOG(level, "client ", peer_, ": closed: ", reason);
+  }
+  CloseTransport();
+  context_.counters.clients--;
+  if (on_closed_) asio::post(executor_, std::move(on_closed_));
+}
+
+std::size_t EgdSession::Wanted() const {
+  if (closed_ || pending_.size() >= output_high_water_) return 0;
+  const std::size_t room = output_high_water_ - pending_.size();
+  if (options_.raw) return room;
+  // A lead is topped up in pieces of at least a quarter of it: the peer still has
+  // three quarters waiting in its socket, and one write then answers dozens of
+  // requests instead of one (QEMU asks for 64 bytes at a time).
+  if (blocking_run_bytes_ == 0 && lead_owed_ < options_.lead_bytes / 4) return 0;
+  return std::min(room, lead_owed_ + blocking_run_bytes_);
+}
+
+void EgdSession::Deliver(std::span<const std::uint8_t> bytes) {
+  if (closed_) return;
+  pending_.Append(bytes);
+  context_.counters.served_bytes += bytes.size();
+  served_bytes_ += bytes.size();
+  if (!options_.raw) {
+    std::size_t n = bytes.size();
+    const std::size_t from_lead = std::min(n, lead_owed_);
+    lead_owed_ -= from_lead;
+    n -= from_lead;
+    blocking_run_bytes_ -= n;
+    while (n > 0) {
+      Pending& head = queue_.front();
+      const std::size_t take = std::min<std::size_t>(n, head.count - head_delivered_);
+      head_delivered_ += take;
+      n -= take;
+      if (head_delivered_ == head.count) {
+        queue_.pop_front();
+        head_delivered_ = 0;
+      }
+    }
+    if (blocking_run_bytes_ == 0) {
+      ProcessQueue();
+      return;
+    }
+  }
+  Flush();
+}
+
+bool EgdSession::Enqueue(const EgdRequest& request) {
+  context_.counters.requests++;
+  requests_++;
+  if (request.command == EgdCommand::kWriteEntropy) {
+    // Never mixed into what others receive: an untrusted client must not steer it.
+    context_.counters.entropy_offered_bytes += request.count;
+    return true;
+  }
+  const std::size_t limit = context_.max_queued_requests;
+  if (request.command == EgdCommand::kReadBlocking && options_.lead_bytes > 0) {
+    // The lead already answered this request; top the lead up instead of queueing.
+    lead_owed_ += request.count;
+    if (lead_owed_ > options_.lead_bytes + limit * kMaxEgdRequestBytes) {
+      context_.counters.queue_overflows++;
+      Close("more than " + std::to_string(limit) + " requests waiting for entropy", true);
+      return false;
+    }
+    return true;
+  }
+  if (queue_.size() >= limit) ProcessQueue();  // Answer what can be answered at once first.
+  if (closed_) return false;
+  if (queue_.size() >= limit) {
+    context_.counters.queue_overflows++;
+    Close("more than " + std::to_string(limit) + " requests queued", true);
+    return false;
+  }
+  queue_.push_back(Pending{request.command, request.count});
+  return true;
+}
+
+void EgdSession::RecomputeBlockingRun() {
+  blocking_run_bytes_ = 0;
+  std::size_t delivered = head_delivered_;
+  for (const Pending& p : queue_) {
+    if (p.command != EgdCommand::kReadBlocking) break;
+    blocking_run_bytes_ += p.count - delivered;
+    delivered = 0;
+  }
+}
+
+std::size_t EgdSession::PartialReplyBytes() const {
+  if (queue_.empty() || queue_.front().command != EgdCommand::kReadBlocking) return 0;
+  return head_delivered_;
+}
+
+void EgdSession::ProcessQueue() {
+  if (closed_) return;
+  while (!queue_.empty()) {
+    const Pending head = queue_.front();
+    if (head.command == EgdCommand::kReadBlocking) {
+      if (head.count == head_delivered_) {  // 02 00, or just completed
+        queue_.pop_front();
+        head_delivered_ = 0;
+        continue;
+      }
+      RecomputeBlockingRun();
+      break;
+    }
+    // Strict order: a non-random reply waits behind bytes owed to earlier requests.
+    if (blocking_run_bytes_ > 0 || pending_.room() < kMaxSmallReply) break;
+    AnswerImmediate(head);
+    queue_.pop_front();
+  }
+  if (queue_.empty()) blocking_run_bytes_ = 0;
+  UpdateDemand();
+  Flush();
+  MaybeFinish();
+}
+
+void EgdSession::MaybeFinish() {
+  if (input_closed_ && !options_.raw && !closed_ && queue_.empty() && pending_.empty() &&
+      TransportIdle()) {
+    Close("peer closed the connection");
+  }
+}
+
+void EgdSession::AnswerImmediate(const Pending& request) {
+  switch (request.command) {
+    case EgdCommand::kEntropyAvailable: {
+      const double claimed = static_cast<double>(context_.pool.Available()) *
+                             std::min(context_.entropy_bits_per_byte, 8.0);
+      const auto bits = static_cast<std::uint32_t>(
+          std::min(claimed, double{std::numeric_limits<std::uint32_t>::max()}));
+      const std::uint8_t reply[4] = {
+          static_cast<std::uint8_t>(bits >> 24), static_cast<std::uint8_t>(bits >> 16),
+          static_cast<std::uint8_t>(bits >> 8), static_cast<std::uint8_t>(bits)};
+      pending_.Append(reply);
+      break;
+    }
+    case EgdCommand::kReadNonBlocking: {
+      // Reserve the longest reply, fill what the pool has now, give back the rest.
+      const std::size_t start = pending_.size();
+      auto reply = pending_.Extend(1 + request.count);
+      const std::size_t n = context_.pool.Take(reply.subspan(1));
+      reply[0] = static_cast<std::uint8_t>(n);
+      pending_.Truncate(start + 1 + n);
+      context_.counters.served_bytes += n;
+      served_bytes_ += n;
+      break;
+    }
+    case EgdCommand::kGetPid: {
+      const std::string pid = std::to_string(getpid());
+      auto reply = pending_.Extend(1 + pid.size());
+      reply[0] = static_cast<std::uint8_t>(pid.size());
+      std::copy(pid.begin(), pid.end(), reply.begin() + 1);
+      break;
+    }
+    case EgdCommand::kReadBlocking:
+    case EgdCommand::kWriteEntropy:
+      break;
+  }
+}
+
+void EgdSession::UpdateDemand() {
+  if (Wanted() == 0) return;
+  context_.fair_share.Activate(this);
+  context_.request_pump();
+}
+
+}  // namespace rngmux

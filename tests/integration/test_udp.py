@@ -1,0 +1,638 @@
+"""EGD over UDP: listeners and connect endpoints, allow lists, rate limits, idle peers.
+
+Only loopback addresses are used (127.0.0.1, 127.0.0.2 and ::1); every wait is bounded.
+"""
+
+import bisect
+import re
+import select
+import socket
+import sys
+import threading
+import time
+
+from harness import (RngmuxTestCase, ReferenceIndex, check_disjoint, egd_read, has_ipv6_loopback,
+                     reference_stream, run_cli, wait_until)
+
+SEED = 31
+REFERENCE_BYTES = 3 << 20
+UNLIMITED = "rate=1073741824,burst=1073741824"
+
+
+def udp_address(ep):
+    """'udp:H:P[,opts]' / 'udp:[v6]:P' -> (family, (host, port))."""
+    rest = ep[len("udp:"):].split(",", 1)[0]
+    m = re.fullmatch(r"\[([^\]]+)\]:(\d+)", rest)
+    if m:
+        return socket.AF_INET6, (m.group(1), int(m.group(2)))
+    host, _, port = rest.rpartition(":")
+    return socket.AF_INET, (host, int(port))
+
+
+def udp_client(ep, bind_host=None, timeout=5.0):
+    """A datagram socket connected to the endpoint (so it takes replies from it only)."""
+    family, addr = udp_address(ep)
+    assert addr[0] in ("127.0.0.1", "::1"), "tests only use loopback, got %r" % ep
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    if bind_host is not None:
+        s.bind((bind_host, 0))
+    s.settimeout(timeout)
+    s.connect(addr)
+    return s
+
+
+def free_udp_port(host="127.0.0.1"):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def recv_datagrams(sock, seconds, limit=1 << 24):
+    """Datagrams that arrive within `seconds` (each as bytes)."""
+    out = []
+    total = 0
+    deadline = time.monotonic() + seconds
+    while total < limit:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        r, _, _ = select.select([sock], [], [], left)
+        if not r:
+            continue
+        d = sock.recv(65536)
+        out.append(d)
+        total += len(d)
+    return out
+
+
+def recv_bytes(sock, n, timeout=10.0):
+    """Collects datagrams until n bytes have come (or raises TimeoutError)."""
+    buf = bytearray()
+    deadline = time.monotonic() + timeout
+    while len(buf) < n:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("got %d of %d bytes" % (len(buf), n))
+        r, _, _ = select.select([sock], [], [], left)
+        if r:
+            buf += sock.recv(65536)
+    return bytes(buf)
+
+
+def pool_bytes(stats):
+    return int(str(stats["pool"]).split("/")[0])
+
+
+class Client(threading.Thread):
+    """Pipelines `02 NN` datagrams of varied sizes, then checks the PID reply comes next."""
+
+    SIZES = [255, 0, 1, 128, 200, 7, 255, 64, 3, 255, 100, 16, 250, 33, 2, 255]
+
+    # 16 peers x 8 requests in flight stay well inside even a default-sized receive
+    # buffer (net.core.rmem_max 208 KiB): nothing here retransmits a lost request.
+    def __init__(self, ep, name, total, depth=8, timeout=60):
+        super().__init__(daemon=True)
+        self.ep, self.name, self.depth, self.timeout = ep, name, depth, timeout
+        self.sizes, acc, i = [], 0, 0
+        while acc < total:
+            n = min(self.SIZES[i % len(self.SIZES)], total - acc)
+            self.sizes.append(n)
+            acc += n
+            i += 1
+        self.total = acc
+        self.data = bytearray()
+        self.max_datagram = 0
+        self.trailer = None
+        self.extra = None
+        self.error = None
+
+    def run(self):
+        try:
+            cum, acc = [], 0
+            for n in self.sizes:
+                acc += n
+                cum.append(acc)
+            deadline = time.monotonic() + self.timeout
+            sent = 0
+            with udp_client(self.ep) as s:
+                while len(self.data) < self.total:
+                    completed = bisect.bisect_right(cum, len(self.data))
+                    while sent < len(self.sizes) and sent - completed < self.depth:
+                        s.send(egd_read(self.sizes[sent]))
+                        sent += 1
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError("%s: %d of %d bytes" % (self.name, len(self.data),
+                                                                  self.total))
+                    r, _, _ = select.select([s], [], [], min(left, 1.0))
+                    if r:
+                        d = s.recv(65536)
+                        self.max_datagram = max(self.max_datagram, len(d))
+                        self.data += d
+                        if len(self.data) > self.total:
+                            raise AssertionError("%s: got %d bytes, asked %d"
+                                                 % (self.name, len(self.data), self.total))
+                s.send(b"\x04")
+                self.trailer = recv_datagrams(s, 2.0, limit=1)
+                self.extra = recv_datagrams(s, 0.2)
+        except Exception as e:  # noqa: BLE001 - reported by the test
+            self.error = e
+
+
+class Streamer(threading.Thread):
+    """Keeps `depth` `02 FF` datagrams in flight until stopped; counts what arrives."""
+
+    def __init__(self, ep, depth=8):
+        super().__init__(daemon=True)
+        self.ep, self.depth = ep, depth
+        self.total = 0
+        self.error = None
+        self.stop_event = threading.Event()
+        self.lock = threading.Lock()
+
+    def run(self):
+        try:
+            with udp_client(self.ep) as s:
+                asked = 0
+                deadline = time.monotonic() + 60
+                while not self.stop_event.is_set() and time.monotonic() < deadline:
+                    while asked - self.total < self.depth * 255:
+                        s.send(egd_read(255))
+                        asked += 255
+                    r, _, _ = select.select([s], [], [], 0.2)
+                    if r:
+                        d = s.recv(65536)
+                        with self.lock:
+                            self.total += len(d)
+        except Exception as e:  # noqa: BLE001
+            self.error = e
+
+    def bytes_now(self):
+        with self.lock:
+            return self.total
+
+    def stop(self):
+        self.stop_event.set()
+        self.join(10)
+        return not self.is_alive()
+
+
+class UdpTest(RngmuxTestCase):
+    def serve(self, *endpoints, source=None, extra=(), **kw):
+        args = ["--source", source or "test:%d" % SEED, "--allow-test-source",
+                "--log-level", "debug"]
+        for role, ep in endpoints:
+            args += ["--" + role, ep]
+        return self.start_daemon(args + list(extra), **kw)
+
+    def assert_from_reference(self, data, ref, what):
+        self.assertGreaterEqual(len(data), 32)
+        for off in (0, len(data) // 2, len(data) - 32):
+            self.assertNotEqual(ref.find(data[off:off + 32]), -1,
+                                "%s: bytes at %d are not from the pool stream" % (what, off))
+
+    # -- fetch ------------------------------------------------------------------------------
+    def test_fetch_over_udp_gets_exactly_n_bytes(self):
+        ref = reference_stream(SEED, REFERENCE_BYTES)
+        eps = [("listen", "udp:127.0.0.1:0")]
+        ok6, why = has_ipv6_loopback()
+        if ok6:
+            eps.append(("listen", "udp:[::1]:0"))
+        else:
+            sys.stderr.write("\n*** no IPv6 loopback (%s): IPv4 only ***\n" % why)
+        d = self.serve(*eps)
+        for ep in d.endpoints:
+            with self.subTest(ep=ep):
+                self.assertRegex(ep, r"^udp:(127\.0\.0\.1|\[::1\]):[1-9]\d*$")
+                t0 = time.monotonic()
+                p = run_cli(["fetch", ep, "-n", "200000"], timeout=60)
+                elapsed = time.monotonic() - t0
+                self.assertEqual(p.returncode, 0, p.stderr)
+                self.assertEqual(len(p.stdout), 200000)
+                self.assert_from_reference(p.stdout, ref, "fetch " + ep)
+                sys.stderr.write("\nfetch %s: 200000 bytes in %.2f s\n" % (ep, elapsed))
+                p = run_cli(["fetch", ep, "-n", "1000", "--chunk", "7", "--depth", "3"],
+                            timeout=30)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                self.assertEqual(len(p.stdout), 1000)
+                p = run_cli(["fetch", ep, "-n", "16", "--hex"], timeout=30)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                self.assertRegex(p.stdout.decode(), r"^[0-9a-f]{32}\n$")
+        stats = d.stats()
+        self.assertGreaterEqual(stats["served_bytes"], len(d.endpoints) * 201016)
+        self.assertEqual(stats["bad_requests"], 0)
+        self.assertGreater(stats["udp_datagrams_received"], 0)
+        d.stop()
+        # The daemon is gone: fetch fails with one line, quickly, instead of waiting.
+        p = run_cli(["fetch", d.endpoints[0], "-n", "10", "--timeout", "5"], timeout=30)
+        self.assertNotEqual(p.returncode, 0)
+        lines = p.stderr.decode().strip().splitlines()
+        self.assertEqual(len(lines), 1, p.stderr)
+        self.assertIn(d.endpoints[0], lines[0])
+
+    def test_fetch_retransmits_what_was_lost(self):
+        # A relay in front of the daemon drops the first reply it sees: fetch must ask
+        # again and still deliver exactly N bytes.
+        d = self.serve(("listen", "udp:127.0.0.1:0"))
+        relay = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        relay.bind(("127.0.0.1", 0))
+        relay_ep = "udp:127.0.0.1:%d" % relay.getsockname()[1]
+        upstream = udp_client(d.endpoints[0])
+        stop = threading.Event()
+        dropped = []
+
+        def run_relay():
+            client = None
+            while not stop.is_set():
+                r, _, _ = select.select([relay, upstream], [], [], 0.1)
+                for s in r:
+                    if s is relay:
+                        data, client = relay.recvfrom(65536)
+                        upstream.send(data)
+                    else:
+                        data = upstream.recv(65536)
+                        if not dropped:
+                            dropped.append(len(data))
+                        elif client is not None:
+                            relay.sendto(data, client)
+
+        t = threading.Thread(target=run_relay, daemon=True)
+        t.start()
+        try:
+            p = run_cli(["fetch", relay_ep, "-n", "5000", "--retransmit", "0.2", "--depth", "1",
+                         "--timeout", "20"], timeout=30)
+        finally:
+            stop.set()
+            t.join(5)
+            relay.close()
+            upstream.close()
+        self.assertTrue(dropped, "the relay dropped nothing")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(len(p.stdout), 5000)
+        d.stop()
+
+    # -- who is answered --------------------------------------------------------------------
+    def test_non_allowed_peer_gets_nothing(self):
+        d = self.serve(("listen", "udp:127.0.0.1:0,allow=127.0.0.1"))
+        ep = d.endpoints[0]
+        with udp_client(ep, bind_host="127.0.0.2") as stranger:
+            for _ in range(50):
+                stranger.send(egd_read(16))
+            stranger.send(b"\x04")
+            got = recv_datagrams(stranger, 1.0)
+        self.assertEqual(got, [], "a sender not in allow= was answered")
+        with udp_client(ep, bind_host="127.0.0.1") as friend:
+            friend.send(egd_read(16))
+            self.assertEqual(len(recv_bytes(friend, 16, timeout=5)), 16)
+        stats = d.stats()
+        self.assertEqual(stats["udp_denied_datagrams"], 51)
+        self.assertEqual(stats["clients"], 1, "the stranger must not be tracked as a peer")
+        self.assertEqual(stats["served_bytes"], 16)
+        # 51 refused datagrams, one log line (the rest are counted, not logged)
+        self.assertEqual(d.count_log(r"dropping datagrams from 127\.0\.0\.2:\d+, which is not "
+                                     r"in allow=127\.0\.0\.1"), 1, d.log_text())
+        p = run_cli(["fetch", ep + ",local=127.0.0.2:0", "-n", "10", "--timeout", "1.5",
+                     "--retransmit", "0.3"], timeout=30)
+        self.assertNotEqual(p.returncode, 0)
+        lines = p.stderr.decode().strip().splitlines()
+        self.assertEqual(len(lines), 1, p.stderr)
+        self.assertIn("no reply at all", lines[0])
+        self.assertEqual(p.stdout, b"")
+        d.stop()
+
+    def test_peer_limit(self):
+        d = self.serve(("listen", "udp:127.0.0.1:0,peers=2"))
+        socks = [udp_client(d.endpoints[0]) for _ in range(3)]
+        try:
+            for s in socks[:2]:
+                s.send(egd_read(8))
+                self.assertEqual(len(recv_bytes(s, 8)), 8)
+            socks[2].send(egd_read(8))
+            self.assertEqual(recv_datagrams(socks[2], 0.7), [])
+        finally:
+            for s in socks:
+                s.close()
+        stats = d.stats()
+        self.assertEqual(stats["udp_peer_limit_datagrams"], 1)
+        self.assertEqual(stats["clients"], 2)
+        d.stop()
+
+    # -- how much -----------------------------------------------------------------------------
+    def test_small_commands_are_bounded_by_their_size(self):
+        d = self.serve(("listen", "udp:127.0.0.1:0"))
+        with udp_client(d.endpoints[0]) as s:
+            s.send(b"\x00")
+            self.assertEqual(len(recv_datagrams(s, 2.0, limit=1)[0]), 4)
+            s.send(b"\x01\x10")
+            (reply,) = recv_datagrams(s, 2.0, limit=1)
+            self.assertEqual(len(reply), 1 + reply[0])
+            self.assertLessEqual(reply[0], 16)
+            s.send(b"\x04")
+            (reply,) = recv_datagrams(s, 2.0, limit=1)
+            self.assertEqual(reply, bytes([len(str(d.pid))]) + str(d.pid).encode())
+            s.send(b"\x03\x00\x08\x02ab")
+            self.assertEqual(recv_datagrams(s, 0.3), [], "03 must not be answered")
+            # 17 x 02 ff asks for more than one datagram holds: not answered at all
+            s.send(egd_read(255) * 17)
+            self.assertEqual(recv_datagrams(s, 0.5), [])
+            # 16 x 02 ff + 02 10 is exactly 4096 bytes: answered, no datagram above 4096
+            s.send(egd_read(255) * 16 + egd_read(16))
+            replies = recv_datagrams(s, 1.0)
+            self.assertEqual(sum(map(len, replies)), 4096)
+            self.assertLessEqual(max(map(len, replies)), 4096)
+        stats = d.stats()
+        self.assertEqual(stats["bad_requests"], 1)
+        self.assertEqual(stats["entropy_offered_bytes"], 2)
+        d.stop()
+
+    def test_rate_limit_holds(self):
+        rate, burst, seconds = 20000, 8192, 2.5
+        d = self.serve(("listen", "udp:127.0.0.1:0,rate=%d,burst=%d" % (rate, burst)))
+        received = 0
+        asked = 0
+        with udp_client(d.endpoints[0]) as s:
+            start = time.monotonic()
+            last = start
+            # ask for about 5x the rate, in 02 ff datagrams
+            interval = 255.0 / (5 * rate)
+            next_send = start
+            while time.monotonic() - start < seconds:
+                now = time.monotonic()
+                if now >= next_send:
+                    s.send(egd_read(255))
+                    asked += 255
+                    next_send += interval
+                r, _, _ = select.select([s], [], [], max(0.0, min(next_send - now, 0.01)))
+                if r:
+                    received += len(s.recv(65536))
+                    last = time.monotonic()
+            for dgram in recv_datagrams(s, 0.3):
+                received += len(dgram)
+                last = time.monotonic()
+        window = last - start
+        sys.stderr.write("\nrate limit: asked %d B, received %d B in %.2f s (rate %d B/s, burst %d)"
+                         "\n" % (asked, received, window, rate, burst))
+        self.assertLessEqual(received, rate * window + burst)
+        self.assertGreaterEqual(received, rate * seconds * 0.6, "the limit is far too strict")
+        stats = d.stats()
+        self.assertGreater(stats["udp_rate_limited_datagrams"], 0)
+        self.assertLessEqual(d.count_log(r"over its rate limit"), 1)
+        d.stop()
+
+    # -- forgetting -------------------------------------------------------------------------
+    def test_silent_peer_is_forgotten_and_its_bytes_wiped(self):
+        # A slow source, so that a request is still being filled when the peer goes quiet.
+        d = self.serve(("listen", "udp:127.0.0.1:0,idle=1"),
+                       source="test:%d,rate=1000,block=64" % SEED)
+        self.assertTrue(wait_until(lambda: pool_bytes(d.stats()) >= 300, 10),
+                        "the slow source did not start")
+        tries = []
+        for attempt in range(3):
+            before = d.stats()
+            with udp_client(d.endpoints[0]) as s:
+                s.send(egd_read(255) * 16)  # 4080 bytes: far more than the source has
+                received = sum(map(len, recv_datagrams(s, 0.5)))
+                # silent from now on (still reading)
+                forgotten = wait_until(
+                    lambda: d.stats()["udp_expired_peers"] > before["udp_expired_peers"], 10)
+                self.assertTrue(forgotten, "silent peer was not forgotten")
+                received += sum(map(len, recv_datagrams(s, 0.3)))
+            after = d.stats()
+            self.assertEqual(after["clients"], 0)
+            served = after["served_bytes"] - before["served_bytes"]
+            wiped = after["wiped_undelivered_bytes"] - before["wiped_undelivered_bytes"]
+            # every byte taken for it either reached it or was wiped
+            self.assertEqual(served, received + wiped, (served, received, wiped))
+            self.assertLess(received, 4080)
+            tries.append((received, wiped))
+            if wiped > 0:
+                break
+        self.assertGreater(tries[-1][1], 0, "nothing was held for the silent peer: %r" % tries)
+        d.stop()
+
+    # -- many at once ---------------------------------------------------------------------------
+    def test_16_peers_each_get_their_bytes_and_none_twice(self):
+        per_client = 32 * 1024
+        d = self.serve(("listen", "udp:127.0.0.1:0," + UNLIMITED),
+                       extra=["--pool-size", "65536"])
+        ref = reference_stream(SEED, REFERENCE_BYTES)
+        index = ReferenceIndex(ref)
+        clients = [Client(d.endpoints[0], "udp%d" % i, per_client) for i in range(16)]
+        for c in clients:
+            c.start()
+        for c in clients:
+            c.join(90)
+        named = {}
+        total = in_runs = claimed = 0
+        for c in clients:
+            self.assertFalse(c.is_alive(), "%s still running" % c.name)
+            self.assertIsNone(c.error, "%s: %r" % (c.name, c.error))
+            self.assertEqual(len(c.data), c.total, c.name)
+            self.assertLessEqual(c.max_datagram, 4096)
+            self.assertEqual(c.trailer, [bytes([len(str(d.pid))]) + str(d.pid).encode()],
+                             "%s: the PID reply did not come right after the data" % c.name)
+            self.assertEqual(c.extra, [], "%s: surplus datagrams" % c.name)
+            ivs, a, b = index.claims(c.data)
+            named[c.name] = ivs
+            total += len(c.data)
+            in_runs += a
+            claimed += b
+        problems = check_disjoint(named)
+        sys.stderr.write("\n%d bytes to 16 UDP peers: %d located in the reference, %d covered by "
+                         "the duplicate check\n" % (total, in_runs, claimed))
+        self.assertEqual(problems, [], "bytes served more than once:\n" + "\n".join(problems))
+        self.assertGreaterEqual(in_runs / total, 0.95)
+        self.assertGreaterEqual(claimed / total, 0.85)
+        stats = d.stats()
+        self.assertEqual(stats["clients"], 16)
+        self.assertEqual(stats["connections_total"], 16)
+        self.assertEqual(stats["bad_requests"], 0)
+        self.assertEqual(stats["udp_rate_limited_datagrams"], 0)
+        d.stop()
+
+    def test_malformed_datagram_affects_only_its_sender(self):
+        d = self.serve(("listen", "udp:127.0.0.1:0," + UNLIMITED))
+        streamers = [Streamer(d.endpoints[0]) for _ in range(4)]
+        for s in streamers:
+            s.start()
+        self.assertTrue(wait_until(lambda: all(s.bytes_now() >= 4096 for s in streamers), 10))
+        with udp_client(d.endpoints[0]) as bad:
+            bad.send(egd_read(255) * 4)
+            bad.send(b"\x16\x03\x01\x00\xa5")  # a TLS hello: not EGD
+            time.sleep(0.2)
+            bad.send(egd_read(255))  # a fresh start: it is a new peer now
+            got = recv_datagrams(bad, 1.0)
+        d.wait_log(r"warning: client 127\.0\.0\.1:\d+: closing: unknown EGD command 0x16",
+                   timeout=5)
+        before = [s.bytes_now() for s in streamers]
+        self.assertTrue(wait_until(lambda: all(s.bytes_now() - b >= 8192
+                                               for s, b in zip(streamers, before)), 10),
+                        "good peers stalled after the bad datagram")
+        for s in streamers:
+            self.assertTrue(s.stop())
+            self.assertIsNone(s.error, repr(s.error))
+        # What it asked before the bad datagram may have been answered; afterwards it is
+        # a new peer with a new request.
+        self.assertLessEqual(sum(map(len, got)), 255 * 5)
+        stats = d.stats()
+        self.assertEqual(stats["bad_requests"], 1)
+        self.assertEqual(stats["clients"], 5)
+        d.stop()
+
+    def test_fair_share_covers_udp_peers(self):
+        # A slow source: a strict peer (one 02 40 in flight) and a pipelining one get
+        # comparable shares, as over TCP.
+        rate, seconds = 40000, 4.0
+        d = self.serve(("listen", "udp:127.0.0.1:0," + UNLIMITED),
+                       source="test:1,rate=%d" % rate, extra=["--pool-size", "4096"])
+        time.sleep(0.5)
+        deadline = time.monotonic() + seconds
+        results = {}
+
+        def strict():
+            got = 0
+            with udp_client(d.endpoints[0], timeout=2) as s:
+                while time.monotonic() < deadline:
+                    s.send(egd_read(64))
+                    try:
+                        got += len(recv_bytes(s, 64, timeout=2))
+                    except TimeoutError:
+                        break
+            results["strict"] = got
+
+        def greedy():
+            got = asked = 0
+            with udp_client(d.endpoints[0]) as s:
+                while time.monotonic() < deadline:
+                    while asked - got < 255 * 32:
+                        s.send(egd_read(255))
+                        asked += 255
+                    r, _, _ = select.select([s], [], [], 0.1)
+                    if r:
+                        got += len(s.recv(65536))
+            results["greedy"] = got
+
+        threads = [threading.Thread(target=f, daemon=True) for f in (strict, greedy)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(seconds + 10)
+        total = results.get("strict", 0) + results.get("greedy", 0)
+        sys.stderr.write("\nudp fair share: strict %d B, pipelining %d B\n"
+                         % (results.get("strict", 0), results.get("greedy", 0)))
+        self.assertGreater(total, rate * seconds * 0.5)
+        self.assertGreater(results["strict"] / total, 0.35, results)
+        d.stop()
+
+    # -- rngmux sends first (--connect udp) -----------------------------------------------------
+    def test_connect_pushes_the_primer_to_its_peer(self):
+        qemu = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        qemu.bind(("127.0.0.1", 0))
+        qemu_port = qemu.getsockname()[1]
+        local_port = free_udp_port()
+        qemu.connect(("127.0.0.1", local_port))  # like QEMU: only datagrams from host:port
+        with qemu:
+            d = self.serve(("connect", "udp:127.0.0.1:%d,local=127.0.0.1:%d,lead=512"
+                            % (qemu_port, local_port)), expect_listen=0)
+            primer = recv_datagrams(qemu, 1.0)
+            self.assertEqual(sum(map(len, primer)), 512, "unsolicited primer")
+            # The lead is topped up once a quarter of it (128 bytes) has been asked for.
+            qemu.send(egd_read(64))
+            self.assertEqual(sum(map(len, recv_datagrams(qemu, 0.5))), 0,
+                             "topped up before a quarter of the lead was asked for")
+            qemu.send(egd_read(64))
+            more = recv_datagrams(qemu, 0.7)
+            self.assertEqual(sum(map(len, more)), 128, "the lead is topped up by what was asked")
+        d.wait_log(r"QEMU arguments for udp:127\.0\.0\.1:%d.*-chardev udp,id=rng0chr,"
+                   r"host=127\.0\.0\.1,port=%d,localaddr=127\.0\.0\.1,localport=%d"
+                   % (qemu_port, local_port, qemu_port))
+        stats = d.stats()
+        self.assertEqual(stats["connections_total"], 1)
+        self.assertEqual(stats["served_bytes"], 640)
+        d.stop()
+
+    def test_connect_waits_for_a_peer_that_is_not_there_yet(self):
+        qemu_port = free_udp_port()
+        local_port = free_udp_port()
+        spec = "udp,id=c0,host=127.0.0.1,port=%d,localaddr=127.0.0.1,localport=%d" % (
+            local_port, qemu_port)
+        d = self.start_daemon(["--source", "test:%d" % SEED, "--allow-test-source",
+                               "--log-level", "debug", "--qemu-chardev", spec],
+                              name="rngmux-connect", expect_listen=0)
+        d.wait_log(r"nothing is listening there \(ICMP port unreachable\)", timeout=5)
+        time.sleep(0.5)
+        self.assertEqual(d.stats()["clients"], 0, "a primer keeps going into the void")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as qemu:
+            qemu.bind(("127.0.0.1", qemu_port))
+            qemu.connect(("127.0.0.1", local_port))
+            self.assertEqual(recv_datagrams(qemu, 0.5), [], "pushed before the peer spoke")
+            qemu.send(egd_read(64))
+            got = sum(map(len, recv_datagrams(qemu, 1.0)))
+            self.assertEqual(got, 4096 + 64, "primer plus the answer")
+        d.wait_log(r"the peer is sending again")
+        d.stop()
+
+    def test_connect_peer_silent_for_idle_gets_a_new_primer(self):
+        qemu = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        qemu.bind(("127.0.0.1", 0))
+        local_port = free_udp_port()
+        qemu.connect(("127.0.0.1", local_port))
+        with qemu:
+            d = self.serve(("connect", "udp:127.0.0.1:%d,local=127.0.0.1:%d,lead=100,idle=1"
+                            % (qemu.getsockname()[1], local_port)), expect_listen=0)
+            first = sum(map(len, recv_datagrams(qemu, 0.5)))
+            self.assertEqual(first, 100)
+            again = sum(map(len, recv_datagrams(qemu, 2.5)))
+            self.assertGreaterEqual(again, 100, "no new primer after idle")
+            self.assertEqual(again % 100, 0)
+        stats = d.stats()
+        self.assertGreaterEqual(stats["udp_expired_peers"], 1)
+        self.assertGreaterEqual(stats["connections_total"], 2)
+        d.stop()
+
+    # -- configuration ------------------------------------------------------------------------
+    def test_answering_everyone_cannot_be_configured(self):
+        cases = [
+            (["serve", "--listen", "udp:0.0.0.0:1024,allow=0.0.0.0/0"],
+             'rngmux: error: listen "udp:0.0.0.0:1024,allow=0.0.0.0/0": allow: "0.0.0.0/0" is '
+             'too wide: prefixes shorter than /8 would answer much of the internet (name your '
+             'networks, like 10.0.0.0/8)'),
+            (["serve", "--listen", "udp:[::]:1024,allow=::/0"],
+             'rngmux: error: listen "udp:[::]:1024,allow=::/0": allow: "::/0" is too wide: '
+             'prefixes shorter than /8 would answer much of the internet (name your networks, '
+             'like 10.0.0.0/8)'),
+            (["serve", "--listen", "udp:0.0.0.0:1024,allow=any"],
+             'rngmux: error: listen "udp:0.0.0.0:1024,allow=any": allow: "any" would answer '
+             'every sender (an amplifier for spoofed traffic); name your networks, like '
+             '10.0.0.0/8'),
+            (["serve", "--listen", "udp:127.0.0.1:1024,qemu"],
+             'rngmux: error: listen "udp:127.0.0.1:1024,qemu": qemu/lead would push '
+             'unsolicited bytes to any sender; it is for udp connect endpoints (a fixed peer) '
+             'only'),
+            (["serve", "--qemu-chardev", "udp,id=c0,host=127.0.0.1,port=5,localport=6"],
+             'rngmux: error: qemu-chardev "udp,id=c0,host=127.0.0.1,port=5,localport=6": give '
+             'localaddr= and localport= together (rngmux needs QEMU\'s exact address to send to '
+             'it)'),
+        ]
+        for args, line in cases:
+            with self.subTest(args=args):
+                p = run_cli(args, timeout=10)
+                self.assertEqual(p.returncode, 2, p.stderr)
+                self.assertEqual(p.stderr.decode(), line + "\n")
+
+    def test_non_loopback_listener_without_allow_warns(self):
+        d = self.serve(("listen", "udp:0.0.0.0:0"))
+        d.wait_log(r"warning: udp listener on udp:0\.0\.0\.0:\d+ answers loopback senders only")
+        self.assertRegex(d.endpoints[0], r"^udp:0\.0\.0\.0:[1-9]\d*$")
+        port = udp_address(d.endpoints[0])[1][1]
+        p = run_cli(["fetch", "udp:127.0.0.1:%d" % port, "-n", "100"], timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(len(p.stdout), 100)
+        d.stop()
+
+
+if __name__ == "__main__":
+    import unittest
+
+    unittest.main()
