@@ -195,6 +195,45 @@ class FailoverTest(RngmuxTestCase):
             self.assertEqual(raw.find(data[off:off + 32]), -1, "raw bytes reached a client")
         d.stop()
 
+    def test_fips_screen_stops_what_the_sp800_90b_tests_let_through(self):
+        """Random bytes with the top bit always clear: 7 bits of entropy each, so RCT and
+        APT (cutoffs for a claim of 8) pass them, but every 20,000-bit block has about 8,750
+        ones and fails FIPS 140-2's monobit test."""
+        rng = random.Random(5)
+        counting = bytes(b & 0x7f for b in rng.randbytes(16384))
+
+        def feed(path):
+            def run():
+                try:
+                    with open(path, "wb", buffering=0) as f:
+                        deadline = time.monotonic() + 30
+                        while time.monotonic() < deadline:
+                            f.write(counting)
+                except OSError:
+                    pass
+            os.mkfifo(path)
+            t = threading.Thread(target=run, daemon=True)
+            t.start()
+            return t
+
+        for fips in ("off", "on"):
+            with self.subTest(fips=fips):
+                fifo = self.path("count-%s.fifo" % fips)
+                feed(fifo)
+                d = self.start_daemon(["--source", "file:%s,entropy=8,fips=%s" % (fifo, fips),
+                                       "--listen", "unix:%s" % self.path("c-%s.sock" % fips)],
+                                      name="rngmux-fips-" + fips)
+                if fips == "off":
+                    self.wait_stats(d, lambda s: s["blocks_passed"] > 4, "blocks pass")
+                    self.assertEqual(d.stats()["fips_failures"], 0)
+                else:
+                    s = self.wait_stats(d, lambda s: s["fips_failures"] > 0, "FIPS rejects")
+                    self.assertEqual(s["blocks_passed"], 0, s)
+                    self.assertEqual(s["source_bytes_accepted"], 0, s)
+                    self.assertEqual(s["serving"], "none", s)
+                    d.wait_log(r"health test FIPS 140-2 monobit")
+                d.stop()
+
     def test_bad_source_mode_is_a_usage_error(self):
         from harness import run_cli
         proc = run_cli(["serve", "--source-mode", "both"])
