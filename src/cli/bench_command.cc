@@ -4,6 +4,7 @@
 #include <asio/generic/stream_protocol.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
+#include <asio/ip/udp.hpp>
 #include <asio/local/stream_protocol.hpp>
 #include <asio/read.hpp>
 #include <asio/steady_timer.hpp>
@@ -44,12 +45,18 @@ struct BenchFlags {
 // 0x02 have no framing, so "every reply has its length" is checked as: the bytes
 // received never exceed what was asked, and once sending stops, all that was asked
 // arrives.
+//
+// Over UDP each datagram carries at most kRequestsPerDatagram requests (their replies
+// fit the server's 4096-byte datagrams), and a lost datagram is not asked for again:
+// it shows up as bytes missing at the end.
 class BenchClient : public std::enable_shared_from_this<BenchClient> {
  public:
   using Socket = asio::generic::stream_protocol::socket;
+  static constexpr std::size_t kRequestsPerDatagram = 16;
 
   BenchClient(Socket socket, unsigned depth, unsigned size, bool record_latency, bool raw)
       : socket_(std::move(socket)),
+        udp_(socket_.get_executor()),
         depth_(depth),
         size_(size),
         record_(record_latency),
@@ -67,6 +74,11 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
       asio::error_code ignored;
       socket_.close(ignored);
     }
+  }
+  // Speak over this connected datagram socket instead of the stream socket.
+  void UseDatagrams(asio::ip::udp::socket socket) {
+    udp_ = std::move(socket);
+    datagrams_ = true;
   }
 
   std::uint64_t requested() const { return requested_; }
@@ -95,6 +107,7 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
     if (writing_ || outgoing_.empty()) return;
     writing_ = true;
     sending_buffer_.swap(outgoing_);
+    if (datagrams_) return SendDatagram(0);
     asio::async_write(socket_, asio::buffer(sending_buffer_),
                       [self = shared_from_this()](const asio::error_code& ec, std::size_t) {
                         self->writing_ = false;
@@ -104,7 +117,30 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
                       });
   }
 
+  void SendDatagram(std::size_t offset) {
+    const std::size_t n = std::min(sending_buffer_.size() - offset, 2 * kRequestsPerDatagram);
+    udp_.async_send(
+        asio::buffer(sending_buffer_.data() + offset, n),
+        [self = shared_from_this(), offset, n](const asio::error_code& ec, std::size_t) {
+          if (ec) return self->Fail("send: " + ec.message());
+          if (offset + n < self->sending_buffer_.size()) {
+            return self->SendDatagram(offset + n);
+          }
+          self->writing_ = false;
+          self->sending_buffer_.clear();
+          self->Write();
+        });
+  }
+
   void Read() {
+    if (datagrams_) {
+      udp_.async_receive(asio::buffer(input_),
+                         [self = shared_from_this()](const asio::error_code& ec, std::size_t n) {
+                           if (ec) return self->Fail("receive: " + ec.message());
+                           self->OnData(n);
+                         });
+      return;
+    }
     socket_.async_read_some(asio::buffer(input_),
                             [self = shared_from_this()](const asio::error_code& ec, std::size_t n) {
                               if (ec) return self->Fail("read: " + ec.message());
@@ -149,6 +185,8 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
   };
 
   Socket socket_;
+  asio::ip::udp::socket udp_;
+  bool datagrams_ = false;
   unsigned depth_;
   unsigned size_;
   bool record_;
@@ -164,7 +202,24 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
   std::string error_;
 };
 
+Result<asio::ip::udp::socket> ConnectUdp(asio::io_context& io, const EndpointSpec& spec) {
+  asio::error_code ec;
+  asio::ip::udp::resolver resolver(io);
+  auto endpoints = resolver.resolve(spec.host, std::to_string(spec.port), ec);
+  if (ec || endpoints.empty()) {
+    return Status::Error(spec.Address() + ": resolve: " + (ec ? ec.message() : "no address"));
+  }
+  const asio::ip::udp::endpoint to = *endpoints.begin();
+  asio::ip::udp::socket s(io);
+  s.open(to.protocol(), ec);
+  if (!ec) s.set_option(asio::socket_base::receive_buffer_size(1 << 20), ec);
+  if (!ec) s.connect(to, ec);
+  if (ec) return Status::Error(spec.Address() + ": connect: " + ec.message());
+  return s;
+}
+
 Result<BenchClient::Socket> Connect(asio::io_context& io, const EndpointSpec& spec) {
+  if (spec.transport == TransportKind::kUdp) return BenchClient::Socket(io);  // unused
   asio::error_code ec;
   if (spec.transport == TransportKind::kUnix) {
     asio::local::stream_protocol::socket s(io);
@@ -202,6 +257,9 @@ int RunBench(const BenchFlags& flags) {
                             "for a server that streams without requests)");
   }
   if (flags.raw && flags.probe) return ReportUsageError("--probe needs EGD, not --raw");
+  if (flags.raw && spec->transport == TransportKind::kUdp) {
+    return ReportUsageError("--raw needs a stream endpoint (tcp: or unix:)");
+  }
   asio::io_context io;
   // The probe has a thread and loop of its own: behind the streamers' traffic in one
   // loop, its replies would wait for the bench itself, not for the daemon.
@@ -218,6 +276,14 @@ int RunBench(const BenchFlags& flags) {
     auto client = std::make_shared<BenchClient>(
         std::move(socket).value(), is_probe ? 1 : flags.depth, is_probe ? 64 : flags.size,
         is_probe || !flags.probe, flags.raw);
+    if (spec->transport == TransportKind::kUdp) {
+      auto udp = ConnectUdp(is_probe ? probe_io : io, *spec);
+      if (!udp.ok()) {
+        std::fprintf(stderr, "rngmux: error: %s\n", udp.status().message().c_str());
+        return 1;
+      }
+      client->UseDatagrams(std::move(udp).value());
+    }
     (is_probe ? probe : streamers.emplace_back()) = client;
   }
 
@@ -348,7 +414,8 @@ Command AddBenchCommand(CLI::App& root) {
       root.add_subcommand("bench",
                           "EGD load generator: N clients with pipelined 02 NN requests against an "
                           "endpoint; reports throughput, fairness and latency percentiles.");
-  app->add_option("endpoint", flags->endpoint, "tcp:HOST:PORT or unix:PATH")->required();
+  app->add_option("endpoint", flags->endpoint, "tcp:HOST:PORT, unix:PATH or udp:HOST:PORT")
+      ->required();
   app->add_option("-c,--clients", flags->clients, "Streaming clients")
       ->capture_default_str()
       ->check(CLI::Range(0u, 20000u));

@@ -76,12 +76,20 @@ def reference_stream(seed, n, timeout=60):
     return proc.stdout
 
 
-def free_tcp_port(host="127.0.0.1"):
+def free_port(host="127.0.0.1", kind=socket.SOCK_STREAM):
     """A port that was free a moment ago (for endpoints that rngmux connects to)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
+    with socket.socket(family, kind) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def free_tcp_port(host="127.0.0.1"):
+    return free_port(host, socket.SOCK_STREAM)
+
+
+def free_udp_port(host="127.0.0.1"):
+    return free_port(host, socket.SOCK_DGRAM)
 
 
 def has_ipv6_loopback():

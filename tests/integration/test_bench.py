@@ -7,7 +7,7 @@ import json
 import socket
 import threading
 
-from harness import RngmuxTestCase, run_cli
+from harness import RngmuxTestCase, free_udp_port, run_cli
 
 
 def bench(*args, timeout=60):
@@ -66,6 +66,17 @@ class BenchTest(RngmuxTestCase):
         s = d.stats()
         self.assertEqual(s["bad_requests"], 0)
         self.assertGreaterEqual(s["served_bytes"], 1)
+        d.stop()
+
+    def test_udp(self):
+        d = self.start_daemon(["--source", "test:9", "--allow-test-source", "--listen",
+                               "udp:127.0.0.1:%d,rate=100000000,burst=1000000" % free_udp_port()],
+                              expect_listen=1)
+        rc, r, err = bench(d.endpoints[0], "-c", "2", "-d", "8", "-t", "1", "--warmup", "0.2")
+        self.assertEqual(rc, 0, err)
+        self.assertTrue(r["complete"])
+        self.assertGreater(r["bytes"], 0)
+        self.assertEqual(r["requested_bytes"], r["received_bytes"])
         d.stop()
 
     def test_probe_measures_one_request_at_a_time(self):

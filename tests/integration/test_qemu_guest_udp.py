@@ -33,7 +33,7 @@ import select
 import socket
 import sys
 
-from harness import RngmuxTestCase, has_ipv6_loopback, reference_stream
+from harness import RngmuxTestCase, free_udp_port, has_ipv6_loopback, reference_stream
 from guest import Guest, ensure_guest
 
 NBYTES = 32768
@@ -49,13 +49,6 @@ def reference(seed):
     if seed not in _refs:
         _refs[seed] = reference_stream(seed, REF_SIZE)
     return _refs[seed]
-
-
-def free_udp_port(host="127.0.0.1"):
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 class QemuGuestUdpTest(RngmuxTestCase):

@@ -11,7 +11,8 @@ import sys
 import threading
 import time
 
-from harness import (RngmuxTestCase, ReferenceIndex, check_disjoint, egd_read, has_ipv6_loopback,
+from harness import (RngmuxTestCase, ReferenceIndex, check_disjoint, egd_read, free_udp_port,
+                     has_ipv6_loopback,
                      reference_stream, run_cli, wait_until)
 
 SEED = 31
@@ -39,13 +40,6 @@ def udp_client(ep, bind_host=None, timeout=5.0):
     s.settimeout(timeout)
     s.connect(addr)
     return s
-
-
-def free_udp_port(host="127.0.0.1"):
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def recv_datagrams(sock, seconds, limit=1 << 24):
