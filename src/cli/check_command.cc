@@ -287,7 +287,7 @@ Command AddCheckCommand(CLI::App& root) {
   app->add_flag("--json", flags->json, "Print one JSON object instead of the report");
   app->add_option("--timeout", flags->timeout_seconds, "Give up after this many seconds")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(0.001, 1e6));
   app->add_option("--health-alpha", flags->health_alpha_log2, "False-alarm rate of RCT/APT is 2^-N")
       ->capture_default_str()
       ->check(CLI::Range(20.0, 40.0));

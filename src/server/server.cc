@@ -55,6 +55,13 @@ Status Server::Open() {
     if (!source.ok()) return source.status();
     auto fips = ParseFipsOption(text);
     if (!fips.ok()) return fips.status();
+    if (*fips && (*source)->claimed_entropy_bits_per_byte() < 8) {
+      // FIPS 140-2 expects unbiased bits; raw bits of a low-entropy source fail it by
+      // nature. Such a source is screened by RCT/APT and conditioned instead.
+      return Status::Error("source \"" + text +
+                           "\": fips=on needs a claim of 8 bits/byte (add entropy=8 if the "
+                           "device's output is full entropy)");
+    }
     SourceRunner::Options runner_options;
     runner_options.alpha_log2 = config_.health_alpha_log2;
     runner_options.fips = *fips;

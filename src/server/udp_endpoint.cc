@@ -262,7 +262,10 @@ std::shared_ptr<UdpPeer> UdpEndpoint::AddPeer(const PeerAddress& address, Clock:
 
 void UdpEndpoint::OnPeerClosed(const UdpPeer* peer, const PeerAddress& address) {
   auto it = peers_.find(address);
-  if (it != peers_.end() && it->second.get() == peer) peers_.erase(it);
+  // The map may already hold a new peer for this address, possibly at the very
+  // address the old one had (it was erased and freed before this ran): only a
+  // closed entry is the old one.
+  if (it != peers_.end() && it->second.get() == peer && it->second->closed()) peers_.erase(it);
   if (connected() && !stopped_ && !peer_unreachable_ && !LivePeer(connect_peer_)) SchedulePrime();
 }
 

@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -103,16 +104,19 @@ UdpPeer::Verdict UdpPeer::OnDatagram(std::span<const std::uint8_t> payload, Cloc
     CloseQuietly(*problem);
     return Verdict::kMalformed;
   }
+  // Every request costs at least a byte: `02 00` and `03` answer nothing, but a flood
+  // of them must not pile up in memory for free while the peer waits for tokens.
+  const std::size_t cost = std::max(datagram.reply_bytes, datagram.requests.size());
   // Earlier delayed datagrams go first: replies must keep the order of the requests.
-  if (delayed_.empty() && bucket_.TryTake(datagram.reply_bytes, now)) {
+  if (delayed_.empty() && bucket_.TryTake(cost, now)) {
     Queue(datagram.requests);
     return Verdict::kAnswered;
   }
-  if (delayed_.size() >= kMaxDelayedDatagrams || delayed_cost_ + datagram.reply_bytes > burst_) {
+  if (delayed_.size() >= kMaxDelayedDatagrams || delayed_cost_ + cost > burst_) {
     return Verdict::kRateLimited;
   }
-  delayed_.push_back(Delayed{datagram.requests, datagram.reply_bytes});
-  delayed_cost_ += datagram.reply_bytes;
+  delayed_.push_back(Delayed{datagram.requests, cost});
+  delayed_cost_ += cost;
   if (delayed_.size() == 1) ScheduleResume(now);
   return Verdict::kDelayed;
 }

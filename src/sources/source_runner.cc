@@ -78,8 +78,9 @@ void SourceRunner::Start() {
     try {
       Run();
     } catch (const std::exception& e) {
-      // One broken source must not take the daemon down; it just stops serving.
-      counters_.healthy = false;
+      // One broken source must not take the daemon down; it just stops serving (and
+      // the sink must know, or a mix would wait for it forever).
+      SetHealthy(false);
       LOG_ERROR("source ", name(), ": stopped after an internal error: ", e.what());
     }
   });

@@ -22,6 +22,7 @@ SourceSet::SourceSet(std::vector<std::unique_ptr<Source>> sources,
       healthy_(sources.size(), false),
       waiting_(sources.size(), false),
       tried_(sources.size(), false),
+      in_put_(sources.size(), false),
       last_activity_(sources.size()) {
   for (std::size_t i = 0; i < sources.size(); ++i) {
     runners_.push_back(
@@ -29,6 +30,7 @@ SourceSet::SourceSet(std::vector<std::unique_ptr<Source>> sources,
     if (mode_ == SourceMode::kMix) {
       staged_.push_back(std::make_unique<SecureBuffer>(kMixStageBytes));
       staged_size_.push_back(0);
+      mix_out_.push_back(std::make_unique<SecureBuffer>(kMixStageBytes / 2));
     }
   }
 }
@@ -53,7 +55,13 @@ void SourceSet::Stop() {
 }
 
 bool SourceSet::SilentLocked(std::size_t i, Clock::time_point now) const {
-  return now - last_activity_[i] > timing_.silence_timeout;
+  // A source blocked handing over its bytes (the pool is full, or the mix waits for
+  // the others) is not silent: nobody wants its bytes yet.
+  return !in_put_[i] && now - last_activity_[i] > timing_.silence_timeout;
+}
+
+bool SourceSet::ContributesLocked(std::size_t i, Clock::time_point now) const {
+  return healthy_[i] && !SilentLocked(i, now);
 }
 
 std::size_t SourceSet::ActiveLocked() const {
@@ -82,8 +90,9 @@ std::string SourceSet::ServingLocked() const {
     const std::size_t active = ActiveLocked();
     if (active != kNone) out = runners_[active]->name();
   } else {
+    const Clock::time_point now = Clock::now();
     for (std::size_t i = 0; i < healthy_.size(); ++i) {
-      if (!healthy_[i]) continue;
+      if (!ContributesLocked(i, now)) continue;
       if (!out.empty()) out += '+';
       out += runners_[i]->name();
     }
@@ -118,7 +127,8 @@ std::uint64_t SourceSet::switches() const {
 
 std::string SourceSet::State(std::size_t i) const {
   std::lock_guard<std::mutex> lock(mutex_);
-  const bool serving = mode_ == SourceMode::kMix ? bool(healthy_[i]) : i == ActiveLocked();
+  const bool serving =
+      mode_ == SourceMode::kMix ? ContributesLocked(i, Clock::now()) : i == ActiveLocked();
   if (serving) return "serving";
   if (waiting_[i] || healthy_[i]) return "standby";
   const SourceCounters& c = runners_[i]->counters();
@@ -156,30 +166,51 @@ std::size_t SourceSet::Put(std::size_t index, std::span<const std::uint8_t> byte
       last_activity_[index] = Clock::now();
       NoteServingLocked();
       if (index != ActiveLocked()) return 0;  // a preferred source serves now
+      in_put_[index] = true;
     }
-    return pool_.Put(bytes, stop);
+    const std::size_t put = pool_.Put(bytes, stop);
+    std::lock_guard<std::mutex> lock(mutex_);
+    in_put_[index] = false;
+    last_activity_[index] = Clock::now();
+    return put;
   }
 
-  SecureBuffer mixed(kMixStageBytes / 2);
+  SecureBuffer& mixed = *mix_out_[index];
   std::size_t taken = 0;
   while (taken < bytes.size()) {
     const auto piece = bytes.subspan(taken, std::min(bytes.size() - taken, mixed.size()));
     std::size_t mixed_size = 0;
+    bool staged = false;
     {
       std::unique_lock<std::mutex> lock(mutex_);
+      last_activity_[index] = Clock::now();
+      in_put_[index] = true;
       SecureBuffer& stage = *staged_[index];
-      changed_.wait(lock, [&] {
-        return stop.triggered() || stopping_ || !healthy_[index] ||
-               staged_size_[index] + piece.size() <= stage.size();
-      });
-      if (stop.triggered() || stopping_ || !healthy_[index]) return taken;
-      std::memcpy(stage.data() + staged_size_[index], piece.data(), piece.size());
-      staged_size_[index] += piece.size();
-      mixed_size = TakeMixLocked(mixed.span());
+      // Wait for room in this source's stage; meanwhile mix whatever the others allow,
+      // so a source that drops out (or goes silent) never leaves this one stuck.
+      auto ready = [&] {
+        if (stop.triggered() || stopping_ || !healthy_[index]) return true;
+        if (staged_size_[index] + piece.size() <= stage.size()) return true;
+        mixed_size = TakeMixLocked(mixed.span());
+        return mixed_size > 0;
+      };
+      while (!ready()) changed_.wait_for(lock, std::chrono::milliseconds(250));
+      in_put_[index] = false;
+      if (stop.triggered() || stopping_ || !healthy_[index]) {
+        SecureWipe(mixed.data(), mixed_size);
+        return taken;
+      }
+      if (mixed_size == 0) {
+        std::memcpy(stage.data() + staged_size_[index], piece.data(), piece.size());
+        staged_size_[index] += piece.size();
+        staged = true;
+        mixed_size = TakeMixLocked(mixed.span());
+      }
     }
     changed_.notify_all();
-    taken += piece.size();
+    if (staged) taken += piece.size();
     if (mixed_size > 0 && pool_.Put(mixed.span().first(mixed_size), stop) < mixed_size) {
+      SecureWipe(mixed.data(), mixed_size);
       return taken;  // stopped
     }
     SecureWipe(mixed.data(), mixed_size);
@@ -188,17 +219,18 @@ std::size_t SourceSet::Put(std::size_t index, std::span<const std::uint8_t> byte
 }
 
 std::size_t SourceSet::TakeMixLocked(std::span<std::uint8_t> out) {
+  const Clock::time_point now = Clock::now();
   std::size_t n = out.size();
   bool any = false;
   for (std::size_t i = 0; i < healthy_.size(); ++i) {
-    if (!healthy_[i]) continue;
+    if (!ContributesLocked(i, now)) continue;
     n = std::min(n, staged_size_[i]);
     any = true;
   }
   if (!any || n == 0) return 0;
   std::fill_n(out.begin(), n, std::uint8_t{0});
   for (std::size_t i = 0; i < healthy_.size(); ++i) {
-    if (!healthy_[i]) continue;
+    if (!ContributesLocked(i, now)) continue;
     std::uint8_t* stage = staged_[i]->data();
     for (std::size_t k = 0; k < n; ++k) out[k] ^= stage[k];
     // Each staged byte is used once: shift the rest down and wipe the vacated tail.

@@ -74,6 +74,8 @@ class SourceSet final : public BlockSink {
   // Requires mutex_.
   std::size_t ActiveLocked() const;
   bool SilentLocked(std::size_t i, Clock::time_point now) const;
+  // Mix: healthy and not silent. Requires mutex_.
+  bool ContributesLocked(std::size_t i, Clock::time_point now) const;
   // Failover: should source `index` read now? Requires mutex_.
   bool WantedLocked(std::size_t index) const;
   // Logs and counts a change of the serving set. Requires mutex_.
@@ -92,6 +94,7 @@ class SourceSet final : public BlockSink {
   std::vector<bool> healthy_;  // guarded by mutex_
   std::vector<bool> waiting_;  // in WaitUntilWanted; guarded by mutex_
   std::vector<bool> tried_;    // has passed or failed at least once; guarded by mutex_
+  std::vector<bool> in_put_;   // blocked handing bytes over; guarded by mutex_
   std::vector<Clock::time_point> last_activity_;  // healthy or a block; guarded by mutex_
   Clock::time_point started_;                     // guarded by mutex_
   std::string serving_;                           // last logged serving set; guarded by mutex_
@@ -100,6 +103,8 @@ class SourceSet final : public BlockSink {
   // Mix mode: bytes each source has handed over and not yet mixed.
   std::vector<std::unique_ptr<SecureBuffer>> staged_;  // guarded by mutex_
   std::vector<std::size_t> staged_size_;               // guarded by mutex_
+  // Mix mode: each producer's buffer for mixed output (its own, so no lock needed).
+  std::vector<std::unique_ptr<SecureBuffer>> mix_out_;
 };
 
 }  // namespace rngmux

@@ -27,7 +27,8 @@ class SwitchableSource final : public Source {
  public:
   enum class Mode { kGood, kStuck, kSilent, kError };
 
-  SwitchableSource(std::string name, unsigned seed) : name_(std::move(name)), rng_(seed) {}
+  SwitchableSource(std::string name, unsigned seed, milliseconds pace = milliseconds(1))
+      : name_(std::move(name)), pace_(pace), rng_(seed) {}
 
   const std::string& name() const override { return name_; }
   double claimed_entropy_bits_per_byte() const override { return 8; }
@@ -35,7 +36,7 @@ class SwitchableSource final : public Source {
 
   Result<std::size_t> Read(std::span<std::uint8_t> out, const Interrupt& stop) override {
     // Pace it a little, like hardware, so switches are observable.
-    if (!stop.SleepFor(milliseconds(1))) return std::size_t{0};
+    if (!stop.SleepFor(pace_)) return std::size_t{0};
     // Silent: block, as a stalled device does, until it speaks again or we stop.
     while (mode_ == Mode::kSilent) {
       if (!stop.SleepFor(milliseconds(5))) return std::size_t{0};
@@ -66,6 +67,7 @@ class SwitchableSource final : public Source {
 
  private:
   std::string name_;
+  milliseconds pace_;
   std::atomic<Mode> mode_{Mode::kGood};
   mutable std::mutex mutex_;
   std::mt19937 rng_;
@@ -74,11 +76,16 @@ class SwitchableSource final : public Source {
 
 class SourceSetTest : public ::testing::Test {
  protected:
-  void Make(SourceMode mode, int n, SourceSetTiming timing) {
+  // `paces`: per-source pause before each read (default 1 ms each); `drain`: whether
+  // a consumer keeps taking from the pool.
+  void Make(SourceMode mode, int n, SourceSetTiming timing, std::vector<milliseconds> paces = {},
+            bool drain = true) {
     std::vector<std::unique_ptr<Source>> sources;
     std::vector<SourceRunner::Options> options;
     for (int i = 0; i < n; ++i) {
-      auto s = std::make_unique<SwitchableSource>(std::string(1, char('A' + i)), 100 + i);
+      auto s = std::make_unique<SwitchableSource>(
+          std::string(1, char('A' + i)), 100 + i,
+          i < static_cast<int>(paces.size()) ? paces[i] : milliseconds(1));
       raw_.push_back(s.get());
       sources.push_back(std::move(s));
       SourceRunner::Options o;
@@ -88,6 +95,7 @@ class SourceSetTest : public ::testing::Test {
     }
     set_ = std::make_unique<SourceSet>(std::move(sources), std::move(options), pool_, mode, timing);
     set_->Start();
+    if (!drain) return;
     drainer_ = std::thread([this] {
       std::vector<std::uint8_t> buffer(4096);
       while (!stop_draining_) {
@@ -229,6 +237,45 @@ TEST_F(SourceSetTest, MixDropsAFailingSourceAndTakesItBack) {
   raw_[1]->set_mode(SwitchableSource::Mode::kGood);
   ASSERT_TRUE(WaitFor([&] { return set_->Serving() == "A+B"; })) << set_->Serving();
   EXPECT_LT(LongestStuckRun(), 5u);
+}
+
+TEST_F(SourceSetTest, AFullPoolIsNotSilence) {
+  SourceSetTiming timing;
+  timing.silence_timeout = milliseconds(200);
+  timing.startup_grace = milliseconds(200);
+  Make(SourceMode::kFailover, 2, timing, {}, /*drain=*/false);
+  ASSERT_TRUE(WaitFor([&] { return set_->Serving() == "A"; }));
+  ASSERT_TRUE(WaitFor([&] { return pool_.Available() == pool_.capacity(); }));
+  // A waits for room for much longer than the silence timeout: still A's turn.
+  std::this_thread::sleep_for(milliseconds(800));
+  EXPECT_EQ(set_->Serving(), "A");
+  EXPECT_EQ(set_->switches(), 0u);
+  EXPECT_EQ(set_->State(1), "standby");
+}
+
+TEST_F(SourceSetTest, MixGoesOnWhenASlowSourceDropsOutWhileTheFastOneWaits) {
+  // A is fast and fills its stage; B is slow. When B fails, A alone must go on.
+  Make(SourceMode::kMix, 2, {}, {milliseconds(0), milliseconds(20)});
+  ASSERT_TRUE(WaitFor([&] { return set_->Serving() == "A+B"; })) << set_->Serving();
+  std::this_thread::sleep_for(milliseconds(500));  // A's stage is full by now
+  raw_[1]->set_mode(SwitchableSource::Mode::kStuck);
+  ASSERT_TRUE(WaitFor([&] { return set_->Serving() == "A"; })) << set_->Serving();
+  const std::size_t before = Drained().size();
+  ASSERT_TRUE(WaitFor([&] { return Drained().size() > before + 300000; }))
+      << "the mix stalled after the slow source dropped out";
+}
+
+TEST_F(SourceSetTest, MixPassesOverASilentSource) {
+  SourceSetTiming timing;
+  timing.silence_timeout = milliseconds(300);
+  Make(SourceMode::kMix, 2, timing);
+  ASSERT_TRUE(WaitFor([&] { return set_->Serving() == "A+B"; }));
+  raw_[1]->set_mode(SwitchableSource::Mode::kSilent);
+  ASSERT_TRUE(WaitFor([&] { return set_->Serving() == "A"; })) << set_->Serving();
+  const std::size_t before = Drained().size();
+  ASSERT_TRUE(WaitFor([&] { return Drained().size() > before + 100000; }));
+  raw_[1]->set_mode(SwitchableSource::Mode::kGood);
+  ASSERT_TRUE(WaitFor([&] { return set_->Serving() == "A+B"; })) << set_->Serving();
 }
 
 }  // namespace

@@ -242,6 +242,9 @@ class FailoverTest(RngmuxTestCase):
         proc = run_cli(["serve", "--source", "getrandom,fips=maybe"])
         self.assertEqual(proc.returncode, 2, proc.stderr)
         self.assertIn('fips must be on or off, got "maybe"', proc.stderr.decode())
+        proc = run_cli(["serve", "--source", "getrandom,entropy=4,fips=on"])
+        self.assertEqual(proc.returncode, 1, proc.stderr)
+        self.assertIn("fips=on needs a claim of 8 bits/byte", proc.stderr.decode())
 
 
 if __name__ == "__main__":
