@@ -16,9 +16,7 @@ if [ "${1:-}" = "--list" ]; then
   exit 0
 fi
 
-bash scripts/install-deps.sh >&2
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >&2
-cmake --build build -j2 --target rngmux >&2
+bash scripts/build.sh
 
 export RNGMUX_BINARY="$PWD/build/rngmux"
 export RNGMUX_TEST_LOGS="${RNGMUX_TEST_LOGS:-$PWD/build/test-logs}"

@@ -52,9 +52,10 @@ qwqng_double() {
 
 release() {
   qwqng_double || return 1
-  cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo "${QWQNG_FLAGS[@]}" || return 1
-  cmake --build build -j"$JOBS" || return 1
-  (cd build && ctest --output-on-failure -j1) || return 1
+  # build-test/, not build/: this one links the libqwqng test double.
+  cmake -S . -B build-test -DCMAKE_BUILD_TYPE=RelWithDebInfo "${QWQNG_FLAGS[@]}" || return 1
+  cmake --build build-test -j"$JOBS" || return 1
+  (cd build-test && ctest --output-on-failure -j1) || return 1
 }
 
 asan() {
