@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/output.h"
 #include "protocol/egd_parser.h"
 #include "transport/endpoint_spec.h"
 
@@ -374,7 +375,7 @@ int RunBench(const BenchFlags& flags) {
 
   if (flags.json) {
     std::ostringstream o;
-    o << "{\"endpoint\":\"" << flags.endpoint << "\",\"clients\":" << flags.clients
+    o << "{\"endpoint\":" << JsonString(flags.endpoint) << ",\"clients\":" << flags.clients
       << ",\"depth\":" << flags.depth << ",\"size\":" << flags.size << ",\"seconds\":" << seconds
       << ",\"bytes\":" << total << ",\"bytes_per_second\":" << rate
       << ",\"client_min_bytes\":" << min_client << ",\"client_max_bytes\":" << max_client

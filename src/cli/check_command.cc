@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/output.h"
 #include "common/interrupt.h"
 #include "common/secure_memory.h"
 #include "health/byte_statistics.h"
@@ -90,23 +91,6 @@ class Progress {
 };
 
 std::string Verdict(bool ok) { return ok ? "PASS" : "FAIL"; }
-
-std::string JsonString(const std::string& s) {
-  std::string out = "\"";
-  for (const char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buffer[8];
-      std::snprintf(buffer, sizeof buffer, "\\u%04x", c);
-      out += buffer;
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
 
 std::string Number(double x, int precision = 6) {
   if (!std::isfinite(x)) return "null";

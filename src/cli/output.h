@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 
 namespace rngmux {
 
@@ -10,5 +11,8 @@ namespace rngmux {
 bool WriteOutput(std::span<const std::uint8_t> bytes, bool hex);
 // Ends the output: the newline after hex, and a flush.
 bool FinishOutput(bool hex);
+
+// `s` as a JSON string literal, quotes included (for the --json reports).
+std::string JsonString(const std::string& s);
 
 }  // namespace rngmux

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 
-from harness import parse_key_values
+from harness import parse_key_values, reference_stream
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BUILD_SCRIPT = os.path.normpath(os.path.join(HERE, "..", "guest", "build-guest.sh"))
@@ -272,3 +272,61 @@ def boot_guest(chardev_args, nbytes=65536, timeout=60, after_start=None, name="g
         if after_start is not None:
             after_start(g)
         return g.wait_result(timeout)
+
+
+# --------------------------------------------------------------------------
+# What a guest read, checked against the deterministic test source
+# --------------------------------------------------------------------------
+
+REF_SIZE = 1 << 20  # a guest's slice starts a few KiB into the stream at most
+_refs = {}
+
+
+def reference(seed):
+    """The first REF_SIZE bytes of `--source test:SEED` (cached per seed)."""
+    if seed not in _refs:
+        _refs[seed] = reference_stream(seed, REF_SIZE)
+    return _refs[seed]
+
+
+def find_once(testcase, ref, piece, what):
+    """Offset of `piece` in `ref`, asserting it occurs exactly once."""
+    off = ref.find(piece)
+    testcase.assertGreaterEqual(off, 0, "%s is not in the first %d bytes of the reference "
+                                "stream" % (what, len(ref)))
+    testcase.assertEqual(ref.find(piece, off + 1), -1, "%s occurs twice in the reference" % what)
+    return off
+
+
+def assert_contiguous(testcase, seed, result, nbytes, stats):
+    """The guest read all `nbytes`, with no hwrng-kthread read in between, and they are
+    one contiguous slice of test:SEED: its first 32 bytes occur once in the reference,
+    and the sha256 of the reference from there matches the guest's. Returns the offset."""
+    testcase.assertEqual(result.get("bytes"), nbytes, "guest read %r of %d bytes: %s"
+                         % (result.get("bytes"), nbytes, result["line"]))
+    testcase.assertEqual(result.get("kthread_switches"), 0,
+                         "the guest kernel's hwrng kthread read /dev/hwrng's device during the "
+                         "guest's read in every try, so contiguity cannot be judged: %s"
+                         % result["line"])
+    ref = reference(seed)
+    head = bytes.fromhex(result["head"])
+    testcase.assertEqual(len(head), 32, result["line"])
+    off = find_once(testcase, ref, head, "the guest's first 32 bytes (test:%d)" % seed)
+    testcase.assertLessEqual(off + nbytes, len(ref))
+    want = hashlib.sha256(ref[off:off + nbytes]).hexdigest()
+    testcase.assertEqual(result["sha256"], want,
+                         "the guest's %d bytes are not the contiguous reference slice starting "
+                         "at offset %d (lost, duplicated or reordered bytes): %s; stats %r"
+                         % (nbytes, off, result["line"], stats))
+    # the daemon served the guest's slice (plus the kernel's bytes before it and the lead)
+    testcase.assertLessEqual(off + nbytes, stats["served_bytes"], stats)
+    return off
+
+
+def print_summary(title, lines):
+    """The per-case rates, once at the end of a test class."""
+    if lines:
+        sys.stdout.write("\n%s\n" % title)
+        for line in lines:
+            sys.stdout.write("  %s\n" % line)
+        sys.stdout.flush()

@@ -508,6 +508,13 @@ class RngmuxTestCase(unittest.TestCase):
     def path(self, name):
         return os.path.join(self.tmp, name)
 
+    def assert_from_reference(self, data, ref, what):
+        """Samples of `data` (start, middle, end) are pieces of the reference stream."""
+        self.assertGreaterEqual(len(data), 32)
+        for off in (0, len(data) // 2, len(data) - 32):
+            self.assertNotEqual(ref.find(data[off:off + 32]), -1,
+                                "%s: bytes at %d are not from the pool stream" % (what, off))
+
 
 # --------------------------------------------------------------------------
 # Integrity: are served bytes pieces of the reference stream, each served once?

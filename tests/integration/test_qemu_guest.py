@@ -27,38 +27,21 @@ Cases where QEMU listens start rngmux only after the guest's virtio-rng driver i
 guest's first request was lost (nobody was connected): only the lead can un-stick it.
 """
 
-import hashlib
 import re
 import sys
 import time
 
-from harness import RngmuxTestCase, free_tcp_port, reference_stream, wait_until
-from guest import Guest, ensure_guest
+from harness import RngmuxTestCase, free_tcp_port, wait_until
+from guest import (Guest, assert_contiguous, ensure_guest, find_once, print_summary,
+                   reference)
 import guest_throughput
 
 NBYTES = 32768
-REF_SIZE = 1 << 20     # the guest's slice starts a few KiB into the stream at most
 BOOT_TIMEOUT = 60      # a boot to the result line takes about 3-5 s under TCG
 READY_RE = r"rngmux-guest: hwrng virtio_rng\S* ready"
 READING_RE = r"rngmux-guest: reading \d+ bytes"
 
-_refs = {}
 _summary = []
-
-
-def reference(seed):
-    if seed not in _refs:
-        _refs[seed] = reference_stream(seed, REF_SIZE)
-    return _refs[seed]
-
-
-def find_once(testcase, ref, piece, what):
-    """Offset of `piece` in `ref`, asserting it occurs exactly once."""
-    off = ref.find(piece)
-    testcase.assertGreaterEqual(off, 0, "%s is not in the first %d bytes of the reference "
-                                "stream" % (what, len(ref)))
-    testcase.assertEqual(ref.find(piece, off + 1), -1, "%s occurs twice in the reference" % what)
-    return off
 
 
 class QemuGuestTest(RngmuxTestCase):
@@ -68,12 +51,8 @@ class QemuGuestTest(RngmuxTestCase):
 
     @classmethod
     def tearDownClass(cls):
-        if _summary:
-            sys.stdout.write("\nguest /dev/hwrng through rngmux (%d bytes in 64-byte reads, "
-                             "TCG):\n" % NBYTES)
-            for line in _summary:
-                sys.stdout.write("  %s\n" % line)
-            sys.stdout.flush()
+        print_summary("guest /dev/hwrng through rngmux (%d bytes in 64-byte reads, TCG):"
+                      % NBYTES, _summary)
 
     # -- helpers ---------------------------------------------------------------------------
     def guest(self, chardev, name, nbytes=NBYTES, append_extra="", **kw):
@@ -103,34 +82,12 @@ class QemuGuestTest(RngmuxTestCase):
             d.wait_log(r"connected to ", timeout=15)
         return g.wait_result(BOOT_TIMEOUT), d
 
-    def check_contiguous(self, seed, result, stats, nbytes=NBYTES):
-        """The guest's bytes are one contiguous slice of test:SEED; returns its offset."""
-        self.assertEqual(result.get("bytes"), nbytes, "guest read %r of %d bytes: %s"
-                         % (result.get("bytes"), nbytes, result["line"]))
-        self.assertEqual(result.get("kthread_switches"), 0,
-                         "the guest kernel's hwrng kthread read /dev/hwrng's device during the "
-                         "guest's read in every try, so contiguity cannot be judged: %s"
-                         % result["line"])
-        ref = reference(seed)
-        head = bytes.fromhex(result["head"])
-        self.assertEqual(len(head), 32, result["line"])
-        off = find_once(self, ref, head, "the guest's first 32 bytes (test:%d)" % seed)
-        self.assertLessEqual(off + nbytes, len(ref))
-        want = hashlib.sha256(ref[off:off + nbytes]).hexdigest()
-        self.assertEqual(result["sha256"], want,
-                         "the guest's %d bytes are not the contiguous reference slice starting at "
-                         "offset %d (lost, duplicated or reordered bytes): %s; stats %r"
-                         % (nbytes, off, result["line"], stats))
-        # the daemon served the guest's slice (plus the kernel's bytes before it and the lead)
-        self.assertLessEqual(off + nbytes, stats["served_bytes"], stats)
-        return off
-
     def check(self, mode, seed, result, d):
         stats = d.stats()
         self.assertEqual(stats["connections_total"], 1,
                          "expected exactly one connection (a reconnect loses in-flight bytes "
                          "by design): %r" % stats)
-        off = self.check_contiguous(seed, result, stats)
+        off = assert_contiguous(self, seed, result, NBYTES, stats)
         self.record(mode, result, "offset %d, served %d" % (off, stats["served_bytes"]))
 
     def record(self, mode, result, detail):
@@ -307,7 +264,7 @@ class QemuGuestTest(RngmuxTestCase):
         self.assertEqual(stats["connections_total"], 2, stats)
         off1 = find_once(self, reference(seed), bytes.fromhex(first["head"]),
                          "the first guest's first 32 bytes")
-        off2 = self.check_contiguous(seed, second, stats)
+        off2 = assert_contiguous(self, seed, second, NBYTES, stats)
         self.assertGreater(off2, off1 + NBYTES, "the second guest got bytes the first one "
                            "was sent (offsets %d and %d)" % (off1, off2))
         self.record("tcp, QEMU restarted (rngmux connects)", second, "offset %d" % off2)

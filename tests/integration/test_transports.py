@@ -19,12 +19,6 @@ class TransportsTest(RngmuxTestCase):
             args += ["--listen", ep]
         return self.start_daemon(args + list(extra), **kw)
 
-    def assert_from_reference(self, data, ref, what):
-        self.assertGreaterEqual(len(data), 32)
-        for off in (0, len(data) // 2, len(data) - 32):
-            self.assertNotEqual(ref.find(data[off:off + 32]), -1,
-                                "%s: bytes at %d are not from the pool stream" % (what, off))
-
     def test_ipv6_loopback(self):
         ok, why = has_ipv6_loopback()
         if not ok:

@@ -180,12 +180,6 @@ class UdpTest(RngmuxTestCase):
             args += ["--" + role, ep]
         return self.start_daemon(args + list(extra), **kw)
 
-    def assert_from_reference(self, data, ref, what):
-        self.assertGreaterEqual(len(data), 32)
-        for off in (0, len(data) // 2, len(data) - 32):
-            self.assertNotEqual(ref.find(data[off:off + 32]), -1,
-                                "%s: bytes at %d are not from the pool stream" % (what, off))
-
     # -- fetch ------------------------------------------------------------------------------
     def test_fetch_over_udp_gets_exactly_n_bytes(self):
         ref = reference_stream(SEED, REFERENCE_BYTES)
