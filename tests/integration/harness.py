@@ -92,6 +92,20 @@ def free_udp_port(host="127.0.0.1"):
     return free_port(host, socket.SOCK_DGRAM)
 
 
+def free_udp_ports(n, host="127.0.0.1"):
+    """n distinct UDP ports that were free a moment ago (held open together while picked,
+    so two calls in a row cannot hand out the same one)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    held = [socket.socket(family, socket.SOCK_DGRAM) for _ in range(n)]
+    try:
+        for s in held:
+            s.bind((host, 0))
+        return [s.getsockname()[1] for s in held]
+    finally:
+        for s in held:
+            s.close()
+
+
 def has_ipv6_loopback():
     """(bool, reason)."""
     if not socket.has_ipv6:

@@ -154,7 +154,7 @@ class QemuGuestTest(RngmuxTestCase):
         40-60% of what is served (Jain's index >= 0.96), and both must finish. Measured on the
         daemon's per-client counters between two snapshots taken while both guests are
         inside their read (their consoles say so), so boot-time skew does not count."""
-        seed, rate, nbytes = 107, 20000, 131072
+        seed, rate, nbytes = 107, 20000, 262144
         # A small pool: a big one fills while the guests boot, and whoever reads first
         # drains it uncontended, which says nothing about sharing.
         d = self.start_daemon(self.daemon_args(seed, "--listen", "tcp:127.0.0.1:0,qemu",
@@ -223,7 +223,10 @@ class QemuGuestTest(RngmuxTestCase):
         seed1, seed2, nbytes = 108, 109, 65536
         port = free_tcp_port()
         listen = "tcp:127.0.0.1:%d,qemu" % port
-        d1 = self.start_daemon(self.daemon_args(seed1, "--listen", listen, rate=16000),
+        # A small pool: a big one fills while the guest boots and a slow boot would let
+        # the guest read everything from it before the kill.
+        d1 = self.start_daemon(self.daemon_args(seed1, "--listen", listen,
+                                                "--pool-size", "8192", rate=16000),
                                name="rngmux-before")
         g = self.guest("socket,id=c0,host=127.0.0.1,port=%d,reconnect=1" % port, "restart",
                        nbytes=nbytes, append_extra="rngtries=1 rngsync=0")
@@ -232,7 +235,11 @@ class QemuGuestTest(RngmuxTestCase):
         served = wait_until(lambda: d1.stats()["served_bytes"] >= 4096 + 16384, 30,
                             interval=0.2)
         self.assertTrue(served, "the first daemon never served 20 KiB: %r" % d1.stats())
+        before_kill = d1.stats()["served_bytes"]
         d1.kill()
+        self.assertNotIn("RNGMUX-RESULT", g.console(), "the guest finished before the kill")
+        self.assertLess(before_kill, nbytes, "the first daemon served the whole read before "
+                        "the kill: nothing left for the restarted one")
         d2 = self.start_daemon(self.daemon_args(seed2, "--listen", listen),
                                name="rngmux-after")
         d2.wait_log(r"client \S+: connected", timeout=15)

@@ -32,7 +32,7 @@ import select
 import socket
 import sys
 
-from harness import RngmuxTestCase, free_udp_port, has_ipv6_loopback
+from harness import RngmuxTestCase, free_udp_port, free_udp_ports, has_ipv6_loopback
 from guest import Guest, assert_contiguous, ensure_guest, print_summary
 
 NBYTES = 32768
@@ -148,8 +148,7 @@ class QemuGuestUdpTest(RngmuxTestCase):
     # -- (c) rngmux sends first, to QEMU's localaddr/localport, started late ----------------------
     def test_c_rngmux_connects_late_and_primes(self):
         seed = 203
-        rngmux_port = free_udp_port()
-        qemu_port = free_udp_port()
+        rngmux_port, qemu_port = free_udp_ports(2)
         chardev = "udp,id=c0,host=127.0.0.1,port=%d,localaddr=127.0.0.1,localport=%d" % (
             rngmux_port, qemu_port)
         result, d = self.boot_late_connect(
@@ -160,8 +159,7 @@ class QemuGuestUdpTest(RngmuxTestCase):
 
     def test_d_qemu_chardev_connect_form_late(self):
         seed = 204
-        rngmux_port = free_udp_port()
-        qemu_port = free_udp_port()
+        rngmux_port, qemu_port = free_udp_ports(2)
         chardev = "udp,id=c0,host=127.0.0.1,port=%d,localaddr=127.0.0.1,localport=%d" % (
             rngmux_port, qemu_port)
         result, d = self.boot_late_connect("d-udp-chardev-connect-late", seed,
