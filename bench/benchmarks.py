@@ -7,7 +7,8 @@ Benchmarks (each prints one result line; --only runs a subset):
   capacity   8 EGD clients x 256 pipelined `02 FF` on a unix socket, test source,
              against socat streaming /dev/urandom to 8 raw readers, same run
   latency    one client with a single `02 40` outstanding (what a Linux guest does)
-             while 100 others stream, loopback TCP: p50/p99/p99.9
+             while 100 others stream (as fast as answered, then paced to 100 kB/s
+             each), and alone, loopback TCP: p50/p99/p99.9
   slow       a 500 kB/s source, 8 equal clients asking more than it makes, 20 s:
              share of the source's output delivered, and Jain's fairness index
   scale      RSS idle (default source, then the test source), RSS with 10,000 idle
@@ -137,17 +138,30 @@ def run_capacity(binary, workdir, quick):
 
 
 def run_latency(binary, workdir, quick):
+    """The probe beside 100 streamers as fast as they are answered (the target's case), beside
+    100 streamers paced to 100 kB/s each (10 MB/s together, 20 times a PQ4000KU), and alone
+    (this machine's floor for one loopback round trip through the daemon)."""
     s = Serve(binary, ["--source", "test:2", "--allow-test-source",
                        "--listen", "tcp:127.0.0.1:0"], workdir)
+    seconds = "3" if quick else "10"
     try:
-        r = bench(binary, s.endpoints[0], "-c", "100", "-d", "8", "-s", "255", "--probe",
-                  "-t", "3" if quick else "10")
+        full = bench(binary, s.endpoints[0], "-c", "100", "-d", "8", "-s", "255", "--probe",
+                     "-t", seconds)
+        paced = bench(binary, s.endpoints[0], "-c", "100", "-d", "8", "-s", "255", "--probe",
+                      "--rate", "100000", "-t", seconds)
+        alone = bench(binary, s.endpoints[0], "-c", "0", "--probe", "-t", seconds)
     finally:
         s.stop()
-    return ("latency: probe p50 %.1f us, p99 %.1f us, p99.9 %.1f us (%d requests) beside 100 "
-            "streaming clients at %.0f MB/s, loopback TCP"
-            % (r["p50_us"], r["p99_us"], r["p999_us"], r["latency_samples"],
-               r["bytes_per_second"] / 1e6))
+
+    def percentiles(r):
+        return "p50 %.1f us, p99 %.1f us, p99.9 %.1f us" % (r["p50_us"], r["p99_us"],
+                                                          r["p999_us"])
+
+    return ("latency, loopback TCP: probe %s (%d requests) beside 100 streaming clients at "
+            "%.0f MB/s; %s beside 100 clients paced to 100 kB/s each (%.1f MB/s); %s with no "
+            "other client" % (percentiles(full), full["latency_samples"],
+                              full["bytes_per_second"] / 1e6, percentiles(paced),
+                              paced["bytes_per_second"] / 1e6, percentiles(alone)))
 
 
 def run_slow(binary, workdir, quick):

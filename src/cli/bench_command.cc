@@ -36,6 +36,7 @@ struct BenchFlags {
   unsigned depth = 16;
   double seconds = 5;
   double warmup_seconds = 0.5;
+  double rate = 0;  // bytes a second per streaming client; 0: as fast as replies come
   bool probe = false;
   bool raw = false;
   bool json = false;
@@ -58,19 +59,31 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
   BenchClient(Socket socket, unsigned depth, unsigned size, bool record_latency, bool raw)
       : socket_(std::move(socket)),
         udp_(socket_.get_executor()),
+        pacer_(socket_.get_executor()),
         depth_(depth),
         size_(size),
         record_(record_latency),
         raw_(raw) {}
 
+  // Ask for at most this many bytes a second on average (a token bucket `depth`
+  // requests deep), like a guest reading a device of that speed; 0 is unpaced.
+  // `phase` (0..1) staggers the first tick, so that paced clients do not all ask at
+  // the same instants.
+  void PaceTo(double bytes_per_second, double phase) {
+    rate_ = bytes_per_second;
+    next_tick_ = std::chrono::duration_cast<Clock::duration>(kPaceTick * phase);
+  }
+
   void Start(Clock::time_point measure_from) {
     measure_from_ = measure_from;
+    paced_from_ = Clock::now();
     if (!raw_) SendRequests(depth_);
     Read();
   }
   // Stop asking; keep reading until everything asked has arrived (raw: stop reading).
   void StopSending() {
     sending_ = false;
+    pacer_.cancel();
     if (raw_) {
       asio::error_code ignored;
       socket_.close(ignored);
@@ -91,8 +104,20 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
 
  private:
   void SendRequests(unsigned n) {
-    if (!sending_ || n == 0) return;
+    if (!sending_) return;
+    owed_ += n;
     const Clock::time_point now = Clock::now();
+    if (rate_ > 0) {
+      const double elapsed = std::chrono::duration<double>(now - paced_from_).count();
+      const double tokens =
+          rate_ * elapsed + static_cast<double>(depth_) * size_ - static_cast<double>(requested_);
+      n = tokens > 0 ? static_cast<unsigned>(std::min<double>(owed_, tokens / size_)) : 0;
+      if (n < owed_) WaitForTokens();
+    } else {
+      n = owed_;
+    }
+    owed_ -= n;
+    if (n == 0) return;
     const std::size_t start = outgoing_.size();
     outgoing_.resize(start + 2 * std::size_t{n});
     for (unsigned i = 0; i < n; ++i) {
@@ -102,6 +127,19 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
       in_flight_.push_back({now, requested_});
     }
     Write();
+  }
+
+  // Ticks of 10 ms: 100 paced clients cost the bench 10,000 timer events a second.
+  static constexpr std::chrono::milliseconds kPaceTick{10};
+  void WaitForTokens() {
+    if (pacing_) return;
+    pacing_ = true;
+    pacer_.expires_after(next_tick_);
+    next_tick_ = kPaceTick;
+    pacer_.async_wait([self = shared_from_this()](const asio::error_code& ec) {
+      self->pacing_ = false;
+      if (!ec) self->SendRequests(0);
+    });
   }
 
   void Write() {
@@ -187,6 +225,7 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
 
   Socket socket_;
   asio::ip::udp::socket udp_;
+  asio::steady_timer pacer_;
   bool datagrams_ = false;
   unsigned depth_;
   unsigned size_;
@@ -194,7 +233,11 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
   bool raw_;
   bool sending_ = true;
   bool writing_ = false;
-  Clock::time_point measure_from_;
+  bool pacing_ = false;
+  double rate_ = 0;
+  unsigned owed_ = 0;  // requests answered but not yet asked again (pacing)
+  Clock::duration next_tick_ = kPaceTick;
+  Clock::time_point measure_from_, paced_from_;
   std::vector<std::uint8_t> outgoing_, sending_buffer_;
   std::deque<InFlight> in_flight_;
   std::array<std::uint8_t, 65536> input_{};
@@ -257,6 +300,7 @@ int RunBench(const BenchFlags& flags) {
                             "\": bench speaks strict EGD; drop ,qemu/,lead/,raw (use --raw "
                             "for a server that streams without requests)");
   }
+  if (flags.raw && flags.rate > 0) return ReportUsageError("--rate needs EGD, not --raw");
   if (flags.raw && flags.probe) return ReportUsageError("--probe needs EGD, not --raw");
   if (flags.raw && spec->transport == TransportKind::kUdp) {
     return ReportUsageError("--raw needs a stream endpoint (tcp: or unix:)");
@@ -285,6 +329,7 @@ int RunBench(const BenchFlags& flags) {
       }
       client->UseDatagrams(std::move(udp).value());
     }
+    if (!is_probe) client->PaceTo(flags.rate, static_cast<double>(i) / flags.clients);
     (is_probe ? probe : streamers.emplace_back()) = client;
   }
 
@@ -376,19 +421,21 @@ int RunBench(const BenchFlags& flags) {
   if (flags.json) {
     std::ostringstream o;
     o << "{\"endpoint\":" << JsonString(flags.endpoint) << ",\"clients\":" << flags.clients
-      << ",\"depth\":" << flags.depth << ",\"size\":" << flags.size << ",\"seconds\":" << seconds
-      << ",\"bytes\":" << total << ",\"bytes_per_second\":" << rate
-      << ",\"client_min_bytes\":" << min_client << ",\"client_max_bytes\":" << max_client
-      << ",\"jain\":" << jain << ",\"latency_of\":\"" << (probe ? "probe" : "all")
-      << "\",\"latency_samples\":" << latencies.size()
+      << ",\"depth\":" << flags.depth << ",\"size\":" << flags.size
+      << ",\"client_rate\":" << flags.rate << ",\"seconds\":" << seconds << ",\"bytes\":" << total
+      << ",\"bytes_per_second\":" << rate << ",\"client_min_bytes\":" << min_client
+      << ",\"client_max_bytes\":" << max_client << ",\"jain\":" << jain << ",\"latency_of\":\""
+      << (probe ? "probe" : "all") << "\",\"latency_samples\":" << latencies.size()
       << ",\"p50_us\":" << Percentile(latencies, 50) << ",\"p99_us\":" << Percentile(latencies, 99)
       << ",\"p999_us\":" << Percentile(latencies, 99.9) << ",\"requested_bytes\":" << requested
       << ",\"received_bytes\":" << received << ",\"complete\":" << (complete ? "true" : "false")
       << "}\n";
     std::fputs(o.str().c_str(), stdout);
   } else {
-    std::printf("rngmux bench: %s, %u clients x %u requests of %u bytes in flight, %.1f s%s\n",
-                flags.endpoint.c_str(), flags.clients, flags.depth, flags.size, seconds,
+    char pace[64] = "";
+    if (flags.rate > 0) std::snprintf(pace, sizeof pace, ", each paced to %.0f B/s", flags.rate);
+    std::printf("rngmux bench: %s, %u clients x %u requests of %u bytes in flight%s, %.1f s%s\n",
+                flags.endpoint.c_str(), flags.clients, flags.depth, flags.size, pace, seconds,
                 probe ? ", plus a latency probe" : "");
     std::printf("  throughput  %.1f MB/s (%llu bytes); per client %.0f..%.0f bytes, Jain %.4f\n",
                 rate / 1e6, static_cast<unsigned long long>(total), min_client, max_client, jain);
@@ -432,6 +479,11 @@ Command AddBenchCommand(CLI::App& root) {
   app->add_option("--warmup", flags->warmup_seconds, "Seconds before measuring")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 60.0));
+  app->add_option("--rate", flags->rate,
+                  "Bytes a second each streaming client asks for at most (0: as fast as it is "
+                  "answered)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1e10));
   app->add_flag("--probe", flags->probe,
                 "Add one client with a single 02 40 outstanding (what a Linux guest does) and "
                 "report its latency");

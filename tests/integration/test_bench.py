@@ -88,6 +88,23 @@ class BenchTest(RngmuxTestCase):
         self.assertGreater(r["latency_samples"], 10)
         d.stop()
 
+    def test_rate_paces_each_client(self):
+        """--rate caps what each streamer asks for: unpaced, the test source gives these
+        clients megabytes a second."""
+        d = self.serve()
+        clients, rate, seconds, warmup, depth, size = 4, 5000, 2.0, 0.5, 4, 100
+        rc, r, err = bench(d.endpoints[0], "-c", str(clients), "-d", str(depth), "-s",
+                           str(size), "-t", str(seconds), "--warmup", str(warmup),
+                           "--rate", str(rate))
+        self.assertEqual(rc, 0, err)
+        self.assertTrue(r["complete"])
+        self.assertEqual(r["client_rate"], rate)
+        # At most the rate over warm-up and window plus one full bucket, per client.
+        most = clients * (rate * (warmup + seconds) + depth * size)
+        self.assertLessEqual(r["bytes"], most, r)
+        self.assertGreaterEqual(r["bytes"], clients * rate * seconds * 0.5, r)
+        d.stop()
+
     def test_a_server_that_sends_too_much_is_caught(self):
         path = self.path("bad.sock")
         server = OverAnsweringServer(path)
@@ -101,6 +118,7 @@ class BenchTest(RngmuxTestCase):
     def test_usage_errors(self):
         for args, word in ((["tcp:127.0.0.1:1,qemu"], "bench speaks strict EGD"),
                            (["unix:/x", "--raw", "--probe"], "--probe needs EGD"),
+                           (["unix:/x", "--raw", "--rate", "10"], "--rate needs EGD"),
                            (["unix:/x", "-s", "300"], "--size")):
             proc = run_cli(["bench"] + args)
             self.assertEqual(proc.returncode, 2, proc.stderr)
