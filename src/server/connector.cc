@@ -12,6 +12,9 @@ namespace {
 
 constexpr Backoff::Duration kInitialDelay{100};
 constexpr Backoff::Duration kMaxDelay{10000};
+// Without a limit a connect whose SYNs go unanswered (a peer behind a filter that drops,
+// a listener whose accept queue is full) hangs for the kernel's two minutes of retries.
+constexpr std::chrono::seconds kConnectTimeout{10};
 
 }  // namespace
 
@@ -42,33 +45,59 @@ void Connector::Stop() {
 
 void Connector::Attempt() {
   if (stopped_) return;
+  ArmConnectTimeout();
   if (spec_.transport == TransportKind::kUnix) {
     asio::error_code ec;
     socket_.close(ec);
     const asio::generic::stream_protocol::endpoint endpoint =
         asio::local::stream_protocol::endpoint(spec_.path);
-    socket_.async_connect(endpoint, [this](const asio::error_code& connect_ec) {
-      if (stopped_ || connect_ec == asio::error::operation_aborted) return;
-      if (connect_ec) return OnFailure(connect_ec.message());
-      OnConnected(std::move(socket_));
-    });
+    socket_.async_connect(
+        endpoint, [this](const asio::error_code& connect_ec) { OnAttemptDone(connect_ec); });
     return;
   }
   resolver_.async_resolve(
       spec_.host, std::to_string(spec_.port),
       [this](const asio::error_code& ec, asio::ip::tcp::resolver::results_type results) {
-        if (stopped_ || ec == asio::error::operation_aborted) return;
-        if (ec) return OnFailure("resolve " + spec_.host + ": " + ec.message());
+        if (stopped_) return;
+        if (ec == asio::error::operation_aborted && !timed_out_) return;
+        if (ec) {
+          timer_.cancel();
+          return OnFailure("resolve " + spec_.host + ": " +
+                           (timed_out_ ? TimeoutText() : ec.message()));
+        }
         std::vector<asio::generic::stream_protocol::endpoint> endpoints;
         for (const auto& entry : results) endpoints.emplace_back(entry.endpoint());
-        asio::async_connect(socket_, endpoints,
-                            [this](const asio::error_code& connect_ec,
-                                   const asio::generic::stream_protocol::endpoint&) {
-                              if (stopped_ || connect_ec == asio::error::operation_aborted) return;
-                              if (connect_ec) return OnFailure(connect_ec.message());
-                              OnConnected(std::move(socket_));
-                            });
+        asio::async_connect(
+            socket_, endpoints,
+            [this](const asio::error_code& connect_ec,
+                   const asio::generic::stream_protocol::endpoint&) { OnAttemptDone(connect_ec); });
       });
+}
+
+void Connector::ArmConnectTimeout() {
+  timed_out_ = false;
+  timer_.expires_after(kConnectTimeout);
+  timer_.async_wait([this](const asio::error_code& ec) {
+    if (ec || stopped_) return;
+    // The pending resolve or connect completes with operation_aborted, and
+    // OnAttemptDone takes it for the failure it is.
+    timed_out_ = true;
+    resolver_.cancel();
+    asio::error_code ignored;
+    socket_.close(ignored);
+  });
+}
+
+std::string Connector::TimeoutText() {
+  return "no answer within " + std::to_string(kConnectTimeout.count()) + " s";
+}
+
+void Connector::OnAttemptDone(const asio::error_code& ec) {
+  if (stopped_) return;
+  if (ec == asio::error::operation_aborted && !timed_out_) return;
+  timer_.cancel();
+  if (ec) return OnFailure(timed_out_ ? TimeoutText() : ec.message());
+  OnConnected(std::move(socket_));
 }
 
 void Connector::OnConnected(Session::Socket socket) {

@@ -16,7 +16,8 @@ namespace rngmux {
 // Keeps one connection open to a --connect endpoint (typically a QEMU chardev
 // with server=on): connects, hands the socket to the SessionHost, and after a
 // failure or a closed connection tries again forever, with capped exponential
-// back-off and jitter. Logs state changes, not every attempt. Event-loop thread only.
+// back-off and jitter. An attempt (resolve and connect) that gets no answer within
+// 10 s counts as a failure. Logs state changes, not every attempt. Event-loop thread only.
 class Connector {
  public:
   Connector(asio::io_context& io, const EndpointSpec& spec, SessionHost& host);
@@ -25,6 +26,9 @@ class Connector {
 
  private:
   void Attempt();
+  void ArmConnectTimeout();
+  void OnAttemptDone(const asio::error_code& ec);
+  static std::string TimeoutText();
   void OnConnected(Session::Socket socket);
   void OnFailure(const std::string& reason);
   void ScheduleAttempt(std::chrono::milliseconds delay);
@@ -37,7 +41,8 @@ class Connector {
   asio::steady_timer timer_;
   Backoff backoff_;
   std::weak_ptr<Session> session_;
-  unsigned failures_ = 0;  // consecutive failed attempts since the last connection
+  bool timed_out_ = false;  // the current attempt was cut off by the connect timeout
+  unsigned failures_ = 0;   // consecutive failed attempts since the last connection
   bool stopped_ = true;
 };
 

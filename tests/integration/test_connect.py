@@ -115,6 +115,56 @@ class ConnectTest(RngmuxTestCase):
     def test_unix_connect_qemu_pushes_primer(self):
         self.run_qemu_primer("unix:%s,qemu" % self.path("qemu-rng2.sock"))
 
+    def test_tcp_connect_that_gets_no_answer_times_out_and_retries(self):
+        """A listener whose accept queue is full drops further SYNs, so a connect to it hangs
+        for the kernel's two minutes of retries. rngmux gives up on an attempt after 10 s,
+        says so, and connects once the listener accepts again."""
+        lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        lst.bind(("127.0.0.1", 0))
+        lst.listen(0)
+        port = lst.getsockname()[1]
+        fillers = []
+        try:
+            # Fill the accept queue (backlog 0 still holds one or two): connects that
+            # the kernel completes without us accepting. The next SYN is dropped.
+            for _ in range(4):
+                c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                c.setblocking(False)
+                c.connect_ex(("127.0.0.1", port))
+                fillers.append(c)
+            time.sleep(0.2)
+            d = self.start_daemon(["--source", "test:13", "--allow-test-source",
+                                   "--connect", "tcp:127.0.0.1:%d" % port])
+            d.wait_log(r"cannot connect to tcp:127\.0\.0\.1:%d: no answer within 10 s" % port,
+                       timeout=30)
+            for c in fillers:
+                c.close()
+            lst.settimeout(0.2)
+            # Take the queued fillers off, then the daemon's next attempt gets through.
+            deadline = time.monotonic() + 30
+            served = None
+            while time.monotonic() < deadline and served is None:
+                try:
+                    conn, _ = lst.accept()
+                except socket.timeout:
+                    continue
+                conn.settimeout(0.5)
+                with conn:
+                    try:
+                        conn.sendall(egd_read(16))
+                        got = recv_exact(conn, 16)
+                        served = got
+                    except (OSError, AssertionError):
+                        continue  # a filler, closed before it was accepted
+            self.assertIsNotNone(served, "the daemon never connected after the timeout")
+            d.wait_log(r"connected to tcp:127\.0\.0\.1:%d after \d+ failed attempts" % port,
+                       timeout=5)
+        finally:
+            for c in fillers:
+                c.close()
+            lst.close()
+        d.stop()
+
 
 if __name__ == "__main__":
     import unittest
