@@ -7,16 +7,8 @@
 
 namespace rngmux {
 
-namespace {
-
-// Interrupt::Trigger() cannot signal our condition variable, so owners call
-// WakeProducers() after triggering. This bound only limits how long a forgotten
-// wake-up can delay a blocked producer's exit; it is not how stop is normally seen.
-constexpr std::chrono::milliseconds kStopPollInterval{100};
-
-}  // namespace
-
-EntropyPool::EntropyPool(std::size_t capacity) : buffer_(capacity) {
+EntropyPool::EntropyPool(std::size_t capacity, std::chrono::milliseconds stop_poll_interval)
+    : buffer_(capacity), stop_poll_interval_(stop_poll_interval) {
   // A zero-capacity pool would make every non-empty Put() wait forever.
   if (capacity == 0) throw std::invalid_argument("entropy pool: capacity must be positive");
 }
@@ -31,7 +23,7 @@ std::size_t EntropyPool::Put(std::span<const std::uint8_t> bytes, const Interrup
       // cost a syscall per chunk on the fast path, and bytes that fit are kept.
       while (size_ == capacity) {
         if (stop.triggered()) return added;
-        room_.wait_for(lock, kStopPollInterval);
+        room_.wait_for(lock, stop_poll_interval_);
       }
       const std::size_t chunk = std::min(bytes.size() - added, capacity - size_);
       const std::size_t tail = (head_ + size_) % capacity;

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -22,7 +23,14 @@ namespace rngmux {
 // thread waiting for room); Take() and Available() never block.
 class EntropyPool {
  public:
-  explicit EntropyPool(std::size_t capacity);
+  // Interrupt::Trigger() cannot signal the condition variable, so owners call
+  // WakeProducers() after triggering. A producer blocked in Put() also looks at its
+  // Interrupt every `stop_poll_interval`; that only bounds how long a forgotten
+  // wake-up can delay its exit, and is not how stop is normally seen.
+  static constexpr std::chrono::milliseconds kDefaultStopPollInterval{100};
+
+  explicit EntropyPool(std::size_t capacity,
+                       std::chrono::milliseconds stop_poll_interval = kDefaultStopPollInterval);
 
   // Copies all of `bytes` in, waiting for room as needed. Calls the data-ready
   // callback (outside the lock) after each chunk that was added. Returns the number
@@ -50,6 +58,7 @@ class EntropyPool {
   std::size_t head_ = 0;  // next byte to take
   std::size_t size_ = 0;  // bytes stored
   std::function<void()> on_data_;
+  std::chrono::milliseconds stop_poll_interval_;
 };
 
 }  // namespace rngmux

@@ -397,7 +397,10 @@ class Daemon:
         return self._read_text(self.out_path)
 
     def log_lines(self):
-        return self.log_text().splitlines()
+        """The complete lines of the log: a last line still being written (no "\\n"
+        yet) is left out, so a match never sees half a line."""
+        text = self.log_text()
+        return text[:text.rfind("\n") + 1].splitlines()
 
     def listening(self):
         eps = []

@@ -94,16 +94,18 @@ class ConnectTest(RngmuxTestCase):
                                    "--connect", ep])
             conn = lst.accept()
             with conn:
-                # QEMU after a reconnect sends nothing: the daemon must push first.
-                got, eof = recv_for(conn, 1.5)
+                # QEMU after a reconnect sends nothing: the daemon must push first, the
+                # 4096-byte lead and no more.
+                recv_exact(conn, 4096)
+                more, eof = recv_for(conn, 0.3)
                 self.assertFalse(eof)
-                self.assertGreaterEqual(len(got), 64, "no unsolicited primer on a ,qemu connect")
-                self.assertLessEqual(len(got), 4096, "more than the 4096-byte lead was pushed")
+                self.assertEqual(len(more), 0, "more than the 4096-byte lead was pushed")
                 # and ordinary requests still work on top of the lead: a quarter of the
                 # lead's worth of them brings that much more
                 conn.sendall(egd_read(0x40) * 16)
-                more, _ = recv_for(conn, 0.5)
-                self.assertEqual(len(more), 16 * 64)
+                recv_exact(conn, 16 * 64)
+                more, _ = recv_for(conn, 0.3)
+                self.assertEqual(len(more), 0, "more than the requests asked for")
             d.wait_log(r"connected to ", timeout=5)
         finally:
             lst.close()

@@ -14,7 +14,10 @@
 //                    stats_exception, hang (blocks until killed), crash (abort)
 //   stats_failing    while it exists, the device's own health test fails
 //   busy             while it exists, opening finds the device in use
-//   rate             throttle, bytes per second (the real device: ~500000)
+//   rate             throttle, bytes per second (the real device: ~500000): a token
+//                    bucket that starts empty and holds up to kCatchUpSeconds of
+//                    output, so a reader that falls behind catches up, but the
+//                    output since the open never exceeds rate * time
 //   stall_open       seconds the constructor blocks
 //   stall_reset      seconds Reset() blocks
 //   io_timeout       seconds a timed-out read blocks (default 0.3)
@@ -50,9 +53,11 @@ constexpr long kMaxRead = 8192;
 constexpr std::size_t kStatusBytes = 96;
 constexpr std::size_t kSerialBytes = 64;
 constexpr int kRuntimeInfoFloats = 17;
-// How far behind its schedule the throttled device may fall and then catch up:
-// about what the FTDI chip and USB stack buffer.
-constexpr double kCatchUpSeconds = 0.1;
+// How far behind its schedule the throttled device may fall and then catch up.
+// More than the FTDI chip and USB stack buffer, so that a test measuring rngmux's
+// throughput is not thrown off by a stall of a loaded machine: bytes a stalled
+// reader did not fetch are still there when it comes back (up to this much).
+constexpr double kCatchUpSeconds = 2.0;
 
 constexpr std::uint32_t Code(long code) { return static_cast<std::uint32_t>(code); }
 
@@ -221,6 +226,8 @@ struct QWQNG::Device {
   std::size_t poison_used = sizeof poison;
   bool unplugged = false;
   bool after_clear = false;
+  // Pacing: the time at which the bytes handed out so far are paid for at `rate`.
+  bool paced = false;
   double ready_at = 0;
 
   // Notices an unplug; once gone, this object never sees the device again.
@@ -251,10 +258,16 @@ struct QWQNG::Device {
     }
   }
 
+  // A token bucket: each byte costs 1/rate seconds of credit, credit accrues with
+  // time up to kCatchUpSeconds, and the first paced read starts with none.
   void Pace(long length) {
     const double rate = ControlNumber("rate", 0);
     if (rate <= 0) return;
     const double now = Now();
+    if (!paced) {
+      paced = true;
+      ready_at = now;
+    }
     ready_at = std::max(ready_at, now - kCatchUpSeconds) + static_cast<double>(length) / rate;
     SleepSeconds(ready_at - now);
   }

@@ -5,11 +5,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <thread>
 
 #include "qwqng.hpp"
 
@@ -99,6 +101,18 @@ int main() {
 
   double uniform = -1;
   CHECK(U(qng->RandUniform(&uniform)) == U(S_OK) && uniform >= 0 && uniform < 1);
+
+  // The throttle starts with no credit: 20000 bytes at 100000 B/s take 0.2 s ...
+  Write(control + "/rate", "100000");
+  auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 4; ++i) CHECK(U(qng->RandBytes(bytes, 5000)) == U(S_OK));
+  CHECK(std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(199));
+  // ... and what a reader leaves unfetched for a while comes at once when it is back.
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 10; ++i) CHECK(U(qng->RandBytes(bytes, 8000)) == U(S_OK));  // 0.8 s worth
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::milliseconds(500));
+  std::remove((control + "/rate").c_str());
 
   // The destructor leaks the handle: another object in this process finds it in use.
   delete qng;

@@ -123,10 +123,11 @@ TEST_F(QwqngSourceTest, ASilentWorkerIsKilled) {
 }
 
 TEST_F(QwqngSourceTest, LogFramesKeepAWorkerAlive) {
-  // Three log lines 0.2 s apart, then data: never 0.3 s of silence.
-  auto source = Make(Worker("for i in 1 2 3; do printf 'QL\\002\\000Ix' >&3; sleep 0.2; done\n"
+  // Five log lines 0.3 s apart, then data: 1.5 s before the first data frame, but
+  // never 1 s of silence.
+  auto source = Make(Worker("for i in 1 2 3 4 5; do printf 'QL\\002\\000Ix' >&3; sleep 0.3; done\n"
                             "printf 'QD\\001\\000y' >&3; exec sleep 30"),
-                     ",timeout=0.3");
+                     ",timeout=1");
   ASSERT_NE(source, nullptr);
   Interrupt stop;
   EXPECT_EQ(ReadText(*source, 4, stop), "y");
