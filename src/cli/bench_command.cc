@@ -76,7 +76,8 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
 
   void Start(Clock::time_point measure_from) {
     measure_from_ = measure_from;
-    paced_from_ = Clock::now();
+    refilled_at_ = Clock::now();
+    tokens_ = static_cast<double>(depth_) * size_;
     if (!raw_) SendRequests(depth_);
     Read();
   }
@@ -108,10 +109,13 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
     owed_ += n;
     const Clock::time_point now = Clock::now();
     if (rate_ > 0) {
-      const double elapsed = std::chrono::duration<double>(now - paced_from_).count();
-      const double tokens =
-          rate_ * elapsed + static_cast<double>(depth_) * size_ - static_cast<double>(requested_);
-      n = tokens > 0 ? static_cast<unsigned>(std::min<double>(owed_, tokens / size_)) : 0;
+      // The bucket holds at most `depth` requests' worth: a client held up (by the
+      // server or by this process) does not make up for it with a burst afterwards.
+      const double elapsed = std::chrono::duration<double>(now - refilled_at_).count();
+      refilled_at_ = now;
+      tokens_ = std::min(static_cast<double>(depth_) * size_, tokens_ + rate_ * elapsed);
+      n = static_cast<unsigned>(std::min<double>(owed_, tokens_ / size_));
+      tokens_ -= static_cast<double>(n) * size_;
       if (n < owed_) WaitForTokens();
     } else {
       n = owed_;
@@ -237,7 +241,8 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
   double rate_ = 0;
   unsigned owed_ = 0;  // requests answered but not yet asked again (pacing)
   Clock::duration next_tick_ = kPaceTick;
-  Clock::time_point measure_from_, paced_from_;
+  double tokens_ = 0;  // bytes this client may still ask for now (pacing)
+  Clock::time_point measure_from_, refilled_at_;
   std::vector<std::uint8_t> outgoing_, sending_buffer_;
   std::deque<InFlight> in_flight_;
   std::array<std::uint8_t, 65536> input_{};

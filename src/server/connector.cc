@@ -1,6 +1,5 @@
 #include "server/connector.h"
 
-#include <asio/connect.hpp>
 #include <asio/local/stream_protocol.hpp>
 #include <vector>
 
@@ -45,62 +44,68 @@ void Connector::Stop() {
 
 void Connector::Attempt() {
   if (stopped_) return;
-  ArmConnectTimeout();
   if (spec_.transport == TransportKind::kUnix) {
-    asio::error_code ec;
-    socket_.close(ec);
-    const asio::generic::stream_protocol::endpoint endpoint =
-        asio::local::stream_protocol::endpoint(spec_.path);
-    socket_.async_connect(
-        endpoint, [this](const asio::error_code& connect_ec) { OnAttemptDone(connect_ec); });
-    return;
+    endpoints_ = {asio::local::stream_protocol::endpoint(spec_.path)};
+    next_endpoint_ = 0;
+    return ConnectNext();
   }
+  const unsigned attempt = ArmTimeout();
   resolver_.async_resolve(
       spec_.host, std::to_string(spec_.port),
-      [this](const asio::error_code& ec, asio::ip::tcp::resolver::results_type results) {
-        if (stopped_) return;
-        if (ec == asio::error::operation_aborted && !timed_out_) return;
-        if (ec) {
-          timer_.cancel();
-          return OnFailure("resolve " + spec_.host + ": " +
-                           (timed_out_ ? TimeoutText() : ec.message()));
-        }
-        std::vector<asio::generic::stream_protocol::endpoint> endpoints;
-        for (const auto& entry : results) endpoints.emplace_back(entry.endpoint());
-        asio::async_connect(
-            socket_, endpoints,
-            [this](const asio::error_code& connect_ec,
-                   const asio::generic::stream_protocol::endpoint&) { OnAttemptDone(connect_ec); });
+      [this, attempt](const asio::error_code& ec, asio::ip::tcp::resolver::results_type results) {
+        if (stopped_ || attempt != attempt_) return;
+        timer_.cancel();
+        // getaddrinfo runs on asio's resolver thread and cannot be interrupted: a lookup
+        // that outlived the timeout is a failure even if it succeeded in the end.
+        if (timed_out_) return OnFailure("resolve " + spec_.host + ": " + TimeoutText());
+        if (ec) return OnFailure("resolve " + spec_.host + ": " + ec.message());
+        endpoints_.clear();
+        for (const auto& entry : results) endpoints_.emplace_back(entry.endpoint());
+        next_endpoint_ = 0;
+        last_error_ = "no address";
+        ConnectNext();
       });
 }
 
-void Connector::ArmConnectTimeout() {
+void Connector::ConnectNext() {
+  if (next_endpoint_ >= endpoints_.size()) return OnFailure(last_error_);
+  asio::error_code ignored;
+  socket_.close(ignored);
+  const unsigned attempt = ArmTimeout();
+  socket_.async_connect(endpoints_[next_endpoint_++], [this, attempt](const asio::error_code& ec) {
+    if (stopped_ || attempt != attempt_) return;
+    timer_.cancel();
+    // The timeout closed the socket: whatever ec says, it failed.
+    if (timed_out_ || ec) {
+      last_error_ = timed_out_ ? TimeoutText() : ec.message();
+      return ConnectNext();  // each address gets its own 10 s
+    }
+    OnConnected(std::move(socket_));
+  });
+}
+
+unsigned Connector::ArmTimeout() {
   timed_out_ = false;
+  const unsigned attempt = ++attempt_;
   timer_.expires_after(kConnectTimeout);
-  timer_.async_wait([this](const asio::error_code& ec) {
-    if (ec || stopped_) return;
-    // The pending resolve or connect completes with operation_aborted, and
-    // OnAttemptDone takes it for the failure it is.
+  timer_.async_wait([this, attempt](const asio::error_code& ec) {
+    // A handler already queued when its step finished carries no error: the attempt
+    // number tells it that it is stale.
+    if (ec || stopped_ || attempt != attempt_) return;
     timed_out_ = true;
     resolver_.cancel();
     asio::error_code ignored;
-    socket_.close(ignored);
+    socket_.close(ignored);  // the pending connect completes, and sees timed_out_
   });
+  return attempt;
 }
 
 std::string Connector::TimeoutText() {
   return "no answer within " + std::to_string(kConnectTimeout.count()) + " s";
 }
 
-void Connector::OnAttemptDone(const asio::error_code& ec) {
-  if (stopped_) return;
-  if (ec == asio::error::operation_aborted && !timed_out_) return;
-  timer_.cancel();
-  if (ec) return OnFailure(timed_out_ ? TimeoutText() : ec.message());
-  OnConnected(std::move(socket_));
-}
-
 void Connector::OnConnected(Session::Socket socket) {
+  ++attempt_;  // whatever timeout handler is still queued for this attempt is now stale
   socket_ = Session::Socket(io_);
   if (failures_ > 0) {
     LOG_INFO("connected to ", spec_.Describe(), " after ", failures_, " failed attempts");

@@ -6,6 +6,7 @@
 #include <asio/steady_timer.hpp>
 #include <chrono>
 #include <string>
+#include <vector>
 
 #include "common/backoff.h"
 #include "server/session_host.h"
@@ -16,8 +17,9 @@ namespace rngmux {
 // Keeps one connection open to a --connect endpoint (typically a QEMU chardev
 // with server=on): connects, hands the socket to the SessionHost, and after a
 // failure or a closed connection tries again forever, with capped exponential
-// back-off and jitter. An attempt (resolve and connect) that gets no answer within
-// 10 s counts as a failure. Logs state changes, not every attempt. Event-loop thread only.
+// back-off and jitter. A name lookup, and a connect to each resolved address in
+// turn, that gets no answer within 10 s counts as failed. Logs state changes, not every attempt.
+// Event-loop thread only.
 class Connector {
  public:
   Connector(asio::io_context& io, const EndpointSpec& spec, SessionHost& host);
@@ -26,8 +28,8 @@ class Connector {
 
  private:
   void Attempt();
-  void ArmConnectTimeout();
-  void OnAttemptDone(const asio::error_code& ec);
+  void ConnectNext();     // the next resolved address, or OnFailure after the last
+  unsigned ArmTimeout();  // starts a new step (resolve or connect); returns its number
   static std::string TimeoutText();
   void OnConnected(Session::Socket socket);
   void OnFailure(const std::string& reason);
@@ -41,7 +43,11 @@ class Connector {
   asio::steady_timer timer_;
   Backoff backoff_;
   std::weak_ptr<Session> session_;
-  bool timed_out_ = false;  // the current attempt was cut off by the connect timeout
+  std::vector<asio::generic::stream_protocol::endpoint> endpoints_;  // of this attempt
+  std::size_t next_endpoint_ = 0;
+  std::string last_error_;
+  unsigned attempt_ = 0;    // numbers each step, so stale handlers know they are
+  bool timed_out_ = false;  // the current step was cut off by the timeout
   unsigned failures_ = 0;   // consecutive failed attempts since the last connection
   bool stopped_ = true;
 };

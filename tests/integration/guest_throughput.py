@@ -22,10 +22,10 @@ from guest import Guest, ensure_guest
 from harness import Daemon
 
 BACKENDS = ("rngmux-tcp", "rngmux-unix", "rng-random", "rng-builtin")
-# rngmux streaming a raw unix endpoint: it answers no request (QEMU's headers are read and
-# dropped) and only keeps the socket full, so this is rng-egd's own cost in QEMU with the
+# rngmux streaming raw endpoints: they answer no request (QEMU's headers are read and
+# dropped) and only keep the socket full, so these are rng-egd's own cost in QEMU with the
 # daemon's request handling taken out. A diagnostic, not a way to run it.
-RAW_FLOOR = "rngmux-unix-raw"
+RAW_FLOOR = ("rngmux-tcp-raw", "rngmux-unix-raw")
 READ_BLOCK = 4096
 BOOT_TIMEOUT = 90
 
@@ -37,17 +37,18 @@ def boot_once(backend, nbytes, workdir, tag):
     daemon = None
     try:
         if backend.startswith("rngmux-"):
-            if backend == "rngmux-tcp":
-                listen, chardev = "tcp:127.0.0.1:0,qemu", "socket,id=c0,host=127.0.0.1,port=%s"
+            mode = "raw" if backend in RAW_FLOOR else "qemu"
+            if backend.startswith("rngmux-tcp"):
+                listen = "tcp:127.0.0.1:0," + mode
+                chardev = "socket,id=c0,host=127.0.0.1,port=%s"
             else:
                 sock = os.path.join(logdir, "rng.sock")
-                mode = "raw" if backend == RAW_FLOOR else "qemu"
                 listen, chardev = "unix:%s,%s" % (sock, mode), "socket,id=c0,path=" + sock
             os.makedirs(logdir, exist_ok=True)
             daemon = Daemon(logdir, ["--source", "getrandom", "--listen", listen],
                             name="rngmux")
             endpoint = daemon.start()[0]
-            if backend == "rngmux-tcp":
+            if backend.startswith("rngmux-tcp"):
                 chardev = chardev % endpoint.rsplit(":", 1)[1]
             guest = Guest(chardev, nbytes=nbytes, append_extra=extra, name=backend, logdir=logdir)
         else:
@@ -97,7 +98,7 @@ def main():
     ap.add_argument("--bytes", type=int, default=1 << 20, help="bytes each guest reads")
     ap.add_argument("--rounds", type=int, default=5, help="boots per backend")
     ap.add_argument("--raw-floor", action="store_true",
-                    help="also boot against a raw rngmux unix endpoint (answers no request): "
+                    help="also boot against raw rngmux TCP and unix endpoints (answer no request): "
                     "what rng-egd costs inside QEMU alone")
     args = ap.parse_args()
     if args.bytes <= 0 or args.bytes % READ_BLOCK:
@@ -107,7 +108,7 @@ def main():
     workdir = tempfile.mkdtemp(prefix="rngmux-guest-throughput-")
     try:
         rates = measure(args.bytes, args.rounds, workdir,
-                        backends=BACKENDS + ((RAW_FLOOR,) if args.raw_floor else ()))
+                        backends=BACKENDS + (RAW_FLOOR if args.raw_floor else ()))
     except AssertionError as e:
         sys.stderr.write("%s\nlogs kept in %s\n" % (e, workdir))
         return 1

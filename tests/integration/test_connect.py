@@ -97,14 +97,14 @@ class ConnectTest(RngmuxTestCase):
                 # QEMU after a reconnect sends nothing: the daemon must push first, the
                 # 4096-byte lead and no more.
                 recv_exact(conn, 4096)
-                more, eof = recv_for(conn, 0.3)
+                more, eof = recv_for(conn, 1.0)
                 self.assertFalse(eof)
                 self.assertEqual(len(more), 0, "more than the 4096-byte lead was pushed")
                 # and ordinary requests still work on top of the lead: a quarter of the
                 # lead's worth of them brings that much more
                 conn.sendall(egd_read(0x40) * 16)
                 recv_exact(conn, 16 * 64)
-                more, _ = recv_for(conn, 0.3)
+                more, _ = recv_for(conn, 1.0)
                 self.assertEqual(len(more), 0, "more than the requests asked for")
             d.wait_log(r"connected to ", timeout=5)
         finally:
@@ -126,6 +126,7 @@ class ConnectTest(RngmuxTestCase):
         lst.listen(0)
         port = lst.getsockname()[1]
         fillers = []
+        d = None
         try:
             # Fill the accept queue (backlog 0 still holds one or two): connects that
             # the kernel completes without us accepting. The next SYN is dropped.
@@ -150,7 +151,6 @@ class ConnectTest(RngmuxTestCase):
                     conn, _ = lst.accept()
                 except socket.timeout:
                     continue
-                conn.settimeout(0.5)
                 with conn:
                     try:
                         conn.sendall(egd_read(16))
@@ -165,7 +165,8 @@ class ConnectTest(RngmuxTestCase):
             for c in fillers:
                 c.close()
             lst.close()
-        d.stop()
+            if d is not None:
+                d.stop()
 
 
 if __name__ == "__main__":

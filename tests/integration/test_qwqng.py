@@ -406,11 +406,11 @@ class QwqngTest(RngmuxTestCase):
         self.control("rate", str(SLOW_RATE))
         # Slower than usual but within the silence limit: served, no restart.
         self.control("stall_open", "2")
-        start = time.monotonic()  # before the worker starts stalling
         d = self.serve(silence=4, name="patient")
+        start = time.monotonic()  # the worker starts (and stalls) just after listening
         c = self.client(d)
         c.wait_bytes(1, 20)
-        self.assertGreaterEqual(time.monotonic() - start, 1.5)
+        self.assertGreaterEqual(time.monotonic() - start, 1.0)
         self.assertEqual(d.stats()["worker_restarts"], 0)
         self.assert_clean(d, c.finish())
         d.stop()
@@ -454,8 +454,10 @@ class QwqngTest(RngmuxTestCase):
 
     def test_throughput_matches_the_device_rate(self):
         # The double's throttle is a token bucket that starts empty and holds up to
-        # 2 s of output: it never runs ahead of DEVICE_RATE, and bytes that a stall of
-        # rngmux left unfetched are fetched afterwards instead of lost.
+        # 2 s of output: what it has given since the device opened never exceeds
+        # DEVICE_RATE x time, and bytes that a stall of rngmux (or of a loaded CI
+        # machine) left unfetched are fetched afterwards instead of lost. (The real
+        # device buffers less; this tests rngmux's pipeline, not the host's stalls.)
         self.control("rate", str(DEVICE_RATE))
         d = self.serve(silence=5)
         c = self.client(d, depth=64, keep=False)

@@ -101,7 +101,7 @@ class TransportsTest(RngmuxTestCase):
             with self.subTest(ep=ep), connect(ep) as s:
                 # The whole lead comes unsolicited right after accept, and nothing more.
                 recv_exact(s, lead)
-                more, eof = recv_for(s, 0.3)
+                more, eof = recv_for(s, 1.0)
                 self.assertFalse(eof)
                 self.assertEqual(len(more), 0, "more than the lead came unsolicited")
                 # The lead is topped up in pieces of a quarter of it: fewer requests than
@@ -114,7 +114,7 @@ class TransportsTest(RngmuxTestCase):
                 # ... and the request that completes the quarter brings exactly what was asked.
                 s.sendall(egd_read(0x40))
                 recv_exact(s, quarter * 0x40)
-                more, eof = recv_for(s, 0.3)
+                more, eof = recv_for(s, 1.0)
                 self.assertFalse(eof)
                 self.assertEqual(len(more), 0, "lead must be topped up by what was requested")
         d.stop()

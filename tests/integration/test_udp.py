@@ -73,7 +73,7 @@ def recv_bytes(sock, n, timeout=10.0):
     return bytes(buf)
 
 
-def recv_expected(sock, n, timeout=10.0, quiet=0.3):
+def recv_expected(sock, n, timeout=10.0, quiet=1.0):
     """Datagrams until n bytes have come (waiting up to `timeout`), then whatever else
     arrives within `quiet` seconds: compare their total with n to check "exactly n"
     without betting on how fast the daemon answers."""

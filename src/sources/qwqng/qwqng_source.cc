@@ -125,23 +125,27 @@ class QwqngSource final : public Source {
         HandleReport(step.type, step.payload);
       }
 
+      // Past the deadline, look at the pipe once more without waiting before calling the
+      // worker silent: if this thread was the one held up (a stalled or loaded host),
+      // what the worker sent meanwhile is waiting there.
       const auto left =
           std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) {
-        std::ostringstream why;
-        why << "sent nothing for "
-            << std::chrono::duration<double>(options_.silence_timeout).count() << " s";
-        return EndWorker(SIGKILL, std::chrono::milliseconds(0), why.str());
-      }
       pollfd fds[2] = {{worker_->fd(), POLLIN, 0}, {stop.fd(), POLLIN, 0}};
-      const int ready = poll(fds, 2, static_cast<int>(std::min<long long>(left.count(), 1 << 30)));
+      const int ready =
+          poll(fds, 2, static_cast<int>(std::clamp<long long>(left.count(), 0, 1 << 30)));
       if (ready < 0) {
         if (errno == EINTR) continue;
         return EndWorker(SIGKILL, std::chrono::milliseconds(0),
                          Status::FromErrno("poll", errno).message());
       }
       if (fds[1].revents != 0) return std::size_t{0};
-      if (fds[0].revents == 0) continue;
+      if (fds[0].revents == 0) {
+        if (left.count() > 0) continue;
+        std::ostringstream why;
+        why << "sent nothing for "
+            << std::chrono::duration<double>(options_.silence_timeout).count() << " s";
+        return EndWorker(SIGKILL, std::chrono::milliseconds(0), why.str());
+      }
 
       Compact();
       const ssize_t n =
