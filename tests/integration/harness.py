@@ -295,10 +295,11 @@ class Streamer(threading.Thread):
 class Daemon:
     """One `rngmux serve ...` process with its stderr captured in a file."""
 
-    def __init__(self, workdir, args, name="rngmux"):
+    def __init__(self, workdir, args, name="rngmux", wrapper=()):
         self.workdir = workdir
         self.args = list(args)
         self.name = name
+        self.wrapper = list(wrapper)  # a command that execs the rest (same pid)
         self.log_path = os.path.join(workdir, "%s.stderr.log" % name)
         self.out_path = os.path.join(workdir, "%s.stdout.log" % name)
         self.proc = None
@@ -313,7 +314,8 @@ class Daemon:
             expect_listen = sum(1 for a in self.args if a == "--listen")
         self._log = open(self.log_path, "wb")
         self._out = open(self.out_path, "wb")
-        self.proc = subprocess.Popen([BINARY, "serve"] + self.args, stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(self.wrapper + [BINARY, "serve"] + self.args,
+                                     stdin=subprocess.DEVNULL,
                                      stdout=self._out, stderr=self._log, cwd=self.workdir)
         if expect_listen:
             got = wait_until(lambda: len(self.listening()) >= expect_listen or self.exited(),
@@ -516,8 +518,8 @@ class RngmuxTestCase(unittest.TestCase):
         if not os.access(BINARY, os.X_OK):
             self.fail("rngmux binary %r is missing or not executable (set RNGMUX_BINARY)" % BINARY)
 
-    def start_daemon(self, args, name=None, **kw):
-        d = Daemon(self.tmp, args, name=name or "rngmux%d" % len(self.daemons))
+    def start_daemon(self, args, name=None, wrapper=(), **kw):
+        d = Daemon(self.tmp, args, name=name or "rngmux%d" % len(self.daemons), wrapper=wrapper)
         self.daemons.append(d)
         d.start(**kw)
         return d

@@ -2,6 +2,8 @@
 
 import os
 import socket
+import subprocess
+import sys
 import time
 
 from harness import (RngmuxTestCase, egd_pid, egd_read, free_tcp_port, recv_exact, recv_for)
@@ -165,6 +167,66 @@ class ConnectTest(RngmuxTestCase):
             for c in fillers:
                 c.close()
             lst.close()
+            if d is not None:
+                d.stop()
+
+    def test_tcp_connect_moves_on_to_the_next_address(self):
+        """A name with two addresses, the first of which drops SYNs: each address gets its
+        own 10 s, so rngmux reaches the second one instead of hanging on the first. The
+        name lives in an /etc/hosts bind-mounted in a mount namespace of the daemon's own
+        (unshare -m), so the host's resolver configuration is never touched."""
+        hosts = self.path("hosts")
+        name = "rngmux-two-addresses"
+        with open(hosts, "w") as f:
+            f.write("127.0.0.3 %s\n127.0.0.2 %s\n" % (name, name))
+        wrapper = ["unshare", "-m", "sh", "-c",
+                   'mount --bind "$0" /etc/hosts && exec "$@"', hosts]
+        # The order getaddrinfo gives them (as the daemon's resolver asks: AI_ADDRCONFIG),
+        # from inside such a namespace: the first one is made to drop SYNs.
+        probe = subprocess.run(
+            wrapper + [sys.executable, "-c",
+                       "import socket; print(' '.join(a[4][0] for a in socket.getaddrinfo("
+                       "%r, 1, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_ADDRCONFIG)))"
+                       % name], capture_output=True, timeout=30)
+        self.assertEqual(probe.returncode, 0, probe.stderr)
+        order = probe.stdout.decode().split()
+        self.assertEqual(sorted(order), ["127.0.0.2", "127.0.0.3"], order)
+        dead_addr, live_addr = order
+        dead = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        dead.bind((dead_addr, 0))
+        port = dead.getsockname()[1]
+        dead.listen(0)
+        live = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        live.bind((live_addr, port))
+        live.listen(4)
+        fillers, d = [], None
+        try:
+            for _ in range(4):  # fill the dead listener's accept queue: SYNs are dropped
+                c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                c.setblocking(False)
+                c.connect_ex((dead_addr, port))
+                fillers.append(c)
+            time.sleep(0.2)
+            start = time.monotonic()
+            d = self.start_daemon(["--source", "test:14", "--allow-test-source",
+                                   "--connect", "tcp:%s:%d" % (name, port)], wrapper=wrapper)
+            live.settimeout(30)
+            conn, _ = live.accept()
+            with conn:
+                conn.sendall(egd_read(16))
+                self.assertEqual(len(recv_exact(conn, 16)), 16)
+            elapsed = time.monotonic() - start
+            # It waited out the first address (10 s), and not the kernel's two minutes.
+            self.assertGreaterEqual(elapsed, 9.0, "the first address was not tried first")
+            self.assertLess(elapsed, 30)
+            d.wait_log(r"connected to tcp:%s:%d" % (name, port), timeout=5)
+            self.assertEqual(d.count_log(r"cannot connect"), 0,
+                             "the attempt failed as a whole instead of moving on")
+        finally:
+            for c in fillers:
+                c.close()
+            dead.close()
+            live.close()
             if d is not None:
                 d.stop()
 
