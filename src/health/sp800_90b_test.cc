@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cstdint>
 #include <random>
 #include <vector>
@@ -177,34 +178,72 @@ TEST(AdaptiveProportionTest, ResetStartsANewWindow) {
   EXPECT_FALSE(apt.Feed(9));
 }
 
-// The block versions must judge exactly as sample-by-sample feeding does, across
-// block boundaries, on streams with stuck runs and bias mixed in.
+// A run of exactly the cutoff that starts right where a vector step of FeedBlock ended
+// (every alignment is tried): the step must hand its last sample on, or the run is
+// counted one short and passes.
+TEST(RepetitionCountTest, FeedBlockCountsRunsAcrossItsVectorSteps) {
+  for (std::size_t start = 1; start < 64; ++start) {
+    std::vector<std::uint8_t> stream(128);
+    for (std::size_t i = 0; i < stream.size(); ++i) {
+      stream[i] = static_cast<std::uint8_t>(i * 7 % 251 + 1);  // no equal neighbours
+    }
+    for (std::size_t i = 1; i < 5; ++i) stream[start + i] = stream[start];
+    RepetitionCountTest five(5), six(6);
+    EXPECT_FALSE(five.FeedBlock(stream)) << "run of 5 from " << start;
+    EXPECT_TRUE(six.FeedBlock(stream)) << "run of 5 from " << start << " against cutoff 6";
+  }
+}
+
+// The block versions must judge exactly as sample-by-sample feeding does, after every
+// block and across block boundaries, on streams with stuck runs and bias mixed in; with
+// blocks of several sizes (the vector paths take 16 and 8 samples a step, the rest one
+// at a time) and an APT window long enough to need its lane counters summed twice.
 TEST(HealthTestBlocks, FeedBlockAgreesWithFeed) {
   std::mt19937 rng(77);
+  int rct_failures = 0, apt_failures = 0;
   for (int trial = 0; trial < 300; ++trial) {
-    std::vector<std::uint8_t> stream(4096);
+    std::vector<std::uint8_t> stream(12000);
     for (auto& b : stream) b = static_cast<std::uint8_t>(rng() % (trial % 3 == 0 ? 16 : 256));
     if (trial % 5 == 0) {
-      const std::size_t at = rng() % 4000;
+      const std::size_t at = rng() % 11900;
       for (std::size_t i = 0; i < 1 + rng() % 8; ++i) stream[at + i] = 0x42;
+    } else if ((trial / 4) % 2 == 1) {
+      // A run of exactly the RCT cutoff (5) that continues the sample before it: it
+      // fails only if the run is counted across whatever step the vector path took.
+      const std::size_t at = 1 + rng() % 11900;
+      for (std::size_t i = 0; i < 4; ++i) stream[at + i] = stream[at - 1];
     }
+    if (trial % 8 == 2) {
+      // The APT window's first sample repeated 4096 times: 256 matches in each of the
+      // 16 lanes, which a lane counter that wrapped would lose.
+      for (std::size_t i = 0; i <= 4096; ++i) stream[i] = 0x42;
+    }
+    const std::size_t piece_size = std::array<std::size_t, 4>{300, 17, 8192, 1}[trial % 4];
+    const unsigned apt_window = trial % 2 ? 512 : 8192;
+    const unsigned apt_cutoff = trial % 2 ? 45 : 560;
     RepetitionCountTest rct_one(5), rct_block(5);
-    AdaptiveProportionTest apt_one(512, 40), apt_block(512, 40);
-    bool rct_one_ok = true, apt_one_ok = true;
-    for (const std::uint8_t b : stream) {
-      rct_one_ok = rct_one_ok && rct_one.Feed(b);
-      apt_one_ok = apt_one_ok && apt_one.Feed(b);
-    }
-    bool rct_block_ok = true, apt_block_ok = true;
-    for (std::size_t at = 0; at < stream.size(); at += 300) {
+    AdaptiveProportionTest apt_one(apt_window, apt_cutoff), apt_block(apt_window, apt_cutoff);
+    bool rct_one_ok = true, apt_one_ok = true, rct_block_ok = true, apt_block_ok = true;
+    for (std::size_t at = 0; at < stream.size(); at += piece_size) {
       const auto piece =
-          std::span(stream).subspan(at, std::min<std::size_t>(300, stream.size() - at));
+          std::span(stream).subspan(at, std::min<std::size_t>(piece_size, stream.size() - at));
+      for (const std::uint8_t b : piece) {
+        rct_one_ok = rct_one_ok && rct_one.Feed(b);
+        apt_one_ok = apt_one_ok && apt_one.Feed(b);
+      }
       rct_block_ok = rct_block_ok && rct_block.FeedBlock(piece);
       apt_block_ok = apt_block_ok && apt_block.FeedBlock(piece);
+      ASSERT_EQ(rct_block_ok, rct_one_ok) << "trial " << trial << " at " << at;
+      ASSERT_EQ(apt_block_ok, apt_one_ok) << "trial " << trial << " at " << at;
     }
-    EXPECT_EQ(rct_block_ok, rct_one_ok) << "trial " << trial;
-    EXPECT_EQ(apt_block_ok, apt_one_ok) << "trial " << trial;
+    rct_failures += rct_one_ok ? 0 : 1;
+    apt_failures += apt_one_ok ? 0 : 1;
   }
+  // Both verdicts occur, so the comparison above is not between two constant answers.
+  EXPECT_GT(rct_failures, 10);
+  EXPECT_LT(rct_failures, 290);
+  EXPECT_GT(apt_failures, 10);
+  EXPECT_LT(apt_failures, 290);
 }
 
 }  // namespace
