@@ -134,11 +134,11 @@ def has_cpu_flag(flag):
 # --------------------------------------------------------------------------
 
 def parse_endpoint(ep):
-    """'tcp:H:P[,opts]' / 'tcp:[v6]:P' / 'unix:PATH[,opts]' -> (family, address)."""
+    """'tcp:H:P[,opts]' / 'udp:[v6]:P' / 'unix:PATH[,opts]' -> (family, address)."""
     if ep.startswith("unix:"):
         path = ep[len("unix:"):].split(",", 1)[0]
         return socket.AF_UNIX, path
-    if ep.startswith("tcp:"):
+    if ep.startswith(("tcp:", "udp:")):
         rest = ep[len("tcp:"):].split(",", 1)[0]
         m = re.fullmatch(r"\[([^\]]+)\]:(\d+)", rest)
         if m:
@@ -526,6 +526,30 @@ class RngmuxTestCase(unittest.TestCase):
 
     def path(self, name):
         return os.path.join(self.tmp, name)
+
+    def assert_each_byte_served_once(self, index, served):
+        """served: {client name: bytes}. Every client's bytes are located in the reference
+        stream (index: a ReferenceIndex) and no piece of it went to two clients."""
+        named = {}
+        total = in_runs = claimed = 0
+        for name, data in served.items():
+            ivs, a, b = index.claims(data)
+            named[name] = ivs
+            total += len(data)
+            in_runs += a
+            claimed += b
+        problems = check_disjoint(named)
+        sys.stderr.write("\n%d bytes served to %d clients: %d located in the reference, "
+                         "%d covered by the duplicate check\n"
+                         % (total, len(served), in_runs, claimed))
+        self.assertEqual(problems, [], "bytes served more than once:\n" + "\n".join(problems))
+        # Bytes not found in the reference at all: from pieces shorter than ~11 bytes, or
+        # bytes that are not from the pool (or from beyond the reference).
+        self.assertGreaterEqual(in_runs / total, 0.95,
+                                "only %d of %d served bytes located in the reference stream"
+                                % (in_runs, total))
+        self.assertGreaterEqual(claimed / total, 0.85,
+                                "duplicate check covers only %d of %d bytes" % (claimed, total))
 
     def assert_from_reference(self, data, ref, what):
         """Samples of `data` (start, middle, end) are pieces of the reference stream."""

@@ -1,14 +1,13 @@
 """Many pipelining clients at once: exact reply sizes, bytes from the pool, none twice."""
 
 import bisect
-import sys
 import struct
 import threading
 import time
 
 import select
 
-from harness import (RngmuxTestCase, ReferenceIndex, check_disjoint, connect, egd_read,
+from harness import (RngmuxTestCase, ReferenceIndex, connect, egd_read,
                      recv_exact, recv_for, reference_stream)
 
 SEED = 7
@@ -110,26 +109,7 @@ class ConcurrencyTest(RngmuxTestCase):
                              % (c.name, c.trailer_pid))
             self.assertEqual(c.extra, b"", "%s: surplus bytes after the PID reply" % c.name)
 
-        named = {}
-        total = in_runs = claimed = 0
-        for c in clients:
-            ivs, a, b = index.claims(c.data)
-            named[c.name] = ivs
-            total += len(c.data)
-            in_runs += a
-            claimed += b
-        problems = check_disjoint(named)
-        sys.stderr.write("\n%d bytes served to %d clients: %d located in the reference, "
-                         "%d covered by the duplicate check\n"
-                         % (total, len(clients), in_runs, claimed))
-        self.assertEqual(problems, [], "bytes served more than once:\n" + "\n".join(problems))
-        # Bytes not found in the reference at all: from pieces shorter than ~11 bytes, or
-        # bytes that are not from the pool (or from beyond the reference).
-        self.assertGreaterEqual(in_runs / total, 0.95,
-                                "only %d of %d served bytes located in the reference stream"
-                                % (in_runs, total))
-        self.assertGreaterEqual(claimed / total, 0.85,
-                                "duplicate check covers only %d of %d bytes" % (claimed, total))
+        self.assert_each_byte_served_once(index, {c.name: c.data for c in clients})
         stats = d.stats()
         self.assertGreaterEqual(stats["served_bytes"], 16 * PER_CLIENT)
         self.assertEqual(stats["bad_requests"], 0)

@@ -4,34 +4,23 @@ Only loopback addresses are used (127.0.0.1, 127.0.0.2 and ::1); every wait is b
 """
 
 import bisect
-import re
 import select
 import socket
 import sys
 import threading
 import time
 
-from harness import (RngmuxTestCase, ReferenceIndex, check_disjoint, egd_read, free_udp_port,
-                     free_udp_ports, has_ipv6_loopback, reference_stream, run_cli, wait_until)
+from harness import (RngmuxTestCase, ReferenceIndex, egd_read, free_udp_port, free_udp_ports,
+                     has_ipv6_loopback, parse_endpoint, reference_stream, run_cli, wait_until)
 
 SEED = 31
 REFERENCE_BYTES = 3 << 20
 UNLIMITED = "rate=1073741824,burst=1073741824"
 
 
-def udp_address(ep):
-    """'udp:H:P[,opts]' / 'udp:[v6]:P' -> (family, (host, port))."""
-    rest = ep[len("udp:"):].split(",", 1)[0]
-    m = re.fullmatch(r"\[([^\]]+)\]:(\d+)", rest)
-    if m:
-        return socket.AF_INET6, (m.group(1), int(m.group(2)))
-    host, _, port = rest.rpartition(":")
-    return socket.AF_INET, (host, int(port))
-
-
 def udp_client(ep, bind_host=None, timeout=5.0):
     """A datagram socket connected to the endpoint (so it takes replies from it only)."""
-    family, addr = udp_address(ep)
+    family, addr = parse_endpoint(ep)
     assert addr[0] in ("127.0.0.1", "::1"), "tests only use loopback, got %r" % ep
     s = socket.socket(family, socket.SOCK_DGRAM)
     if bind_host is not None:
@@ -418,8 +407,6 @@ class UdpTest(RngmuxTestCase):
             c.start()
         for c in clients:
             c.join(90)
-        named = {}
-        total = in_runs = claimed = 0
         for c in clients:
             self.assertFalse(c.is_alive(), "%s still running" % c.name)
             self.assertIsNone(c.error, "%s: %r" % (c.name, c.error))
@@ -428,17 +415,7 @@ class UdpTest(RngmuxTestCase):
             self.assertEqual(c.trailer, [bytes([len(str(d.pid))]) + str(d.pid).encode()],
                              "%s: the PID reply did not come right after the data" % c.name)
             self.assertEqual(c.extra, [], "%s: surplus datagrams" % c.name)
-            ivs, a, b = index.claims(c.data)
-            named[c.name] = ivs
-            total += len(c.data)
-            in_runs += a
-            claimed += b
-        problems = check_disjoint(named)
-        sys.stderr.write("\n%d bytes to 16 UDP peers: %d located in the reference, %d covered by "
-                         "the duplicate check\n" % (total, in_runs, claimed))
-        self.assertEqual(problems, [], "bytes served more than once:\n" + "\n".join(problems))
-        self.assertGreaterEqual(in_runs / total, 0.95)
-        self.assertGreaterEqual(claimed / total, 0.85)
+        self.assert_each_byte_served_once(index, {c.name: c.data for c in clients})
         stats = d.stats()
         self.assertEqual(stats["clients"], 16)
         self.assertEqual(stats["connections_total"], 16)
@@ -620,7 +597,7 @@ class UdpTest(RngmuxTestCase):
         d = self.serve(("listen", "udp:0.0.0.0:0"))
         d.wait_log(r"warning: udp listener on udp:0\.0\.0\.0:\d+ answers loopback senders only")
         self.assertRegex(d.endpoints[0], r"^udp:0\.0\.0\.0:[1-9]\d*$")
-        port = udp_address(d.endpoints[0])[1][1]
+        port = parse_endpoint(d.endpoints[0])[1][1]
         p = run_cli(["fetch", "udp:127.0.0.1:%d" % port, "-n", "100"], timeout=30)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(len(p.stdout), 100)
