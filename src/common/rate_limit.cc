@@ -41,6 +41,10 @@ std::uint64_t TokenBucket::Available(Clock::TimePoint now) {
   return tokens_scaled_ / kNanosPerSecond;
 }
 
+bool LogLimiter::Quiet(Clock::TimePoint now) const {
+  return !logged_once_ || (now - last_logged_ >= interval_ && suppressed_ == 0);
+}
+
 bool LogLimiter::Allow(Clock::TimePoint now, std::uint64_t* suppressed) {
   if (logged_once_ && now - last_logged_ < interval_) {
     ++suppressed_;
@@ -51,6 +55,22 @@ bool LogLimiter::Allow(Clock::TimePoint now, std::uint64_t* suppressed) {
   *suppressed = suppressed_;
   suppressed_ = 0;
   return true;
+}
+
+bool KeyedLogLimiter::Allow(const std::string& key, Clock::TimePoint now,
+                            std::uint64_t* suppressed) {
+  auto found = limiters_.find(key);
+  if (found == limiters_.end()) {
+    if (limiters_.size() >= max_keys_) {
+      // Forget every key past its interval; if all are recent, start afresh.
+      for (auto it = limiters_.begin(); it != limiters_.end();) {
+        it = it->second.Quiet(now) ? limiters_.erase(it) : std::next(it);
+      }
+      if (limiters_.size() >= max_keys_) limiters_.clear();
+    }
+    found = limiters_.emplace(key, LogLimiter(interval_)).first;
+  }
+  return found->second.Allow(now, suppressed);
 }
 
 }  // namespace rngmux

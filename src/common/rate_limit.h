@@ -1,6 +1,9 @@
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <string>
+#include <unordered_map>
 
 #include "common/clock.h"
 
@@ -44,12 +47,32 @@ class LogLimiter {
   // True if this occurrence should be logged; then *suppressed is the number of
   // occurrences that were not logged since the previous logged one.
   bool Allow(Clock::TimePoint now, std::uint64_t* suppressed);
+  // True if forgetting this limiter loses nothing: its interval has passed and no
+  // occurrence waits to be reported.
+  bool Quiet(Clock::TimePoint now) const;
 
  private:
   Clock::Duration interval_;
   bool logged_once_ = false;
   Clock::TimePoint last_logged_{};
   std::uint64_t suppressed_ = 0;
+};
+
+// A LogLimiter per key (a client identity), so that one noisy client cannot hide
+// another's lines and a flood of connections logs a line per identity per interval.
+// Remembers at most `max_keys` keys; beyond that the oldest-logged are forgotten
+// (a forgotten key may log again at once). Not thread-safe.
+class KeyedLogLimiter {
+ public:
+  KeyedLogLimiter(Clock::Duration interval, std::size_t max_keys = 4096)
+      : interval_(interval), max_keys_(max_keys) {}
+
+  bool Allow(const std::string& key, Clock::TimePoint now, std::uint64_t* suppressed);
+
+ private:
+  Clock::Duration interval_;
+  std::size_t max_keys_;
+  std::unordered_map<std::string, LogLimiter> limiters_;
 };
 
 }  // namespace rngmux

@@ -102,3 +102,25 @@ TEST(LogLimiterTest, OneLinePerIntervalCountingTheRest) {
 
 }  // namespace
 }  // namespace rngmux
+
+namespace rngmux {
+namespace {
+
+TEST(KeyedLogLimiterTest, OneLinePerKeyPerInterval) {
+  FakeClock clock;
+  KeyedLogLimiter limiter(std::chrono::seconds(10), 4);
+  std::uint64_t suppressed = 0;
+  EXPECT_TRUE(limiter.Allow("uid:1", clock.Now(), &suppressed));
+  EXPECT_TRUE(limiter.Allow("uid:2", clock.Now(), &suppressed)) << "another identity logs too";
+  for (int i = 0; i < 100; ++i) EXPECT_FALSE(limiter.Allow("uid:1", clock.Now(), &suppressed));
+  clock.Advance(std::chrono::seconds(10));
+  EXPECT_TRUE(limiter.Allow("uid:1", clock.Now(), &suppressed));
+  EXPECT_EQ(suppressed, 100u);
+  // Bounded: many keys do not grow it without end, and a new key still logs.
+  for (int i = 0; i < 1000; ++i) {
+    EXPECT_TRUE(limiter.Allow("addr:" + std::to_string(i), clock.Now(), &suppressed));
+  }
+}
+
+}  // namespace
+}  // namespace rngmux

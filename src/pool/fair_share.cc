@@ -59,6 +59,15 @@
 // the owner covers that case by pumping again once the grace period has passed
 // while reserves are held and someone waits (Server::RequestPump).
 //
+// Weights: a round's quantum is computed per unit of weight, max(kMinQuantum,
+// free / total weight), and a consumer's turn gets quantum * weight of credit.
+//
+// Non-blocking reads (0x01) go through TakeImmediate(): from the consumer's reserve,
+// and from free bytes only when nobody else waits. A client that only ever sends
+// 01 FF would otherwise sidestep the round-robin altogether and empty the pool ahead
+// of every waiting consumer. Listing it as idle while it reads makes its turns set
+// bytes aside for it like for any briefly absent consumer: its share, no more.
+//
 // Re-entrancy: Deliver() may Activate() or Remove() any consumer, including the one
 // being served, and may call Pump(). While pumping_ is set, entries are never erased
 // from the outside: Remove() and expiry only mark them dead (consumer = nullptr)
@@ -76,47 +85,67 @@ constexpr std::size_t kScratchBytes = 16 * 1024;
 
 }  // namespace
 
+FairShare::EntryIt FairShare::Find(const Consumer* consumer) {
+  const auto found = index_.find(consumer);
+  return found == index_.end() ? entries_.end() : found->second;
+}
+
+FairShare::EntryIt FairShare::Add(Consumer* consumer) {
+  const std::size_t weight = std::max<std::size_t>(1, consumer->Weight());
+  entries_.push_back(Entry{consumer, weight});
+  const EntryIt it = std::prev(entries_.end());
+  index_.emplace(consumer, it);
+  total_weight_ += weight;
+  return it;
+}
+
+void FairShare::SetIdle(Entry& entry, bool idle, Clock::TimePoint now) {
+  if (entry.idle == idle) return;
+  entry.idle = idle;
+  if (idle) {
+    ++idle_count_;
+    entry.idle_since = now;
+    idle_queue_.emplace_back(now, entry.consumer);
+  } else {
+    --idle_count_;
+  }
+}
+
 void FairShare::Activate(Consumer* consumer) {
   if (consumer == nullptr) return;  // nullptr marks dead entries.
-  ExpireIdle(clock_.Now());
-  for (Entry& entry : entries_) {
-    if (entry.consumer != consumer) continue;
-    entry.idle = false;  // Back within its grace period: keeps its place and reserve.
+  const Clock::TimePoint now = clock_.Now();
+  ExpireIdle(now);
+  const EntryIt it = Find(consumer);
+  if (it == entries_.end()) {
+    Add(consumer);
     return;
   }
-  entries_.push_back(Entry{consumer});
+  if (!it->idle) return;
+  // Back within its grace period: keeps its place and reserve.
+  SetIdle(*it, false, now);
+  if (it->reserve > 0) returning_.push_back(consumer);
 }
 
 void FairShare::Remove(Consumer* consumer) {
   if (consumer == nullptr) return;
-  for (auto it = entries_.begin(); it != entries_.end(); ++it) {
-    if (it->consumer == consumer) {
-      Drop(it);
-      return;
-    }
-  }
+  const EntryIt it = Find(consumer);
+  if (it != entries_.end()) Drop(it);
 }
 
-std::size_t FairShare::active_count() const {
-  return static_cast<std::size_t>(std::count_if(
-      entries_.begin(), entries_.end(), [](const Entry& e) { return e.consumer && !e.idle; }));
-}
+std::size_t FairShare::active_count() const { return index_.size() - idle_count_; }
 
-std::size_t FairShare::idle_count() const {
-  return static_cast<std::size_t>(std::count_if(
-      entries_.begin(), entries_.end(), [](const Entry& e) { return e.consumer && e.idle; }));
-}
+std::size_t FairShare::idle_count() const { return idle_count_; }
 
 std::size_t FairShare::reserve_of(const Consumer* consumer) const {
-  if (consumer == nullptr) return 0;
-  for (const Entry& entry : entries_) {
-    if (entry.consumer == consumer) return entry.reserve;
-  }
-  return 0;
+  const auto found = index_.find(consumer);
+  return found == index_.end() ? 0 : found->second->reserve;
 }
 
-std::list<FairShare::Entry>::iterator FairShare::Drop(std::list<Entry>::iterator it) {
+FairShare::EntryIt FairShare::Drop(EntryIt it) {
   total_reserved_ -= it->reserve;
+  total_weight_ -= it->weight;
+  if (it->idle) --idle_count_;
+  index_.erase(it->consumer);
   if (!pumping_) return entries_.erase(it);
   it->consumer = nullptr;
   it->deficit = 0;
@@ -126,12 +155,13 @@ std::list<FairShare::Entry>::iterator FairShare::Drop(std::list<Entry>::iterator
 }
 
 void FairShare::ExpireIdle(Clock::TimePoint now) {
-  for (auto it = entries_.begin(); it != entries_.end();) {
-    if (it->consumer != nullptr && it->idle && now - it->idle_since >= grace_) {
-      it = Drop(it);
-    } else {
-      ++it;
-    }
+  while (!idle_queue_.empty() && now - idle_queue_.front().first >= grace_) {
+    const auto [since, consumer] = idle_queue_.front();
+    idle_queue_.pop_front();
+    const EntryIt it = Find(consumer);
+    // Only the transition that is still current counts: the entry may have gone
+    // active and idle again since (a later item stands for that).
+    if (it != entries_.end() && it->idle && it->idle_since == since) Drop(it);
   }
 }
 
@@ -149,6 +179,41 @@ std::size_t FairShare::FreeBytes() {
   return available - total_reserved_;
 }
 
+std::size_t FairShare::TakeImmediate(Consumer* consumer, std::span<std::uint8_t> out) {
+  if (consumer == nullptr || out.empty()) return 0;
+  const Clock::TimePoint now = clock_.Now();
+  ExpireIdle(now);
+  EntryIt it = Find(consumer);
+  if (it == entries_.end()) {
+    it = Add(consumer);
+    it->served = true;
+    SetIdle(*it, true, now);
+  } else if (it->idle) {
+    // Still reading: its place (and what its turns set aside) is kept.
+    it->idle = false;
+    --idle_count_;
+    SetIdle(*it, true, now);
+  }
+  Entry& entry = *it;
+  std::size_t taken = 0;
+  FreeBytes();  // Settles reserves against what the pool holds.
+  const std::size_t from_reserve = std::min(entry.reserve, out.size());
+  if (from_reserve > 0) {
+    taken = pool_.Take(out.first(from_reserve));
+    entry.reserve -= taken;
+    total_reserved_ -= taken;
+  }
+  // Free bytes belong to the waiting consumers' turns; only with nobody else
+  // waiting may a non-blocking read have them.
+  const std::size_t others_waiting = active_count() - (entry.idle ? 0 : 1);
+  if (taken < out.size() && others_waiting == 0) {
+    const std::size_t free = FreeBytes();
+    const std::size_t more = std::min(free, out.size() - taken);
+    if (more > 0) taken += pool_.Take(out.subspan(taken, more));
+  }
+  return taken;
+}
+
 std::size_t FairShare::Serve(Entry& entry, std::size_t ask, bool from_reserve,
                              std::span<std::uint8_t> scratch) {
   const std::size_t got = pool_.Take(scratch.first(ask));
@@ -162,7 +227,7 @@ std::size_t FairShare::Serve(Entry& entry, std::size_t ask, bool from_reserve,
     entry.deficit -= std::min(got, entry.deficit);
   }
   entry.served = true;
-  entry.idle = false;
+  SetIdle(entry, false, Clock::TimePoint{});
   entry.consumer->Deliver(std::span<const std::uint8_t>(scratch.data(), got));
   SecureWipe(scratch.data(), got);
   return got;
@@ -225,17 +290,17 @@ std::size_t FairShare::Pump() {
   std::size_t delivered = 0;
 
   // Consumers that asked again are served from their reserves first, wherever they
-  // sit in the round-robin. Entries appended meanwhile by Activate() are visited too
-  // (std::list iterators survive push_back); nothing is erased while pumping_.
-  for (Entry& entry : entries_) {
-    if (delivered >= budget) break;
+  // sit in the round-robin. Ones that return during this loop (Deliver() may
+  // Activate()) are appended and visited too.
+  for (std::size_t i = 0; i < returning_.size() && delivered < budget; ++i) {
+    const EntryIt it = Find(returning_[i]);
+    if (it == entries_.end()) continue;
+    Entry& entry = *it;
     if (entry.consumer == nullptr || entry.idle || entry.reserve == 0) continue;
     delivered += ServeReserve(entry, budget - delivered, scratch);
-    if (entry.consumer != nullptr && entry.consumer->Wanted() == 0) {
-      entry.idle = true;
-      entry.idle_since = now;
-    }
+    if (entry.consumer != nullptr && entry.consumer->Wanted() == 0) SetIdle(entry, true, now);
   }
+  returning_.clear();
 
   std::size_t quantum = kMinQuantum;
   std::size_t turns_left_in_round = 0;
@@ -246,16 +311,10 @@ std::size_t FairShare::Pump() {
     if (free == 0) break;
 
     if (turns_left_in_round == 0) {
-      std::size_t listed = 0;
-      std::size_t waiting = 0;
-      for (const Entry& e : entries_) {
-        if (e.consumer == nullptr) continue;
-        ++listed;
-        if (!e.idle) ++waiting;
-      }
-      if (waiting == 0) break;  // Only idle consumers: nobody to set bytes aside from.
-      quantum = std::max(kMinQuantum, free / listed);
-      turns_left_in_round = listed;
+      // Only idle consumers: nobody to set bytes aside from.
+      if (active_count() == 0) break;
+      quantum = std::max(kMinQuantum, free / std::max<std::size_t>(1, total_weight_));
+      turns_left_in_round = index_.size();
     }
 
     // References into std::list stay valid across push_back (Activate) and, while
@@ -264,7 +323,7 @@ std::size_t FairShare::Pump() {
     // Credit left over: a turn cut short by the previous Pump() is finished first. It
     // belonged to that round, so it is not one of this round's turns.
     const bool resumed = entry.deficit > 0;
-    if (!resumed) entry.deficit = quantum;
+    if (!resumed) entry.deficit = quantum * entry.weight;
 
     // A reserve, if any, is spent before the credit (it was earned on earlier turns).
     if (entry.reserve > 0) delivered += ServeReserve(entry, budget - delivered, scratch);
@@ -294,16 +353,13 @@ std::size_t FairShare::Pump() {
       // Idle: the rest of this turn's credit is set aside, up to the caps. If the
       // free bytes run out first, the turn resumes here with the remaining credit,
       // just as a waiting consumer's would.
-      if (!entry.idle) {
-        entry.idle = true;
-        entry.idle_since = now;
-      }
+      SetIdle(entry, true, now);
       if (!KeepAsReserve(entry)) break;
       entry.deficit = 0;  // Capped: the rest is forfeited.
       entries_.splice(entries_.end(), entries_, entries_.begin());
     } else if (demand_met) {
       // Never served (or reserves off): it leaves, as in plain DRR.
-      total_reserved_ -= entry.reserve;
+      Drop(entries_.begin());
       entries_.pop_front();
     } else if (entry.deficit == 0) {
       entries_.splice(entries_.end(), entries_, entries_.begin());

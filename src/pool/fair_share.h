@@ -3,8 +3,12 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <list>
 #include <span>
+#include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "common/clock.h"
 #include "pool/entropy_pool.h"
@@ -20,6 +24,9 @@ class Consumer {
   // Hands over bytes taken from the pool; bytes.size() <= Wanted(). The consumer
   // owns them from now on (and must wipe them once they have left).
   virtual void Deliver(std::span<const std::uint8_t> bytes) = 0;
+  // Its share relative to others (an endpoint's weight=N): a consumer of weight 2
+  // gets twice the credit per round of one of weight 1. Read when it is listed.
+  virtual std::size_t Weight() const { return 1; }
 };
 
 // Shares the pool among consumers by bytes, with deficit round-robin: every pass
@@ -34,7 +41,11 @@ class Consumer {
 // first; otherwise the entry and its reserve are dropped. This is what keeps a
 // client with one small request in flight (QEMU's rng-egd) from being starved by
 // one that pipelines many. Reserves are capped per consumer (kMaxReserve) and in
-// total (half the pool's capacity). Event-loop thread only.
+// total (half the pool's capacity).
+//
+// Costs: Activate(), Remove() and a turn are O(1) in the number of listed
+// consumers (an index finds entries; counters replace walks), so the cost of a
+// request does not grow with the number of clients present. Event-loop thread only.
 class FairShare {
  public:
   static constexpr std::size_t kMinQuantum = 256;
@@ -55,6 +66,14 @@ class FairShare {
   // call if it was never active.
   void Remove(Consumer* consumer);
 
+  // A non-blocking read (EGD 0x01) by `consumer`: takes at most out.size() bytes
+  // now, from its own reserve first, then from the free bytes only while no other
+  // consumer waits for them. Under contention such reads therefore get what the
+  // consumer's turns set aside, its share and no more: the consumer is listed as
+  // idle (accruing its quantum into its reserve on its turns) for as long as it
+  // keeps reading. Returns bytes taken. May be called from Deliver().
+  std::size_t TakeImmediate(Consumer* consumer, std::span<std::uint8_t> out);
+
   // Moves bytes from the pool to waiting consumers until no free bytes are left or
   // nobody waits: reserves first, then round-robin. Consumers whose Wanted() drops
   // to 0 become idle (if they were served) or leave; they Activate() again when
@@ -73,16 +92,22 @@ class FairShare {
  private:
   struct Entry {
     Consumer* consumer;  // nullptr: removed while pumping, erased later
+    std::size_t weight = 1;
     std::size_t deficit = 0;
     std::size_t reserve = 0;
     bool idle = false;
     bool served = false;  // got bytes since it was listed
     Clock::TimePoint idle_since{};
   };
+  using EntryIt = std::list<Entry>::iterator;
+
+  EntryIt Find(const Consumer* consumer);
+  EntryIt Add(Consumer* consumer);
+  void SetIdle(Entry& entry, bool idle, Clock::TimePoint now);
 
   void ExpireIdle(Clock::TimePoint now);
   // Drops an entry (erases it, or marks it dead while pumping) and its reserve.
-  std::list<Entry>::iterator Drop(std::list<Entry>::iterator it);
+  EntryIt Drop(EntryIt it);
   // The pool's bytes not set aside; first shrinks reserves that bytes taken by
   // other paths (0x01 reads) no longer back.
   std::size_t FreeBytes();
@@ -97,6 +122,14 @@ class FairShare {
   const Clock& clock_;
   Clock::Duration grace_;
   std::list<Entry> entries_;
+  std::unordered_map<const Consumer*, EntryIt> index_;  // live entries only
+  // Idle transitions in time order, for expiry without a walk; stale items (the
+  // entry went active again, or left) are skipped when they come due.
+  std::deque<std::pair<Clock::TimePoint, const Consumer*>> idle_queue_;
+  // Consumers that asked again while holding a reserve: served from it first.
+  std::vector<const Consumer*> returning_;
+  std::size_t idle_count_ = 0;
+  std::size_t total_weight_ = 0;  // over live entries
   std::size_t total_reserved_ = 0;
   bool pumping_ = false;
 };

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -754,6 +755,67 @@ TEST(FairShareTest, PumpIsBoundedWhenThePoolNeverEmpties) {
   EXPECT_LE(delivered, pool.capacity());
   EXPECT_EQ(consumer.delivered(), delivered);
   EXPECT_EQ(share.active_count(), 1u);
+}
+
+}  // namespace
+}  // namespace rngmux
+
+namespace rngmux {
+namespace {
+
+class WeightedConsumer : public TestConsumer {
+ public:
+  WeightedConsumer(DeliveryLog* log, std::size_t weight) : TestConsumer(log), weight_(weight) {}
+  std::size_t Weight() const override { return weight_; }
+
+ private:
+  std::size_t weight_;
+};
+
+TEST(FairShareWeightTest, WeightsSplitAShortSupplyInProportion) {
+  Simulation sim(20'000);
+  WeightedConsumer light(&sim.log, 1);
+  WeightedConsumer heavy(&sim.log, 3);
+  light.AskForever();
+  heavy.AskForever();
+  sim.share.Activate(&light);
+  sim.share.Activate(&heavy);
+  for (int i = 0; i < 500; ++i) sim.Tick();
+  const double ratio =
+      static_cast<double>(heavy.received()) / static_cast<double>(light.received());
+  EXPECT_NEAR(ratio, 3.0, 0.15) << "heavy=" << heavy.received() << " light=" << light.received();
+  sim.ExpectConservation();
+}
+
+// A client that only sends 01 FF must not get ahead of one waiting on 02 requests:
+// under contention its non-blocking reads get what its turns set aside.
+TEST(FairShareImmediateTest, NonBlockingReadsGetNoMoreThanTheirShare) {
+  Simulation sim(20'000);
+  TestConsumer waiting(&sim.log);
+  waiting.AskForever();
+  sim.share.Activate(&waiting);
+  TestConsumer reader(&sim.log);  // Wanted() == 0: it never blocks
+  std::size_t reader_got = 0;
+  std::array<std::uint8_t, 255> buffer{};
+  for (int i = 0; i < 500; ++i) {
+    sim.clock.Advance(kTick);
+    sim.source.Produce(sim.pool);
+    // Several 01 FF per tick, before and after the pump.
+    for (int j = 0; j < 4; ++j) reader_got += sim.share.TakeImmediate(&reader, buffer);
+    sim.share.Pump();
+  }
+  const double total = static_cast<double>(reader_got + waiting.received());
+  EXPECT_GT(waiting.received(), 0.45 * total) << "reader=" << reader_got;
+  EXPECT_GT(reader_got, 0.3 * total) << "the reader's share was not set aside for it";
+}
+
+TEST(FairShareImmediateTest, UncontendedNonBlockingReadsTakeWhatIsThere) {
+  Simulation sim(10'000);
+  TestConsumer reader(&sim.log);
+  sim.clock.Advance(milliseconds(100));
+  sim.source.Produce(sim.pool);
+  std::array<std::uint8_t, 255> buffer{};
+  EXPECT_EQ(sim.share.TakeImmediate(&reader, buffer), 255u);
 }
 
 }  // namespace

@@ -71,6 +71,11 @@ void Connector::ConnectNext() {
   if (next_endpoint_ >= endpoints_.size()) return OnFailure(last_error_);
   asio::error_code ignored;
   socket_.close(ignored);
+  if (const auto ec = OpenCloseOnExec(socket_, endpoints_[next_endpoint_].protocol()); ec) {
+    last_error_ = "socket: " + ec.message();
+    ++next_endpoint_;
+    return ConnectNext();
+  }
   const unsigned attempt = ArmTimeout();
   socket_.async_connect(endpoints_[next_endpoint_++], [this, attempt](const asio::error_code& ec) {
     if (stopped_ || attempt != attempt_) return;
@@ -116,7 +121,9 @@ void Connector::OnConnected(Session::Socket socket) {
   // A restarted VM should not wait out the delays its downtime built up.
   backoff_.Reset();
   ConfigureStreamSocket(socket);
-  session_ = host_.Adopt(std::move(socket), spec_.session, spec_.Address(), [this] {
+  const bool unix_socket = spec_.transport == TransportKind::kUnix;
+  ClientIdentity identity = IdentifyStreamPeer(socket.native_handle(), unix_socket);
+  session_ = host_.Adopt(std::move(socket), spec_, spec_.Address(), std::move(identity), [this] {
     if (stopped_) return;
     // Reset at connect, so a peer that keeps accepting and dropping at once is
     // retried at the initial delay, never in a tight loop.

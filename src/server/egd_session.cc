@@ -23,8 +23,21 @@ void OutputBuffer::Append(std::span<const std::uint8_t> bytes) {
   std::copy(bytes.begin(), bytes.end(), target.begin());
 }
 
+void OutputBuffer::Reserve(std::size_t needed) {
+  if (needed <= allocated_) return;
+  // Grow geometrically from one page, within the capacity.
+  constexpr std::size_t kFirstAllocation = 4096;
+  std::size_t next = std::max(allocated_ * 2, kFirstAllocation);
+  next = std::min(std::max(next, needed), std::max(capacity_, needed));
+  auto grown = std::make_unique<std::uint8_t[]>(next);
+  if (size_ > 0) std::memcpy(grown.get(), data_.get(), size_);
+  if (data_) SecureWipe(data_.get(), allocated_);
+  data_ = std::move(grown);
+  allocated_ = next;
+}
+
 std::span<std::uint8_t> OutputBuffer::Extend(std::size_t n) {
-  if (!data_) data_ = std::make_unique<std::uint8_t[]>(capacity_);
+  Reserve(size_ + n);
   std::span<std::uint8_t> target(data_.get() + size_, n);
   size_ += n;
   return target;
@@ -49,10 +62,34 @@ void OutputBuffer::Clear() {
   size_ = 0;
 }
 
+void OutputBuffer::Release() {
+  Clear();
+  if (data_) SecureWipe(data_.get(), allocated_);
+  data_.reset();
+  allocated_ = 0;
+}
+
 void OutputBuffer::Swap(OutputBuffer& other) {
   std::swap(data_, other.data_);
   std::swap(capacity_, other.capacity_);
+  std::swap(allocated_, other.allocated_);
   std::swap(size_, other.size_);
+}
+
+void LogClientEvent(SessionContext& context, const ClientIdentity& identity, const char* kind,
+                    LogLevel level, const std::string& text) {
+  std::uint64_t suppressed = 0;
+  if (context.client_log != nullptr &&
+      !context.client_log->Allow(identity.Key() + " " + kind, SteadyClock::Instance().Now(),
+                                 &suppressed)) {
+    return;
+  }
+  if (suppressed > 0) {
+    RNGMUX_LOG(level, text, " (", suppressed, " more like it from ", identity.Describe(),
+               " not logged)");
+  } else {
+    RNGMUX_LOG(level, text);
+  }
 }
 
 EgdSession::EgdSession(SessionContext& context, SessionOptions options, std::string peer,
@@ -64,7 +101,24 @@ EgdSession::EgdSession(SessionContext& context, SessionOptions options, std::str
       output_high_water_(output_high_water),
       executor_(std::move(executor)) {}
 
-EgdSession::~EgdSession() { context_.fair_share.Remove(this); }
+EgdSession::~EgdSession() {
+  if (group_) {
+    group_->Leave(this);
+  } else {
+    context_.fair_share.Remove(this);
+  }
+}
+
+void EgdSession::SetShareGroup(std::shared_ptr<ShareGroup> group) {
+  if (group_) group_->Leave(this);
+  group_ = std::move(group);
+  if (group_) group_->Join(this);
+}
+
+void EgdSession::InputClosed() {
+  input_closed_ = true;
+  ProcessQueue();
+}
 
 void EgdSession::Begin(std::function<void()> on_closed) {
   on_closed_ = std::move(on_closed);
@@ -80,14 +134,16 @@ void EgdSession::StartDemand() {
 void EgdSession::CloseAt(LogLevel level, std::string_view reason) {
   if (closed_) return;
   closed_ = true;
-  context_.fair_share.Remove(this);
-  context_.counters.wiped_undelivered_bytes += pending_.size() + BytesInTransport();
-  pending_.Clear();
-  if (level >= LogLevel::kWarning) {
-    RNGMUX_LOG(level, "client ", peer_, ": closing: ", reason);
+  if (group_) {
+    group_->Leave(this);
   } else {
-    RNGMUX_LOG(level, "client ", peer_, ": closed: ", reason);
+    context_.fair_share.Remove(this);
   }
+  context_.counters.wiped_undelivered_bytes += pending_.size() + BytesInTransport();
+  pending_.Release();
+  LogClientEvent(context_, identity_, "closed", level,
+                 "client " + peer_ + (level >= LogLevel::kWarning ? ": closing: " : ": closed: ") +
+                     std::string(reason));
   CloseTransport();
   context_.counters.clients--;
   if (on_closed_) asio::post(executor_, std::move(on_closed_));
@@ -100,7 +156,10 @@ std::size_t EgdSession::Wanted() const {
   // A lead is topped up in pieces of at least a quarter of it: the peer still has
   // three quarters waiting in its socket, and one write then answers dozens of
   // requests instead of one (QEMU asks for 64 bytes at a time).
-  if (blocking_run_bytes_ == 0 && lead_owed_ < options_.lead_bytes / 4) return 0;
+  // Once the peer has stopped asking, what is left is sent whatever its size.
+  if (blocking_run_bytes_ == 0 && lead_owed_ < options_.lead_bytes / 4 && !input_closed_) {
+    return 0;
+  }
   return std::min(room, lead_owed_ + blocking_run_bytes_);
 }
 
@@ -203,8 +262,8 @@ void EgdSession::ProcessQueue() {
 }
 
 void EgdSession::MaybeFinish() {
-  if (input_closed_ && !options_.raw && !closed_ && queue_.empty() && pending_.empty() &&
-      TransportIdle()) {
+  if (input_closed_ && !options_.raw && !closed_ && queue_.empty() && lead_owed_ == 0 &&
+      pending_.empty() && TransportIdle()) {
     Close("peer closed the connection");
   }
 }
@@ -226,7 +285,9 @@ void EgdSession::AnswerImmediate(const Pending& request) {
       // Reserve the longest reply, fill what the pool has now, give back the rest.
       const std::size_t start = pending_.size();
       auto reply = pending_.Extend(1 + request.count);
-      const std::size_t n = context_.pool.Take(reply.subspan(1));
+      // Within the client's share: a flood of 01 FF must not jump the fair share.
+      const std::size_t n = group_ ? group_->TakeImmediate(reply.subspan(1))
+                                   : context_.fair_share.TakeImmediate(this, reply.subspan(1));
       reply[0] = static_cast<std::uint8_t>(n);
       pending_.Truncate(start + 1 + n);
       context_.counters.served_bytes += n;
@@ -248,6 +309,10 @@ void EgdSession::AnswerImmediate(const Pending& request) {
 
 void EgdSession::UpdateDemand() {
   if (Wanted() == 0) return;
+  if (group_) {
+    group_->Activate(this);  // Asks for a pump itself.
+    return;
+  }
   context_.fair_share.Activate(this);
   context_.request_pump();
 }

@@ -11,9 +11,12 @@
 #include <string_view>
 
 #include "common/log.h"
+#include "common/rate_limit.h"
 #include "pool/fair_share.h"
+#include "pool/share_group.h"
 #include "protocol/egd_parser.h"
 #include "server/stats.h"
+#include "transport/client_identity.h"
 #include "transport/endpoint_spec.h"
 
 namespace rngmux {
@@ -28,11 +31,21 @@ struct SessionContext {
   std::size_t max_queued_requests = 4096;
   // Claimed min-entropy of the serving source, for the 0x00 answer.
   double entropy_bits_per_byte = 8;
+  // Per-connection log lines, limited per client identity (nullptr: not limited).
+  KeyedLogLimiter* client_log = nullptr;
 };
 
-// A fixed-capacity byte buffer for outgoing replies. Its storage is allocated on
-// first use (idle connections cost nothing) and never reallocated, so random
-// bytes are never left behind in freed memory; Clear() wipes what it held.
+// Logs a line about one client, at most once per interval per identity and kind
+// (`kind` is "connected", "closed"...); the next line that is logged says how many
+// were left out.
+void LogClientEvent(SessionContext& context, const ClientIdentity& identity, const char* kind,
+                    LogLevel level, const std::string& text);
+
+// A bounded byte buffer for outgoing replies. Storage is allocated on first use,
+// sized to what is held (a QEMU lead needs 4 KiB, a bulk reader up to the
+// capacity), and given back by Release() once empty, so an idle connection holds
+// none. Storage that is outgrown or released is wiped first, so random bytes are
+// never left behind in freed memory; Clear() wipes what it held.
 class OutputBuffer {
  public:
   explicit OutputBuffer(std::size_t capacity) : capacity_(capacity) {}
@@ -54,11 +67,18 @@ class OutputBuffer {
   // left behind at the end are wiped.
   void ConsumeFront(std::size_t n);
   void Clear();
+  // Clears and frees the storage (the next use allocates again).
+  void Release();
   void Swap(OutputBuffer& other);
+  // Bytes of storage held now (for tests of the memory bound).
+  std::size_t allocated() const { return allocated_; }
 
  private:
+  void Reserve(std::size_t needed);
+
   std::unique_ptr<std::uint8_t[]> data_;
   std::size_t capacity_;
+  std::size_t allocated_ = 0;
   std::size_t size_ = 0;
 };
 
@@ -92,6 +112,14 @@ class EgdSession : public Consumer {
   }
   bool closed() const { return closed_; }
   const std::string& peer() const { return peer_; }
+  // Who the client is (for access control, shares and stats).
+  const ClientIdentity& identity() const { return identity_; }
+  void set_identity(ClientIdentity identity) { identity_ = std::move(identity); }
+  // Makes the session draw through its tenant's group instead of holding a share
+  // of its own. Call before Begin(); the group must outlive nothing: the session
+  // holds it.
+  void SetShareGroup(std::shared_ptr<ShareGroup> group);
+  const std::shared_ptr<ShareGroup>& share_group() const { return group_; }
   // Random bytes this client has been sent, and requests it made: for stats.
   std::uint64_t served_bytes() const { return served_bytes_; }
   std::uint64_t requests() const { return requests_; }
@@ -110,8 +138,10 @@ class EgdSession : public Consumer {
   void Begin(std::function<void()> on_closed);
   // Starts owing the lead (if any) and asks the FairShare for it.
   void StartDemand();
-  // Stops pushing unsolicited bytes (the peer will not ask again).
-  void DropLead() { lead_owed_ = 0; }
+  // The peer closed its sending side: it will not ask again, but is still sent
+  // everything it asked for (with a lead: the lead and every request it topped up),
+  // then the session closes.
+  void InputClosed();
   // Returns false if the session closed (too many requests waiting).
   bool Enqueue(const EgdRequest& request);
   void ProcessQueue();
@@ -152,6 +182,8 @@ class EgdSession : public Consumer {
   std::string peer_;
   std::size_t output_high_water_;
   asio::any_io_executor executor_;
+  ClientIdentity identity_;
+  std::shared_ptr<ShareGroup> group_;  // nullptr: a share of its own
   std::function<void()> on_closed_;
 
   std::deque<Pending> queue_;           // unanswered requests, in order

@@ -19,6 +19,8 @@ namespace rngmux {
 namespace {
 
 constexpr std::chrono::milliseconds kAcceptRetryDelay{200};
+// Connections accepted per readiness event before yielding to other handlers.
+constexpr int kAcceptsPerTurn = 16;
 
 // Decides what to do with a file already at a unix socket path: a socket nobody
 // answers on is stale and is removed; anything else is the user's to resolve.
@@ -83,12 +85,14 @@ Result<std::unique_ptr<Listener>> Listener::Open(asio::io_context& io, const End
   }
 
   Acceptor& acceptor = listener->acceptor_;
-  acceptor.open(endpoint.protocol(), ec);
+  ec = OpenCloseOnExec(acceptor, endpoint.protocol());
   if (ec) return Status::Error(prefix + "socket: " + ec.message());
   if (spec.transport == TransportKind::kTcp) {
     acceptor.set_option(asio::socket_base::reuse_address(true), ec);
   }
-  // The socket file gets its final mode at creation, so it is never briefly wider.
+  // The socket file gets its final mode at creation (bind applies the umask), so it
+  // is never briefly wider, and no chmod by path afterwards could follow a symlink
+  // put there in between.
   const mode_t old_umask =
       spec.unix_mode ? umask(static_cast<mode_t>(0777 & ~*spec.unix_mode)) : umask(0);
   if (!spec.unix_mode) umask(old_umask);
@@ -97,9 +101,6 @@ Result<std::unique_ptr<Listener>> Listener::Open(asio::io_context& io, const End
   if (ec) return Status::Error(prefix + "bind: " + ec.message());
   acceptor.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) return Status::Error(prefix + "listen: " + ec.message());
-  if (spec.unix_mode && chmod(spec.path.c_str(), static_cast<mode_t>(*spec.unix_mode)) != 0) {
-    return Status::FromErrno(prefix + "chmod " + spec.path, errno);
-  }
   if (spec.transport == TransportKind::kTcp) {
     listener->spec_.port = LocalPort(acceptor.native_handle());
   }
@@ -135,31 +136,57 @@ void Listener::Stop() {
 }
 
 void Listener::Accept() {
-  acceptor_.async_accept([this](const asio::error_code& ec, Session::Socket socket) {
+  // accept4() rather than asio's accept: the new socket must be close-on-exec from
+  // its first instant (a QNG worker may be spawned at any time on another thread).
+  acceptor_.async_wait(asio::socket_base::wait_read, [this](const asio::error_code& ec) {
     if (stopped_ || ec == asio::error::operation_aborted) return;
-    if (ec) {
-      // EMFILE and friends: say so, and try again shortly instead of spinning.
-      LOG_WARNING("accept on ", bound_address_, ": ", ec.message());
-      retry_timer_.expires_after(kAcceptRetryDelay);
-      retry_timer_.async_wait([this](const asio::error_code& timer_ec) {
-        if (!timer_ec && !stopped_) Accept();
-      });
+    if (!ec) {
+      for (int i = 0; i < kAcceptsPerTurn && !stopped_; ++i) {
+        const int fd =
+            accept4(acceptor_.native_handle(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) {
+          if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED || errno == EINTR) {
+            break;
+          }
+          return RetryLater(std::strerror(errno));
+        }
+        Adopt(fd);
+      }
+      if (!stopped_) Accept();
       return;
     }
-    if (host_.RefuseNewClient()) {
-      asio::error_code ignored;
-      socket.close(ignored);
-      Accept();
-      return;
-    }
-    ConfigureStreamSocket(socket);
-    std::string peer = spec_.transport == TransportKind::kTcp
-                           ? DescribePeer(socket.native_handle())
-                           : spec_.Address() + "#" + std::to_string(socket.native_handle());
-    LOG_INFO("client ", peer, ": connected on ", bound_address_);
-    host_.Adopt(std::move(socket), spec_.session, std::move(peer), nullptr);
-    Accept();
+    RetryLater(ec.message());
   });
+}
+
+void Listener::RetryLater(const std::string& error) {
+  // EMFILE and friends: say so, and try again shortly instead of spinning.
+  LOG_WARNING("accept on ", bound_address_, ": ", error);
+  retry_timer_.expires_after(kAcceptRetryDelay);
+  retry_timer_.async_wait([this](const asio::error_code& timer_ec) {
+    if (!timer_ec && !stopped_) Accept();
+  });
+}
+
+void Listener::Adopt(int fd) {
+  const bool unix_socket = spec_.transport == TransportKind::kUnix;
+  ClientIdentity identity = IdentifyStreamPeer(fd, unix_socket);
+  if (host_.Refuse(spec_, identity)) {
+    close(fd);
+    return;
+  }
+  Session::Socket socket(acceptor_.get_executor());
+  asio::error_code ec;
+  socket.assign(acceptor_.local_endpoint(ec).protocol(), fd, ec);
+  if (ec) {
+    close(fd);
+    LOG_WARNING("accept on ", bound_address_, ": ", ec.message());
+    return;
+  }
+  ConfigureStreamSocket(socket);
+  std::string peer = unix_socket ? spec_.Address() + "#" + std::to_string(fd)
+                                 : DescribePeer(socket.native_handle());
+  host_.Adopt(std::move(socket), spec_, std::move(peer), std::move(identity), nullptr);
 }
 
 }  // namespace rngmux

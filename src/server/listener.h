@@ -36,6 +36,9 @@ class Listener {
   using Acceptor = asio::basic_socket_acceptor<asio::generic::stream_protocol>;
   Listener(asio::io_context& io, const EndpointSpec& spec, SessionHost& host);
   void Accept();
+  void RetryLater(const std::string& error);
+  // Identifies, admits (or refuses) and hands over one accepted socket.
+  void Adopt(int fd);
 
   EndpointSpec spec_;
   SessionHost& host_;

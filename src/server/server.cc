@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <asio/post.hpp>
 #include <csignal>
+#include <new>
 
 #include "common/log.h"
 #include "transport/qemu_chardev.h"
@@ -31,12 +32,31 @@ void RaiseDescriptorLimit(std::size_t max_clients) {
 
 }  // namespace
 
+void RunSurvivingHandlerFailures(asio::io_context& io, ServerCounters& counters) {
+  // Bounded: a loop that fails on every handler is a bug to stop on, not to spin in.
+  constexpr int kMaxFailures = 1000;
+  int failures = 0;
+  while (true) {
+    try {
+      io.run();
+      return;
+    } catch (const std::bad_alloc&) {
+      // One handler ran out of memory: its work is lost (the session it served is
+      // left to time out or be closed by its peer); every other client goes on.
+      counters.handler_failures++;
+      LOG_ERROR("out of memory in an event handler; continuing");
+      if (++failures >= kMaxFailures) throw;
+    }
+  }
+}
+
 Server::Server(ServeConfig config)
     : config_(std::move(config)),
       pool_(config_.pool_bytes),
       fair_share_(pool_),
-      context_{pool_, fair_share_, counters_, [this] { RequestPump(); },
-               config_.max_queued_requests},
+      context_{
+          pool_, fair_share_, counters_, [this] { RequestPump(); }, config_.max_queued_requests,
+          8,     &client_log_},
       work_(asio::make_work_guard(io_)),
       signals_(io_, SIGINT, SIGTERM, SIGUSR1),
       reserve_timer_(io_) {}
@@ -80,9 +100,9 @@ Status Server::Open() {
       auto udp = UdpEndpoint::Open(io_, endpoint, context_);
       if (!udp.ok()) return udp.status();
       if (endpoint.role == EndpointRole::kListen && !IsLoopbackEndpoint(endpoint) &&
-          endpoint.udp.allow.LoopbackOnly()) {
+          endpoint.access.allow.LoopbackOnly()) {
         LOG_WARNING("udp listener on ", endpoint.Address(),
-                    " answers loopback senders only (allow=", endpoint.udp.allow.ToString(),
+                    " answers loopback senders only (allow=", endpoint.access.allow.ToString(),
                     "); add allow=NETWORKS to answer others");
       }
       udp_endpoints_.push_back(std::move(udp).value());
@@ -128,7 +148,7 @@ int Server::Run() {
     udp->Start();
     if (udp->spec().role == EndpointRole::kListen) {
       LOG_INFO("listening on ", udp->spec().Address(), " (answering ",
-               udp->spec().udp.allow.ToString(), ")");
+               udp->spec().access.allow.ToString(), ")");
     }
   }
   std::vector<EndpointSpec> bound;
@@ -145,31 +165,102 @@ int Server::Run() {
     }
   }
   WaitForSignal();
-  io_.run();
+  RunSurvivingHandlerFailures(io_, counters_);
   LOG_INFO("stopped");
   return 0;
 }
 
-std::shared_ptr<Session> Server::Adopt(Session::Socket socket, const SessionOptions& options,
-                                       std::string peer, std::function<void()> on_closed) {
-  auto session = std::make_shared<Session>(std::move(socket), context_, options, std::move(peer));
+std::shared_ptr<Session> Server::Adopt(Session::Socket socket, const EndpointSpec& endpoint,
+                                       std::string peer, ClientIdentity identity,
+                                       std::function<void()> on_closed) {
+  const std::string tenant_key = endpoint.text + "\n" + identity.Key();
+  Tenant& tenant = tenants_[tenant_key];
+  // Over the limit: the tenant's oldest connection makes room. A QEMU that
+  // reconnects is let in, and the connection it left behind (if the daemon has not
+  // seen it close yet) is the one that goes.
+  tenant.connections.remove_if([](const std::weak_ptr<Session>& s) { return s.expired(); });
+  while (endpoint.role == EndpointRole::kListen &&
+         tenant.connections.size() >= endpoint.share.max_connections) {
+    std::shared_ptr<Session> oldest = tenant.connections.front().lock();
+    tenant.connections.pop_front();
+    if (!oldest || oldest->closed()) continue;
+    counters_.replaced_connections++;
+    oldest->Close("replaced by a newer connection of " + identity.Describe() +
+                      " (max-conns=" + std::to_string(endpoint.share.max_connections) + ")",
+                  true);
+  }
+
+  auto session =
+      std::make_shared<Session>(std::move(socket), context_, endpoint.session, std::move(peer));
+  session->set_identity(identity);
+  if (endpoint.share.per_connection) {
+    session->SetShareGroup(MakeGroup(session->peer(), endpoint));
+  } else {
+    if (!tenant.group) tenant.group = MakeGroup(identity.Key(), endpoint);
+    session->SetShareGroup(tenant.group);
+  }
+  tenant.connections.push_back(session);
+  LogClientEvent(context_, identity, "connected", LogLevel::kInfo,
+                 "client " + session->peer() + " (" + identity.Describe() + "): connected on " +
+                     endpoint.Address());
   Session* key = session.get();
   sessions_.emplace(key, session);
-  session->Start([this, key, on_closed = std::move(on_closed)] {
+  session->Start([this, key, tenant_key, on_closed = std::move(on_closed)] {
     sessions_.erase(key);
+    // The tenant (and its share) goes with its last connection.
+    if (auto it = tenants_.find(tenant_key); it != tenants_.end()) {
+      auto& connections = it->second.connections;
+      connections.remove_if([](const std::weak_ptr<Session>& s) { return s.expired(); });
+      if (connections.empty()) tenants_.erase(it);
+    }
     if (on_closed) on_closed();
   });
   return session;
 }
 
-bool Server::RefuseNewClient() {
-  if (counters_.clients < config_.max_clients) return false;
-  const std::uint64_t refused = ++counters_.refused_connections;
-  // 1st, 2nd, 4th, 8th...: enough to notice, never a flood.
-  if ((refused & (refused - 1)) == 0) {
-    LOG_WARNING("refusing connection: ", config_.max_clients,
-                " clients already connected (--max-clients); ", refused, " refused so far");
+std::shared_ptr<ShareGroup> Server::MakeGroup(const std::string& name,
+                                              const EndpointSpec& endpoint) {
+  ShareGroup::Limits limits;
+  limits.weight = endpoint.share.weight;
+  limits.rate_bytes_per_second = endpoint.share.rate_bytes_per_second;
+  limits.burst_bytes = endpoint.share.burst_bytes;
+  auto group = std::make_shared<ShareGroup>(
+      name, limits, fair_share_, SteadyClock::Instance(), [this] { RequestPump(); }, nullptr);
+  std::weak_ptr<ShareGroup> weak = group;
+  // The rate limit's wake-up: a one-shot timer per wait (a group has at most one).
+  group->set_wake_at([this, weak](Clock::TimePoint when) {
+    auto timer = std::make_shared<asio::steady_timer>(io_);
+    timer->expires_at(std::chrono::steady_clock::time_point(
+        std::chrono::duration_cast<std::chrono::steady_clock::duration>(when.time_since_epoch())));
+    timer->async_wait([timer, weak](const asio::error_code& ec) {
+      if (ec) return;
+      if (auto live = weak.lock()) live->Wake();
+    });
+  });
+  return group;
+}
+
+bool Server::Refuse(const EndpointSpec& endpoint, const ClientIdentity& identity) {
+  if (counters_.clients >= config_.max_clients) {
+    const std::uint64_t refused = ++counters_.refused_connections;
+    // 1st, 2nd, 4th, 8th...: enough to notice, never a flood.
+    if ((refused & (refused - 1)) == 0) {
+      LOG_WARNING("refusing connection: ", config_.max_clients,
+                  " clients already connected (--max-clients); ", refused, " refused so far");
+    }
+    return true;
   }
+  const bool address_allowed = endpoint.transport != TransportKind::kTcp ||
+                               endpoint.role != EndpointRole::kListen ||
+                               (identity.ip && endpoint.access.allow.Allows(*identity.ip));
+  const bool user_allowed = endpoint.access.users.Admits(identity);
+  if (address_allowed && user_allowed) return false;
+  counters_.denied_connections++;
+  const std::string why = !address_allowed
+                              ? "address not in allow=" + endpoint.access.allow.ToString()
+                              : "not in " + endpoint.access.users.ToString();
+  LogClientEvent(context_, identity, "denied", LogLevel::kWarning,
+                 "denied " + identity.Describe() + " on " + endpoint.Address() + ": " + why);
   return true;
 }
 
@@ -230,9 +321,9 @@ void Server::LogStats() {
                       return a->served_bytes() > b->served_bytes();
                     });
   for (std::size_t i = 0; i < listed; ++i) {
-    LOG_INFO("client stats: ",
-             FormatClientStats(clients[i]->peer(), clients[i]->served_bytes(),
-                               clients[i]->requests(), clients[i]->queued_requests()));
+    LOG_INFO("client stats: ", FormatClientStats(clients[i]->peer(), clients[i]->identity().Key(),
+                                                 clients[i]->served_bytes(), clients[i]->requests(),
+                                                 clients[i]->queued_requests()));
   }
   if (clients.size() > listed) {
     LOG_INFO("client stats: ", clients.size() - listed, " less busy clients not listed");

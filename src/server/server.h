@@ -6,14 +6,17 @@
 #include <asio/steady_timer.hpp>
 #include <atomic>
 #include <cstddef>
+#include <list>
 #include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "common/rate_limit.h"
 #include "common/status.h"
 #include "pool/entropy_pool.h"
 #include "pool/fair_share.h"
+#include "pool/share_group.h"
 #include "server/connector.h"
 #include "server/listener.h"
 #include "server/session_host.h"
@@ -38,6 +41,11 @@ struct ServeConfig {
   double health_alpha_log2 = 30.0;
 };
 
+// Runs `io` until it stops. A handler that runs out of memory (std::bad_alloc) is
+// counted and logged, and the loop goes on: one client's failed allocation must not
+// end the daemon for everyone.
+void RunSurvivingHandlerFailures(asio::io_context& io, ServerCounters& counters);
+
 // Wires one source (on its own thread) through the health-gated pool to every
 // endpoint, on a single event-loop thread. Open() then Run(); SIGTERM/SIGINT
 // end Run() cleanly, SIGUSR1 logs stats.
@@ -52,12 +60,20 @@ class Server final : public SessionHost {
   // Starts the source, connectors and listeners and runs until a stop signal. Returns 0.
   int Run();
 
-  std::shared_ptr<Session> Adopt(Session::Socket socket, const SessionOptions& options,
-                                 std::string peer, std::function<void()> on_closed) override;
-  bool RefuseNewClient() override;
+  std::shared_ptr<Session> Adopt(Session::Socket socket, const EndpointSpec& endpoint,
+                                 std::string peer, ClientIdentity identity,
+                                 std::function<void()> on_closed) override;
+  bool Refuse(const EndpointSpec& endpoint, const ClientIdentity& identity) override;
 
  private:
   void RequestPump();
+  // The tenant (endpoint + identity) a new connection belongs to: its share group,
+  // and its connections for the max-conns limit.
+  struct Tenant {
+    std::shared_ptr<ShareGroup> group;              // nullptr with share=connection
+    std::list<std::weak_ptr<Session>> connections;  // oldest first
+  };
+  std::shared_ptr<ShareGroup> MakeGroup(const std::string& name, const EndpointSpec& endpoint);
   void WaitForSignal();
   void Shutdown();
   // SIGUSR1: a line per client (at most kMaxClientStatsLines), then the summary.
@@ -83,6 +99,8 @@ class Server final : public SessionHost {
   std::vector<std::unique_ptr<Connector>> connectors_;
   std::vector<std::unique_ptr<UdpEndpoint>> udp_endpoints_;
   std::unordered_map<Session*, std::shared_ptr<Session>> sessions_;
+  std::unordered_map<std::string, Tenant> tenants_;  // by endpoint and identity key
+  KeyedLogLimiter client_log_{std::chrono::seconds(10)};
   bool shutting_down_ = false;
 };
 

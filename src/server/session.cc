@@ -82,9 +82,7 @@ void Session::OnReadable() {
       return;
     }
     if (ec == asio::error::eof) {
-      input_closed_ = true;
-      DropLead();  // Nobody will ask again: stop pushing unsolicited bytes.
-      ProcessQueue();
+      InputClosed();
       return;
     }
     if (ec) {
@@ -138,6 +136,11 @@ void Session::Flush() {
                       }
                       self->in_flight_.Clear();
                       if (self->closed()) return;
+                      // Going idle: hold no buffer memory (thousands of idle guests).
+                      if (self->pending_.empty()) {
+                        self->in_flight_.Release();
+                        self->pending_.Release();
+                      }
                       if (ec) {
                         self->Close("write: " + ec.message());
                         return;

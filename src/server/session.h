@@ -36,6 +36,8 @@ class Session final : public EgdSession, public std::enable_shared_from_this<Ses
 
   // Starts the session; `on_closed` runs once, on the event loop, after Close().
   void Start(std::function<void()> on_closed);
+  // Output buffer storage held now: zero for an idle connection.
+  std::size_t buffered_capacity() const { return pending_.allocated() + in_flight_.allocated(); }
 
  private:
   void WaitReadable();

@@ -5,20 +5,26 @@
 #include <string>
 
 #include "server/session.h"
+#include "transport/client_identity.h"
+#include "transport/endpoint_spec.h"
 
 namespace rngmux {
 
 // Where transports hand over connected sockets. The host owns the sessions,
-// tracks them for shutdown, and calls `on_closed` once a session has ended.
-// Event-loop thread only.
+// tracks them for shutdown, puts each in its tenant's share, and calls
+// `on_closed` once a session has ended. Event-loop thread only.
 class SessionHost {
  public:
   virtual ~SessionHost() = default;
-  virtual std::shared_ptr<Session> Adopt(Session::Socket socket, const SessionOptions& options,
-                                         std::string peer, std::function<void()> on_closed) = 0;
-  // Asked by listeners before adopting an accepted socket: true means close it
-  // at once (the client limit is reached; the host counts and logs it).
-  virtual bool RefuseNewClient() = 0;
+  // `endpoint` is the one the socket came through (its session, share and limit
+  // options apply); `peer` names the connection in logs.
+  virtual std::shared_ptr<Session> Adopt(Session::Socket socket, const EndpointSpec& endpoint,
+                                         std::string peer, ClientIdentity identity,
+                                         std::function<void()> on_closed) = 0;
+  // Asked by listeners before adopting an accepted socket: true means close it at
+  // once, before a byte is sent (the client limit is reached, or the endpoint does
+  // not allow this client; the host counts and logs it).
+  virtual bool Refuse(const EndpointSpec& endpoint, const ClientIdentity& identity) = 0;
 };
 
 }  // namespace rngmux

@@ -277,5 +277,58 @@ TEST_F(SessionTest, BytesOwedToAClientThatLeavesAreWipedNotReserved) {
   EXPECT_EQ(counters_.wiped_undelivered_bytes, counters_.served_bytes);
 }
 
+// Review finding: with a lead, a peer that asked and then half-closed got only the
+// lead (lead=64, 20 x 02 FF, SHUT_WR delivered 64 of 5,164 bytes).
+TEST_F(SessionTest, HalfClosedPeerWithALeadGetsTheLeadAndEverythingItAsked) {
+  SessionOptions options;
+  options.lead_bytes = 64;
+  StartSession(options);
+  Bytes requests;
+  for (int i = 0; i < 20; ++i) requests.insert(requests.end(), {0x02, 0xff});
+  Send(requests);
+  ASSERT_EQ(shutdown(client_fd_, SHUT_WR), 0);
+  constexpr std::size_t kOwed = 64 + 20 * 255;
+  for (std::size_t filled = 0; filled < kOwed; filled += 1000) {
+    FillPool(std::min<std::size_t>(1000, kOwed - filled));
+  }
+  EXPECT_EQ(Receive(kOwed), Sequence(0, kOwed));
+  EXPECT_TRUE(PeerClosed());
+  EXPECT_EQ(counters_.wiped_undelivered_bytes, 0u);
+}
+
+// An idle connection that has been sent its lead holds no output buffer.
+TEST_F(SessionTest, IdleConnectionHoldsNoBufferMemoryAfterItsLead) {
+  FillPool(8000);
+  SessionOptions options;
+  options.lead_bytes = 4096;
+  StartSession(options);
+  EXPECT_EQ(Receive(4096), Sequence(0, 4096));
+  for (int i = 0; i < 20; ++i) io_.run_for(std::chrono::milliseconds(1));
+  EXPECT_EQ(session_->buffered_capacity(), 0u);
+}
+
+TEST(OutputBufferTest, GrowsToWhatItHoldsKeepsContentAndReleases) {
+  OutputBuffer buffer(70'000);
+  EXPECT_EQ(buffer.allocated(), 0u);
+  Bytes first(100, 0xAB);
+  buffer.Append(first);
+  EXPECT_EQ(buffer.allocated(), 4096u);
+  Bytes more(9000);
+  for (std::size_t i = 0; i < more.size(); ++i) more[i] = static_cast<std::uint8_t>(i);
+  buffer.Append(more);
+  EXPECT_GE(buffer.allocated(), 9100u);
+  EXPECT_LE(buffer.allocated(), 70'000u);
+  ASSERT_EQ(buffer.size(), 9100u);
+  EXPECT_EQ(Bytes(buffer.data(), buffer.data() + 100), first);
+  EXPECT_EQ(Bytes(buffer.data() + 100, buffer.data() + 9100), more);
+  Bytes big(60'000, 1);
+  buffer.Append(big);
+  EXPECT_GE(buffer.allocated(), 69'100u);
+  EXPECT_LE(buffer.allocated(), 70'000u) << "never beyond the capacity";
+  buffer.Release();
+  EXPECT_EQ(buffer.allocated(), 0u);
+  EXPECT_TRUE(buffer.empty());
+}
+
 }  // namespace
 }  // namespace rngmux

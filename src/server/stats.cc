@@ -35,6 +35,9 @@ std::string FormatStats(const ServerCounters& server, const EntropyPool& pool,
       << " entropy_offered_bytes=" << server.entropy_offered_bytes
       << " wiped_undelivered_bytes=" << server.wiped_undelivered_bytes
       << " refused_connections=" << server.refused_connections
+      << " denied_connections=" << server.denied_connections
+      << " replaced_connections=" << server.replaced_connections
+      << " handler_failures=" << server.handler_failures
       << " udp_datagrams_received=" << server.udp_datagrams_received
       << " udp_datagrams_sent=" << server.udp_datagrams_sent
       << " udp_denied_datagrams=" << server.udp_denied_datagrams
@@ -45,11 +48,12 @@ std::string FormatStats(const ServerCounters& server, const EntropyPool& pool,
   return out.str();
 }
 
-std::string FormatClientStats(const std::string& peer, std::uint64_t served_bytes,
-                              std::uint64_t requests, std::size_t queued_requests) {
+std::string FormatClientStats(const std::string& peer, const std::string& identity,
+                              std::uint64_t served_bytes, std::uint64_t requests,
+                              std::size_t queued_requests) {
   std::ostringstream out;
-  out << "peer=" << peer << " served_bytes=" << served_bytes << " requests=" << requests
-      << " queued=" << queued_requests;
+  out << "peer=" << peer << " identity=" << identity << " served_bytes=" << served_bytes
+      << " requests=" << requests << " queued=" << queued_requests;
   return out.str();
 }
 

@@ -22,6 +22,9 @@ struct ServerCounters {
   std::atomic<std::uint64_t> entropy_offered_bytes{0};  // 0x03 payload bytes read and discarded
   std::atomic<std::uint64_t> wiped_undelivered_bytes{0};  // owed to clients that left, wiped
   std::atomic<std::uint64_t> refused_connections{0};      // closed at once: --max-clients
+  std::atomic<std::uint64_t> denied_connections{0};  // closed at once: not allowed on the endpoint
+  std::atomic<std::uint64_t> replaced_connections{0};  // closed for a newer one: max-conns
+  std::atomic<std::uint64_t> handler_failures{0};      // out of memory in a handler, survived
   // UDP: datagrams in and out, those held back by a peer's rate limit, those dropped
   // unanswered (on the wire a dropped datagram looks lost), and peers forgotten.
   std::atomic<std::uint64_t> udp_datagrams_received{0};
@@ -40,8 +43,10 @@ struct ServerCounters {
 std::string FormatStats(const ServerCounters& server, const EntropyPool& pool,
                         const SourceSet& sources);
 
-// "peer=P served_bytes=N requests=N queued=N": one client, for the SIGUSR1 report.
-std::string FormatClientStats(const std::string& peer, std::uint64_t served_bytes,
-                              std::uint64_t requests, std::size_t queued_requests);
+// "peer=P identity=K served_bytes=N requests=N queued=N": one client, for the SIGUSR1
+// report; K is ClientIdentity::Key() ("uid:1000", "addr:10.0.0.5").
+std::string FormatClientStats(const std::string& peer, const std::string& identity,
+                              std::uint64_t served_bytes, std::uint64_t requests,
+                              std::size_t queued_requests);
 
 }  // namespace rngmux

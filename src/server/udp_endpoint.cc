@@ -10,6 +10,7 @@
 
 #include "common/log.h"
 #include "protocol/egd_datagram.h"
+#include "server/socket_util.h"
 
 namespace rngmux {
 namespace {
@@ -71,7 +72,7 @@ Result<std::unique_ptr<UdpEndpoint>> UdpEndpoint::Open(asio::io_context& io,
 
   asio::ip::udp::socket& socket = endpoint->socket_;
   auto open = [&](const asio::ip::udp& protocol) -> Status {
-    socket.open(protocol, ec);
+    ec = OpenCloseOnExec(socket, protocol);
     if (ec) return Status::Error(prefix + "socket: " + ec.message());
     asio::error_code ignored;
     socket.set_option(asio::socket_base::receive_buffer_size(kReceiveBufferBytes), ignored);
@@ -202,11 +203,11 @@ void UdpEndpoint::OnDatagram(const PeerAddress& from, std::span<const std::uint8
                              Clock::TimePoint now) {
   // A connected socket only ever sees its peer; a listener checks every sender
   // before it spends anything on it.
-  if (!connected() && !spec_.udp.allow.Allows(from.ip())) {
+  if (!connected() && !spec_.access.allow.Allows(from.ip())) {
     context_.counters.udp_denied_datagrams++;
     LogLimited(denied_log_, LogLevel::kWarning,
                spec_.Address() + ": dropping datagrams from " + from.ToString() +
-                   ", which is not in allow=" + spec_.udp.allow.ToString());
+                   ", which is not in allow=" + spec_.access.allow.ToString());
     return;
   }
   std::shared_ptr<UdpPeer> peer = LivePeer(from);

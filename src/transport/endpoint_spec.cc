@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <sys/un.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <set>
 #include <string_view>
@@ -15,6 +16,7 @@ namespace {
 // sun_path holds the path and its terminating NUL.
 constexpr std::size_t kMaxUnixPathBytes = sizeof(sockaddr_un::sun_path) - 1;
 constexpr unsigned kMaxUnixMode = 0777;
+constexpr std::uint64_t kDefaultStreamBurstBytes = 64 * 1024;
 
 const char* RoleName(EndpointRole role) {
   return role == EndpointRole::kListen ? "listen" : "connect";
@@ -226,6 +228,13 @@ class SpecParser {
     } else if (qemu) {
       spec_.session.lead_bytes = EndpointSpec::kDefaultQemuLeadBytes;
     }
+    if (!udp() && spec_.share.rate_bytes_per_second && spec_.share.burst_bytes == 0) {
+      spec_.share.burst_bytes =
+          std::max<std::uint64_t>(*spec_.share.rate_bytes_per_second, kDefaultStreamBurstBytes);
+    }
+    if (!udp() && spec_.share.burst_bytes > 0 && !spec_.share.rate_bytes_per_second) {
+      return Error("burst needs rate");
+    }
     if (udp() && spec_.session.lead_bytes > spec_.udp.burst_bytes) {
       return Error(
           "lead must not exceed burst on udp (the primer is charged to the peer's rate limit)");
@@ -235,46 +244,132 @@ class SpecParser {
 
   // Options that only udp endpoints take; false if `key` is none of them.
   bool IsUdpKey(std::string_view key) const {
-    return key == "allow" || key == "local" || key == "rate" || key == "burst" || key == "idle" ||
-           key == "peers";
+    return key == "local" || key == "idle" || key == "peers";
   }
 
-  Status ParseUdpOption(std::string_view key, std::string_view value) {
-    const bool listen_only = key == "allow" || key == "peers";
-    if (!udp()) {
-      if (listen_only) return Error(std::string(key) + " applies only to udp listen endpoints");
-      if (key == "local") return Error("local applies only to udp connect endpoints");
-      return Error(std::string(key) + " applies only to udp endpoints");
-    }
-    if (listen_only && !listen()) {
-      return Error(std::string(key) + " applies only to udp listen endpoints" +
-                   (key == "allow" ? " (a udp connect endpoint answers its one peer)" : ""));
-    }
-    if (key == "local" && listen()) return Error("local applies only to udp connect endpoints");
-    if (!seen_udp_keys_.insert(std::string(key)).second) {
+  // Options whose meaning depends on the transport (allow, rate, burst) or that
+  // only tcp and unix take.
+  bool IsSharedKey(std::string_view key) const {
+    return key == "allow" || key == "allow-user" || key == "allow-group" || key == "weight" ||
+           key == "share" || key == "max-conns" || key == "rate" || key == "burst";
+  }
+
+  Status Once(std::string_view key) {
+    if (!seen_keys_.insert(std::string(key)).second) {
       return Error("option " + Quoted(key) + " given twice");
     }
-    UdpOptions& udp_options = spec_.udp;
+    return Status::Ok();
+  }
+
+  // "a+b+c" into names, each resolved by `resolve`; `what` is "user" or "group".
+  template <typename Id, typename Resolve>
+  Status ParseIdList(std::string_view key, std::string_view value, const char* what,
+                     Resolve resolve, std::vector<Id>* out) {
+    if (value.empty()) return Error(std::string(key) + ": empty list");
+    while (true) {
+      const std::size_t plus = value.find('+');
+      const std::string name(value.substr(0, plus));
+      if (name.empty()) return Error(std::string(key) + ": empty name in list");
+      const std::optional<Id> id = resolve(name);
+      if (!id) return Error(std::string(key) + ": no " + what + " " + Quoted(name));
+      out->push_back(*id);
+      if (plus == std::string_view::npos) break;
+      value = value.substr(plus + 1);
+    }
+    return Status::Ok();
+  }
+
+  Status ParseSharedOption(std::string_view key, std::string_view value) {
+    const bool stream = !udp();
+    if (key == "allow") {
+      if (!listen()) {
+        return Error(std::string("allow applies only to listen endpoints") +
+                     (udp() ? " (a udp connect endpoint answers its one peer)" : ""));
+      }
+      if (spec_.transport == TransportKind::kUnix) {
+        return Error(
+            "allow applies only to tcp and udp endpoints (a unix socket has no peer address: "
+            "use allow-user=/allow-group=)");
+      }
+    } else if (key == "allow-user" || key == "allow-group") {
+      if (udp()) return Error(std::string(key) + " applies only to unix and tcp endpoints");
+      if (!listen()) return Error(std::string(key) + " applies only to listen endpoints");
+    } else if (key == "weight" || key == "share" || key == "max-conns") {
+      if (!stream) return Error(std::string(key) + " applies only to tcp and unix endpoints");
+      if (key == "max-conns" && !listen()) {
+        return Error("max-conns applies only to listen endpoints");
+      }
+    }
+    Status once = Once(key);
+    if (!once.ok()) return once;
+
     if (key == "allow") {
       Result<AddressFilter> filter = AddressFilter::Parse(value);
       if (!filter.ok()) return Error("allow: " + filter.status().message());
-      udp_options.allow = std::move(filter).value();
-    } else if (key == "local") {
-      return ParseLocal(value);
+      spec_.access.allow = std::move(filter).value();
+    } else if (key == "allow-user") {
+      return ParseIdList<uid_t>(key, value, "user", ResolveUser, &spec_.access.users.users);
+    } else if (key == "allow-group") {
+      return ParseIdList<gid_t>(key, value, "group", ResolveGroup, &spec_.access.users.groups);
+    } else if (key == "weight") {
+      const auto weight = ParseDecimal(value, ShareOptions::kMaxWeight);
+      if (!weight || *weight == 0) {
+        return Error("weight must be 1-" + std::to_string(ShareOptions::kMaxWeight));
+      }
+      spec_.share.weight = *weight;
+    } else if (key == "share") {
+      if (value != "identity" && value != "connection") {
+        return Error("share must be identity or connection");
+      }
+      spec_.share.per_connection = value == "connection";
+    } else if (key == "max-conns") {
+      const auto count = ParseDecimal(value, ShareOptions::kMaxConnections);
+      if (!count || *count == 0) {
+        return Error("max-conns must be 1-" + std::to_string(ShareOptions::kMaxConnections));
+      }
+      spec_.share.max_connections = *count;
     } else if (key == "rate") {
       const auto rate = ParseDecimal(value, UdpOptions::kMaxRateBytes);
       if (!rate || *rate == 0) {
         return Error("rate must be 1-" + std::to_string(UdpOptions::kMaxRateBytes) +
                      " bytes per second");
       }
-      udp_options.rate_bytes_per_second = *rate;
+      if (udp()) {
+        spec_.udp.rate_bytes_per_second = *rate;
+      } else {
+        spec_.share.rate_bytes_per_second = *rate;
+      }
     } else if (key == "burst") {
       const auto burst = ParseDecimal(value, UdpOptions::kMaxRateBytes);
       if (!burst || *burst < UdpOptions::kMinBurstBytes) {
         return Error("burst must be " + std::to_string(UdpOptions::kMinBurstBytes) + "-" +
                      std::to_string(UdpOptions::kMaxRateBytes) + " bytes");
       }
-      udp_options.burst_bytes = *burst;
+      if (udp()) {
+        spec_.udp.burst_bytes = *burst;
+      } else {
+        spec_.share.burst_bytes = *burst;
+      }
+    }
+    return Status::Ok();
+  }
+
+  Status ParseUdpOption(std::string_view key, std::string_view value) {
+    const bool listen_only = key == "peers";
+    if (!udp()) {
+      if (key == "local") return Error("local applies only to udp connect endpoints");
+      if (listen_only) return Error(std::string(key) + " applies only to udp listen endpoints");
+      return Error(std::string(key) + " applies only to udp endpoints");
+    }
+    if (listen_only && !listen()) {
+      return Error(std::string(key) + " applies only to udp listen endpoints");
+    }
+    if (key == "local" && listen()) return Error("local applies only to udp connect endpoints");
+    Status once = Once(key);
+    if (!once.ok()) return once;
+    UdpOptions& udp_options = spec_.udp;
+    if (key == "local") {
+      return ParseLocal(value);
     } else if (key == "idle") {
       const auto seconds = ParseDecimal(value, UdpOptions::kMaxIdleSeconds);
       if (!seconds || *seconds == 0) {
@@ -318,13 +413,17 @@ class SpecParser {
       if (!spec_.unix_mode) return Error("mode must be an octal permission like 0660");
     } else if (IsUdpKey(key) && has_value) {
       return ParseUdpOption(key, value);
+    } else if (IsSharedKey(key) && has_value) {
+      return ParseSharedOption(key, value);
     } else if (udp()) {
       return Error("unknown option " + Quoted(option) +
                    " (expected qemu, lead=BYTES, allow=LIST, local=ADDR:PORT, rate=BYTES, "
                    "burst=BYTES, idle=SECONDS, peers=N)");
     } else {
       return Error("unknown option " + Quoted(option) +
-                   " (expected raw, qemu, lead=BYTES, mode=OCTAL)");
+                   " (expected raw, qemu, lead=BYTES, mode=OCTAL, allow=LIST, allow-user=LIST, "
+                   "allow-group=LIST, weight=N, share=identity|connection, max-conns=N, "
+                   "rate=BYTES, burst=BYTES)");
     }
     return Status::Ok();
   }
@@ -332,7 +431,7 @@ class SpecParser {
   const EndpointRole role_;
   const std::string& text_;
   EndpointSpec spec_;
-  std::set<std::string> seen_udp_keys_;
+  std::set<std::string> seen_keys_;
 };
 
 std::string BracketedHost(const std::string& host) {
@@ -360,7 +459,7 @@ std::string EndpointSpec::Describe() const {
   if (session.lead_bytes > 0) out += ",lead=" + std::to_string(session.lead_bytes);
   if (transport == TransportKind::kUdp) {
     const UdpOptions defaults;
-    if (role == EndpointRole::kListen) out += ",allow=" + udp.allow.ToString();
+    if (role == EndpointRole::kListen) out += ",allow=" + access.allow.ToString();
     if (!LocalAddress().empty()) out += ",local=" + LocalAddress();
     if (udp.rate_bytes_per_second != defaults.rate_bytes_per_second) {
       out += ",rate=" + std::to_string(udp.rate_bytes_per_second);
@@ -369,6 +468,23 @@ std::string EndpointSpec::Describe() const {
     if (udp.idle != defaults.idle) out += ",idle=" + std::to_string(udp.idle.count());
     if (role == EndpointRole::kListen && udp.max_peers != defaults.max_peers) {
       out += ",peers=" + std::to_string(udp.max_peers);
+    }
+  }
+  if (transport != TransportKind::kUdp) {
+    const ShareOptions defaults;
+    if (role == EndpointRole::kListen && transport == TransportKind::kTcp &&
+        !access.allow.LoopbackOnly()) {
+      out += ",allow=" + access.allow.ToString();
+    }
+    if (!access.users.empty()) out += "," + access.users.ToString();
+    if (share.weight != 1) out += ",weight=" + std::to_string(share.weight);
+    if (share.per_connection) out += ",share=connection";
+    if (share.max_connections != defaults.max_connections) {
+      out += ",max-conns=" + std::to_string(share.max_connections);
+    }
+    if (share.rate_bytes_per_second) {
+      out += ",rate=" + std::to_string(*share.rate_bytes_per_second) +
+             ",burst=" + std::to_string(share.burst_bytes);
     }
   }
   if (unix_mode) {

@@ -8,6 +8,7 @@
 
 #include "common/status.h"
 #include "transport/address_filter.h"
+#include "transport/client_identity.h"
 
 namespace rngmux {
 
@@ -39,13 +40,37 @@ struct UdpOptions {
   static constexpr unsigned kMaxIdleSeconds = 86400;
   static constexpr std::size_t kMaxPeers = 65536;
 
-  AddressFilter allow = AddressFilter::Loopback();  // listen only
-  std::string local_host;                           // connect: address to bind ("" = any)
-  std::uint16_t local_port = 0;                     // connect: port to bind (0 = any)
+  std::string local_host;        // connect: address to bind ("" = any)
+  std::uint16_t local_port = 0;  // connect: port to bind (0 = any)
   std::uint64_t rate_bytes_per_second = kDefaultRateBytesPerSecond;
   std::uint64_t burst_bytes = kDefaultBurstBytes;
   std::chrono::seconds idle = kDefaultIdle;
   std::size_t max_peers = kDefaultMaxPeers;  // listen only
+};
+
+// Who may use a listen endpoint. A client must pass both filters: its address (TCP
+// and UDP) must be in `allow`, and, if `users` lists anyone, its identity must be
+// admitted by it (unix peers, and TCP peers on loopback, whose uid the kernel knows).
+struct AccessOptions {
+  AddressFilter allow = AddressFilter::Loopback();
+  UserFilter users;
+};
+
+// How the clients of an endpoint share the source. By default every client identity
+// (see ClientIdentity) is one tenant with one share, whatever number of connections
+// it opens; `per_connection` gives each connection a share of its own instead (a
+// trusted single-tenant endpoint). Stream endpoints only.
+struct ShareOptions {
+  static constexpr std::size_t kMaxWeight = 1000;
+  static constexpr std::size_t kDefaultMaxConnections = 1024;
+  static constexpr std::size_t kMaxConnections = 65536;
+  std::size_t weight = 1;  // this endpoint's tenants get weight x the share of weight 1
+  bool per_connection = false;
+  // Most connections of one identity at once; a new one beyond it replaces that
+  // identity's oldest (a reconnecting QEMU gets in; its stale connection goes).
+  std::size_t max_connections = kDefaultMaxConnections;
+  std::optional<std::uint64_t> rate_bytes_per_second;  // per identity; none = unlimited
+  std::uint64_t burst_bytes = 0;                       // with a rate
 };
 
 // A parsed, validated endpoint. Immutable once made.
@@ -59,6 +84,21 @@ struct UdpOptions {
 //   qemu         QEMU compatibility with the default lead (kDefaultQemuLeadBytes)
 //   lead=BYTES   QEMU compatibility with this lead, 1..1048576 (implies qemu)
 //   mode=OCTAL   unix listen only: permissions of the socket file, e.g. 0660
+// Access (listen endpoints):
+//   allow=NET[+NET...]        tcp and udp: the peer addresses served (default
+//                             127.0.0.0/8+::1); see AddressFilter::Parse
+//   allow-user=USER[+USER...] unix and tcp: only these users (names or uids); a TCP
+//                             peer's user is known on loopback only
+//   allow-group=GRP[+GRP...]  unix and tcp: only members of these groups
+//   (with both, a client in either list is admitted)
+// Sharing (tcp and unix):
+//   weight=N       1-1000: this endpoint's tenants get N times the share (default 1)
+//   share=identity|connection   one share per client identity (default) or per
+//                  connection (a trusted single-tenant endpoint)
+//   max-conns=N    listen only: connections per identity, 1-65536 (default 1024); a
+//                  new one beyond it replaces the identity's oldest
+//   rate=BYTES     bytes per second per identity (default unlimited)
+//   burst=BYTES    bytes at once per identity (default the larger of rate and 65536)
 // UDP options:
 //   allow=NET[+NET...]  listen only: the senders answered (default 127.0.0.0/8+::1);
 //                       see AddressFilter::Parse
@@ -81,6 +121,8 @@ struct EndpointSpec {
   std::string path;                   // unix
   std::optional<unsigned> unix_mode;  // unix listen
   UdpOptions udp;                     // udp
+  AccessOptions access;               // listen endpoints
+  ShareOptions share;                 // tcp and unix
   SessionOptions session;
   std::string text;  // as written by the user
 
@@ -99,7 +141,9 @@ struct EndpointSpec {
 //   listen "tcp:[::1:80": missing "]" in IPv6 address
 //   connect "sctp:h:1": unknown transport "sctp" (expected tcp, unix or udp)
 //   listen "unix:": empty path
-//   listen "tcp:h:1,foo": unknown option "foo" (expected raw, qemu, lead=BYTES, mode=OCTAL)
+//   listen "tcp:h:1,foo": unknown option "foo" (expected raw, qemu, lead=BYTES, mode=OCTAL,
+//       allow=LIST, allow-user=LIST, allow-group=LIST, weight=N, share=identity|connection,
+//       max-conns=N, rate=BYTES, burst=BYTES)            (one line in the message)
 //   listen "tcp:h:1,lead=0": lead must be 1-1048576 bytes
 //   listen "tcp:h:1,raw,qemu": raw and qemu/lead cannot be combined
 //   connect "unix:/x,mode=0660": mode applies only to unix listen endpoints
@@ -129,7 +173,19 @@ struct EndpointSpec {
 //   listen "udp:h:1,idle=0": idle must be 1-86400 seconds
 //   listen "udp:h:1,peers=0": peers must be 1-65536
 //   connect "udp:h:1,peers=9": peers applies only to udp listen endpoints
-//   listen "tcp:h:1,rate=10": rate applies only to udp endpoints (also burst, idle)
+//   listen "tcp:h:1,idle=10": idle applies only to udp endpoints
+//   connect "tcp:h:1,allow=10.0.0.0/8": allow applies only to listen endpoints
+//   listen "unix:/x,allow=10.0.0.0/8": allow applies only to tcp and udp endpoints
+//       (a unix socket has no peer address: use allow-user=/allow-group=)
+//   listen "udp:h:1,allow-user=root": allow-user applies only to unix and tcp endpoints
+//   listen "unix:/x,allow-user=nosuchuser": allow-user: no user "nosuchuser"
+//   listen "unix:/x,allow-group=nosuchgroup": allow-group: no group "nosuchgroup"
+//   listen "tcp:h:1,weight=0": weight must be 1-1000
+//   listen "tcp:h:1,share=tenant": share must be identity or connection
+//   listen "tcp:h:1,max-conns=0": max-conns must be 1-65536
+//   connect "tcp:h:1,max-conns=2": max-conns applies only to listen endpoints
+//   listen "udp:h:1,share=connection": share applies only to tcp and unix endpoints
+//       (also max-conns; weight too)
 //   listen "udp:h:1,foo": unknown option "foo" (expected qemu, lead=BYTES, allow=LIST,
 //       local=ADDR:PORT, rate=BYTES, burst=BYTES, idle=SECONDS, peers=N)
 // Host names are checked for shape only; nothing is resolved here.

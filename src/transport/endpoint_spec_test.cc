@@ -112,7 +112,8 @@ TEST(EndpointSpecTest, DocumentedErrors) {
   EXPECT_EQ(ParseError(kListen, "unix:"), "listen \"unix:\": empty path");
   EXPECT_EQ(ParseError(kListen, "tcp:h:1,foo"),
             "listen \"tcp:h:1,foo\": unknown option \"foo\" (expected raw, qemu, lead=BYTES, "
-            "mode=OCTAL)");
+            "mode=OCTAL, allow=LIST, allow-user=LIST, allow-group=LIST, weight=N, "
+            "share=identity|connection, max-conns=N, rate=BYTES, burst=BYTES)");
   EXPECT_EQ(ParseError(kListen, "tcp:h:1,lead=0"),
             "listen \"tcp:h:1,lead=0\": lead must be 1-1048576 bytes");
   EXPECT_EQ(ParseError(kListen, "tcp:h:1,raw,qemu"),
@@ -162,10 +163,12 @@ TEST(EndpointSpecTest, MalformedOptions) {
             "listen \"tcp:h:1,lead=64,raw\": raw and qemu/lead cannot be combined");
   EXPECT_EQ(ParseError(kListen, "tcp:h:1,raw=1"),
             "listen \"tcp:h:1,raw=1\": unknown option \"raw=1\" (expected raw, qemu, lead=BYTES, "
-            "mode=OCTAL)");
-  EXPECT_EQ(
-      ParseError(kListen, "tcp:h:1,"),
-      "listen \"tcp:h:1,\": unknown option \"\" (expected raw, qemu, lead=BYTES, mode=OCTAL)");
+            "mode=OCTAL, allow=LIST, allow-user=LIST, allow-group=LIST, weight=N, "
+            "share=identity|connection, max-conns=N, rate=BYTES, burst=BYTES)");
+  EXPECT_EQ(ParseError(kListen, "tcp:h:1,"),
+            "listen \"tcp:h:1,\": unknown option \"\" (expected raw, qemu, lead=BYTES, "
+            "mode=OCTAL, allow=LIST, allow-user=LIST, allow-group=LIST, weight=N, "
+            "share=identity|connection, max-conns=N, rate=BYTES, burst=BYTES)");
   EXPECT_EQ(ParseError(kListen, "tcp:h:1,mode=0660"),
             "listen \"tcp:h:1,mode=0660\": mode applies only to unix listen endpoints");
   EXPECT_EQ(ParseError(kListen, "unix:/x,mode=01777"),
@@ -197,7 +200,7 @@ TEST(EndpointSpecTest, UdpListenDefaults) {
   EXPECT_EQ(spec.host, "127.0.0.1");
   EXPECT_EQ(spec.port, 1024);
   EXPECT_EQ(spec.session.lead_bytes, 0u);
-  EXPECT_EQ(spec.udp.allow.ToString(), "127.0.0.0/8+::1");
+  EXPECT_EQ(spec.access.allow.ToString(), "127.0.0.0/8+::1");
   EXPECT_EQ(spec.udp.rate_bytes_per_second, 2u << 20);
   EXPECT_EQ(spec.udp.burst_bytes, 64u << 10);
   EXPECT_EQ(spec.udp.idle, std::chrono::seconds(60));
@@ -216,7 +219,7 @@ TEST(EndpointSpecTest, UdpListenOptions) {
               "udp:[::]:9,allow=10.0.0.0/8+192.168.1.5+fd00::/8,rate=20000,burst=8192,idle=5,"
               "peers=16");
   EXPECT_EQ(spec.host, "::");
-  EXPECT_EQ(spec.udp.allow.ToString(), "10.0.0.0/8+192.168.1.5+fd00::/8");
+  EXPECT_EQ(spec.access.allow.ToString(), "10.0.0.0/8+192.168.1.5+fd00::/8");
   EXPECT_EQ(spec.udp.rate_bytes_per_second, 20000u);
   EXPECT_EQ(spec.udp.burst_bytes, 8192u);
   EXPECT_EQ(spec.udp.idle, std::chrono::seconds(5));
@@ -265,7 +268,7 @@ TEST(EndpointSpecTest, UdpRefusesToAnswerEveryone) {
 
 TEST(EndpointSpecTest, UdpDocumentedErrors) {
   EXPECT_EQ(ParseError(kConnect, "udp:h:1,allow=10.0.0.0/8"),
-            "connect \"udp:h:1,allow=10.0.0.0/8\": allow applies only to udp listen endpoints (a "
+            "connect \"udp:h:1,allow=10.0.0.0/8\": allow applies only to listen endpoints (a "
             "udp connect endpoint answers its one peer)");
   EXPECT_EQ(ParseError(kListen, "udp:h:1,local=127.0.0.1:9"),
             "listen \"udp:h:1,local=127.0.0.1:9\": local applies only to udp connect endpoints");
@@ -306,14 +309,79 @@ TEST(EndpointSpecTest, UdpDocumentedErrors) {
 }
 
 TEST(EndpointSpecTest, UdpOptionsOnOtherTransports) {
-  EXPECT_EQ(ParseError(kListen, "tcp:h:1,rate=10"),
-            "listen \"tcp:h:1,rate=10\": rate applies only to udp endpoints");
   EXPECT_EQ(ParseError(kListen, "unix:/x,idle=10"),
             "listen \"unix:/x,idle=10\": idle applies only to udp endpoints");
-  EXPECT_EQ(ParseError(kListen, "tcp:h:1,allow=10.0.0.0/8"),
-            "listen \"tcp:h:1,allow=10.0.0.0/8\": allow applies only to udp listen endpoints");
   EXPECT_EQ(ParseError(kConnect, "tcp:h:1,local=1.2.3.4:5"),
             "connect \"tcp:h:1,local=1.2.3.4:5\": local applies only to udp connect endpoints");
+  EXPECT_EQ(ParseError(kListen, "tcp:h:1,peers=3"),
+            "listen \"tcp:h:1,peers=3\": peers applies only to udp listen endpoints");
+}
+
+TEST(EndpointSpecTest, AccessAndShareErrors) {
+  EXPECT_EQ(ParseError(kConnect, "tcp:h:1,allow=10.0.0.0/8"),
+            "connect \"tcp:h:1,allow=10.0.0.0/8\": allow applies only to listen endpoints");
+  EXPECT_EQ(ParseError(kListen, "unix:/x,allow=10.0.0.0/8"),
+            "listen \"unix:/x,allow=10.0.0.0/8\": allow applies only to tcp and udp endpoints (a "
+            "unix socket has no peer address: use allow-user=/allow-group=)");
+  EXPECT_EQ(ParseError(kListen, "udp:h:1,allow-user=root"),
+            "listen \"udp:h:1,allow-user=root\": allow-user applies only to unix and tcp "
+            "endpoints");
+  EXPECT_EQ(ParseError(kConnect, "unix:/x,allow-group=root"),
+            "connect \"unix:/x,allow-group=root\": allow-group applies only to listen endpoints");
+  EXPECT_EQ(ParseError(kListen, "unix:/x,allow-user=nosuchuser-rngmux"),
+            "listen \"unix:/x,allow-user=nosuchuser-rngmux\": allow-user: no user "
+            "\"nosuchuser-rngmux\"");
+  EXPECT_EQ(ParseError(kListen, "unix:/x,allow-group=nosuchgroup-rngmux"),
+            "listen \"unix:/x,allow-group=nosuchgroup-rngmux\": allow-group: no group "
+            "\"nosuchgroup-rngmux\"");
+  EXPECT_EQ(ParseError(kListen, "unix:/x,allow-user=root+"),
+            "listen \"unix:/x,allow-user=root+\": allow-user: empty name in list");
+  EXPECT_EQ(ParseError(kListen, "tcp:h:1,weight=0"),
+            "listen \"tcp:h:1,weight=0\": weight must be 1-1000");
+  EXPECT_EQ(ParseError(kListen, "tcp:h:1,weight=1001"),
+            "listen \"tcp:h:1,weight=1001\": weight must be 1-1000");
+  EXPECT_EQ(ParseError(kListen, "tcp:h:1,share=tenant"),
+            "listen \"tcp:h:1,share=tenant\": share must be identity or connection");
+  EXPECT_EQ(ParseError(kListen, "tcp:h:1,max-conns=0"),
+            "listen \"tcp:h:1,max-conns=0\": max-conns must be 1-65536");
+  EXPECT_EQ(ParseError(kConnect, "tcp:h:1,max-conns=2"),
+            "connect \"tcp:h:1,max-conns=2\": max-conns applies only to listen endpoints");
+  EXPECT_EQ(ParseError(kListen, "udp:h:1,share=connection"),
+            "listen \"udp:h:1,share=connection\": share applies only to tcp and unix endpoints");
+  EXPECT_EQ(ParseError(kListen, "udp:h:1,weight=2"),
+            "listen \"udp:h:1,weight=2\": weight applies only to tcp and unix endpoints");
+  EXPECT_EQ(ParseError(kListen, "tcp:h:1,burst=65536"),
+            "listen \"tcp:h:1,burst=65536\": burst needs rate");
+  EXPECT_EQ(ParseError(kListen, "tcp:h:1,weight=2,weight=3"),
+            "listen \"tcp:h:1,weight=2,weight=3\": option \"weight\" given twice");
+}
+
+TEST(EndpointSpecTest, AccessAndShareOptions) {
+  const EndpointSpec tcp =
+      ParseOk(kListen,
+              "tcp:0.0.0.0:1024,qemu,allow=10.0.0.0/8+127.0.0.0/8,allow-user=0+root,"
+              "allow-group=0,weight=3,max-conns=2,rate=10000");
+  EXPECT_EQ(tcp.access.allow.ToString(), "10.0.0.0/8+127.0.0.0/8");
+  EXPECT_EQ(tcp.access.users.users, (std::vector<uid_t>{0, 0}));
+  EXPECT_EQ(tcp.access.users.groups, (std::vector<gid_t>{0}));
+  EXPECT_EQ(tcp.share.weight, 3u);
+  EXPECT_EQ(tcp.share.max_connections, 2u);
+  EXPECT_EQ(tcp.share.rate_bytes_per_second, std::optional<std::uint64_t>(10000));
+  EXPECT_EQ(tcp.share.burst_bytes, 65536u) << "default burst: the larger of rate and 64 KiB";
+  EXPECT_FALSE(tcp.share.per_connection);
+  EXPECT_EQ(tcp.Describe(),
+            "tcp:0.0.0.0:1024,lead=4096,allow=10.0.0.0/8+127.0.0.0/8,allow-user=0+0,"
+            "allow-group=0,weight=3,max-conns=2,rate=10000,burst=65536");
+
+  const EndpointSpec unix_spec = ParseOk(kListen, "unix:/run/x.sock,share=connection");
+  EXPECT_TRUE(unix_spec.share.per_connection);
+  EXPECT_EQ(unix_spec.share.max_connections, ShareOptions::kDefaultMaxConnections);
+  EXPECT_FALSE(unix_spec.share.rate_bytes_per_second);
+  EXPECT_TRUE(unix_spec.access.users.empty());
+
+  // The default stays loopback-only, for TCP listeners as for UDP ones.
+  EXPECT_TRUE(ParseOk(kListen, "tcp:0.0.0.0:1").access.allow.LoopbackOnly());
+  EXPECT_EQ(ParseOk(kListen, "udp:h:1,rate=4096,burst=8192").udp.burst_bytes, 8192u);
 }
 
 TEST(EndpointSpecTest, UdpMalformedAddresses) {

@@ -197,7 +197,7 @@ TEST(QemuChardevTest, UdpWithoutLocalAddressMeansRngmuxListens) {
   EXPECT_EQ(spec.port, 4555);
   // A listener never pushes: QEMU's requests are answered, nothing more.
   EXPECT_EQ(spec.session.lead_bytes, 0u);
-  EXPECT_EQ(spec.udp.allow.ToString(), "127.0.0.0/8+::1");
+  EXPECT_EQ(spec.access.allow.ToString(), "127.0.0.0/8+::1");
   EXPECT_EQ(ParseOk("-chardev udp,id=c0,host=::1,port=9,ipv6=on").Address(), "udp:[::1]:9");
 }
 
@@ -217,7 +217,7 @@ TEST(QemuChardevTest, UdpWithLocalAddressMeansRngmuxConnects) {
 }
 
 TEST(QemuChardevTest, UdpExtraOptions) {
-  EXPECT_EQ(ParseOk("udp,id=c0,host=0.0.0.0,port=9", "allow=10.0.0.0/8").udp.allow.ToString(),
+  EXPECT_EQ(ParseOk("udp,id=c0,host=0.0.0.0,port=9", "allow=10.0.0.0/8").access.allow.ToString(),
             "10.0.0.0/8");
   EXPECT_EQ(ParseOk("udp,host=h,port=9,localaddr=h,localport=8", "lead=64").session.lead_bytes,
             64u);

@@ -1,0 +1,162 @@
+#include "pool/share_group.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <memory>
+#include <vector>
+
+#include "common/interrupt.h"
+#include "pool/entropy_pool.h"
+
+namespace rngmux {
+namespace {
+
+using std::chrono::milliseconds;
+
+// A connection that wants bytes until it has `want` of them.
+class Member : public Consumer {
+ public:
+  std::size_t Wanted() const override { return want_ - got_; }
+  void Deliver(std::span<const std::uint8_t> bytes) override {
+    EXPECT_LE(bytes.size(), Wanted());
+    got_ += bytes.size();
+  }
+  void Ask(std::size_t n) { want_ += n; }
+  std::size_t got() const { return got_; }
+
+ private:
+  std::size_t want_ = 0;
+  std::size_t got_ = 0;
+};
+
+struct Fixture {
+  Fixture() : pool(1 << 20), share(pool, clock) {}
+
+  std::unique_ptr<ShareGroup> Group(ShareGroup::Limits limits = {}) {
+    return std::make_unique<ShareGroup>(
+        "g", limits, share, clock, [] {},
+        [this](Clock::TimePoint when) { wakes.push_back(when); });
+  }
+  void Fill(std::size_t n) {
+    std::vector<std::uint8_t> bytes(n, 0x5a);
+    Interrupt never;
+    ASSERT_EQ(pool.Put(bytes, never), n);
+  }
+
+  FakeClock clock;
+  EntropyPool pool;
+  FairShare share;
+  std::vector<Clock::TimePoint> wakes;
+};
+
+// A tenant with many connections gets one share, not one per connection.
+TEST(ShareGroupTest, ManyConnectionsOfOneTenantShareOneSlot) {
+  Fixture f;
+  auto guest = f.Group();
+  auto churner = f.Group();
+  Member guest_conn;
+  std::vector<std::unique_ptr<Member>> churner_conns;
+  guest->Join(&guest_conn);
+  guest_conn.Ask(1 << 20);
+  guest->Activate(&guest_conn);
+  for (int i = 0; i < 10; ++i) {
+    churner_conns.push_back(std::make_unique<Member>());
+    churner->Join(churner_conns.back().get());
+    churner_conns.back()->Ask(1 << 20);
+    churner->Activate(churner_conns.back().get());
+  }
+  for (int i = 0; i < 100; ++i) {
+    f.Fill(1000);
+    f.share.Pump();
+  }
+  std::size_t churner_total = 0;
+  for (const auto& c : churner_conns) churner_total += c->got();
+  EXPECT_NEAR(static_cast<double>(guest_conn.got()), static_cast<double>(churner_total),
+              0.02 * 100'000);
+  // Within the tenant, round-robin: no connection starves another.
+  for (const auto& c : churner_conns) EXPECT_GT(c->got(), 2000u);
+  for (const auto& c : churner_conns) churner->Leave(c.get());
+  guest->Leave(&guest_conn);
+}
+
+TEST(ShareGroupTest, WeightIsTheGroupsWeight) {
+  Fixture f;
+  ShareGroup::Limits heavy_limits;
+  heavy_limits.weight = 2;
+  auto light = f.Group();
+  auto heavy = f.Group(heavy_limits);
+  EXPECT_EQ(heavy->Weight(), 2u);
+  Member a;
+  Member b;
+  light->Join(&a);
+  heavy->Join(&b);
+  a.Ask(1 << 20);
+  b.Ask(1 << 20);
+  light->Activate(&a);
+  heavy->Activate(&b);
+  for (int i = 0; i < 100; ++i) {
+    f.Fill(3000);
+    f.share.Pump();
+  }
+  EXPECT_NEAR(static_cast<double>(b.got()) / static_cast<double>(a.got()), 2.0, 0.05);
+  light->Leave(&a);
+  heavy->Leave(&b);
+}
+
+TEST(ShareGroupTest, RateLimitBoundsBytesAndAsksToBeWoken) {
+  Fixture f;
+  ShareGroup::Limits limits;
+  limits.rate_bytes_per_second = 1000;
+  limits.burst_bytes = 4096;
+  auto group = f.Group(limits);
+  Member m;
+  group->Join(&m);
+  m.Ask(1 << 20);
+  f.Fill(100'000);
+  group->Activate(&m);
+  f.share.Pump();
+  EXPECT_EQ(m.got(), 4096u) << "the burst, no more";
+  group->Activate(&m);
+  ASSERT_EQ(f.wakes.size(), 1u) << "held back by the rate limit: a wake-up is asked for";
+  f.clock.Advance(std::chrono::seconds(2));
+  group->Wake();
+  f.share.Pump();
+  EXPECT_EQ(m.got(), 4096u + 2000u);
+  // Over 10 s: at most rate x T + burst.
+  for (int i = 0; i < 100; ++i) {
+    f.clock.Advance(milliseconds(100));
+    group->Wake();
+    f.share.Pump();
+  }
+  EXPECT_LE(m.got(), 4096u + 12'000u);
+  EXPECT_GE(m.got(), 4096u + 11'000u);
+  // Non-blocking reads are charged to the same bucket.
+  std::array<std::uint8_t, 255> buffer{};
+  f.clock.Advance(std::chrono::seconds(60));
+  std::size_t immediate = 0;
+  for (int i = 0; i < 100; ++i) immediate += group->TakeImmediate(buffer);
+  EXPECT_LE(immediate, 4096u);
+  group->Leave(&m);
+}
+
+TEST(ShareGroupTest, OldestIsTheFirstToJoinStill) {
+  Fixture f;
+  auto group = f.Group();
+  Member a;
+  Member b;
+  Member c;
+  group->Join(&a);
+  group->Join(&b);
+  group->Join(&c);
+  EXPECT_EQ(group->members(), 3u);
+  EXPECT_EQ(group->Oldest(), &a);
+  group->Leave(&a);
+  EXPECT_EQ(group->Oldest(), &b);
+  group->Leave(&b);
+  group->Leave(&c);
+  EXPECT_EQ(group->Oldest(), nullptr);
+}
+
+}  // namespace
+}  // namespace rngmux
