@@ -508,11 +508,15 @@ class UdpTest(RngmuxTestCase):
                 s.bind(("127.0.0.%d" % (1 + i % 4), 0))
                 flood.append(s)
                 s.sendto(b"", addr)
+            self.assertTrue(wait_until(lambda: d.stats()["udp_datagrams_received"] >= 64, 10))
+            self.assertEqual(d.stats()["clients"], 0, "empty datagrams made peers")
+            for i, s in enumerate(flood):
                 s.sendto(b"\x16" if i % 2 else b"\x02", addr)
             self.assertTrue(wait_until(lambda: d.stats()["udp_datagrams_received"] >= 128, 10))
             stats = d.stats()
-            self.assertEqual(stats["clients"], 0, "empty or bad datagrams made peers")
+            self.assertEqual(stats["clients"], 0, "bad datagrams made peers")
             self.assertEqual(stats["bad_requests"], 64)
+            self.assertEqual(stats["udp_peer_limit_datagrams"], 0)
             ref = reference_stream(SEED, REFERENCE_BYTES)
             with udp_client(ep) as s:
                 s.send(egd_read(64))
