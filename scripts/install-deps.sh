@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake g++ clang-14 clang-format libclang-rt-14-dev git
   libasio-dev libcli11-dev libssl-dev libgtest-dev googletest
   python3 rng-tools5 ent ekeyd-egd-linux socat iproute2
-  pkg-config libftdi1-dev
+  pkg-config libftdi1-dev strace
 )
 
 missing=()

@@ -41,8 +41,18 @@ std::uint64_t TokenBucket::Available(Clock::TimePoint now) {
   return tokens_scaled_ / kNanosPerSecond;
 }
 
-bool LogLimiter::Quiet(Clock::TimePoint now) const {
-  return !logged_once_ || (now - last_logged_ >= interval_ && suppressed_ == 0);
+bool TokenBucket::Full(Clock::TimePoint now) {
+  Refill(now);
+  return tokens_scaled_ == burst_scaled_;
+}
+
+Clock::Duration TokenBucket::TimeUntil(std::uint64_t n, Clock::TimePoint now) {
+  Refill(now);
+  const std::uint64_t wanted = std::min(n, burst_scaled_ / kNanosPerSecond) * kNanosPerSecond;
+  if (tokens_scaled_ >= wanted) return Clock::Duration::zero();
+  // Tokens accrue at rate_ token-nanoseconds per nanosecond.
+  const std::uint64_t nanos = (wanted - tokens_scaled_ + rate_ - 1) / rate_;
+  return std::chrono::duration_cast<Clock::Duration>(std::chrono::nanoseconds(nanos));
 }
 
 bool LogLimiter::Allow(Clock::TimePoint now, std::uint64_t* suppressed) {
@@ -64,7 +74,7 @@ bool KeyedLogLimiter::Allow(const std::string& key, Clock::TimePoint now,
     if (limiters_.size() >= max_keys_) {
       // Forget every key past its interval; if all are recent, start afresh.
       for (auto it = limiters_.begin(); it != limiters_.end();) {
-        it = it->second.Quiet(now) ? limiters_.erase(it) : std::next(it);
+        it = it->second.Idle(now) ? limiters_.erase(it) : std::next(it);
       }
       if (limiters_.size() >= max_keys_) limiters_.clear();
     }

@@ -24,6 +24,11 @@ class TokenBucket {
   bool TryTake(std::uint64_t n, Clock::TimePoint now);
   // Whole tokens there now.
   std::uint64_t Available(Clock::TimePoint now);
+  // True when the bucket holds `burst` tokens again (it grants as a new one would).
+  bool Full(Clock::TimePoint now);
+  // How long until n tokens are there (zero if they are now), rounded up so that
+  // TryTake(n) succeeds once it has passed; n <= burst.
+  Clock::Duration TimeUntil(std::uint64_t n, Clock::TimePoint now);
 
  private:
   void Refill(Clock::TimePoint now);
@@ -47,9 +52,9 @@ class LogLimiter {
   // True if this occurrence should be logged; then *suppressed is the number of
   // occurrences that were not logged since the previous logged one.
   bool Allow(Clock::TimePoint now, std::uint64_t* suppressed);
-  // True if forgetting this limiter loses nothing: its interval has passed and no
-  // occurrence waits to be reported.
-  bool Quiet(Clock::TimePoint now) const;
+  // True when the next occurrence would be logged at once, as by a new limiter
+  // (so it may be dropped; only the count of suppressed ones would be lost).
+  bool Idle(Clock::TimePoint now) const { return !logged_once_ || now - last_logged_ >= interval_; }
 
  private:
   Clock::Duration interval_;

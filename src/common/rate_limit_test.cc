@@ -100,6 +100,35 @@ TEST(LogLimiterTest, OneLinePerIntervalCountingTheRest) {
   EXPECT_EQ(suppressed, 1u);
 }
 
+TEST(TokenBucketTest, FullAndTimeUntil) {
+  FakeClock clock;
+  TokenBucket bucket(1000, 4096, clock.Now());
+  EXPECT_TRUE(bucket.Full(clock.Now()));
+  EXPECT_EQ(bucket.TimeUntil(4096, clock.Now()), nanoseconds(0));
+  ASSERT_TRUE(bucket.TryTake(4000, clock.Now()));
+  EXPECT_FALSE(bucket.Full(clock.Now()));
+  EXPECT_EQ(bucket.TimeUntil(96, clock.Now()), nanoseconds(0));
+  EXPECT_EQ(bucket.TimeUntil(100, clock.Now()), milliseconds(4));
+  EXPECT_EQ(bucket.TimeUntil(1 << 20, clock.Now()), milliseconds(4000));  // capped at burst
+  clock.Advance(milliseconds(4));
+  EXPECT_TRUE(bucket.TryTake(100, clock.Now()));
+  clock.Advance(seconds(5));
+  EXPECT_TRUE(bucket.Full(clock.Now()));
+}
+
+TEST(LogLimiterTest, IdleOnceTheIntervalHasPassed) {
+  FakeClock clock;
+  LogLimiter limiter(seconds(10));
+  EXPECT_TRUE(limiter.Idle(clock.Now()));
+  std::uint64_t suppressed = 0;
+  EXPECT_TRUE(limiter.Allow(clock.Now(), &suppressed));
+  EXPECT_FALSE(limiter.Idle(clock.Now()));
+  clock.Advance(seconds(9));
+  EXPECT_FALSE(limiter.Idle(clock.Now()));
+  clock.Advance(seconds(1));
+  EXPECT_TRUE(limiter.Idle(clock.Now()));
+}
+
 }  // namespace
 }  // namespace rngmux
 

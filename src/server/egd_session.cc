@@ -141,7 +141,7 @@ void EgdSession::CloseAt(LogLevel level, std::string_view reason) {
   }
   context_.counters.wiped_undelivered_bytes += pending_.size() + BytesInTransport();
   pending_.Release();
-  LogClientEvent(context_, identity_, "closed", level,
+  LogClientEvent(context_, identity_, level >= LogLevel::kWarning ? "closing" : "closed", level,
                  "client " + peer_ + (level >= LogLevel::kWarning ? ": closing: " : ": closed: ") +
                      std::string(reason));
   CloseTransport();

@@ -26,6 +26,14 @@ constexpr std::chrono::milliseconds kReadRetryDelay{200};
 // caps this at net.core.rmem_max.
 constexpr int kReceiveBufferBytes = 1 << 20;
 
+// The key of an IP address, whatever the port.
+std::string IpKey(const PeerAddress& address) {
+  const IpAddress ip = address.ip();
+  std::string key(1, ip.v6 ? '6' : '4');
+  key.append(reinterpret_cast<const char*>(ip.bytes.data()), ip.v6 ? 16 : 4);
+  return key;
+}
+
 PeerAddress ToPeerAddress(const asio::ip::udp::endpoint& endpoint) {
   PeerAddress out;
   out.length = static_cast<socklen_t>(endpoint.size());
@@ -45,7 +53,18 @@ UdpEndpoint::UdpEndpoint(asio::io_context& io, const EndpointSpec& spec, Session
       sweep_timer_(io),
       prime_timer_(io),
       retry_timer_(io),
-      prime_backoff_(kInitialPrimeDelay, kMaxPrimeDelay) {}
+      prime_backoff_(kInitialPrimeDelay, kMaxPrimeDelay),
+      bad_lines_(1, kBadLinesBurst, clock.Now()),
+      pid_reply_bytes_(UdpPeer::PidReplyBytes()) {}
+
+std::size_t UdpEndpoint::MaxPeersPerIp() const {
+  const std::size_t peers = spec_.udp.max_peers;
+  return std::max<std::size_t>(std::min<std::size_t>(peers, 16), peers / 4);
+}
+
+std::size_t UdpEndpoint::MaxAddressStates() const {
+  return std::max<std::size_t>(4096, 2 * spec_.udp.max_peers);
+}
 
 UdpEndpoint::~UdpEndpoint() { Stop(); }
 
@@ -206,7 +225,7 @@ void UdpEndpoint::OnDatagram(const PeerAddress& from, std::span<const std::uint8
   if (!connected() && !spec_.access.allow.Allows(from.ip())) {
     context_.counters.udp_denied_datagrams++;
     LogLimited(denied_log_, LogLevel::kWarning,
-               spec_.Address() + ": dropping datagrams from " + from.ToString() +
+               spec_.Address() + ": dropping datagrams from " + UdpIdentity(from) +
                    ", which is not in allow=" + spec_.access.allow.ToString());
     return;
   }
@@ -216,20 +235,27 @@ void UdpEndpoint::OnDatagram(const PeerAddress& from, std::span<const std::uint8
     LOG_INFO(spec_.Address(), ": the peer is sending again");
   }
   if (connected()) prime_backoff_.Reset();
+  const EgdDatagram datagram = ParseEgdDatagram(payload, pid_reply_bytes_);
   if (!peer) {
-    peers_.erase(from);  // a closed peer whose clean-up is still pending
-    if (!connected() && peers_.size() >= spec_.udp.max_peers) {
-      context_.counters.udp_peer_limit_datagrams++;
-      LogLimited(full_log_, LogLevel::kWarning,
-                 spec_.Address() + ": dropping datagrams from new peer " + from.ToString() + ": " +
-                     std::to_string(spec_.udp.max_peers) + " peers already (peers=N)");
+    // A closed peer whose clean-up is still pending: its bucket is kept.
+    if (auto it = peers_.find(from); it != peers_.end()) ErasePeer(it);
+    // Only a valid request makes a sender a peer: empty or bad datagrams from
+    // unknown senders must not fill the peer table.
+    if (!datagram.ok()) {
+      if (datagram.outcome != EgdDatagram::Outcome::kEmpty) {
+        context_.counters.bad_requests++;
+        LogBadDatagram(from, datagram.Problem(), now);
+      }
+      // A connect endpoint's peer that is there again is primed afresh.
+      if (connected() && !stopped_) SchedulePrime();
       return;
     }
+    if (!connected() && PeerLimitReached(from)) return;
     prime_timer_.cancel();
     peer = AddPeer(from, now);
   }
   std::string problem;
-  switch (peer->OnDatagram(payload, now, &problem)) {
+  switch (peer->OnParsed(datagram, now, &problem)) {
     case UdpPeer::Verdict::kDelayed:
       context_.counters.udp_delayed_datagrams++;
       break;
@@ -237,13 +263,12 @@ void UdpEndpoint::OnDatagram(const PeerAddress& from, std::span<const std::uint8
       context_.counters.udp_rate_limited_datagrams++;
       LogLimited(
           rate_log_, LogLevel::kWarning,
-          spec_.Address() + ": dropping datagrams from " + from.ToString() +
+          spec_.Address() + ": dropping datagrams from " + UdpIdentity(from) +
               " over its rate limit (rate=" + std::to_string(spec_.udp.rate_bytes_per_second) +
               ",burst=" + std::to_string(spec_.udp.burst_bytes) + ")");
       break;
     case UdpPeer::Verdict::kMalformed:
-      LogLimited(bad_log_, LogLevel::kWarning,
-                 "client " + from.ToString() + ": closing: " + problem);
+      LogBadDatagram(from, problem, now);
       break;
     case UdpPeer::Verdict::kAnswered:
     case UdpPeer::Verdict::kIgnored:
@@ -251,14 +276,73 @@ void UdpEndpoint::OnDatagram(const PeerAddress& from, std::span<const std::uint8
   }
 }
 
+bool UdpEndpoint::PeerLimitReached(const PeerAddress& from) {
+  std::string why;
+  if (peers_.size() >= spec_.udp.max_peers) {
+    why = std::to_string(spec_.udp.max_peers) + " peers already (peers=N)";
+  } else if (auto it = peers_per_ip_.find(IpKey(from));
+             it != peers_per_ip_.end() && it->second >= MaxPeersPerIp()) {
+    why = std::to_string(it->second) + " peers from " + from.ip().ToString() +
+          " already (at most " + std::to_string(MaxPeersPerIp()) + " per address)";
+  } else {
+    return false;
+  }
+  context_.counters.udp_peer_limit_datagrams++;
+  LogLimited(
+      full_log_, LogLevel::kWarning,
+      spec_.Address() + ": dropping datagrams from new peer " + UdpIdentity(from) + ": " + why);
+  return true;
+}
+
+void UdpEndpoint::LogBadDatagram(const PeerAddress& from, const std::string& problem,
+                                 Clock::TimePoint now) {
+  AddressState& state = TouchState(from);
+  std::uint64_t suppressed = 0;
+  if (!state.bad_log.Allow(now, &suppressed) || !bad_lines_.TryTake(1, now)) return;
+  const std::string line = "client " + UdpIdentity(from) + ": closing: " + problem;
+  if (suppressed > 0) {
+    LOG_WARNING(line, " (", suppressed, " more bad datagrams from it since the last such line)");
+  } else {
+    LOG_WARNING(line);
+  }
+}
+
+UdpEndpoint::AddressState& UdpEndpoint::TouchState(const PeerAddress& address) {
+  if (auto it = state_index_.find(address); it != state_index_.end()) {
+    states_.splice(states_.begin(), states_, it->second);
+    return states_.front();
+  }
+  while (!states_.empty() && states_.size() >= MaxAddressStates()) {
+    state_index_.erase(states_.back().address);
+    states_.pop_back();
+  }
+  states_.push_front(AddressState{address, std::nullopt, LogLimiter(kLogInterval)});
+  state_index_[address] = states_.begin();
+  return states_.front();
+}
+
 std::shared_ptr<UdpPeer> UdpEndpoint::AddPeer(const PeerAddress& address, Clock::TimePoint now) {
-  auto peer = std::make_shared<UdpPeer>(*this, context_, spec_.session, address, address.ToString(),
-                                        spec_.udp, clock_, io_.get_executor());
+  std::optional<TokenBucket> bucket;
+  if (auto it = state_index_.find(address); it != state_index_.end()) {
+    bucket.swap(it->second->bucket);
+  }
+  auto peer =
+      std::make_shared<UdpPeer>(*this, context_, spec_.session, address, UdpIdentity(address),
+                                spec_.udp, clock_, io_.get_executor(), bucket);
   peers_[address] = peer;
+  peers_per_ip_[IpKey(address)]++;
   LOG_DEBUG("client ", peer->peer(), ": new udp peer on ", spec_.Address());
   const UdpPeer* key = peer.get();
   peer->Start([this, key, address] { OnPeerClosed(key, address); }, now);
   return peer;
+}
+
+void UdpEndpoint::ErasePeer(PeerMap::iterator it) {
+  TouchState(it->first).bucket = it->second->bucket();
+  if (auto count = peers_per_ip_.find(IpKey(it->first)); count != peers_per_ip_.end()) {
+    if (--count->second == 0) peers_per_ip_.erase(count);
+  }
+  peers_.erase(it);
 }
 
 void UdpEndpoint::OnPeerClosed(const UdpPeer* peer, const PeerAddress& address) {
@@ -266,7 +350,7 @@ void UdpEndpoint::OnPeerClosed(const UdpPeer* peer, const PeerAddress& address) 
   // The map may already hold a new peer for this address, possibly at the very
   // address the old one had (it was erased and freed before this ran): only a
   // closed entry is the old one.
-  if (it != peers_.end() && it->second.get() == peer && it->second->closed()) peers_.erase(it);
+  if (it != peers_.end() && it->second.get() == peer && it->second->closed()) ErasePeer(it);
   if (connected() && !stopped_ && !peer_unreachable_ && !LivePeer(connect_peer_)) SchedulePrime();
 }
 
@@ -321,6 +405,16 @@ void UdpEndpoint::Sweep() {
                "; forgetting it and starting afresh");
     }
     peer->CloseQuietly(reason);
+  }
+  // Kept states that hold nothing a new one would not: a full bucket (or none) and
+  // no log line being held back.
+  for (auto it = states_.begin(); it != states_.end();) {
+    if ((!it->bucket || it->bucket->Full(now)) && it->bad_log.Idle(now)) {
+      state_index_.erase(it->address);
+      it = states_.erase(it);
+    } else {
+      ++it;
+    }
   }
 }
 

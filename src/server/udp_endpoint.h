@@ -4,7 +4,9 @@
 #include <asio/ip/udp.hpp>
 #include <asio/steady_timer.hpp>
 #include <cstddef>
+#include <list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -24,8 +26,18 @@ namespace rngmux {
 //
 // --listen udp:H:P answers whoever sends to H:P, from H:P, provided the sender is
 // on the allow list; other senders are dropped without a reply, counted and logged
-// at most once per kLogInterval. At most `peers` peers are remembered; datagrams
-// from new ones beyond that are dropped the same way.
+// at most once per kLogInterval. A sender becomes a peer (is remembered) only with
+// a datagram that holds a valid request: empty or bad datagrams from unknown
+// senders cost no peer. At most `peers` peers are remembered, and at most
+// MaxPeersPerIp() of them per IP address (whatever their ports); datagrams from new
+// ones beyond that are dropped the same way.
+//
+// Rate state outlives peers: when a peer is forgotten (silence, a bad datagram),
+// its token bucket is kept per address (IP and port) until it has refilled, so a
+// peer that comes back is not given a fresh burst. Kept states are bounded
+// (MaxAddressStates(), least recently used go first). A bad datagram closes its
+// peer with a line logged at most once per kLogInterval per address (and, for the
+// whole endpoint, at most one a second after a first kBadLinesBurst).
 //
 // --connect udp:A:L,local=H:P binds H:P, connects to A:L (QEMU with
 // localaddr=A,localport=L sends from A:L to H:P and takes datagrams from H:P only)
@@ -41,6 +53,9 @@ namespace rngmux {
 class UdpEndpoint final : public DatagramSink {
  public:
   static constexpr Clock::Duration kLogInterval = std::chrono::seconds(10);
+  // Lines about bad datagrams the endpoint may log at once across all addresses;
+  // then one a second (a flood from many addresses must not flood the log).
+  static constexpr std::uint64_t kBadLinesBurst = 10;
 
   // Binds (and for connect endpoints connects) the socket; nothing is served yet.
   // Errors are one line naming the endpoint.
@@ -63,24 +78,51 @@ class UdpEndpoint final : public DatagramSink {
                   std::string* error) override;
   void WaitWritable(std::shared_ptr<UdpPeer> peer) override;
 
+  // One datagram from `from` (the socket's reader calls this; public for tests).
+  void OnDatagram(const PeerAddress& from, std::span<const std::uint8_t> payload,
+                  Clock::TimePoint now);
+  // Forgets silent peers and rate states that hold nothing (a timer calls this;
+  // public for tests).
+  void Sweep();
+
+  // Peers one IP address may have at once: all of `peers` when it is at most 16,
+  // else a quarter of it, but never fewer than 16.
+  std::size_t MaxPeersPerIp() const;
+  // Rate states kept for forgotten peers, at most.
+  std::size_t MaxAddressStates() const;
+  std::size_t peer_count() const { return peers_.size(); }
+  std::size_t address_states() const { return states_.size(); }
+
  private:
+  struct AddressState {
+    PeerAddress address;
+    // The bucket of a forgotten peer; empty while a peer holds it, or if the
+    // address never had a peer.
+    std::optional<TokenBucket> bucket;
+    LogLimiter bad_log{kLogInterval};
+  };
+  using PeerMap = std::unordered_map<PeerAddress, std::shared_ptr<UdpPeer>, PeerAddressHash>;
+
   UdpEndpoint(asio::io_context& io, const EndpointSpec& spec, SessionContext& context,
               const Clock& clock);
   bool connected() const { return spec_.role == EndpointRole::kConnect; }
 
   void WaitReadable();
   void OnReadable();
-  void OnDatagram(const PeerAddress& from, std::span<const std::uint8_t> payload,
-                  Clock::TimePoint now);
   std::shared_ptr<UdpPeer> AddPeer(const PeerAddress& address, Clock::TimePoint now);
   void OnPeerClosed(const UdpPeer* peer, const PeerAddress& address);
+  // Erases a closed peer's entry, keeping its bucket.
+  void ErasePeer(PeerMap::iterator it);
+  // The state kept for `address`, made if there is none, now the most recently used.
+  AddressState& TouchState(const PeerAddress& address);
+  void LogBadDatagram(const PeerAddress& from, const std::string& problem, Clock::TimePoint now);
+  bool PeerLimitReached(const PeerAddress& from);
   std::shared_ptr<UdpPeer> LivePeer(const PeerAddress& address) const;
   // connect: the peer's port is closed (ICMP port unreachable).
   void OnUnreachable();
   void SchedulePrime();
   void Prime();
   void ScheduleSweep();
-  void Sweep();
   void LogLimited(LogLimiter& limiter, LogLevel level, const std::string& message);
 
   asio::io_context& io_;
@@ -93,12 +135,17 @@ class UdpEndpoint final : public DatagramSink {
   asio::steady_timer retry_timer_;
   Backoff prime_backoff_;
   PeerAddress connect_peer_;  // connect: the one peer
-  std::unordered_map<PeerAddress, std::shared_ptr<UdpPeer>, PeerAddressHash> peers_;
+  PeerMap peers_;
+  // Entries of peers_ per IP address (IpKey), for the per-address cap.
+  std::unordered_map<std::string, std::size_t> peers_per_ip_;
+  std::list<AddressState> states_;  // most recently used first
+  std::unordered_map<PeerAddress, std::list<AddressState>::iterator, PeerAddressHash> state_index_;
+  TokenBucket bad_lines_;
+  std::size_t pid_reply_bytes_;
   std::vector<std::weak_ptr<UdpPeer>> blocked_;  // waiting for the socket to take datagrams
   LogLimiter denied_log_{kLogInterval};
   LogLimiter rate_log_{kLogInterval};
   LogLimiter full_log_{kLogInterval};
-  LogLimiter bad_log_{kLogInterval};
   LogLimiter error_log_{kLogInterval};
   bool waiting_writable_ = false;
   bool reading_ = false;

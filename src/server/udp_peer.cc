@@ -64,6 +64,8 @@ std::string PeerAddress::ToString() const {
   return "unknown";
 }
 
+std::string UdpIdentity(const PeerAddress& address) { return address.ToString(); }
+
 IpAddress PeerAddress::ip() const {
   IpAddress out;
   IpAddress::FromSockaddr(get(), &out);
@@ -72,31 +74,58 @@ IpAddress PeerAddress::ip() const {
 
 UdpPeer::UdpPeer(DatagramSink& sink, SessionContext& context, SessionOptions options,
                  PeerAddress address, std::string name, const UdpOptions& limits,
-                 const Clock& clock, asio::any_io_executor executor)
+                 const Clock& clock, asio::any_io_executor executor,
+                 std::optional<TokenBucket> bucket)
     : EgdSession(context, options, std::move(name), kOutputHighWater, executor),
       sink_(sink),
       address_(address),
       clock_(clock),
-      bucket_(limits.rate_bytes_per_second, limits.burst_bytes, clock.Now()),
+      bucket_(bucket ? *bucket
+                     : TokenBucket(limits.rate_bytes_per_second, limits.burst_bytes, clock.Now())),
       rate_(limits.rate_bytes_per_second),
       burst_(limits.burst_bytes),
       resume_timer_(executor),
-      pid_reply_bytes_(1 + std::to_string(getpid()).size()) {}
+      lead_timer_(executor),
+      pid_reply_bytes_(PidReplyBytes()) {}
+
+std::size_t UdpPeer::PidReplyBytes() { return 1 + std::to_string(getpid()).size(); }
 
 void UdpPeer::Start(std::function<void()> on_closed, Clock::TimePoint now) {
   Begin(std::move(on_closed));
   last_heard_ = now;
-  // Always affordable: the bucket is new and full, and the endpoint parser checked
-  // lead <= burst. Charging it keeps the bytes sent within rate * T + burst.
-  if (options().lead_bytes > 0) bucket_.TryTake(options().lead_bytes, now);
-  StartDemand();
+  if (options().lead_bytes > 0) {
+    StartLead(now);
+  } else {
+    StartDemand();
+  }
+}
+
+void UdpPeer::StartLead(Clock::TimePoint now) {
+  // The endpoint parser checked lead <= burst, so a full bucket can always pay.
+  // Charging it keeps the bytes sent within rate * T + burst, also for a peer whose
+  // bucket was kept from before (it waits until the bucket has refilled enough).
+  if (bucket_.TryTake(options().lead_bytes, now)) {
+    StartDemand();
+    return;
+  }
+  lead_timer_.expires_after(bucket_.TimeUntil(options().lead_bytes, now) +
+                            std::chrono::microseconds(1));
+  lead_timer_.async_wait([weak = weak_from_this()](const asio::error_code& ec) {
+    auto self = weak.lock();
+    if (ec || !self || self->closed()) return;
+    self->StartLead(self->clock_.Now());
+  });
 }
 
 UdpPeer::Verdict UdpPeer::OnDatagram(std::span<const std::uint8_t> payload, Clock::TimePoint now,
                                      std::string* problem) {
+  return OnParsed(ParseEgdDatagram(payload, pid_reply_bytes_), now, problem);
+}
+
+UdpPeer::Verdict UdpPeer::OnParsed(const EgdDatagram& datagram, Clock::TimePoint now,
+                                   std::string* problem) {
   if (closed()) return Verdict::kIgnored;
   last_heard_ = now;
-  const EgdDatagram datagram = ParseEgdDatagram(payload, pid_reply_bytes_);
   if (datagram.outcome == EgdDatagram::Outcome::kEmpty) return Verdict::kIgnored;
   if (!datagram.ok()) {
     context().counters.bad_requests++;
@@ -139,11 +168,9 @@ void UdpPeer::ResumeDelayed(Clock::TimePoint now) {
 }
 
 void UdpPeer::ScheduleResume(Clock::TimePoint now) {
-  const std::uint64_t have = bucket_.Available(now);
-  const std::uint64_t need = delayed_.front().cost > have ? delayed_.front().cost - have : 0;
   // Rounded up, so that the bucket can pay when the timer fires.
-  const auto wait = std::chrono::nanoseconds((need * 1'000'000'000 + rate_ - 1) / rate_ + 1);
-  resume_timer_.expires_after(wait);
+  resume_timer_.expires_after(bucket_.TimeUntil(delayed_.front().cost, now) +
+                              std::chrono::nanoseconds(1));
   resume_timer_.async_wait([weak = weak_from_this()](const asio::error_code& ec) {
     auto self = weak.lock();
     if (ec || !self || self->closed()) return;
@@ -156,31 +183,45 @@ void UdpPeer::OnWritable() {
   Flush();
 }
 
+// Everything the output buffer can hold is one datagram, so a flush never cuts a
+// reply in two (cutting at a fixed size split 01 replies across datagrams).
+static_assert(EgdSession::OutputCapacity(UdpPeer::kOutputHighWater) <= kMaxEgdDatagramBytes);
+
 void UdpPeer::Flush() {
-  if (closed() || blocked_) return;
-  const std::size_t sendable = pending_.size() - PartialReplyBytes();
-  std::size_t sent = 0;
-  while (sent < sendable) {
-    const std::size_t n = std::min(sendable - sent, kMaxEgdDatagramBytes);
+  if (flushing_) {  // ProcessQueue() below answered more: the loop sends it
+    flush_again_ = true;
+    return;
+  }
+  flushing_ = true;
+  do {
+    flush_again_ = false;
+    if (closed() || blocked_) break;
+    const std::size_t sendable = pending_.size() - PartialReplyBytes();
+    if (sendable == 0) break;
     std::string error;
     const DatagramSink::SendResult result =
-        sink_.Send(address_, std::span<const std::uint8_t>(pending_.data() + sent, n), &error);
-    if (result == DatagramSink::SendResult::kSent) {
-      sent += n;
-      context().counters.udp_datagrams_sent++;
-      continue;
-    }
-    pending_.ConsumeFront(sent);
+        sink_.Send(address_, std::span<const std::uint8_t>(pending_.data(), sendable), &error);
     if (result == DatagramSink::SendResult::kWouldBlock) {
       blocked_ = true;
       sink_.WaitWritable(shared_from_this());
-    } else {
-      Close("send: " + error);
+      break;
     }
-    return;
-  }
-  pending_.ConsumeFront(sent);
-  if (sent > 0) UpdateDemand();
+    if (result == DatagramSink::SendResult::kFailed) {
+      Close("send: " + error);
+      break;
+    }
+    context().counters.udp_datagrams_sent++;
+    // Requests that wait for room in the buffer (a 01 NN needs 1 + NN bytes of it)
+    // are answered now that it has some.
+    const bool was_full = pending_.room() < 1 + kMaxEgdRequestBytes;
+    pending_.ConsumeFront(sendable);
+    if (was_full && queued_requests() > 0) {
+      ProcessQueue();
+    } else {
+      UpdateDemand();
+    }
+  } while (flush_again_);
+  flushing_ = false;
 }
 
 }  // namespace rngmux

@@ -9,12 +9,14 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "common/clock.h"
 #include "common/rate_limit.h"
+#include "protocol/egd_datagram.h"
 #include "server/egd_session.h"
 #include "transport/address_filter.h"
 
@@ -38,6 +40,11 @@ struct PeerAddress {
 struct PeerAddressHash {
   std::size_t operator()(const PeerAddress& address) const;
 };
+
+// A UDP client's identity in logs and stats: its address, IP and port
+// ("127.0.0.1:5000", "[::1]:5000"). Every UDP log line and stats row names a peer
+// through this one function.
+std::string UdpIdentity(const PeerAddress& address);
 
 // Where a UdpPeer's datagrams go: the endpoint's socket (or a fake in tests).
 class DatagramSink {
@@ -64,18 +71,24 @@ class DatagramSink {
 //     dropped unanswered. So a peer that asks faster than its rate is slowed down to
 //     it rather than losing requests (QEMU never re-sends one), and what is sent over
 //     any T seconds stays within rate * T + burst.
-// A bad datagram closes (forgets) the peer. Replies leave as datagrams of at most
-// kMaxEgdDatagramBytes, made only of complete replies (and lead bytes): the bytes of
-// a 02 NN still being filled stay behind, and are wiped if the peer is forgotten.
+// The bucket may be one the endpoint kept from an earlier peer at the same address
+// (so that forgetting a peer never refills its bucket). A bad datagram closes
+// (forgets) the peer. Replies leave as datagrams of at most kMaxEgdDatagramBytes,
+// made only of complete replies (and lead bytes): the output buffer never holds
+// more than one datagram's worth, so each flush is one datagram, and the bytes of a
+// 02 NN still being filled stay behind (wiped if the peer is forgotten).
 //
 // A peer never sends more than its requests asked for, except for the lead, which
 // only a connect endpoint (a configured, fixed peer) sets; the lead is charged to
-// the bucket when the peer starts. Event-loop thread only.
+// the bucket when the peer starts, or, if the bucket cannot pay for it yet, as soon
+// as it can (the lead is not pushed before). Event-loop thread only.
 class UdpPeer final : public EgdSession, public std::enable_shared_from_this<UdpPeer> {
  public:
-  // Reply bytes held before the peer stops asking the FairShare for more: two
-  // datagrams' worth keeps one leaving while the next fills.
-  static constexpr std::size_t kOutputHighWater = 8192;
+  // Reply bytes held before the peer stops asking the FairShare for more: chosen so
+  // that the whole output buffer (this plus room for two small replies) is one
+  // datagram, and a flush never has to cut between replies.
+  static constexpr std::size_t kOutputHighWater =
+      kMaxEgdDatagramBytes - 2 * (1 + kMaxEgdRequestBytes);
 
   // Datagrams waiting for the rate limit, at most (besides one burst's worth).
   static constexpr std::size_t kMaxDelayedDatagrams = 256;
@@ -90,7 +103,7 @@ class UdpPeer final : public EgdSession, public std::enable_shared_from_this<Udp
 
   UdpPeer(DatagramSink& sink, SessionContext& context, SessionOptions options, PeerAddress address,
           std::string name, const UdpOptions& limits, const Clock& clock,
-          asio::any_io_executor executor);
+          asio::any_io_executor executor, std::optional<TokenBucket> bucket = std::nullopt);
 
   // Starts the session (and the lead, if any); `on_closed` runs once, posted, after
   // Close(). `now` counts as the last time the peer was heard from.
@@ -99,6 +112,10 @@ class UdpPeer final : public EgdSession, public std::enable_shared_from_this<Udp
   // One datagram from the peer. On kMalformed, *problem says what was wrong.
   Verdict OnDatagram(std::span<const std::uint8_t> payload, Clock::TimePoint now,
                      std::string* problem);
+  // The same, for a datagram already parsed with pid_reply_bytes().
+  Verdict OnParsed(const EgdDatagram& datagram, Clock::TimePoint now, std::string* problem);
+  // What a 04 reply takes here (for ParseEgdDatagram).
+  static std::size_t PidReplyBytes();
   // The socket takes datagrams again (after DatagramSink::kWouldBlock).
   void OnWritable();
   // Queues the delayed datagrams the bucket can pay for now (a timer calls this when
@@ -110,6 +127,8 @@ class UdpPeer final : public EgdSession, public std::enable_shared_from_this<Udp
   void CloseQuietly(std::string_view reason) { CloseAt(LogLevel::kDebug, reason); }
 
   const PeerAddress& address() const { return address_; }
+  // The peer's rate state, for the endpoint to keep once the peer is forgotten.
+  const TokenBucket& bucket() const { return bucket_; }
   Clock::TimePoint last_heard() const { return last_heard_; }
 
  private:
@@ -119,11 +138,16 @@ class UdpPeer final : public EgdSession, public std::enable_shared_from_this<Udp
   };
 
   void Queue(const std::vector<EgdRequest>& requests);
+  // Charges and starts the lead once the bucket can pay for it.
+  void StartLead(Clock::TimePoint now);
   void ScheduleResume(Clock::TimePoint now);
   void Flush() override;
   std::size_t BytesInTransport() const override { return 0; }
   bool TransportIdle() const override { return true; }
-  void CloseTransport() override { resume_timer_.cancel(); }
+  void CloseTransport() override {
+    resume_timer_.cancel();
+    lead_timer_.cancel();
+  }
 
   DatagramSink& sink_;
   PeerAddress address_;
@@ -134,9 +158,12 @@ class UdpPeer final : public EgdSession, public std::enable_shared_from_this<Udp
   std::deque<Delayed> delayed_;
   std::size_t delayed_cost_ = 0;
   asio::steady_timer resume_timer_;
+  asio::steady_timer lead_timer_;
   std::size_t pid_reply_bytes_;
   Clock::TimePoint last_heard_{};
   bool blocked_ = false;  // waiting for the socket to take datagrams again
+  bool flushing_ = false;
+  bool flush_again_ = false;
 };
 
 }  // namespace rngmux

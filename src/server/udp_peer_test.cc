@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <asio/io_context.hpp>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "protocol/egd_datagram.h"
+#include "server/udp_endpoint.h"
 
 namespace rngmux {
 namespace {
@@ -356,6 +358,284 @@ TEST_F(UdpPeerTest, PeerAddressEqualityHashAndText) {
   // The allow list sees the IPv4 address a dual-stack socket reports as mapped.
   EXPECT_EQ(v6.ip().ToString(), "127.0.0.1");
   EXPECT_TRUE(AddressFilter::Loopback().Allows(v6.ip()));
+}
+
+TEST_F(UdpPeerTest, EveryDatagramHoldsWholeReplies) {
+  StartPeer();
+  // 16 x 02 FF wait for entropy; 15 x 01 FF wait behind them (strict order).
+  Bytes blocking;
+  for (int i = 0; i < 16; ++i) blocking.insert(blocking.end(), {0x02, 0xff});
+  Bytes nonblocking;
+  for (int i = 0; i < 15; ++i) nonblocking.insert(nonblocking.end(), {0x01, 0xff});
+  EXPECT_EQ(Datagram(blocking), UdpPeer::Verdict::kAnswered);
+  EXPECT_EQ(Datagram(nonblocking), UdpPeer::Verdict::kAnswered);
+  FillPool(20000);
+  for (int i = 0; i < 20; ++i) Run();
+  // Replies: 16 of 255 bytes, then 15 of 1 + 255; a datagram may end only between two.
+  std::vector<std::size_t> ends;
+  std::size_t at = 0;
+  for (int i = 0; i < 16; ++i) ends.push_back(at += 255);
+  for (int i = 0; i < 15; ++i) ends.push_back(at += 256);
+  ASSERT_EQ(sink_.TotalBytes(), at);
+  std::size_t offset = 0;
+  for (const Bytes& d : sink_.sent) {
+    EXPECT_LE(d.size(), kMaxEgdDatagramBytes);
+    offset += d.size();
+    EXPECT_NE(std::find(ends.begin(), ends.end(), offset), ends.end())
+        << "a datagram ends " << offset << " bytes in, inside a reply";
+  }
+  const Bytes got = sink_.Joined();
+  EXPECT_EQ(Bytes(got.begin(), got.begin() + 4080), Sequence(0, 4080));
+  for (int i = 0; i < 15; ++i) {
+    const std::size_t start = 4080 + 256 * static_cast<std::size_t>(i);
+    EXPECT_EQ(got[start], 0xff);
+    EXPECT_EQ(Bytes(got.begin() + static_cast<long>(start) + 1,
+                    got.begin() + static_cast<long>(start) + 256),
+              Sequence(4080 + 255 * static_cast<unsigned>(i), 255));
+  }
+}
+
+TEST_F(UdpPeerTest, KeptBucketIsNotRefilled) {
+  FillPool(10000);
+  SessionOptions options;
+  UdpOptions limits;
+  limits.rate_bytes_per_second = 1000;
+  limits.burst_bytes = 4096;
+  TokenBucket drained(1000, 4096, clock_.Now());
+  ASSERT_TRUE(drained.TryTake(4000, clock_.Now()));
+  peer_ = std::make_shared<UdpPeer>(sink_, *context_, options, Loopback(5000), "127.0.0.1:5000",
+                                    limits, clock_, io_.get_executor(), drained);
+  peer_->Start([] {}, clock_.Now());
+  EXPECT_EQ(Datagram({0x02, 0x60}), UdpPeer::Verdict::kAnswered);  // 96 tokens left
+  EXPECT_EQ(Datagram({0x02, 0x01}), UdpPeer::Verdict::kDelayed);
+  EXPECT_EQ(sink_.TotalBytes(), 96u);
+}
+
+TEST_F(UdpPeerTest, LeadWaitsUntilAKeptBucketCanPayForIt) {
+  FillPool(10000);
+  SessionOptions options;
+  options.lead_bytes = 512;
+  UdpOptions limits;
+  limits.rate_bytes_per_second = 1'000'000;
+  limits.burst_bytes = 4096;
+  TokenBucket drained(limits.rate_bytes_per_second, 4096, clock_.Now());
+  ASSERT_TRUE(drained.TryTake(4096, clock_.Now()));
+  peer_ = std::make_shared<UdpPeer>(sink_, *context_, options, Loopback(5000), "127.0.0.1:5000",
+                                    limits, clock_, io_.get_executor(), drained);
+  peer_->Start([] {}, clock_.Now());
+  Run();
+  EXPECT_EQ(sink_.TotalBytes(), 0u);
+  // 512 tokens take 0.512 ms; the timer then reads the (advanced) clock.
+  clock_.Advance(milliseconds(1));
+  for (int i = 0; i < 1000 && sink_.TotalBytes() < 512; ++i) {
+    io_.run_for(milliseconds(1));
+    Run();
+  }
+  EXPECT_EQ(sink_.TotalBytes(), 512u);
+  EXPECT_EQ(sink_.Joined(), Sequence(0, 512));
+}
+
+// A receiving socket on 127.0.0.1, standing in for one UDP client.
+class Receiver {
+ public:
+  Receiver() : fd_(socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) {
+    sockaddr_in in{};
+    in.sin_family = AF_INET;
+    in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&in), sizeof in), 0);
+    address_.length = sizeof address_.storage;
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&address_.storage), &address_.length);
+  }
+  ~Receiver() { close(fd_); }
+  Receiver(const Receiver&) = delete;
+  Receiver& operator=(const Receiver&) = delete;
+
+  const PeerAddress& address() const { return address_; }
+  // Every datagram waiting now, joined.
+  Bytes Drain() {
+    Bytes out;
+    std::uint8_t buffer[65536];
+    for (;;) {
+      const ssize_t n = recv(fd_, buffer, sizeof buffer, MSG_DONTWAIT);
+      if (n < 0) return out;
+      out.insert(out.end(), buffer, buffer + n);
+    }
+  }
+
+ private:
+  int fd_;
+  PeerAddress address_;
+};
+
+PeerAddress Ipv4(const char* ip, std::uint16_t port) {
+  PeerAddress address = Loopback(port);
+  inet_pton(AF_INET, ip, &reinterpret_cast<sockaddr_in*>(&address.storage)->sin_addr);
+  return address;
+}
+
+// A listening UdpEndpoint on a real loopback socket, fed datagrams directly with a
+// fake clock (its socket only sends).
+class UdpEndpointTest : public ::testing::Test {
+ protected:
+  UdpEndpointTest() : pool_(1 << 20), fair_share_(pool_) {
+    context_ = std::make_unique<SessionContext>(
+        SessionContext{pool_, fair_share_, counters_,
+                       [this] { asio::post(io_, [this] { fair_share_.Pump(); }); }, 64});
+  }
+
+  void Open(const std::string& text) {
+    auto spec = ParseEndpointSpec(EndpointRole::kListen, text);
+    ASSERT_TRUE(spec.ok()) << spec.status().message();
+    auto endpoint = UdpEndpoint::Open(io_, *spec, *context_, clock_);
+    ASSERT_TRUE(endpoint.ok()) << endpoint.status().message();
+    endpoint_ = std::move(*endpoint);
+  }
+
+  void FillPool(std::size_t n) {
+    Bytes bytes(n);
+    for (auto& b : bytes) b = static_cast<std::uint8_t>(next_value_++ % 251);
+    Interrupt stop;
+    ASSERT_EQ(pool_.Put(bytes, stop), n);
+  }
+
+  void Send(const PeerAddress& from, const Bytes& payload) {
+    endpoint_->OnDatagram(from, payload, clock_.Now());
+    Run();
+  }
+
+  void Run() {
+    for (int i = 0; i < 4; ++i) {
+      fair_share_.Pump();
+      io_.poll();
+      io_.restart();
+    }
+  }
+
+  std::size_t Peers() const {
+    std::vector<const EgdSession*> peers;
+    endpoint_->AppendPeers(&peers);
+    return peers.size();
+  }
+
+  void TearDown() override {
+    if (endpoint_) endpoint_->Stop();
+    io_.poll();
+  }
+
+  asio::io_context io_;
+  FakeClock clock_;
+  EntropyPool pool_;
+  FairShare fair_share_;
+  ServerCounters counters_;
+  std::unique_ptr<SessionContext> context_;
+  std::unique_ptr<UdpEndpoint> endpoint_;
+  unsigned next_value_ = 0;
+};
+
+TEST_F(UdpEndpointTest, BadDatagramDoesNotResetTheRateLimit) {
+  Open("udp:127.0.0.1:0,rate=4096,burst=4096");
+  FillPool(1 << 19);
+  Receiver client;
+  Bytes got;
+  // 16 x 02 FF, then one bad byte (the peer is forgotten), 50 times over, with no
+  // time passing: rate x 0 + burst = 4096 bytes at most.
+  for (int round = 0; round < 50; ++round) {
+    for (int i = 0; i < 16; ++i) Send(client.address(), {0x02, 0xff});
+    Send(client.address(), {0x16});
+    const Bytes more = client.Drain();
+    got.insert(got.end(), more.begin(), more.end());
+  }
+  EXPECT_LE(got.size(), 4096u);
+  EXPECT_EQ(got.size(), 16u * 255);  // the first burst, then nothing
+  EXPECT_EQ(counters_.bad_requests, 50u);
+  // Once the bucket has refilled the peer is served again, with what it may have.
+  clock_.Advance(seconds(1));
+  Send(client.address(), {0x02, 0x40});
+  EXPECT_EQ(client.Drain().size(), 64u);
+}
+
+TEST_F(UdpEndpointTest, KeptStatesExpireOnceTheirBucketIsFull) {
+  Open("udp:127.0.0.1:0,rate=4096,burst=4096");
+  FillPool(10000);
+  Receiver client;
+  Send(client.address(), {0x02, 0xff});
+  Send(client.address(), {0x16});
+  EXPECT_EQ(Peers(), 0u);
+  EXPECT_EQ(endpoint_->address_states(), 1u);
+  clock_.Advance(milliseconds(500));
+  endpoint_->Sweep();
+  EXPECT_EQ(endpoint_->address_states(), 1u);  // bucket not full yet, line just logged
+  clock_.Advance(seconds(10));
+  endpoint_->Sweep();
+  EXPECT_EQ(endpoint_->address_states(), 0u);
+}
+
+TEST_F(UdpEndpointTest, EmptyAndBadDatagramsFromUnknownSendersAreNotRemembered) {
+  Open("udp:127.0.0.1:0,peers=64");
+  FillPool(10000);
+  for (std::uint16_t port = 1000; port < 1200; ++port) Send(Loopback(port), {});
+  for (int host = 2; host < 200; ++host) {
+    Send(Ipv4(("127.0.0." + std::to_string(host)).c_str(), 7000), {});
+  }
+  EXPECT_EQ(Peers(), 0u);
+  for (std::uint16_t port = 2000; port < 2100; ++port) Send(Loopback(port), {0x16});
+  EXPECT_EQ(Peers(), 0u);
+  EXPECT_EQ(counters_.bad_requests, 100u);
+  EXPECT_EQ(counters_.udp_peer_limit_datagrams, 0u);
+  // A real client still gets in, and is served.
+  Receiver client;
+  Send(client.address(), {0x02, 0x40});
+  EXPECT_EQ(Peers(), 1u);
+  EXPECT_EQ(client.Drain(), Sequence(0, 64));
+}
+
+TEST_F(UdpEndpointTest, PeersPerAddressAreCapped) {
+  Open("udp:127.0.0.1:0,peers=128");
+  EXPECT_EQ(endpoint_->MaxPeersPerIp(), 32u);
+  for (std::uint16_t port = 1000; port < 1100; ++port) Send(Loopback(port), {0x00});
+  EXPECT_EQ(Peers(), 32u);
+  EXPECT_EQ(counters_.udp_peer_limit_datagrams, 68u);
+  // Another address still gets in.
+  Send(Ipv4("127.0.0.2", 1000), {0x00});
+  EXPECT_EQ(Peers(), 33u);
+  // A forgotten peer frees its place.
+  clock_.Advance(seconds(61));
+  endpoint_->Sweep();
+  Run();
+  EXPECT_EQ(Peers(), 0u);
+  Send(Loopback(1099), {0x00});
+  EXPECT_EQ(Peers(), 1u);
+}
+
+TEST_F(UdpEndpointTest, BadDatagramForgetsOnlyItsPeerAndLogsOncePerInterval) {
+  Open("udp:127.0.0.1:0");
+  FillPool(10000);
+  Receiver good;
+  Receiver bad;
+  Send(good.address(), {0x02, 0x10});
+  Send(bad.address(), {0x02, 0x10});
+  EXPECT_EQ(Peers(), 2u);
+  EXPECT_EQ(good.Drain(), Sequence(0, 16));
+  EXPECT_EQ(bad.Drain(), Sequence(16, 16));
+  ::testing::internal::CaptureStderr();
+  for (int i = 0; i < 5; ++i) {
+    Send(bad.address(), {0x02, 0x10});
+    Send(bad.address(), {0x16});
+  }
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(Peers(), 1u);
+  EXPECT_EQ(counters_.bad_requests, 5u);
+  const std::string line = "client " + UdpIdentity(bad.address()) + ": closing: unknown EGD";
+  ASSERT_NE(log.find(line), std::string::npos) << log;
+  EXPECT_EQ(log.find(line, log.find(line) + 1), std::string::npos) << log;
+  // The other peer never noticed.
+  Send(good.address(), {0x02, 0x10});
+  EXPECT_EQ(good.Drain().size(), 16u);
+  // Ten seconds on, the same address is logged again.
+  clock_.Advance(seconds(10));
+  ::testing::internal::CaptureStderr();
+  Send(bad.address(), {0x16});
+  EXPECT_NE(::testing::internal::GetCapturedStderr().find(line), std::string::npos);
 }
 
 }  // namespace

@@ -68,7 +68,10 @@ class PipeliningClient(threading.Thread):
 class FairnessTest(RngmuxTestCase):
     def test_strict_client_is_not_starved_by_a_pipelining_one(self):
         d = self.start_daemon(["--source", "test:1,rate=%d" % RATE, "--allow-test-source",
-                               "--pool-size", "4096", "--listen", "tcp:127.0.0.1:0"])
+                               "--pool-size", "4096", "--listen", "tcp:127.0.0.1:0,share=connection"])
+        # Both clients are one identity (this test's uid): share=connection gives each
+        # connection its own share, which is what this case is about. Between identities
+        # the same holds by default (test_tenants).
         # Let the start-up backlog (the pool filling before anyone asks) drain first.
         time.sleep(0.5)
         deadline = time.monotonic() + SECONDS

@@ -452,6 +452,143 @@ class UdpTest(RngmuxTestCase):
         self.assertEqual(stats["clients"], 5)
         d.stop()
 
+    def test_bad_datagram_does_not_reset_the_rate_limit(self):
+        # Forgetting a peer (here: for a bad datagram) must not hand it a fresh bucket:
+        # alternating 16 x 02 ff with one bad byte once got 102 MB through in 2 s.
+        rate = burst = 4096
+        seconds = 2.0
+        d = self.serve(("listen", "udp:127.0.0.1:0,rate=%d,burst=%d" % (rate, burst)))
+        ref = reference_stream(SEED, REFERENCE_BYTES)
+        received = []
+        cycles = 0
+        with udp_client(d.endpoints[0]) as s:
+            s.setblocking(False)
+            start = time.monotonic()
+            last = start
+            while time.monotonic() - start < seconds and cycles < 20000:
+                for _ in range(16):
+                    s.send(egd_read(255))
+                s.send(b"\x16")
+                cycles += 1
+                while True:
+                    try:
+                        received.append(s.recv(65536))
+                        last = time.monotonic()
+                    except BlockingIOError:
+                        break
+            s.setblocking(True)
+            for dgram in recv_datagrams(s, 0.5):
+                received.append(dgram)
+                last = time.monotonic()
+        total = sum(map(len, received))
+        window = last - start
+        sys.stderr.write("\nbad-datagram flood: %d cycles, received %d B in %.2f s (bound %d B)\n"
+                         % (cycles, total, window, int(rate * window + burst)))
+        self.assertLessEqual(total, rate * window + burst)
+        self.assertGreaterEqual(total, 4080, "not even the first burst was answered")
+        for i, dgram in enumerate(received):
+            if len(dgram) >= 32:
+                self.assert_from_reference(dgram, ref, "datagram %d" % i)
+        stats = d.stats()
+        self.assertGreater(stats["bad_requests"], 0)
+        self.assertLessEqual(stats["bad_requests"], cycles)
+        # one line per address per 10 s, however many bad datagrams
+        self.assertEqual(d.count_log(r"client 127\.0\.0\.1:\d+: closing: unknown EGD command"),
+                         1, d.log_text()[-2000:])
+        d.stop()
+
+    def test_empty_and_bad_datagrams_do_not_fill_the_peer_table(self):
+        d = self.serve(("listen", "udp:127.0.0.1:0,peers=8"))
+        ep = d.endpoints[0]
+        _, addr = parse_endpoint(ep)
+        flood = []
+        try:
+            for i in range(64):  # many ports, and other 127.x addresses
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                s.bind(("127.0.0.%d" % (1 + i % 4), 0))
+                flood.append(s)
+                s.sendto(b"", addr)
+            self.assertTrue(wait_until(lambda: d.stats()["udp_datagrams_received"] >= 64, 10))
+            self.assertEqual(d.stats()["clients"], 0, "empty datagrams made peers")
+            for i, s in enumerate(flood):
+                s.sendto(b"\x16" if i % 2 else b"\x02", addr)
+            self.assertTrue(wait_until(lambda: d.stats()["udp_datagrams_received"] >= 128, 10))
+            stats = d.stats()
+            self.assertEqual(stats["clients"], 0, "bad datagrams made peers")
+            self.assertEqual(stats["bad_requests"], 64)
+            self.assertEqual(stats["udp_peer_limit_datagrams"], 0)
+            ref = reference_stream(SEED, REFERENCE_BYTES)
+            with udp_client(ep) as s:
+                s.send(egd_read(64))
+                data = recv_bytes(s, 64, timeout=5)
+            self.assert_from_reference(data, ref, "the real client")
+            self.assertEqual(d.stats()["udp_peer_limit_datagrams"], 0)
+        finally:
+            for s in flood:
+                s.close()
+        d.stop()
+
+    def test_peers_per_address_are_capped(self):
+        # peers=64: at most 16 of them from one IP address, whatever the ports.
+        d = self.serve(("listen", "udp:127.0.0.1:0,peers=64"))
+        ep = d.endpoints[0]
+        socks = [udp_client(ep) for _ in range(20)]
+        try:
+            answered = 0
+            for s in socks:
+                s.send(b"\x00")
+                answered += 1 if recv_datagrams(s, 0.3, limit=1) else 0
+            self.assertEqual(answered, 16)
+            with udp_client(ep, bind_host="127.0.0.2") as other:
+                other.send(b"\x00")
+                self.assertEqual(len(recv_datagrams(other, 2.0, limit=1)[0]), 4)
+        finally:
+            for s in socks:
+                s.close()
+        stats = d.stats()
+        self.assertEqual(stats["udp_peer_limit_datagrams"], 4)
+        self.assertEqual(stats["clients"], 17)
+        self.assertEqual(d.count_log(r"at most 16 per address"), 1)
+        d.stop()
+
+    def test_every_datagram_holds_whole_replies(self):
+        # 16 x 02 ff (4080 bytes) and 15 x 01 ff read in one turn: the 01 replies wait
+        # behind the 02 run and then all are ready at once, more than a datagram holds.
+        d = self.serve(("listen", "udp:127.0.0.1:0," + UNLIMITED))
+        ref = reference_stream(SEED, REFERENCE_BYTES)
+        with udp_client(d.endpoints[0]) as s:
+            for attempt in range(20):
+                s.send(egd_read(255) * 16)
+                s.send(b"\x01\xff" * 15)
+                dgrams = []
+                need, have = 16 * 255 + 15, 0
+                deadline = time.monotonic() + 10
+                # Walk the replies: 16 of 255 bytes, then 15 of 1 + their length byte.
+                lengths = [255] * 16
+                pos = 0  # offset in the current reply
+                idx = 0
+                while idx < 31 and time.monotonic() < deadline:
+                    (dgram,) = recv_datagrams(s, 5.0, limit=1) or [b""]
+                    self.assertTrue(dgram, "attempt %d: replies stopped coming" % attempt)
+                    self.assertLessEqual(len(dgram), 4096)
+                    dgrams.append(dgram)
+                    i = 0
+                    while i < len(dgram):
+                        if idx >= 16 and len(lengths) == idx:
+                            lengths.append(1 + dgram[i])
+                        take = min(lengths[idx] - pos, len(dgram) - i)
+                        i += take
+                        pos += take
+                        if pos == lengths[idx]:
+                            idx, pos = idx + 1, 0
+                    self.assertEqual(pos, 0, "attempt %d: a datagram of %d bytes ends inside "
+                                     "reply %d" % (attempt, len(dgram), idx))
+                    have += len(dgram)
+                self.assertEqual(idx, 31)
+                self.assertGreaterEqual(have, need)
+                self.assert_from_reference(b"".join(dgrams)[:4080], ref, "02 replies")
+        d.stop()
+
     def test_fair_share_covers_udp_peers(self):
         # A slow source: a strict peer (one 02 40 in flight) and a pipelining one get
         # comparable shares, as over TCP.
@@ -539,8 +676,11 @@ class UdpTest(RngmuxTestCase):
             qemu.connect(("127.0.0.1", local_port))
             self.assertEqual(recv_datagrams(qemu, 0.5), [], "pushed before the peer spoke")
             qemu.send(egd_read(64))
-            got = sum(map(len, recv_expected(qemu, 4096 + 64)))
-            self.assertEqual(got, 4096 + 64, "primer plus the answer")
+            # The first push of the 4096-byte lead is one datagram's worth (3584 bytes:
+            # a datagram holds whole replies only); the 64 bytes asked for are inside it,
+            # and the rest of the lead follows with the first top-ups.
+            got = sum(map(len, recv_expected(qemu, 3584)))
+            self.assertEqual(got, 3584, "the primer's first datagram")
         d.wait_log(r"the peer is sending again")
         d.stop()
 
