@@ -128,6 +128,7 @@ void EgdSession::Begin(std::function<void()> on_closed) {
 
 void EgdSession::StartDemand() {
   lead_owed_ = options_.lead_bytes;
+  lead_batch_ = lead_owed_ > 0;
   UpdateDemand();
 }
 
@@ -157,7 +158,10 @@ std::size_t EgdSession::Wanted() const {
   // three quarters waiting in its socket, and one write then answers dozens of
   // requests instead of one (QEMU asks for 64 bytes at a time).
   // Once the peer has stopped asking, what is left is sent whatever its size.
-  if (blocking_run_bytes_ == 0 && lead_owed_ < options_.lead_bytes / 4 && !input_closed_) {
+  // A top-up that has begun is finished, even if the pool had too little for it in
+  // one go: the peer may be waiting for exactly those bytes.
+  if (blocking_run_bytes_ == 0 && lead_owed_ < options_.lead_bytes / 4 && !lead_batch_ &&
+      !input_closed_) {
     return 0;
   }
   return std::min(room, lead_owed_ + blocking_run_bytes_);
@@ -172,6 +176,7 @@ void EgdSession::Deliver(std::span<const std::uint8_t> bytes) {
     std::size_t n = bytes.size();
     const std::size_t from_lead = std::min(n, lead_owed_);
     lead_owed_ -= from_lead;
+    if (lead_owed_ == 0) lead_batch_ = false;
     n -= from_lead;
     blocking_run_bytes_ -= n;
     while (n > 0) {
@@ -204,6 +209,7 @@ bool EgdSession::Enqueue(const EgdRequest& request) {
   if (request.command == EgdCommand::kReadBlocking && options_.lead_bytes > 0) {
     // The lead already answered this request; top the lead up instead of queueing.
     lead_owed_ += request.count;
+    if (lead_owed_ >= options_.lead_bytes / 4) lead_batch_ = true;
     if (lead_owed_ > options_.lead_bytes + limit * kMaxEgdRequestBytes) {
       context_.counters.queue_overflows++;
       Close("more than " + std::to_string(limit) + " requests waiting for entropy", true);

@@ -190,6 +190,7 @@ class EgdSession : public Consumer {
   std::size_t head_delivered_ = 0;      // bytes already delivered towards queue_.front()
   std::size_t blocking_run_bytes_ = 0;  // bytes owed to the 0x02 run at the head
   std::size_t lead_owed_ = 0;           // unsolicited bytes owed (lead mode)
+  bool lead_batch_ = false;             // a top-up (or the first lead) is being sent
   bool closed_ = false;
   std::uint64_t served_bytes_ = 0;
   std::uint64_t requests_ = 0;

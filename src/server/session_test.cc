@@ -296,6 +296,19 @@ TEST_F(SessionTest, HalfClosedPeerWithALeadGetsTheLeadAndEverythingItAsked) {
   EXPECT_EQ(counters_.wiped_undelivered_bytes, 0u);
 }
 
+// A lead that the pool could only partly cover is finished when bytes come, without
+// waiting for a request (the remainder is below the top-up threshold).
+TEST_F(SessionTest, PartlyDeliveredLeadIsFinished) {
+  FillPool(4032);
+  SessionOptions options;
+  options.lead_bytes = 4096;
+  StartSession(options);
+  EXPECT_EQ(Receive(4032), Sequence(0, 4032));
+  FillPool(64);
+  EXPECT_EQ(Receive(64), Sequence(4032, 64));
+  EXPECT_TRUE(NothingMoreArrives());
+}
+
 // An idle connection that has been sent its lead holds no output buffer.
 TEST_F(SessionTest, IdleConnectionHoldsNoBufferMemoryAfterItsLead) {
   FillPool(8000);

@@ -23,7 +23,13 @@ CHURNER = os.path.join(HERE, "clients", "churner.py")
 RATE = 10000  # bytes per second: a slow hardware source
 
 
+# The system's interpreter: one under root's home (pyenv) is out of nobody's reach.
+NOBODY_PYTHON = "/usr/bin/python3"
+
+
 def as_nobody(argv):
+    if argv and argv[0] == sys.executable:
+        argv = [NOBODY_PYTHON] + argv[1:]
     return ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"] + argv
 
 
@@ -104,7 +110,8 @@ class TenantTest(RngmuxTestCase):
                 d.stop()
 
     def test_nonblocking_reads_count_against_the_share(self):
-        d = self.slow_daemon("tcp:127.0.0.1:0,qemu")
+        # No lead here: 01 replies could not be told from unsolicited bytes.
+        d = self.slow_daemon("tcp:127.0.0.1:0")
         rate, churned = self.guest_share_beside(d.endpoints[0], "nonblocking")
         got = int(re.search(r"bytes=(\d+)", churned).group(1))
         self.assertGreater(got, 0, "the 01 FF client got nothing at all")
@@ -120,8 +127,9 @@ class TenantTest(RngmuxTestCase):
                  "    s=socket.socket(socket.AF_UNIX); s.connect(ep[5:].split(',')[0])\n"
                  "else:\n"
                  "    h,_,p=ep[4:].split(',')[0].rpartition(':'); s=socket.create_connection((h,int(p)))\n"
-                 "s.settimeout(5); s.sendall(b'\\x02\\x40'); n=0\n"
+                 "s.settimeout(5); n=0\n"
                  "try:\n"
+                 "    s.sendall(b'\\x02\\x40')\n"
                  "    while True:\n"
                  "        c=s.recv(4096)\n"
                  "        if not c: break\n"
@@ -146,7 +154,9 @@ class TenantTest(RngmuxTestCase):
             self.assertEqual(drained, 0)
         stats = d.stats()
         self.assertEqual(stats["denied_connections"], 3)
-        self.assertEqual(d.count_log(r"denied uid=65534\(nobody\)"), 2)
+        # Both of nobody's refusals are counted, and logged once: one line per identity
+        # per 10 s, whatever the endpoint.
+        self.assertEqual(d.count_log(r"denied uid=65534\(nobody\)"), 1)
         d.wait_log(r"denied uid=0\(root\) 127\.0\.0\.1 on tcp:.*address not in allow=127\.0\.0\.2")
 
     def test_weights_split_a_slow_source_in_proportion(self):
@@ -281,7 +291,7 @@ class SocketHygieneTest(RngmuxTestCase):
         with connect(d.endpoints[0]) as s:
             s.sendall(egd_read(8))
             self.assertEqual(len(recv_exact(s, 8)), 8)
-        d.stop()
+        # The socket file was made before "listening on"; strace has written its lines.
         with open(self.path("strace.log")) as f:
             calls = [line for line in f if "chmod" in line]
         self.assertEqual(calls, [], "a chmod by path could follow a symlink put there")
