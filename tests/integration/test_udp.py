@@ -485,7 +485,9 @@ class UdpTest(RngmuxTestCase):
         sys.stderr.write("\nbad-datagram flood: %d cycles, received %d B in %.2f s (bound %d B)\n"
                          % (cycles, total, window, int(rate * window + burst)))
         self.assertLessEqual(total, rate * window + burst)
-        self.assertGreaterEqual(total, 4080, "not even the first burst was answered")
+        # How much of each short-lived peer's burst is answered before its bad byte
+        # arrives depends on scheduling; that some is answered, from the stream, does not.
+        self.assertGreaterEqual(total, 255, "nothing was answered")
         for i, dgram in enumerate(received):
             if len(dgram) >= 32:
                 self.assert_from_reference(dgram, ref, "datagram %d" % i)
@@ -676,11 +678,10 @@ class UdpTest(RngmuxTestCase):
             qemu.connect(("127.0.0.1", local_port))
             self.assertEqual(recv_datagrams(qemu, 0.5), [], "pushed before the peer spoke")
             qemu.send(egd_read(64))
-            # The first push of the 4096-byte lead is one datagram's worth (3584 bytes:
-            # a datagram holds whole replies only); the 64 bytes asked for are inside it,
-            # and the rest of the lead follows with the first top-ups.
-            got = sum(map(len, recv_expected(qemu, 3584)))
-            self.assertEqual(got, 3584, "the primer's first datagram")
+            # The primer is the whole 4096-byte lead plus the 64 bytes asked for, in
+            # datagrams of whole replies (the first one 3584 bytes).
+            got = sum(map(len, recv_expected(qemu, 4160)))
+            self.assertEqual(got, 4160, "the primer")
         d.wait_log(r"the peer is sending again")
         d.stop()
 
