@@ -14,6 +14,10 @@ Benchmarks (each prints one result line; --only runs a subset):
   scale      RSS idle (default source, then the test source), RSS with 10,000 idle
              connections, CPU used while idle
   startup    exec to a connectable listening socket, with a ready source
+  tenants    a guest-like client's share of a 10 kB/s source beside a connection churner
+             of another uid (by identity, and per connection as before); RSS per idle
+             connection with and without a delivered 4 KiB lead (10,000 each); probe
+             latency with 10,000 idle clients present and with none
   guest      QEMU guest /dev/hwrng throughput through rngmux over TCP and unix,
              against QEMU's rng-random and rng-builtin (tests/integration/guest_throughput.py)
 
@@ -79,11 +83,15 @@ class Serve:
                                % (args, open(self.log, errors="replace").read()[-2000:]))
 
     def stats(self):
-        before = open(self.log, errors="replace").read().count(" stats: ")
+        before = sum(1 for line in open(self.log, errors="replace")
+                     if " stats: " in line and "client stats:" not in line)
         self.proc.send_signal(10)  # SIGUSR1
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
-            lines = [line for line in open(self.log, errors="replace") if " stats: " in line]
+            # The summary line only: not "client stats:" lines, not a line being written.
+            lines = [line for line in open(self.log, errors="replace")
+                     if " stats: " in line and "client stats:" not in line
+                     and line.endswith("\n")]
             if len(lines) > before:
                 out = {}
                 for tok in lines[-1].split(" stats: ", 1)[1].split():
@@ -237,6 +245,99 @@ def run_scale(binary, workdir, quick):
                                    idle_rss / 1024, idle_cpu, clients, many_rss / 1024, many_cpu))
 
 
+def idle_connections(path, n, read_lead):
+    conns = []
+    for _ in range(n):
+        c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        c.connect(path)
+        conns.append(c)
+    if read_lead:
+        for c in conns:
+            c.settimeout(10)
+            got = 0
+            while got < 4096:
+                chunk = c.recv(4096 - got)
+                if not chunk:
+                    raise RuntimeError("connection closed before its lead arrived")
+                got += len(chunk)
+    return conns
+
+
+def run_tenants(binary, workdir, quick):
+    n = 2000 if quick else 10000
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, n + 100), hard))
+    results = []
+
+    # 1. A guest-like client beside a churner of another uid (tests/integration/clients).
+    sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+    from test_tenants import CHURNER, RATE, GuestLikeClient, as_nobody  # noqa: E402
+    os.chmod(workdir, 0o755)
+    seconds = 4.0 if quick else 8.0
+    for share in ("identity", "connection"):
+        s = Serve(binary, ["--source", "test:1,rate=%d" % RATE, "--allow-test-source",
+                           "--pool-size", "4096",
+                           "--listen", "tcp:127.0.0.1:0,qemu,share=%s" % share], workdir)
+        try:
+            guest = GuestLikeClient(s.endpoints[0], seconds)
+            start = time.monotonic()
+            churner = subprocess.Popen(as_nobody([sys.executable, CHURNER, s.endpoints[0],
+                                                  str(seconds)]), stdout=subprocess.PIPE)
+            guest.start()
+            guest.join(seconds + 15)
+            out = churner.communicate(timeout=30)[0].decode().strip()
+            rate = guest.rate_between(start + 2, start + seconds)
+        finally:
+            s.stop()
+        results.append("guest-like client beside a churner of another uid, share=%s: %.0f B/s "
+                       "of %d (%.0f %%; churner %s)" % (share, rate, RATE, 100 * rate / RATE, out))
+
+    # 2. Memory per idle connection, with and without a delivered lead.
+    for lead in (False, True):
+        path = os.path.join(workdir, "idle-%d.sock" % lead)
+        s = Serve(binary, ["--source", "test:4", "--allow-test-source", "--max-clients",
+                           str(n + 100), "--listen", "unix:%s%s" % (path, ",qemu" if lead else "")],
+                  workdir)
+        conns = []
+        try:
+            time.sleep(1.0)
+            before = rss_kb(s.proc.pid)
+            conns = idle_connections(path, n, lead)
+            deadline = time.monotonic() + 30
+            while s.stats()["clients"] < n and time.monotonic() < deadline:
+                time.sleep(0.2)
+            time.sleep(1.0)
+            after = rss_kb(s.proc.pid)
+        finally:
+            for c in conns:
+                c.close()
+            s.stop()
+        results.append("%d idle connections %s: RSS %.1f MB -> %.1f MB, %.2f kB each"
+                       % (n, "that each received a 4 KiB lead" if lead else "(no lead)",
+                          before / 1024, after / 1024, (after - before) / n))
+
+    # 3. Request cost with many idle clients present.
+    path = os.path.join(workdir, "idle-probe.sock")
+    probe_path = os.path.join(workdir, "probe.sock")
+    s = Serve(binary, ["--source", "test:5", "--allow-test-source", "--max-clients", str(n + 100),
+                       "--listen", "unix:%s,qemu" % path, "--listen", "unix:" + probe_path],
+              workdir, listeners=2)
+    conns = []
+    try:
+        seconds = "2" if quick else "5"
+        alone = bench(binary, "unix:" + probe_path, "-c", "0", "--probe", "-t", seconds)
+        conns = idle_connections(path, n, True)
+        crowd = bench(binary, "unix:" + probe_path, "-c", "0", "--probe", "-t", seconds)
+    finally:
+        for c in conns:
+            c.close()
+        s.stop()
+    results.append("probe `02 40` on a unix socket: p50 %.1f us, p99 %.1f us alone; p50 %.1f us, "
+                   "p99 %.1f us with %d idle clients (each sent its lead) present"
+                   % (alone["p50_us"], alone["p99_us"], crowd["p50_us"], crowd["p99_us"], n))
+    return "tenants:\n  " + "\n  ".join(results)
+
+
 def run_startup(binary, workdir, quick):
     times = []
     for i in range(5 if quick else 20):
@@ -272,7 +373,8 @@ def run_guest(binary, workdir, quick):
 
 
 BENCHMARKS = {"capacity": run_capacity, "latency": run_latency, "slow": run_slow,
-              "scale": run_scale, "startup": run_startup, "guest": run_guest}
+              "scale": run_scale, "startup": run_startup, "tenants": run_tenants,
+              "guest": run_guest}
 
 
 def main():
