@@ -4,7 +4,6 @@ import os
 import signal
 import socket
 import stat
-import sys
 
 from harness import (BINARY, RngmuxTestCase, connect, egd_pid, egd_read, has_ipv6_loopback,
                      recv_exact, recv_for, reference_stream, run_cli, wait_until)
@@ -21,9 +20,7 @@ class TransportsTest(RngmuxTestCase):
 
     def test_ipv6_loopback(self):
         ok, why = has_ipv6_loopback()
-        if not ok:
-            sys.stderr.write("\n*** SKIPPING IPv6 test: %s ***\n" % why)
-            self.skipTest("no IPv6 loopback on this host: " + why)
+        self.skip_unless("ipv6", ok, why)
         d = self.serve("tcp:[::1]:0")
         self.assertRegex(d.endpoints[0], r"^tcp:\[::1\]:[1-9]\d*$")
         with connect(d.endpoints[0]) as s:
@@ -199,14 +196,14 @@ class TransportsTest(RngmuxTestCase):
 
     def test_default_serve_prints_qemu_arguments(self):
         probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        taken = None
         try:
             probe.bind(("127.0.0.1", 1024))
         except OSError as e:
-            sys.stderr.write("\n*** SKIPPING default-endpoint assertion: 127.0.0.1:1024 is taken "
-                             "(%s) ***\n" % e)
-            self.skipTest("127.0.0.1:1024 is in use on this host: %s" % e)
+            taken = e
         finally:
             probe.close()
+        self.skip_unless("port1024", taken is None, "127.0.0.1:1024 is in use: %s" % taken)
         d = self.start_daemon(["--source", "test:1", "--allow-test-source"], expect_listen=1)
         self.assertEqual(d.endpoints[0].split(",")[0], "tcp:127.0.0.1:1024")
         printed = wait_until(lambda: "rng-egd" in (d.stdout_text() + d.log_text()), 5)
