@@ -574,6 +574,16 @@ class RngmuxTestCase(unittest.TestCase):
         if problems:
             self.fail("\n".join(problems))
 
+    def note_missing(self, capability, why=""):
+        """For a test that covers less without `capability` (e.g. IPv4 only): fails when
+        RNGMUX_REQUIRE/CI requires it, else says loudly what is left out."""
+        what = CAPABILITIES[capability]
+        if capability in required_capabilities():
+            self.fail("this host lacks %s, which RNGMUX_REQUIRE or CI=true requires (%s)"
+                      % (what, why))
+        sys.stderr.write("\n*** %s: lacks %s (%s); that part is left out ***\n"
+                         % (self.id(), what, why))
+
     def skip_unless(self, capability, ok, why=""):
         """Skips the test when `ok` is false, unless RNGMUX_REQUIRE (or CI=true) says this
         host must have `capability` (a key of CAPABILITIES): then the test fails."""
