@@ -11,6 +11,8 @@
 # counts as one failure. Ends with the line "N passed, N failed, N skipped" and exits
 # non-zero on any failure. Skips and their reasons are listed above that line.
 #
+# Arguments name the parts to run (format release asan tsan fuzz; default all).
+#
 # RNGMUX_REQUIRE (default here: ipv6,unshare,port1024,qwqng, which a fresh Debian 12
 # machine run as root always has) turns those skips into failures; set RNGMUX_REQUIRE=
 # (empty) on a host that lacks one of them. See tests/integration/harness.py.
@@ -159,14 +161,27 @@ format_check() {
   git ls-files '*.cc' '*.h' | xargs clang-format --dry-run -Werror
 }
 
-run_part "clang-format" format_check
-run_part "release build + ctest (unit + integration)" release
-run_part "ASan/UBSan build + unit and integration tests" asan
-run_part "ThreadSanitizer build + unit and integration tests (no guest files)" tsan
-run_part "fuzzer build" fuzz
-for target in egd_parser_fuzzer egd_datagram_fuzzer endpoint_spec_fuzzer qemu_chardev_fuzzer \
-  qwqng_frame_fuzzer; do
-  run_part "fuzz ${target} ${FUZZ_SECONDS}s" fuzz_target "$target"
+# Parts to run: all by default, or those named as arguments (format release asan tsan fuzz).
+parts=("$@")
+[[ ${#parts[@]} -gt 0 ]] || parts=(format release asan tsan fuzz)
+for part in "${parts[@]}"; do
+  case "$part" in
+    format) run_part "clang-format" format_check ;;
+    release) run_part "release build + ctest (unit + integration)" release ;;
+    asan) run_part "ASan/UBSan build + unit and integration tests" asan ;;
+    tsan) run_part "ThreadSanitizer build + unit and integration tests (no guest files)" tsan ;;
+    fuzz)
+      run_part "fuzzer build" fuzz
+      for target in egd_parser_fuzzer egd_datagram_fuzzer endpoint_spec_fuzzer \
+        qemu_chardev_fuzzer qwqng_frame_fuzzer; do
+        run_part "fuzz ${target} ${FUZZ_SECONDS}s" fuzz_target "$target"
+      done
+      ;;
+    *)
+      echo "usage: $0 [format|release|asan|tsan|fuzz]..." >&2
+      exit 2
+      ;;
+  esac
 done
 
 echo
