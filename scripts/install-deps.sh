@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages rngmux needs to build and test. Idempotent: only
-# missing packages are installed, and `apt-get update` runs only if something is missing.
+# Installs the Debian 12 packages rngmux needs to build and test, and unpacks the kernel
+# of the QEMU test guest (tests/guest/build-guest.sh) into a cache directory. Idempotent:
+# only missing packages are installed, `apt-get update` runs only if something is
+# missing, and the kernel is downloaded only when Debian has a newer one.
 set -euo pipefail
 
 PACKAGES=(
@@ -8,7 +10,56 @@ PACKAGES=(
   libasio-dev libcli11-dev libssl-dev libgtest-dev googletest
   python3 rng-tools5 ent ekeyd-egd-linux socat iproute2
   pkg-config libftdi1-dev strace
+  qemu-system-x86 busybox-static cpio kmod xz-utils zstd
 )
+
+# The guest kernel: Debian's cloud kernel, downloaded with `apt-get download` and unpacked
+# with `dpkg-deb -x` under this directory (never installed: nothing lands in /boot or
+# /lib/modules of this machine). build-guest.sh reads $GUEST_KERNEL_DIR/current.
+GUEST_KERNEL_DIR="${RNGMUX_GUEST_KERNEL_DIR:-/var/cache/rngmux-test-guest/kernel}"
+GUEST_KERNEL_META=linux-image-cloud-amd64
+
+guest_kernel_package() {
+  apt-cache depends "$GUEST_KERNEL_META" 2>/dev/null |
+    sed -n 's/^ *Depends: \(linux-image-[^ ]*-cloud-amd64\)$/\1/p' | head -n1
+}
+
+guest_kernel() {
+  local pkg
+  pkg="$(guest_kernel_package)"
+  if [[ -z "$pkg" ]]; then
+    apt-get update -q
+    pkg="$(guest_kernel_package)"
+  fi
+  if [[ -z "$pkg" ]]; then
+    echo "install-deps: error: apt-cache cannot resolve $GUEST_KERNEL_META" >&2
+    return 1
+  fi
+  local dest="$GUEST_KERNEL_DIR/$pkg"
+  if [[ ! -f "$dest/.unpacked" ]]; then
+    echo "install-deps: downloading $pkg for the test guest into $dest (not installed)"
+    local work
+    work="$(mktemp -d)"
+    chmod 0755 "$work" # apt-get download drops privileges to _apt
+    if ! (cd "$work" && apt-get download -q "$pkg"); then
+      apt-get update -q
+      (cd "$work" && apt-get download -q "$pkg") || { rm -rf "$work"; return 1; }
+    fi
+    rm -rf "$dest.tmp"
+    mkdir -p "$dest.tmp"
+    dpkg-deb -x "$work"/*.deb "$dest.tmp"
+    rm -rf "$work"
+    local kver
+    kver="$(basename "$(ls -d "$dest.tmp"/lib/modules/*-cloud-amd64 | head -n1)")"
+    # The package ships no modules.dep (its postinst makes it): make it here.
+    depmod -b "$dest.tmp" "$kver"
+    touch "$dest.tmp/.unpacked"
+    rm -rf "$dest"
+    mv "$dest.tmp" "$dest"
+  fi
+  ln -sfn "$pkg" "$GUEST_KERNEL_DIR/current"
+  echo "install-deps: guest kernel: $GUEST_KERNEL_DIR/current -> $pkg"
+}
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
@@ -20,15 +71,21 @@ done
 
 if [[ ${#missing[@]} -eq 0 ]]; then
   echo "install-deps: all ${#PACKAGES[@]} packages already installed"
-  exit 0
-fi
-
-if [[ "$(id -u)" -ne 0 ]]; then
+elif [[ "$(id -u)" -ne 0 ]]; then
   echo "install-deps: error: missing packages: ${missing[*]}; run as root (or: sudo apt-get install ${missing[*]})" >&2
   exit 1
+else
+  echo "install-deps: installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-echo "install-deps: installing: ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -q
-apt-get install -y -q --no-install-recommends "${missing[@]}"
+if [[ -f "$GUEST_KERNEL_DIR/current/.unpacked" && "$(id -u)" -ne 0 ]]; then
+  echo "install-deps: guest kernel present in $GUEST_KERNEL_DIR/current (not root: not checked for updates)"
+elif [[ "$(id -u)" -ne 0 ]]; then
+  echo "install-deps: error: no guest kernel in $GUEST_KERNEL_DIR/current; run as root" >&2
+  exit 1
+else
+  guest_kernel
+fi

@@ -84,7 +84,11 @@ class SessionTest : public ::testing::Test {
       io_.run_for(std::chrono::milliseconds(1));
       std::uint8_t b[256];
       const ssize_t got = read(client_fd_, b, sizeof b);
-      if (got == 0) return true;
+      if (got == 0) {
+        // The close may have posted more work (the closed callback): run it too.
+        io_.poll();
+        return true;
+      }
     }
     return false;
   }

@@ -3,8 +3,10 @@
 #
 #   tests/guest/build-guest.sh OUTDIR
 #
-# Everything comes from Debian 12 packages (installed with apt-get only when dpkg-query says
-# they are missing): qemu-system-x86 linux-image-cloud-amd64 busybox-static cpio.
+# Installs nothing: scripts/install-deps.sh installs qemu-system-x86, busybox-static and
+# cpio, and unpacks Debian's cloud kernel (linux-image-cloud-amd64) with `dpkg-deb -x` into
+# ${RNGMUX_GUEST_KERNEL_DIR:-/var/cache/rngmux-test-guest/kernel}/current, outside the
+# host's /boot and /lib/modules. This script fails, naming the step, if any is missing.
 # Produces OUTDIR/vmlinuz and OUTDIR/initramfs.cpio.gz, and OUTDIR/guest.stamp describing
 # what they were built from; a second run with the same kernel, busybox and script does nothing.
 #
@@ -25,11 +27,12 @@ if [ $# -ne 1 ]; then
 fi
 OUTDIR=$1
 SCRIPT=$(readlink -f "$0")
-PACKAGES=(qemu-system-x86 linux-image-cloud-amd64 busybox-static cpio)
+PACKAGES=(qemu-system-x86 busybox-static cpio)
+KERNEL_ROOT=${RNGMUX_GUEST_KERNEL_DIR:-/var/cache/rngmux-test-guest/kernel}/current
 
 log() { echo "build-guest: $*" >&2; }
 
-# --- packages -------------------------------------------------------------------------------
+# --- inputs ---------------------------------------------------------------------------------
 missing=()
 for p in "${PACKAGES[@]}"; do
     status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null || true)
@@ -39,27 +42,20 @@ for p in "${PACKAGES[@]}"; do
     esac
 done
 if [ ${#missing[@]} -gt 0 ]; then
-    if [ "$(id -u)" -ne 0 ]; then
-        log "missing packages ${missing[*]} and not root: install them with apt-get"
-        exit 1
-    fi
-    log "installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q >&2
-    apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
-fi
-
-# --- inputs ---------------------------------------------------------------------------------
-KERNEL=$(ls -1 /boot/vmlinuz-*-cloud-amd64 2>/dev/null | sort -V | tail -n 1 || true)
-if [ -z "$KERNEL" ] || [ ! -r "$KERNEL" ]; then
-    log "no /boot/vmlinuz-*-cloud-amd64 found (is linux-image-cloud-amd64 installed?)"
+    log "missing packages ${missing[*]}: run scripts/install-deps.sh"
     exit 1
 fi
-KVER=${KERNEL#/boot/vmlinuz-}
-MODDIR=/lib/modules/$KVER
+
+KERNEL=$(ls -1 "$KERNEL_ROOT"/boot/vmlinuz-*-cloud-amd64 2>/dev/null | sort -V | tail -n 1 || true)
+if [ -z "$KERNEL" ] || [ ! -r "$KERNEL" ]; then
+    log "no $KERNEL_ROOT/boot/vmlinuz-*-cloud-amd64: run scripts/install-deps.sh (it unpacks the guest kernel there)"
+    exit 1
+fi
+KVER=${KERNEL##*/vmlinuz-}
+MODDIR=$KERNEL_ROOT/lib/modules/$KVER
 BUSYBOX=/bin/busybox
 for f in "$MODDIR/modules.dep" "$BUSYBOX"; do
-    [ -r "$f" ] || { log "missing $f"; exit 1; }
+    [ -r "$f" ] || { log "missing $f (run scripts/install-deps.sh)"; exit 1; }
 done
 
 stamp_text() {

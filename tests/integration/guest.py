@@ -38,7 +38,7 @@ RNG_OBJECTS = {
 # only a whole line: the console file may end in the middle of the result line while QEMU
 # is still writing it
 RESULT_RE = re.compile(r"RNGMUX-RESULT ([^\r\n]*)\r?\n")
-BUILD_TIMEOUT = 1200  # may have to apt-get install qemu and a kernel first
+BUILD_TIMEOUT = 300  # packages and kernel come from scripts/install-deps.sh
 
 _built = None
 

@@ -19,7 +19,7 @@ import sys
 import tempfile
 
 from guest import Guest, ensure_guest
-from harness import Daemon
+from harness import Daemon, sanitizer_reports
 
 BACKENDS = ("rngmux-tcp", "rngmux-unix", "rng-random", "rng-builtin")
 # rngmux streaming raw endpoints: they answer no request (QEMU's headers are read and
@@ -30,8 +30,9 @@ READ_BLOCK = 4096
 BOOT_TIMEOUT = 90
 
 
-def boot_once(backend, nbytes, workdir, tag):
-    """Boots one guest reading `nbytes` through `backend`; returns its result dict."""
+def boot_once(backend, nbytes, workdir, tag, source="getrandom"):
+    """Boots one guest reading `nbytes` through `backend` (rngmux serving `source`);
+    returns its result dict."""
     logdir = os.path.join(workdir, "%s-%s" % (backend, tag))
     extra = "rngbs=%d rngtries=1 rngsync=0" % READ_BLOCK
     daemon = None
@@ -45,8 +46,10 @@ def boot_once(backend, nbytes, workdir, tag):
                 sock = os.path.join(logdir, "rng.sock")
                 listen, chardev = "unix:%s,%s" % (sock, mode), "socket,id=c0,path=" + sock
             os.makedirs(logdir, exist_ok=True)
-            daemon = Daemon(logdir, ["--source", "getrandom", "--listen", listen],
-                            name="rngmux")
+            args = ["--source", source, "--listen", listen]
+            if source.startswith("test:"):
+                args.append("--allow-test-source")
+            daemon = Daemon(logdir, args, name="rngmux")
             endpoint = daemon.start()[0]
             if backend.startswith("rngmux-tcp"):
                 chardev = chardev % endpoint.rsplit(":", 1)[1]
@@ -64,16 +67,24 @@ def boot_once(backend, nbytes, workdir, tag):
     finally:
         if daemon is not None:
             daemon.stop()
+            reports = sanitizer_reports(daemon.log_text())
+            if reports:
+                raise AssertionError("%s: sanitizer report in the daemon's log: %s\n%s"
+                                     % (backend, reports[0], daemon.log_text()[-20000:]))
 
 
-def measure(nbytes, rounds, workdir, out=sys.stdout, backends=BACKENDS):
-    """Runs `rounds` rounds over `backends`; returns {backend: [bytes/s, ...]}."""
+def measure(nbytes, rounds, workdir, out=sys.stdout, backends=BACKENDS, source="getrandom",
+            results=None):
+    """Runs `rounds` rounds over `backends`; returns {backend: [bytes/s, ...]}. rngmux
+    serves `source`; `results`, if given, collects {backend: [result dict, ...]}."""
     ensure_guest()
     rates = {b: [] for b in backends}
     for r in range(rounds):
         order = backends[r % len(backends):] + backends[:r % len(backends)]
         for backend in order:
-            result = boot_once(backend, nbytes, workdir, "round%d" % r)
+            result = boot_once(backend, nbytes, workdir, "round%d" % r, source=source)
+            if results is not None:
+                results.setdefault(backend, []).append(result)
             rates[backend].append(result["bytes_per_s"])
             out.write("  round %d %-12s %8.0f kB/s\n" % (r + 1, backend,
                                                          result["bytes_per_s"] / 1000))

@@ -28,6 +28,25 @@ KEEP_LOGS_ROOT = os.environ.get("RNGMUX_TEST_LOGS") or "/tmp/rngmux-test-logs"
 STATS_RE = re.compile(r"rngmux \w+: stats: (.*)$")
 CLIENT_STATS_RE = re.compile(r"rngmux \w+: client stats: (peer=.*)$")
 
+# A sanitizer report in a daemon's or a CLI run's stderr fails the test that ran it.
+SANITIZER_REPORT_RE = re.compile(
+    r"^(==\d+==ERROR: \w+Sanitizer|WARNING: ThreadSanitizer|SUMMARY: \w+Sanitizer"
+    r"|.*runtime error: )", re.M)
+# How long a daemon has to exit after SIGTERM at the end of a test (sanitizer builds are
+# slow to shut down: LeakSanitizer walks the heap at exit).
+STOP_TIMEOUT = float(os.environ.get("RNGMUX_STOP_TIMEOUT", "20"))
+
+# Capabilities a test may lack on an odd host and then skip; RNGMUX_REQUIRE (a comma list,
+# or "all") turns the skip into a failure. CI=true requires the ones a fresh Debian 12
+# machine, run as root, always has.
+CAPABILITIES = {
+    "ipv6": "IPv6 loopback ([::1])",
+    "unshare": "mount namespaces (unshare -m as root)",
+    "port1024": "a free 127.0.0.1:1024 (the default endpoint)",
+    "qwqng": "the QNG source (rngmux built with -DRNGMUX_WITH_QWQNG=ON)",
+}
+CI_REQUIRED = ("ipv6", "unshare", "port1024")
+
 
 # --------------------------------------------------------------------------
 # Small utilities
@@ -61,10 +80,36 @@ def wait_until(predicate, timeout, interval=0.02, what="condition"):
         time.sleep(interval)
 
 
+def required_capabilities():
+    """The capability names (keys of CAPABILITIES) whose absence fails instead of skipping."""
+    value = os.environ.get("RNGMUX_REQUIRE")
+    if value is None:
+        value = ",".join(CI_REQUIRED) if os.environ.get("CI", "").lower() == "true" else ""
+    names = {v.strip() for v in value.split(",") if v.strip()}
+    if "all" in names:
+        names = set(CAPABILITIES)
+    unknown = names - set(CAPABILITIES)
+    if unknown:
+        raise AssertionError("RNGMUX_REQUIRE names unknown capabilities %s (known: %s)"
+                             % (sorted(unknown), ", ".join(sorted(CAPABILITIES))))
+    return names
+
+
+def sanitizer_reports(text):
+    """The lines of `text` that start a sanitizer report (ASan, LSan, UBSan, TSan)."""
+    return [m.group(0) for m in SANITIZER_REPORT_RE.finditer(text)]
+
+
 def run_cli(args, timeout=30, input_bytes=None, env=None):
-    """Runs `rngmux ARGS...` to completion (bounded); returns CompletedProcess (bytes)."""
-    return subprocess.run([BINARY] + list(args), input=input_bytes, capture_output=True,
+    """Runs `rngmux ARGS...` to completion (bounded); returns CompletedProcess (bytes).
+    A sanitizer report on its stderr raises AssertionError."""
+    proc = subprocess.run([BINARY] + list(args), input=input_bytes, capture_output=True,
                           timeout=timeout, env=env)
+    text = proc.stderr.decode("utf-8", "replace")
+    if sanitizer_reports(text):
+        raise AssertionError("sanitizer report from rngmux %s:\n%s"
+                             % (" ".join(map(str, args)), text[-20000:]))
+    return proc
 
 
 def reference_stream(seed, n, timeout=60):
@@ -484,6 +529,9 @@ class RngmuxTestCase(unittest.TestCase):
             result = self.defaultTestResult()
         self.tmp = tempfile.mkdtemp(prefix="rngmux-it-")
         self.daemons = []
+        # Runs after tearDown and the test's own cleanups, inside the test: a daemon that
+        # does not stop cleanly or logged a sanitizer report fails the test.
+        self.addCleanup(self._stop_daemons_and_check_logs)
         before = len(result.failures) + len(result.errors)
         try:
             return super().run(result)
@@ -501,6 +549,51 @@ class RngmuxTestCase(unittest.TestCase):
                     sys.stderr.write("----- end of %s -----\n" % d.name)
                 self._keep_logs()
             shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def _stop_daemons_and_check_logs(self):
+        """SIGTERM to every daemon still running, then a bounded wait for its exit (so
+        LeakSanitizer runs and flushes its report); then every daemon's log is searched
+        for sanitizer reports. A daemon that must be killed, or any report, fails."""
+        problems = []
+        for d in self.daemons:
+            if d.proc is None:
+                continue
+            if d.proc.poll() is None:
+                d.proc.send_signal(signal.SIGTERM)
+                try:
+                    d.returncode = d.proc.wait(STOP_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    d.kill()
+                    problems.append("%s did not exit within %.0fs of SIGTERM at the end of the "
+                                    "test" % (d.name, STOP_TIMEOUT))
+            d._close_files()
+            reports = sanitizer_reports(d.log_text())
+            if reports:
+                problems.append("%s logged %d sanitizer report(s), first: %s"
+                                % (d.name, len(reports), reports[0]))
+        if problems:
+            self.fail("\n".join(problems))
+
+    def note_missing(self, capability, why=""):
+        """For a test that covers less without `capability` (e.g. IPv4 only): fails when
+        RNGMUX_REQUIRE/CI requires it, else says loudly what is left out."""
+        what = CAPABILITIES[capability]
+        if capability in required_capabilities():
+            self.fail("this host lacks %s, which RNGMUX_REQUIRE or CI=true requires (%s)"
+                      % (what, why))
+        sys.stderr.write("\n*** %s: lacks %s (%s); that part is left out ***\n"
+                         % (self.id(), what, why))
+
+    def skip_unless(self, capability, ok, why=""):
+        """Skips the test when `ok` is false, unless RNGMUX_REQUIRE (or CI=true) says this
+        host must have `capability` (a key of CAPABILITIES): then the test fails."""
+        if ok:
+            return
+        what = CAPABILITIES[capability]
+        if capability in required_capabilities():
+            self.fail("this host lacks %s, which RNGMUX_REQUIRE or CI=true requires (%s)" % (what, why))
+        sys.stderr.write("\n*** SKIPPING %s: lacks %s (%s) ***\n" % (self.id(), what, why))
+        self.skipTest("[%s] lacks %s (%s)" % (capability, what, why))
 
     def _keep_logs(self):
         """A failed test's directory (daemon logs, guest consoles, QEMU logs) is copied to

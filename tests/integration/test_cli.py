@@ -1,10 +1,14 @@
 """Command-line contract: version, help, errors, read."""
 
+import os
+import random
 import re
+import shutil
+import tempfile
+import threading
 import unittest
 
 from harness import BINARY, has_cpu_flag, run_cli
-import os
 
 
 def err_lines(proc):
@@ -121,9 +125,36 @@ class CliTest(unittest.TestCase):
             self.assertTrue(re.search(r"(?i)rdseed", lines[0]), lines[0])
 
     def test_read_file_source(self):
+        # a character device: no reference, only the length
         p = run_cli(["read", "--source", "file:/dev/urandom", "-n", "300"], timeout=20)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(len(p.stdout), 300)
+        # a FIFO with known bytes (8 bits a byte: no conditioning): what read prints is
+        # one contiguous piece of what was written
+        workdir = tempfile.mkdtemp(prefix="rngmux-cli-")
+        try:
+            fifo = os.path.join(workdir, "trng")
+            os.mkfifo(fifo)
+            written = random.Random(11).randbytes(1 << 20)
+
+            def writer():
+                try:
+                    with open(fifo, "wb") as f:
+                        f.write(written)
+                except (BrokenPipeError, OSError):
+                    pass  # read stops reading once it has its bytes
+
+            t = threading.Thread(target=writer, daemon=True)
+            t.start()
+            p = run_cli(["read", "--source", "file:%s,entropy=8" % fifo, "-n", "3000",
+                         "--timeout", "20"], timeout=30)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(len(p.stdout), 3000)
+            self.assertNotEqual(written.find(p.stdout), -1,
+                                "read printed bytes that are not one piece of the FIFO's")
+            t.join(10)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
 
     def test_read_from_a_broken_source_fails_fast_naming_it(self):
         # `read` is the check a user runs after plugging a device in: a source

@@ -8,7 +8,7 @@ import time
 import select
 
 from harness import (RngmuxTestCase, ReferenceIndex, connect, egd_read,
-                     recv_exact, recv_for, reference_stream)
+                     recv_exact, recv_for, reference_stream, wait_until)
 
 SEED = 7
 POOL_SIZE = 65536
@@ -131,7 +131,9 @@ class ConcurrencyTest(RngmuxTestCase):
                           + b"\x03\x07\xf8\xff" + payload
                           + b"\x01\x00" + egd_read(0) + b"\x04")
                 bits = struct.unpack(">I", recv_exact(s, 4))[0]
-                self.assertLessEqual(bits, 0xFFFFFFFF)
+                # the test source claims 8 bits a byte: whole bytes, at most a full pool
+                self.assertEqual(bits % 8, 0, "entropy count %d is not whole bytes" % bits)
+                self.assertLessEqual(bits, POOL_SIZE * 8, "entropy count above the pool size")
                 r10 = recv_exact(s, 10)
                 ln = recv_exact(s, 1)[0]
                 self.assertEqual(recv_exact(s, ln).decode(), str(d.pid),
@@ -173,11 +175,34 @@ class ConcurrencyTest(RngmuxTestCase):
             pid = recv_exact(s, ln)
             self.assertTrue(pid.isdigit(), pid)
             self.assertEqual(int(pid), d.pid)
-            recv_exact(s, 4)
+            bits = struct.unpack(">I", recv_exact(s, 4))[0]
+            self.assertEqual(bits % 8, 0, "entropy count %d is not whole bytes" % bits)
+            self.assertLessEqual(bits, POOL_SIZE * 8)
             ln = recv_exact(s, 1)[0]
             self.assertEqual(int(recv_exact(s, ln)), d.pid)
-        d.stop()
 
+            def entropy_count():
+                s.sendall(b"\x00")
+                return struct.unpack(">I", recv_exact(s, 4))[0]
+
+            # Nobody else reads: the fast test source fills the pool, and 00 must then
+            # report the whole pool (8 bits a byte).
+            full = POOL_SIZE * 8
+            self.assertTrue(wait_until(lambda: entropy_count() == full, 20, interval=0.05),
+                            "00 never reported the full pool (%d bits); last %d"
+                            % (full, entropy_count()))
+            stats = d.stats()
+            self.assertIn("pool", stats)
+            self.assertEqual(stats["pool"], "%d/%d" % (POOL_SIZE, POOL_SIZE))
+            # 255 bytes taken: the count drops by their 2040 bits until the source
+            # refills, so right after the read it is below full or refilled to full,
+            # never above, and the pool counter says the same.
+            s.sendall(egd_read(255))
+            recv_exact(s, 255)
+            after = entropy_count()
+            self.assertEqual(after % 8, 0)
+            self.assertLessEqual(after, full)
+        d.stop()
 
 if __name__ == "__main__":
     import unittest

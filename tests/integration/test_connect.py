@@ -6,7 +6,8 @@ import subprocess
 import sys
 import time
 
-from harness import (RngmuxTestCase, egd_pid, egd_read, free_tcp_port, recv_exact, recv_for)
+from harness import (RngmuxTestCase, egd_pid, egd_read, free_tcp_port, recv_exact, recv_for,
+                     reference_stream)
 
 ACCEPT_TIMEOUT = 20  # generous: the daemon backs off between attempts
 
@@ -44,6 +45,7 @@ class Listener:
 
 class ConnectTest(RngmuxTestCase):
     def run_reconnect_scenario(self, ep):
+        ref = reference_stream(11, 1 << 20)
         d = self.start_daemon(["--source", "test:11", "--allow-test-source",
                                "--log-level", "debug", "--connect", ep])
         d.wait_log(r"cannot connect to ", timeout=10)
@@ -59,7 +61,8 @@ class ConnectTest(RngmuxTestCase):
             with conn:
                 d.wait_log(r"connected to ", timeout=10)
                 conn.sendall(egd_read(0x40))
-                self.assertEqual(len(recv_exact(conn, 64)), 64)
+                first = recv_exact(conn, 64)
+                self.assertNotEqual(ref.find(first), -1, "reply is not a piece of the stream")
                 self.assertEqual(egd_pid(conn), str(d.pid))
                 extra, _ = recv_for(conn, 0.2)
                 self.assertEqual(extra, b"", "unsolicited bytes without ,qemu")
@@ -74,7 +77,10 @@ class ConnectTest(RngmuxTestCase):
             with conn:
                 d.wait_log(r"connected to ", timeout=10, count=2)
                 conn.sendall(egd_read(0x40) * 4)
-                self.assertEqual(len(recv_exact(conn, 256)), 256)
+                second = recv_exact(conn, 256)
+                # in order, from the only client: the bytes right after the first reply
+                self.assertEqual(ref.find(second), ref.find(first) + 64,
+                                 "after the reconnect, not the next piece of the stream")
         finally:
             lst.close()
         stats = d.stats()
@@ -90,6 +96,7 @@ class ConnectTest(RngmuxTestCase):
         self.run_reconnect_scenario("unix:%s" % self.path("qemu-rng.sock"))
 
     def run_qemu_primer(self, ep):
+        ref = reference_stream(12, 1 << 20)
         lst = Listener(ep.split(",", 1)[0])
         try:
             d = self.start_daemon(["--source", "test:12", "--allow-test-source",
@@ -98,14 +105,17 @@ class ConnectTest(RngmuxTestCase):
             with conn:
                 # QEMU after a reconnect sends nothing: the daemon must push first, the
                 # 4096-byte lead and no more.
-                recv_exact(conn, 4096)
+                lead = recv_exact(conn, 4096)
                 more, eof = recv_for(conn, 1.0)
                 self.assertFalse(eof)
                 self.assertEqual(len(more), 0, "more than the 4096-byte lead was pushed")
+                at = ref.find(lead)
+                self.assertNotEqual(at, -1, "the lead is not a piece of the stream")
                 # and ordinary requests still work on top of the lead: a quarter of the
                 # lead's worth of them brings that much more
                 conn.sendall(egd_read(0x40) * 16)
-                recv_exact(conn, 16 * 64)
+                self.assertEqual(ref.find(recv_exact(conn, 16 * 64)), at + 4096,
+                                 "the replies are not the bytes right after the lead")
                 more, _ = recv_for(conn, 1.0)
                 self.assertEqual(len(more), 0, "more than the requests asked for")
             d.wait_log(r"connected to ", timeout=5)
@@ -214,7 +224,9 @@ class ConnectTest(RngmuxTestCase):
             conn, _ = live.accept()
             with conn:
                 conn.sendall(egd_read(16))
-                self.assertEqual(len(recv_exact(conn, 16)), 16)
+                got = recv_exact(conn, 16)
+                self.assertNotEqual(reference_stream(14, 1 << 20).find(got), -1,
+                                    "reply is not a piece of the stream")
             elapsed = time.monotonic() - start
             # It waited out the first address (10 s), and not the kernel's two minutes.
             self.assertGreaterEqual(elapsed, 9.0, "the first address was not tried first")

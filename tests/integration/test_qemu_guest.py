@@ -27,6 +27,7 @@ Cases where QEMU listens start rngmux only after the guest's virtio-rng driver i
 guest's first request was lost (nobody was connected): only the lead can un-stick it.
 """
 
+import hashlib
 import re
 import sys
 import time
@@ -293,10 +294,36 @@ class QemuGuestTest(RngmuxTestCase):
         recorded numbers come from guest_throughput.py with more bytes and rounds, see
         BENCHMARKS.md)."""
         nbytes = 256 * 1024
-        rates = guest_throughput.measure(nbytes, 1, self.tmp)
+        seed = 131
+        results = {}
+        rates = guest_throughput.measure(nbytes, 1, self.tmp, source="test:%d" % seed,
+                                         results=results)
+        ref = reference(seed)
         for backend, values in rates.items():
             self.assertEqual(len(values), 1, backend)
             self.assertGreater(values[0], 0, backend)
+            result = results[backend][0]
+            head, tail = bytes.fromhex(result["head"]), bytes.fromhex(result["tail"])
+            self.assertEqual((len(head), len(tail)), (32, 32), result["line"])
+            if not backend.startswith("rngmux-"):
+                # QEMU's own backends: no reference, but never a constant or repeated block
+                self.assertNotEqual(head, tail, "%s: %s" % (backend, result["line"]))
+                self.assertGreater(len(set(head)), 8, "%s: %s" % (backend, result["line"]))
+                continue
+            # rngmux serves test:SEED: the guest's first and last 32 bytes are pieces of the
+            # stream, in order, nbytes apart plus at most what the guest kernel's hwrng
+            # kthread took in between (this run does not wait for it to sleep)
+            h = find_once(self, ref, head, "%s: the guest's first 32 bytes" % backend)
+            t = find_once(self, ref, tail, "%s: the guest's last 32 bytes" % backend)
+            self.assertGreaterEqual(t - h, nbytes - 32, "%s: bytes lost or reordered: %s"
+                                    % (backend, result["line"]))
+            self.assertLessEqual(t - h, nbytes - 32 + 64 * 64, "%s: far more bytes between "
+                                 "first and last than the guest read: %s"
+                                 % (backend, result["line"]))
+            if result.get("kthread_switches") == 0:
+                want = hashlib.sha256(ref[h:h + nbytes]).hexdigest()
+                self.assertEqual(result["sha256"], want, "%s: not one contiguous slice: %s"
+                                 % (backend, result["line"]))
         sys.stdout.write("\n%s\n" % guest_throughput.table(rates, nbytes))
         sys.stdout.flush()
 

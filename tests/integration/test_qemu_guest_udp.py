@@ -136,9 +136,7 @@ class QemuGuestUdpTest(RngmuxTestCase):
 
     def test_e_qemu_sends_over_ipv6(self):
         ok, why = has_ipv6_loopback()
-        if not ok:
-            sys.stderr.write("\n*** SKIPPING IPv6 guest test: %s ***\n" % why)
-            self.skipTest("no IPv6 loopback on this host: " + why)
+        self.skip_unless("ipv6", ok, why)
         seed = 205
         result, d = self.boot_listener(
             "e-udp-listen-ipv6", seed, ["--listen", "udp:[::1]:0"],

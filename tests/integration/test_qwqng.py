@@ -156,8 +156,7 @@ class EgdCollector(threading.Thread):
 class QwqngTest(RngmuxTestCase):
     def setUp(self):
         super().setUp()
-        if not compiled_in():
-            self.skipTest("rngmux was built without qwqng (-DRNGMUX_WITH_QWQNG=OFF or not found)")
+        self.skip_unless("qwqng", compiled_in(), "read --source qwqng says \"not compiled in\"")
         self.assertTrue(os.access(WORKER, os.X_OK), "%s is missing" % WORKER)
         self.sysfs = self.path("sys")
         self.control_dir = self.path("control")

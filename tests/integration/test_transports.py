@@ -4,7 +4,6 @@ import os
 import signal
 import socket
 import stat
-import sys
 
 from harness import (BINARY, RngmuxTestCase, connect, egd_pid, egd_read, has_ipv6_loopback,
                      recv_exact, recv_for, reference_stream, run_cli, wait_until)
@@ -21,15 +20,16 @@ class TransportsTest(RngmuxTestCase):
 
     def test_ipv6_loopback(self):
         ok, why = has_ipv6_loopback()
-        if not ok:
-            sys.stderr.write("\n*** SKIPPING IPv6 test: %s ***\n" % why)
-            self.skipTest("no IPv6 loopback on this host: " + why)
+        self.skip_unless("ipv6", ok, why)
+        ref = reference_stream(SEED, 1 << 20)
         d = self.serve("tcp:[::1]:0")
         self.assertRegex(d.endpoints[0], r"^tcp:\[::1\]:[1-9]\d*$")
         with connect(d.endpoints[0]) as s:
             self.assertEqual(s.family, socket.AF_INET6)
             s.sendall(egd_read(200))
-            self.assertEqual(len(recv_exact(s, 200)), 200)
+            got = recv_exact(s, 200)
+        # one client, one request: one contiguous piece of the pool's stream
+        self.assertNotEqual(ref.find(got), -1, "IPv6 reply is not a piece of the test stream")
         d.stop()
 
     def test_unix_socket_mode(self):
@@ -99,12 +99,15 @@ class TransportsTest(RngmuxTestCase):
             d.stop()
 
     def test_qemu_endpoint_keeps_lead(self):
+        ref = reference_stream(SEED, 2 << 20)
         d = self.serve("tcp:127.0.0.1:0,qemu", "unix:%s,qemu,lead=512" % self.path("q.sock"))
         for ep in d.endpoints:
             lead = 4096 if ep.startswith("tcp:") else 512
             with self.subTest(ep=ep), connect(ep) as s:
-                # The whole lead comes unsolicited right after accept, and nothing more.
-                recv_exact(s, lead)
+                # The whole lead comes unsolicited right after accept, and nothing more:
+                # one contiguous piece of the pool's stream.
+                lead_bytes = recv_exact(s, lead)
+                self.assertNotEqual(ref.find(lead_bytes), -1, "lead is not a piece of the stream")
                 more, eof = recv_for(s, 1.0)
                 self.assertFalse(eof)
                 self.assertEqual(len(more), 0, "more than the lead came unsolicited")
@@ -117,10 +120,14 @@ class TransportsTest(RngmuxTestCase):
                 self.assertEqual(len(more), 0, "topped up before a quarter of the lead was used")
                 # ... and the request that completes the quarter brings exactly what was asked.
                 s.sendall(egd_read(0x40))
-                recv_exact(s, quarter * 0x40)
+                top_up = recv_exact(s, quarter * 0x40)
                 more, eof = recv_for(s, 1.0)
                 self.assertFalse(eof)
                 self.assertEqual(len(more), 0, "lead must be topped up by what was requested")
+                at = ref.find(top_up)
+                self.assertNotEqual(at, -1, "top-up is not a piece of the stream")
+                self.assertEqual(ref.find(lead_bytes[:64]) + lead, at,
+                                 "the top-up must be the bytes right after the lead")
         d.stop()
 
     def test_fetch_over_tcp_and_unix(self):
@@ -135,9 +142,15 @@ class TransportsTest(RngmuxTestCase):
                 p = run_cli(["fetch", ep, "-n", "1000", "--chunk", "7", "--depth", "3"], timeout=30)
                 self.assertEqual(p.returncode, 0, p.stderr)
                 self.assertEqual(len(p.stdout), 1000)
+                # 143 requests of 7 bytes and one of 6, in order, from the only client:
+                # one contiguous piece of the stream
+                self.assertNotEqual(ref.find(p.stdout), -1,
+                                    "--chunk 7 --depth 3 bytes are not one piece of the stream")
                 p = run_cli(["fetch", ep, "-n", "16", "--hex"], timeout=30)
                 self.assertEqual(p.returncode, 0, p.stderr)
                 self.assertRegex(p.stdout.decode(), r"^[0-9a-f]{32}\n$")
+                self.assertNotEqual(ref.find(bytes.fromhex(p.stdout.decode().strip())), -1,
+                                    "--hex bytes are not from the stream")
         stats = d.stats()
         self.assertGreaterEqual(stats["served_bytes"], 2 * 101016)
         self.assertGreaterEqual(stats["connections_total"], 6)
@@ -199,14 +212,14 @@ class TransportsTest(RngmuxTestCase):
 
     def test_default_serve_prints_qemu_arguments(self):
         probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        taken = None
         try:
             probe.bind(("127.0.0.1", 1024))
         except OSError as e:
-            sys.stderr.write("\n*** SKIPPING default-endpoint assertion: 127.0.0.1:1024 is taken "
-                             "(%s) ***\n" % e)
-            self.skipTest("127.0.0.1:1024 is in use on this host: %s" % e)
+            taken = e
         finally:
             probe.close()
+        self.skip_unless("port1024", taken is None, "127.0.0.1:1024 is in use: %s" % taken)
         d = self.start_daemon(["--source", "test:1", "--allow-test-source"], expect_listen=1)
         self.assertEqual(d.endpoints[0].split(",")[0], "tcp:127.0.0.1:1024")
         printed = wait_until(lambda: "rng-egd" in (d.stdout_text() + d.log_text()), 5)

@@ -184,7 +184,7 @@ class UdpTest(RngmuxTestCase):
         if ok6:
             eps.append(("listen", "udp:[::1]:0"))
         else:
-            sys.stderr.write("\n*** no IPv6 loopback (%s): IPv4 only ***\n" % why)
+            self.note_missing("ipv6", why)
         d = self.serve(*eps)
         for ep in d.endpoints:
             with self.subTest(ep=ep):
@@ -200,9 +200,14 @@ class UdpTest(RngmuxTestCase):
                             timeout=30)
                 self.assertEqual(p.returncode, 0, p.stderr)
                 self.assertEqual(len(p.stdout), 1000)
+                # the only peer's requests answered in order: one piece of the stream
+                self.assertNotEqual(ref.find(p.stdout), -1,
+                                    "--chunk 7 --depth 3 bytes are not one piece of the stream")
                 p = run_cli(["fetch", ep, "-n", "16", "--hex"], timeout=30)
                 self.assertEqual(p.returncode, 0, p.stderr)
                 self.assertRegex(p.stdout.decode(), r"^[0-9a-f]{32}\n$")
+                self.assertNotEqual(ref.find(bytes.fromhex(p.stdout.decode().strip())), -1,
+                                    "--hex bytes are not from the stream")
         stats = d.stats()
         self.assertGreaterEqual(stats["served_bytes"], len(d.endpoints) * 201016)
         self.assertEqual(stats["bad_requests"], 0)
@@ -237,7 +242,7 @@ class UdpTest(RngmuxTestCase):
                     else:
                         data = upstream.recv(65536)
                         if not dropped:
-                            dropped.append(len(data))
+                            dropped.append(data)
                         elif client is not None:
                             relay.sendto(data, client)
 
@@ -254,6 +259,10 @@ class UdpTest(RngmuxTestCase):
         self.assertTrue(dropped, "the relay dropped nothing")
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(len(p.stdout), 5000)
+        # What fetch printed and the reply the relay dropped are pieces of the stream,
+        # and none of the dropped bytes were served again (a retransmit asks for new ones).
+        index = ReferenceIndex(reference_stream(SEED, REFERENCE_BYTES))
+        self.assert_each_byte_served_once(index, {"fetch": p.stdout, "dropped": dropped[0]})
         d.stop()
 
     # -- who is answered --------------------------------------------------------------------

@@ -1,0 +1,57 @@
+// libFuzzer target for ParseQemuChardev (--qemu-chardev values). Traps unless an
+// accepted chardev yields an endpoint whose description parses back as the same
+// --listen/--connect endpoint, and unless the QEMU arguments rngmux prints for that
+// endpoint (given a bound port) name a chardev that parses back to it.
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+#include "transport/endpoint_spec.h"
+#include "transport/qemu_chardev.h"
+
+namespace {
+
+void Check(bool condition) {
+  if (!condition) __builtin_trap();
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  using namespace rngmux;
+  // The text comes from the command line, and an argv string cannot hold a NUL byte.
+  if (size > 0 && std::memchr(data, 0, size) != nullptr) return 0;
+  const std::string text(reinterpret_cast<const char*>(data), size);
+  const Result<EndpointSpec> spec = ParseQemuChardev(text);
+  if (!spec.ok()) {
+    Check(!spec.status().message().empty());
+    return 0;
+  }
+  const std::string described = spec->Describe();
+  const Result<EndpointSpec> again = ParseEndpointSpec(spec->role, described);
+  Check(again.ok());
+  Check(again->Describe() == described);
+
+  // What `serve` prints for QEMU once the endpoint is bound: the chardev in it must
+  // lead back to an endpoint at the same address.
+  if (spec->transport == TransportKind::kUdp) return 0;
+  EndpointSpec bound = spec.value();
+  if (bound.transport == TransportKind::kTcp && bound.port == 0) bound.port = 4555;
+  const std::string arguments = QemuArgumentsFor(bound);
+  const std::string prefix = "-chardev ";
+  Check(arguments.compare(0, prefix.size(), prefix) == 0);
+  const std::size_t end = arguments.find(' ', prefix.size());
+  Check(end != std::string::npos);
+  const Result<EndpointSpec> back =
+      ParseQemuChardev(arguments.substr(prefix.size(), end - prefix.size()));
+  if (bound.transport == TransportKind::kUnix) {
+    // A path with a comma or a space is not written back escaped; nothing to compare.
+    if (bound.path.find_first_of(", ") != std::string::npos) return 0;
+  }
+  Check(back.ok());
+  Check(back->role == bound.role && back->transport == bound.transport);
+  Check(back->path == bound.path && back->port == bound.port);
+  return 0;
+}
