@@ -7,6 +7,7 @@ sockets, the socket owner from NETLINK_SOCK_DIAG on loopback TCP).
 
 import os
 import re
+import signal
 import socket
 import stat
 import subprocess
@@ -15,8 +16,8 @@ import threading
 import time
 import unittest
 
-from harness import (RngmuxTestCase, connect, egd_read, recv_exact, reference_stream,
-                     wait_closed)
+from harness import (BINARY, RngmuxTestCase, connect, egd_read, recv_exact,
+                     reference_stream, wait_closed, wait_until)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CHURNER = os.path.join(HERE, "clients", "churner.py")
@@ -282,17 +283,28 @@ class SocketHygieneTest(RngmuxTestCase):
                 s.close()
 
     def test_unix_socket_mode_is_set_without_chmod_by_path(self):
+        # Under strace, in a session of its own that is killed whole afterwards (a daemon
+        # under strace is not stopped by the harness's SIGTERM to it).
         path = self.path("m.sock")
-        d = self.start_daemon(["--source", "test:3", "--allow-test-source",
-                               "--listen", "unix:%s,mode=0660" % path],
-                              wrapper=["strace", "-f", "-qq", "-e", "trace=chmod,fchmodat",
-                                       "-o", self.path("strace.log")])
-        self.assertEqual(stat.S_IMODE(os.lstat(path).st_mode), 0o660)
-        with connect(d.endpoints[0]) as s:
-            s.sendall(egd_read(8))
-            self.assertEqual(len(recv_exact(s, 8)), 8)
-        # The socket file was made before "listening on"; strace has written its lines.
-        with open(self.path("strace.log")) as f:
+        trace = self.path("strace.log")
+        err = open(self.path("traced.stderr.log"), "wb")
+        proc = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=chmod,fchmodat,fchmod",
+                                 "-o", trace, BINARY, "serve", "--source", "test:3",
+                                 "--allow-test-source", "--listen", "unix:%s,mode=0660" % path],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                start_new_session=True)
+        try:
+            self.assertTrue(wait_until(lambda: os.path.exists(path) and b"listening on" in
+                                       open(self.path("traced.stderr.log"), "rb").read(), 20))
+            self.assertEqual(stat.S_IMODE(os.lstat(path).st_mode), 0o660)
+            with connect("unix:" + path) as s:
+                s.sendall(egd_read(8))
+                self.assertEqual(len(recv_exact(s, 8)), 8)
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+            err.close()
+        with open(trace) as f:
             calls = [line for line in f if "chmod" in line]
         self.assertEqual(calls, [], "a chmod by path could follow a symlink put there")
 
