@@ -158,15 +158,18 @@ class QemuGuestTest(RngmuxTestCase):
         seed, rate, nbytes = 107, 20000, 262144
         # A small pool: a big one fills while the guests boot, and whoever reads first
         # drains it uncontended, which says nothing about sharing.
+        # Each guest on its own endpoint, as the README advises: both QEMUs run as one
+        # user here, and one user on one endpoint is one tenant with one share.
         d = self.start_daemon(self.daemon_args(seed, "--listen", "tcp:127.0.0.1:0,qemu",
+                                               "--listen", "tcp:127.0.0.1:0,qemu",
                                                "--pool-size", "8192", rate=rate),
                               name="rngmux-two-guests")
-        port = int(d.endpoints[0].rsplit(":", 1)[1])
-        chardev = "socket,id=c0,host=127.0.0.1,port=%d,reconnect=1" % port
+        ports = [int(ep.rsplit(":", 1)[1]) for ep in d.endpoints]
         # rngsync=0: start reading at once instead of waiting for the kernel's hwrng
         # thread (that wait is for contiguity checks and skews the two starts by seconds)
-        guests = [self.guest(chardev, "fair-%d" % i, nbytes=nbytes,
-                             append_extra="rngtries=1 rngsync=0") for i in (1, 2)]
+        guests = [self.guest("socket,id=c0,host=127.0.0.1,port=%d,reconnect=1" % port,
+                             "fair-%d" % i, nbytes=nbytes, append_extra="rngtries=1 rngsync=0")
+                  for i, port in ((1, ports[0]), (2, ports[1]))]
         for g in guests:
             g.start()
         for g in guests:
@@ -223,7 +226,8 @@ class QemuGuestTest(RngmuxTestCase):
         first daemon's stream, its last bytes from the second's."""
         seed1, seed2, nbytes = 108, 109, 65536
         port = free_tcp_port()
-        listen = "tcp:127.0.0.1:%d,qemu" % port
+        # max-conns=1: QEMU's reconnect must get in through the per-identity limit.
+        listen = "tcp:127.0.0.1:%d,qemu,max-conns=1" % port
         # A small pool: a big one fills while the guest boots and a slow boot would let
         # the guest read everything from it before the kill.
         d1 = self.start_daemon(self.daemon_args(seed1, "--listen", listen,
@@ -243,7 +247,7 @@ class QemuGuestTest(RngmuxTestCase):
                         "the kill: nothing left for the restarted one")
         d2 = self.start_daemon(self.daemon_args(seed2, "--listen", listen),
                                name="rngmux-after")
-        d2.wait_log(r"client \S+: connected", timeout=15)
+        d2.wait_log(r"client \S+ \(uid=\d+\(\w+\) 127\.0\.0\.1\): connected on", timeout=15)
         result = g.wait_result(BOOT_TIMEOUT)
         self.assertEqual(result.get("bytes"), nbytes, result["line"])
         self.assertIn("RNGMUX-RESULT", g.console())
