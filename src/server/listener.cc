@@ -14,6 +14,7 @@
 
 #include "common/log.h"
 #include "server/socket_util.h"
+#include "vhost/peer_identity.h"
 
 namespace rngmux {
 namespace {
@@ -104,7 +105,7 @@ Result<std::unique_ptr<Listener>> Listener::Open(asio::io_context& io, const End
     listener->spec_.port = LocalPort(acceptor.native_handle());
   }
   listener->bound_address_ = listener->spec_.Address();
-  if (spec.transport == TransportKind::kUnix) {
+  if (IsUnixSocketEndpoint(spec)) {
     struct stat st {};
     if (lstat(spec.path.c_str(), &st) == 0) {
       listener->socket_file_device_ = st.st_dev;
@@ -127,7 +128,7 @@ void Listener::Stop() {
   if (acceptor_.is_open()) {
     acceptor_.close(ignored);
     struct stat st {};
-    if (spec_.transport == TransportKind::kUnix && lstat(spec_.path.c_str(), &st) == 0 &&
+    if (IsUnixSocketEndpoint(spec_) && lstat(spec_.path.c_str(), &st) == 0 &&
         st.st_dev == socket_file_device_ && st.st_ino == socket_file_inode_) {
       unlink(spec_.path.c_str());
     }
@@ -149,6 +150,13 @@ void Listener::Accept() {
     if (host_.RefuseNewClient()) {
       asio::error_code ignored;
       socket.close(ignored);
+      Accept();
+      return;
+    }
+    if (spec_.transport == TransportKind::kVhostUser) {
+      std::string peer = DescribeUnixPeer(socket.native_handle(), spec_.Address());
+      LOG_INFO("vhost-user device ", peer, ": connected");
+      host_.AdoptVhostUser(std::move(socket), std::move(peer), nullptr);
       Accept();
       return;
     }

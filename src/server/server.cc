@@ -140,7 +140,8 @@ int Server::Run() {
     }
   }
   for (const EndpointSpec& endpoint : bound) {
-    if (config_.print_qemu_arguments || endpoint.session.lead_bytes > 0) {
+    if (config_.print_qemu_arguments || endpoint.session.lead_bytes > 0 ||
+        endpoint.transport == TransportKind::kVhostUser) {
       LOG_INFO("QEMU arguments for ", endpoint.Describe(), ": ", QemuArgumentsFor(endpoint));
     }
   }
@@ -160,6 +161,19 @@ std::shared_ptr<Session> Server::Adopt(Session::Socket socket, const SessionOpti
     if (on_closed) on_closed();
   });
   return session;
+}
+
+std::shared_ptr<VhostUserConnection> Server::AdoptVhostUser(Session::Socket socket,
+                                                            std::string peer,
+                                                            std::function<void()> on_closed) {
+  auto device = std::make_shared<VhostUserConnection>(std::move(socket), context_, std::move(peer));
+  VhostUserConnection* key = device.get();
+  vhost_devices_.emplace(key, device);
+  device->Start([this, key, on_closed = std::move(on_closed)] {
+    vhost_devices_.erase(key);
+    if (on_closed) on_closed();
+  });
+  return device;
 }
 
 bool Server::RefuseNewClient() {
@@ -210,6 +224,9 @@ void Server::Shutdown() {
   std::vector<std::shared_ptr<Session>> open;
   for (auto& [key, session] : sessions_) open.push_back(session);
   for (auto& session : open) session->Close("shutting down");
+  std::vector<std::shared_ptr<VhostUserConnection>> devices;
+  for (auto& [key, device] : vhost_devices_) devices.push_back(device);
+  for (auto& device : devices) device->Close("shutting down");
   sources_->Stop();
   LogStats();
   signals_.cancel();
@@ -233,6 +250,11 @@ void Server::LogStats() {
     LOG_INFO("client stats: ",
              FormatClientStats(clients[i]->peer(), clients[i]->served_bytes(),
                                clients[i]->requests(), clients[i]->queued_requests()));
+  }
+  // vhost-user devices: requests= counts guest buffers filled, queued= buffers held.
+  for (const auto& [key, device] : vhost_devices_) {
+    LOG_INFO("client stats: ", FormatClientStats(device->peer(), device->served_bytes(),
+                                                 device->buffers_used(), device->held_buffers()));
   }
   if (clients.size() > listed) {
     LOG_INFO("client stats: ", clients.size() - listed, " less busy clients not listed");

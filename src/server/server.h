@@ -55,6 +55,8 @@ class Server final : public SessionHost {
   std::shared_ptr<Session> Adopt(Session::Socket socket, const SessionOptions& options,
                                  std::string peer, std::function<void()> on_closed) override;
   bool RefuseNewClient() override;
+  std::shared_ptr<VhostUserConnection> AdoptVhostUser(Session::Socket socket, std::string peer,
+                                                      std::function<void()> on_closed) override;
 
  private:
   void RequestPump();
@@ -83,6 +85,7 @@ class Server final : public SessionHost {
   std::vector<std::unique_ptr<Connector>> connectors_;
   std::vector<std::unique_ptr<UdpEndpoint>> udp_endpoints_;
   std::unordered_map<Session*, std::shared_ptr<Session>> sessions_;
+  std::unordered_map<VhostUserConnection*, std::shared_ptr<VhostUserConnection>> vhost_devices_;
   bool shutting_down_ = false;
 };
 

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "server/session.h"
+#include "vhost/vhost_user_connection.h"
 
 namespace rngmux {
 
@@ -19,6 +20,11 @@ class SessionHost {
   // Asked by listeners before adopting an accepted socket: true means close it
   // at once (the client limit is reached; the host counts and logs it).
   virtual bool RefuseNewClient() = 0;
+  // A connection on a vhost-user endpoint: one virtio-rng device. `peer` names it
+  // (unix peer credentials).
+  virtual std::shared_ptr<VhostUserConnection> AdoptVhostUser(Session::Socket socket,
+                                                              std::string peer,
+                                                              std::function<void()> on_closed) = 0;
 };
 
 }  // namespace rngmux
