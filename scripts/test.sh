@@ -2,7 +2,8 @@
 # Full test run, every build against the libqwqng test double (tests/qwqng-double):
 # (a) RelWithDebInfo build + all ctest tests (unit + integration),
 # (b) ASan/UBSan clang build + unit and integration tests, (c) ThreadSanitizer build +
-# unit tests, (d) 60 s of libFuzzer on the EGD parser; and first, that every C++ file is
+# unit tests, (d) 60 s of libFuzzer on the EGD parser, (e) 30 s each on the vhost-user
+# message parser and the split-virtqueue walker; and first, that every C++ file is
 # clang-formatted.
 # Ends with one line "N passed, N failed" counting these parts; exits non-zero on failure.
 set -euo pipefail
@@ -10,6 +11,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 JOBS="${JOBS:-2}"
 FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
+VHOST_FUZZ_SECONDS="${VHOST_FUZZ_SECONDS:-30}"
 
 bash scripts/install-deps.sh
 
@@ -103,6 +105,34 @@ fuzz() {
   fi
 }
 
+# vhost-user: the message parser and the descriptor walker (over a fake memory map).
+fuzz_vhost() {
+  cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRNGMUX_FUZZ=ON \
+    -DRNGMUX_BUILD_TESTS=OFF -DCMAKE_CXX_COMPILER="$CLANGXX" || return 1
+  cmake --build build-fuzz -j"$JOBS" --target vhost_user_message_fuzzer split_virtqueue_fuzzer \
+    || return 1
+  local name bin
+  # a seed: one GET_FEATURES (no fds, a 12-byte chunk)
+  mkdir -p build-fuzz/corpus-vhost_user_message_fuzzer
+  printf '\x00\x0c\x01\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00' \
+    >build-fuzz/corpus-vhost_user_message_fuzzer/seed-get-features
+  for name in vhost_user_message_fuzzer split_virtqueue_fuzzer; do
+    bin="$(find build-fuzz -type f -name "$name" -perm -u+x | head -n1)"
+    if [[ -z "$bin" ]]; then
+      echo "fuzz: $name binary not found under build-fuzz" >&2
+      return 1
+    fi
+    mkdir -p "build-fuzz/corpus-$name" "build-fuzz/artifacts-$name"
+    "$bin" -max_total_time="$VHOST_FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 \
+      -print_final_stats=1 -artifact_prefix="build-fuzz/artifacts-$name/" \
+      "build-fuzz/corpus-$name" || return 1
+    if compgen -G "build-fuzz/artifacts-$name/*" >/dev/null; then
+      echo "fuzz: crash artifacts found in build-fuzz/artifacts-$name" >&2
+      return 1
+    fi
+  done
+}
+
 format_check() {
   git ls-files '*.cc' '*.h' | xargs clang-format --dry-run -Werror
 }
@@ -112,6 +142,7 @@ run_part "release build + ctest (unit + integration)" release
 run_part "ASan/UBSan build + unit and integration tests" asan
 run_part "ThreadSanitizer build + unit tests" tsan
 run_part "fuzz egd_parser_fuzzer ${FUZZ_SECONDS}s" fuzz
+run_part "fuzz vhost-user parser and virtqueue walker ${VHOST_FUZZ_SECONDS}s each" fuzz_vhost
 
 echo
 if [[ $failed -gt 0 ]]; then

@@ -22,9 +22,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   data += 4;
   size -= 4;
   FakeGuestRing ring(num);
-  // The driver's bytes: descriptors, avail ring and (at kDataOffset) indirect tables.
-  const std::size_t ring_bytes = FakeGuestRing::kDataOffset + 0x2000;
-  std::memcpy(ring.at(0), data, size < ring_bytes ? size : ring_bytes);
+  // The driver's bytes, packed so short inputs reach every part: descriptors, then the
+  // avail ring, then indirect tables (at kDataOffset).
+  const struct {
+    std::uint64_t offset;
+    std::size_t bytes;
+  } parts[] = {{FakeGuestRing::kDescOffset, 16u * num},
+               {FakeGuestRing::kAvailOffset, 6u + 2u * num},
+               {FakeGuestRing::kDataOffset, 0x2000}};
+  for (const auto& part : parts) {
+    const std::size_t n = size < part.bytes ? size : part.bytes;
+    std::memcpy(ring.at(part.offset), data, n);
+    data += n;
+    size -= n;
+  }
   SplitVirtqueue vq;
   vq.Start(ring.layout(), base, event_idx);
   SplitVirtqueue::Chain chain;
