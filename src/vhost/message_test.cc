@@ -15,7 +15,7 @@ std::vector<std::uint8_t> Message(std::uint32_t request, std::uint32_t flags,
   std::memcpy(out.data(), &request, 4);
   std::memcpy(out.data() + 4, &flags, 4);
   std::memcpy(out.data() + 8, &size, 4);
-  std::memcpy(out.data() + 12, payload.data(), payload.size());
+  if (!payload.empty()) std::memcpy(out.data() + 12, payload.data(), payload.size());
   return out;
 }
 
