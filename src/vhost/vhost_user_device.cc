@@ -1,6 +1,7 @@
 #include "vhost/vhost_user_device.h"
 
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -54,6 +55,15 @@ Result<std::unique_ptr<RegionMapper::Mapping>> MmapRegionMapper::Map(int fd, std
                          std::to_string(offset) + " cannot be mapped");
   }
   const std::size_t length = static_cast<std::size_t>(offset + size);
+  // A file shorter than the region would turn the first access past its end into
+  // SIGBUS for the whole daemon: refuse it here. (A peer that shrinks an unsealed file
+  // later can still do that; QEMU's memfd backend seals against shrinking by default.)
+  struct stat st {};
+  if (fstat(fd, &st) != 0) return Status::FromErrno("fstat of the region's fd", errno);
+  if (S_ISREG(st.st_mode) && static_cast<std::uint64_t>(st.st_size) < offset + size) {
+    return Status::Error("the region's file has " + std::to_string(st.st_size) +
+                         " bytes, fewer than offset + size = " + std::to_string(offset + size));
+  }
   void* base = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
   if (base == MAP_FAILED) {
     return Status::FromErrno("mmap of " + std::to_string(length) + " bytes", errno);

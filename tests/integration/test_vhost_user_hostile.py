@@ -233,6 +233,14 @@ class HostileQemuTest(RngmuxTestCase):
         self.check_only_that_device_closed(q, "vhost_user_bad_messages",
                                            "not inside the memory table")
 
+    def test_memory_region_larger_than_its_file(self):
+        q = FakeQemu(self.sock_path)
+        self.addCleanup(q.close)
+        q.send(SET_MEM_TABLE, struct.pack("<II", 1, 0) + struct.pack("<QQQQ", GPA, 1 << 30,
+                                                                     UVA, 0), fds=[q.memfd])
+        self.check_only_that_device_closed(q, "vhost_user_bad_messages",
+                                           "fewer than offset \\+ size")
+
     def test_garbage_message(self):
         q = FakeQemu(self.sock_path)
         self.addCleanup(q.close)
