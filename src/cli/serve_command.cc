@@ -104,15 +104,18 @@ Command AddServeCommand(CLI::App& root) {
       "--listen", flags->listen,
       "Endpoint to listen on: tcp:HOST:PORT, tcp:[IPV6]:PORT or unix:PATH, with "
       "options ,qemu ,lead=BYTES ,raw ,mode=OCTAL; or udp:HOST:PORT with ,allow=NET+NET "
-      ",rate=BYTES ,burst=BYTES ,idle=SECONDS ,peers=N (repeatable)");
+      ",rate=BYTES ,burst=BYTES ,idle=SECONDS ,peers=N; or vhost-user:PATH [,mode=OCTAL] "
+      "for QEMU's vhost-user-rng-pci (repeatable)");
   app->add_option("--connect", flags->connect,
                   "Endpoint to connect to and keep reconnecting: tcp:HOST:PORT or unix:PATH, "
                   "with options ,qemu ,lead=BYTES ,raw; or udp:HOST:PORT with ,local=ADDR:PORT "
-                  ",qemu ,lead=BYTES ,rate=BYTES ,burst=BYTES ,idle=SECONDS (repeatable)");
+                  ",qemu ,lead=BYTES ,rate=BYTES ,burst=BYTES ,idle=SECONDS; or "
+                  "vhost-user:PATH (QEMU's vhost-user-rng-pci with server=on) (repeatable)");
   app->add_option("--qemu-chardev", flags->qemu_chardev,
                   "The -chardev value given to QEMU (e.g. 'socket,id=c0,host=127.0.0.1,"
-                  "port=1024' or 'udp,id=c0,host=127.0.0.1,port=1024'); rngmux takes the other "
-                  "side with QEMU compatibility on (repeatable)");
+                  "port=1024' or 'udp,id=c0,host=127.0.0.1,port=1024'), or for vhost-user "
+                  "'socket,id=c0,path=P -device vhost-user-rng-pci,chardev=c0'; rngmux takes "
+                  "the other side with QEMU compatibility on (repeatable)");
   app->add_option("--pool-size", flags->pool_bytes, "Bytes of tested entropy to keep ready")
       ->capture_default_str();
   app->add_flag("--allow-test-source", flags->allow_test_source,

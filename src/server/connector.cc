@@ -5,6 +5,7 @@
 
 #include "common/log.h"
 #include "server/socket_util.h"
+#include "vhost/peer_identity.h"
 
 namespace rngmux {
 namespace {
@@ -40,11 +41,12 @@ void Connector::Stop() {
   asio::error_code ignored;
   socket_.close(ignored);
   if (auto session = session_.lock()) session->Close("shutting down");
+  if (auto device = vhost_device_.lock()) device->Close("shutting down");
 }
 
 void Connector::Attempt() {
   if (stopped_) return;
-  if (spec_.transport == TransportKind::kUnix) {
+  if (IsUnixSocketEndpoint(spec_)) {
     endpoints_ = {asio::local::stream_protocol::endpoint(spec_.path)};
     next_endpoint_ = 0;
     return ConnectNext();
@@ -120,17 +122,25 @@ void Connector::OnConnected(Session::Socket socket) {
   failures_ = 0;
   // A restarted VM should not wait out the delays its downtime built up.
   backoff_.Reset();
-  ConfigureStreamSocket(socket);
-  const bool unix_socket = spec_.transport == TransportKind::kUnix;
-  ClientIdentity identity = IdentifyStreamPeer(socket.native_handle(), unix_socket);
-  session_ = host_.Adopt(std::move(socket), spec_, spec_.Address(), std::move(identity), [this] {
+  auto on_closed = [this] {
     if (stopped_) return;
     // Reset at connect, so a peer that keeps accepting and dropping at once is
     // retried at the initial delay, never in a tight loop.
     const auto delay = backoff_.NextDelay();
     LOG_INFO("connection to ", spec_.Address(), " ended; reconnecting in ", delay.count(), " ms");
     ScheduleAttempt(delay);
-  });
+  };
+  const bool unix_socket = spec_.transport == TransportKind::kUnix ||
+                           spec_.transport == TransportKind::kVhostUser;
+  ClientIdentity identity = IdentifyStreamPeer(socket.native_handle(), unix_socket);
+  if (spec_.transport == TransportKind::kVhostUser) {
+    std::string peer = DescribeUnixPeer(socket.native_handle(), spec_.Address());
+    vhost_device_ =
+        host_.AdoptVhostUser(std::move(socket), std::move(peer), std::move(identity), on_closed);
+    return;
+  }
+  ConfigureStreamSocket(socket);
+  session_ = host_.Adopt(std::move(socket), spec_, spec_.Address(), std::move(identity), on_closed);
 }
 
 void Connector::OnFailure(const std::string& reason) {

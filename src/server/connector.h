@@ -43,6 +43,7 @@ class Connector {
   asio::steady_timer timer_;
   Backoff backoff_;
   std::weak_ptr<Session> session_;
+  std::weak_ptr<VhostUserConnection> vhost_device_;                  // vhost-user endpoints
   std::vector<asio::generic::stream_protocol::endpoint> endpoints_;  // of this attempt
   std::size_t next_endpoint_ = 0;
   std::string last_error_;

@@ -14,6 +14,7 @@
 
 #include "common/log.h"
 #include "server/socket_util.h"
+#include "vhost/peer_identity.h"
 
 namespace rngmux {
 namespace {
@@ -105,7 +106,7 @@ Result<std::unique_ptr<Listener>> Listener::Open(asio::io_context& io, const End
     listener->spec_.port = LocalPort(acceptor.native_handle());
   }
   listener->bound_address_ = listener->spec_.Address();
-  if (spec.transport == TransportKind::kUnix) {
+  if (IsUnixSocketEndpoint(spec)) {
     struct stat st {};
     if (lstat(spec.path.c_str(), &st) == 0) {
       listener->socket_file_device_ = st.st_dev;
@@ -128,7 +129,7 @@ void Listener::Stop() {
   if (acceptor_.is_open()) {
     acceptor_.close(ignored);
     struct stat st {};
-    if (spec_.transport == TransportKind::kUnix && lstat(spec_.path.c_str(), &st) == 0 &&
+    if (IsUnixSocketEndpoint(spec_) && lstat(spec_.path.c_str(), &st) == 0 &&
         st.st_dev == socket_file_device_ && st.st_ino == socket_file_inode_) {
       unlink(spec_.path.c_str());
     }
@@ -169,7 +170,8 @@ void Listener::RetryLater(const std::string& error) {
 }
 
 void Listener::Adopt(int fd) {
-  const bool unix_socket = spec_.transport == TransportKind::kUnix;
+  const bool unix_socket = spec_.transport == TransportKind::kUnix ||
+                           spec_.transport == TransportKind::kVhostUser;
   ClientIdentity identity = IdentifyStreamPeer(fd, unix_socket);
   if (host_.Refuse(spec_, identity)) {
     close(fd);
@@ -181,6 +183,12 @@ void Listener::Adopt(int fd) {
   if (ec) {
     close(fd);
     LOG_WARNING("accept on ", bound_address_, ": ", ec.message());
+    return;
+  }
+  if (spec_.transport == TransportKind::kVhostUser) {
+    std::string peer = DescribeUnixPeer(socket.native_handle(), spec_.Address());
+    LOG_INFO("vhost-user device ", peer, ": connected");
+    host_.AdoptVhostUser(std::move(socket), std::move(peer), std::move(identity), nullptr);
     return;
   }
   ConfigureStreamSocket(socket);

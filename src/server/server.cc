@@ -160,7 +160,8 @@ int Server::Run() {
     }
   }
   for (const EndpointSpec& endpoint : bound) {
-    if (config_.print_qemu_arguments || endpoint.session.lead_bytes > 0) {
+    if (config_.print_qemu_arguments || endpoint.session.lead_bytes > 0 ||
+        endpoint.transport == TransportKind::kVhostUser) {
       LOG_INFO("QEMU arguments for ", endpoint.Describe(), ": ", QemuArgumentsFor(endpoint));
     }
   }
@@ -216,6 +217,20 @@ std::shared_ptr<Session> Server::Adopt(Session::Socket socket, const EndpointSpe
     if (on_closed) on_closed();
   });
   return session;
+}
+
+std::shared_ptr<VhostUserConnection> Server::AdoptVhostUser(Session::Socket socket,
+                                                            std::string peer,
+                                                            ClientIdentity identity,
+                                                            std::function<void()> on_closed) {
+  auto device = std::make_shared<VhostUserConnection>(std::move(socket), context_, std::move(peer));
+  VhostUserConnection* key = device.get();
+  vhost_devices_.emplace(key, VhostDevice{device, identity.Key()});
+  device->Start([this, key, on_closed = std::move(on_closed)] {
+    vhost_devices_.erase(key);
+    if (on_closed) on_closed();
+  });
+  return device;
 }
 
 std::shared_ptr<ShareGroup> Server::MakeGroup(const std::string& name,
@@ -301,6 +316,9 @@ void Server::Shutdown() {
   std::vector<std::shared_ptr<Session>> open;
   for (auto& [key, session] : sessions_) open.push_back(session);
   for (auto& session : open) session->Close("shutting down");
+  std::vector<std::shared_ptr<VhostUserConnection>> devices;
+  for (auto& [key, device] : vhost_devices_) devices.push_back(device);
+  for (auto& device : devices) device->Close("shutting down");
   sources_->Stop();
   LogStats();
   signals_.cancel();
@@ -324,6 +342,13 @@ void Server::LogStats() {
     LOG_INFO("client stats: ", FormatClientStats(clients[i]->peer(), clients[i]->identity().Key(),
                                                  clients[i]->served_bytes(), clients[i]->requests(),
                                                  clients[i]->queued_requests()));
+  }
+  // vhost-user devices: requests= counts guest buffers filled, queued= buffers held.
+  for (const auto& [key, entry] : vhost_devices_) {
+    const VhostUserConnection& device = *entry.device;
+    LOG_INFO("client stats: ",
+             FormatClientStats(device.peer(), entry.identity, device.served_bytes(),
+                               device.buffers_used(), device.held_buffers()));
   }
   if (clients.size() > listed) {
     LOG_INFO("client stats: ", clients.size() - listed, " less busy clients not listed");

@@ -64,6 +64,9 @@ class Server final : public SessionHost {
                                  std::string peer, ClientIdentity identity,
                                  std::function<void()> on_closed) override;
   bool Refuse(const EndpointSpec& endpoint, const ClientIdentity& identity) override;
+  std::shared_ptr<VhostUserConnection> AdoptVhostUser(Session::Socket socket, std::string peer,
+                                                      ClientIdentity identity,
+                                                      std::function<void()> on_closed) override;
 
  private:
   void RequestPump();
@@ -101,6 +104,11 @@ class Server final : public SessionHost {
   std::unordered_map<Session*, std::shared_ptr<Session>> sessions_;
   std::unordered_map<std::string, Tenant> tenants_;  // by endpoint and identity key
   KeyedLogLimiter client_log_{std::chrono::seconds(10)};
+  struct VhostDevice {
+    std::shared_ptr<VhostUserConnection> device;
+    std::string identity;  // ClientIdentity::Key(), for stats
+  };
+  std::unordered_map<VhostUserConnection*, VhostDevice> vhost_devices_;
   bool shutting_down_ = false;
 };
 

@@ -7,6 +7,7 @@
 #include "server/session.h"
 #include "transport/client_identity.h"
 #include "transport/endpoint_spec.h"
+#include "vhost/vhost_user_connection.h"
 
 namespace rngmux {
 
@@ -25,6 +26,12 @@ class SessionHost {
   // once, before a byte is sent (the client limit is reached, or the endpoint does
   // not allow this client; the host counts and logs it).
   virtual bool Refuse(const EndpointSpec& endpoint, const ClientIdentity& identity) = 0;
+  // A connection on a vhost-user endpoint: one virtio-rng device, a consumer of its
+  // own in the fair share. `peer` names it; `identity` is its unix peer credentials.
+  virtual std::shared_ptr<VhostUserConnection> AdoptVhostUser(Session::Socket socket,
+                                                              std::string peer,
+                                                              ClientIdentity identity,
+                                                              std::function<void()> on_closed) = 0;
 };
 
 }  // namespace rngmux

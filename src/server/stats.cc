@@ -44,7 +44,9 @@ std::string FormatStats(const ServerCounters& server, const EntropyPool& pool,
       << " udp_delayed_datagrams=" << server.udp_delayed_datagrams
       << " udp_rate_limited_datagrams=" << server.udp_rate_limited_datagrams
       << " udp_peer_limit_datagrams=" << server.udp_peer_limit_datagrams
-      << " udp_expired_peers=" << server.udp_expired_peers;
+      << " udp_expired_peers=" << server.udp_expired_peers
+      << " vhost_user_bad_messages=" << server.vhost_user_bad_messages
+      << " vhost_user_bad_rings=" << server.vhost_user_bad_rings;
   return out.str();
 }
 

@@ -34,6 +34,9 @@ struct ServerCounters {
   std::atomic<std::uint64_t> udp_rate_limited_datagrams{0};  // over rate= and a burst waiting
   std::atomic<std::uint64_t> udp_peer_limit_datagrams{0};    // new peer beyond peers=N
   std::atomic<std::uint64_t> udp_expired_peers{0};           // silent for idle=SECONDS
+  // vhost-user devices closed for a malformed message, or for a bad ring.
+  std::atomic<std::uint64_t> vhost_user_bad_messages{0};
+  std::atomic<std::uint64_t> vhost_user_bad_rings{0};
 };
 
 // One line of "key=value" pairs: what SIGUSR1 logs and tests parse.

@@ -107,8 +107,12 @@ class SpecParser {
     } else if (transport == "unix") {
       spec_.transport = TransportKind::kUnix;
       status = ParseUnix(rest);
+    } else if (transport == "vhost-user") {
+      spec_.transport = TransportKind::kVhostUser;
+      status = ParseUnix(rest);
     } else {
-      return Error("unknown transport " + Quoted(transport) + " (expected tcp, unix or udp)");
+      return Error("unknown transport " + Quoted(transport) +
+                   " (expected tcp, unix, udp or vhost-user)");
     }
     if (!status.ok()) return status;
     if (comma != std::string_view::npos) {
@@ -214,6 +218,12 @@ class SpecParser {
       if (!status.ok()) return status;
       if (comma == std::string_view::npos) break;
       options = options.substr(comma + 1);
+    }
+    if (spec_.transport == TransportKind::kVhostUser && (raw || qemu || lead)) {
+      return Error(std::string(raw    ? "raw"
+                               : qemu ? "qemu"
+                                      : "lead") +
+                   " does not apply to vhost-user (the guest's driver asks through the ring)");
     }
     if (raw && (qemu || lead)) return Error("raw and qemu/lead cannot be combined");
     if (udp() && raw) return Error("raw is not supported on udp");
@@ -405,7 +415,7 @@ class SpecParser {
       }
       lead = *bytes;
     } else if (key == "mode" && has_value) {
-      if (spec_.transport != TransportKind::kUnix || role_ != EndpointRole::kListen) {
+      if (!IsUnixSocketEndpoint(spec_) || role_ != EndpointRole::kListen) {
         return Error("mode applies only to unix listen endpoints");
       }
       if (spec_.unix_mode) return Error("option \"mode\" given twice");
@@ -442,6 +452,7 @@ std::string BracketedHost(const std::string& host) {
 
 std::string EndpointSpec::Address() const {
   if (transport == TransportKind::kUnix) return "unix:" + path;
+  if (transport == TransportKind::kVhostUser) return "vhost-user:" + path;
   return (transport == TransportKind::kUdp ? "udp:" : "tcp:") + BracketedHost(host) + ":" +
          std::to_string(port);
 }
@@ -501,7 +512,7 @@ Result<EndpointSpec> ParseEndpointSpec(EndpointRole role, const std::string& tex
 }
 
 bool IsLoopbackEndpoint(const EndpointSpec& spec) {
-  if (spec.transport == TransportKind::kUnix) return true;
+  if (IsUnixSocketEndpoint(spec)) return true;
   std::string lower = spec.host;
   for (char& c : lower) {
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');

@@ -13,7 +13,9 @@
 namespace rngmux {
 
 enum class EndpointRole { kListen, kConnect };
-enum class TransportKind { kTcp, kUnix, kUdp };
+// kVhostUser: a unix socket speaking vhost-user (one virtio-rng device per
+// connection), not EGD.
+enum class TransportKind { kTcp, kUnix, kUdp, kVhostUser };
 
 // How a session talks on an endpoint.
 struct SessionOptions {
@@ -79,6 +81,7 @@ struct ShareOptions {
 //   tcp:HOST:PORT[,OPT...]        HOST: IPv4, name, or [IPv6]
 //   unix:PATH[,OPT...]
 //   udp:HOST:PORT[,OPT...]
+//   vhost-user:PATH[,mode=OCTAL]   QEMU's vhost-user-rng-pci on a unix socket
 // Options:
 //   raw          stream without EGD requests (not with qemu/lead; not on udp)
 //   qemu         QEMU compatibility with the default lead (kDefaultQemuLeadBytes)
@@ -118,7 +121,7 @@ struct EndpointSpec {
   TransportKind transport = TransportKind::kTcp;
   std::string host;                   // tcp: without brackets ("::1")
   std::uint16_t port = 0;             // tcp
-  std::string path;                   // unix
+  std::string path;                   // unix, vhost-user
   std::optional<unsigned> unix_mode;  // unix listen
   UdpOptions udp;                     // udp
   AccessOptions access;               // listen endpoints
@@ -126,7 +129,8 @@ struct EndpointSpec {
   SessionOptions session;
   std::string text;  // as written by the user
 
-  // "tcp:127.0.0.1:1024" / "udp:[::1]:1024" / "unix:/run/rngmux.sock" (no options).
+  // "tcp:127.0.0.1:1024" / "udp:[::1]:1024" / "unix:/run/rngmux.sock" /
+  // "vhost-user:/run/vm1.sock" (no options).
   std::string Address() const;
   // Address plus the options that are on: "tcp:127.0.0.1:1024,lead=4096"; udp
   // listeners always show their allow list, other udp options only when not default.
@@ -139,7 +143,7 @@ struct EndpointSpec {
 //   listen "tcp:127.0.0.1": expected tcp:HOST:PORT
 //   listen "tcp:127.0.0.1:99999": port must be 1-65535 (0 = any free port, listen only)
 //   listen "tcp:[::1:80": missing "]" in IPv6 address
-//   connect "sctp:h:1": unknown transport "sctp" (expected tcp, unix or udp)
+//   connect "sctp:h:1": unknown transport "sctp" (expected tcp, unix, udp or vhost-user)
 //   listen "unix:": empty path
 //   listen "tcp:h:1,foo": unknown option "foo" (expected raw, qemu, lead=BYTES, mode=OCTAL,
 //       allow=LIST, allow-user=LIST, allow-group=LIST, weight=N, share=identity|connection,
@@ -188,11 +192,20 @@ struct EndpointSpec {
 //       (also max-conns; weight too)
 //   listen "udp:h:1,foo": unknown option "foo" (expected qemu, lead=BYTES, allow=LIST,
 //       local=ADDR:PORT, rate=BYTES, burst=BYTES, idle=SECONDS, peers=N)
+// vhost-user (the path has the unix path errors):
+//   listen "vhost-user:/x,qemu": qemu does not apply to vhost-user (the guest's driver
+//       asks through the ring)      (also raw and lead; one line in the message)
+//   connect "vhost-user:/x,mode=0660": mode applies only to unix listen endpoints
 // Host names are checked for shape only; nothing is resolved here.
 Result<EndpointSpec> ParseEndpointSpec(EndpointRole role, const std::string& text);
 
 // True for 127.0.0.0/8 (also as ::ffff:127.x.y.z), ::1, "localhost" (any case) and
 // unix sockets; false for wildcards (0.0.0.0, ::) and every other name. No DNS.
 bool IsLoopbackEndpoint(const EndpointSpec& spec);
+
+// True for the transports that are a unix socket path (unix and vhost-user).
+inline bool IsUnixSocketEndpoint(const EndpointSpec& spec) {
+  return spec.transport == TransportKind::kUnix || spec.transport == TransportKind::kVhostUser;
+}
 
 }  // namespace rngmux

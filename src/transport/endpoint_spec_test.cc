@@ -107,8 +107,9 @@ TEST(EndpointSpecTest, DocumentedErrors) {
       "listen \"tcp:127.0.0.1:99999\": port must be 1-65535 (0 = any free port, listen only)");
   EXPECT_EQ(ParseError(kListen, "tcp:[::1:80"),
             "listen \"tcp:[::1:80\": missing \"]\" in IPv6 address");
-  EXPECT_EQ(ParseError(kConnect, "sctp:h:1"),
-            "connect \"sctp:h:1\": unknown transport \"sctp\" (expected tcp, unix or udp)");
+  EXPECT_EQ(
+      ParseError(kConnect, "sctp:h:1"),
+      "connect \"sctp:h:1\": unknown transport \"sctp\" (expected tcp, unix, udp or vhost-user)");
   EXPECT_EQ(ParseError(kListen, "unix:"), "listen \"unix:\": empty path");
   EXPECT_EQ(ParseError(kListen, "tcp:h:1,foo"),
             "listen \"tcp:h:1,foo\": unknown option \"foo\" (expected raw, qemu, lead=BYTES, "
@@ -126,8 +127,8 @@ TEST(EndpointSpecTest, DocumentedErrors) {
 
 TEST(EndpointSpecTest, MalformedAddresses) {
   EXPECT_EQ(ParseError(kListen, "localhost:80"),
-            "listen \"localhost:80\": unknown transport \"localhost\" (expected tcp, unix or "
-            "udp)");
+            "listen \"localhost:80\": unknown transport \"localhost\" (expected tcp, unix, "
+            "udp or vhost-user)");
   EXPECT_EQ(ParseError(kListen, "127.0.0.1"),
             "listen \"127.0.0.1\": expected tcp:HOST:PORT, udp:HOST:PORT or unix:PATH");
   EXPECT_EQ(ParseError(kListen, "tcp::80"), "listen \"tcp::80\": expected tcp:HOST:PORT");
@@ -398,6 +399,39 @@ TEST(EndpointSpecTest, UdpMalformedAddresses) {
         ParseError(kConnect, text),
         "connect \"" + text + "\": local must be ADDR:PORT, like 127.0.0.1:4555 or [::1]:4555");
   }
+}
+
+}  // namespace
+}  // namespace rngmux
+
+namespace rngmux {
+namespace {
+
+TEST(EndpointSpecVhostUserTest, ParsesAndDescribes) {
+  auto spec = ParseEndpointSpec(EndpointRole::kListen, "vhost-user:/run/vm1.sock,mode=0660");
+  ASSERT_TRUE(spec.ok()) << spec.status().message();
+  EXPECT_EQ(spec->transport, TransportKind::kVhostUser);
+  EXPECT_EQ(spec->path, "/run/vm1.sock");
+  EXPECT_EQ(spec->Address(), "vhost-user:/run/vm1.sock");
+  EXPECT_EQ(spec->Describe(), "vhost-user:/run/vm1.sock,mode=0660");
+  EXPECT_TRUE(IsLoopbackEndpoint(*spec));
+  EXPECT_TRUE(IsUnixSocketEndpoint(*spec));
+  auto connect = ParseEndpointSpec(EndpointRole::kConnect, "vhost-user:/q.sock");
+  ASSERT_TRUE(connect.ok());
+  EXPECT_EQ(connect->role, EndpointRole::kConnect);
+}
+
+TEST(EndpointSpecVhostUserTest, Errors) {
+  EXPECT_EQ(ParseEndpointSpec(EndpointRole::kListen, "vhost-user:/x,qemu").status().message(),
+            "listen \"vhost-user:/x,qemu\": qemu does not apply to vhost-user (the guest's "
+            "driver asks through the ring)");
+  EXPECT_EQ(ParseEndpointSpec(EndpointRole::kListen, "vhost-user:/x,raw").status().message(),
+            "listen \"vhost-user:/x,raw\": raw does not apply to vhost-user (the guest's driver "
+            "asks through the ring)");
+  EXPECT_EQ(ParseEndpointSpec(EndpointRole::kConnect, "vhost-user:/x,mode=0660").status().message(),
+            "connect \"vhost-user:/x,mode=0660\": mode applies only to unix listen endpoints");
+  EXPECT_EQ(ParseEndpointSpec(EndpointRole::kListen, "vhost-user:").status().message(),
+            "listen \"vhost-user:\": empty path");
 }
 
 }  // namespace

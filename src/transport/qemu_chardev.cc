@@ -9,6 +9,9 @@ namespace rngmux {
 namespace {
 
 constexpr std::string_view kChardevFlag = "-chardev";
+// What follows the chardev when the guest's device is vhost-user-rng.
+constexpr std::string_view kVhostUserDeviceFlag = " -device ";
+constexpr std::string_view kVhostUserDevices[] = {"vhost-user-rng-pci", "vhost-user-rng"};
 
 std::string Quoted(std::string_view text) { return "\"" + std::string(text) + "\""; }
 
@@ -59,6 +62,19 @@ class ChardevParser {
         return Error("expected a chardev like socket,id=c0,host=H,port=P");
       }
       while (!body.empty() && (body.front() == ' ' || body.front() == '=')) body.remove_prefix(1);
+    }
+    if (const std::size_t device = body.find(kVhostUserDeviceFlag);
+        device != std::string_view::npos) {
+      std::string_view driver = body.substr(device + kVhostUserDeviceFlag.size());
+      driver = driver.substr(0, driver.find(','));
+      bool known = false;
+      for (std::string_view name : kVhostUserDevices) known = known || driver == name;
+      if (!known) {
+        return Error("device " + Quoted(driver) +
+                     " is not vhost-user-rng-pci (an rng-egd guest needs only the -chardev)");
+      }
+      vhost_user_ = true;
+      body = body.substr(0, device);
     }
     std::vector<std::string> parts = SplitQemuOptions(body);
     std::string backend = parts.front();
@@ -194,6 +210,7 @@ class ChardevParser {
     if (!path_ && !(host_ && port_)) return Error("needs host= and port=, or path=");
     if (server_ && reconnect_) return Error("QEMU refuses reconnect on a server socket");
 
+    if (vhost_user_) return MakeVhostUserEndpoint();
     std::string spec;
     if (path_) {
       if (path_->find(',') != std::string::npos) return Error("paths with \",\" are not supported");
@@ -211,8 +228,24 @@ class ChardevParser {
     return endpoint;
   }
 
+  Result<EndpointSpec> MakeVhostUserEndpoint() const {
+    if (udp_ || !path_) return Error("vhost-user needs a unix socket chardev (socket,path=...)");
+    if (path_->find(',') != std::string::npos) return Error("paths with \",\" are not supported");
+    if (reconnect_) {
+      return Error(
+          "reconnect= aborts QEMU 7.2 with vhost-user-rng (\"Failed to set msg fds\"); give QEMU "
+          "server=on,wait=on instead (rngmux then connects, and reconnects after a restart)");
+    }
+    const EndpointRole role = server_ ? EndpointRole::kConnect : EndpointRole::kListen;
+    Result<EndpointSpec> endpoint = ParseEndpointSpec(
+        role, "vhost-user:" + *path_ + (extra_options_.empty() ? "" : "," + extra_options_));
+    if (!endpoint.ok()) return Error(endpoint.status().message());
+    return endpoint;
+  }
+
   const std::string& text_;
   const std::string& extra_options_;
+  bool vhost_user_ = false;
   std::set<std::string> seen_;
   std::optional<std::string> host_;
   std::optional<std::string> port_;
@@ -238,6 +271,17 @@ Result<EndpointSpec> ParseQemuChardev(const std::string& text, const std::string
 }
 
 std::string QemuArgumentsFor(const EndpointSpec& endpoint) {
+  if (endpoint.transport == TransportKind::kVhostUser) {
+    // The backend maps guest RAM, so it must be shared memory of exactly -m.
+    std::string out =
+        "-m 1024 -object memory-backend-memfd,id=mem,size=1024M,share=on -numa node,memdev=mem "
+        "-chardev socket,id=rng0chr,path=" +
+        endpoint.path;
+    // QEMU 7.2 aborts with reconnect= on a vhost-user-rng chardev: when QEMU
+    // connects, a restarted rngmux is not reconnected; when QEMU listens it is.
+    if (endpoint.role == EndpointRole::kConnect) out += ",server=on,wait=on";
+    return out + " -device vhost-user-rng-pci,chardev=rng0chr";
+  }
   const std::string device_args =
       " -object rng-egd,id=rng0,chardev=rng0chr -device virtio-rng-pci,rng=rng0";
   if (endpoint.transport == TransportKind::kUdp) {

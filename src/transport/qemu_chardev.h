@@ -15,6 +15,11 @@ namespace rngmux {
 //   socket,id=c0,path=/p.sock[,server=on,...]       -> listen/connect unix:/p.sock
 //   udp,id=c0,host=H,port=P                          -> listen udp:H:P (no primer)
 //   udp,id=c0,host=H,port=P,localaddr=A,localport=L  -> connect udp:A:L,local=H:P,qemu
+// The guest's device may follow, for vhost-user-rng (what a user copies from QEMU's
+// command line):
+//   socket,id=c0,path=/p.sock -device vhost-user-rng-pci,chardev=c0    -> listen vhost-user:/p.sock
+//   socket,id=c0,path=/p.sock,server=on,wait=on -device vhost-user-rng-pci,...
+//                                                                    -> connect vhost-user:/p.sock
 // Accepted keys: id, host, port, path, server, wait, reconnect, nodelay, ipv4, ipv6,
 // and QEMU's legacy flags "server"/"nowait"/"wait"; for udp: id, host, port,
 // localaddr, localport, ipv4, ipv6. Booleans accept on/off/yes/no/true/false.
@@ -31,6 +36,12 @@ namespace rngmux {
 //   qemu-chardev "socket,host=h,port=1,server=maybe": server: expected on or off
 //   qemu-chardev "socket,host=h,port=1,server=on,reconnect=1":
 //       QEMU refuses reconnect on a server socket   (one line in the message)
+//   qemu-chardev "socket,host=h,port=1 -device vhost-user-rng-pci": vhost-user needs a unix
+//       socket chardev (socket,path=...)
+//   qemu-chardev "socket,path=/p,reconnect=1 -device vhost-user-rng-pci": reconnect= aborts
+//       QEMU 7.2 with vhost-user-rng ...   (one line in the message)
+//   qemu-chardev "socket,path=/p -device virtio-rng-pci": device "virtio-rng-pci" is not
+//       vhost-user-rng-pci (an rng-egd guest needs only the -chardev)
 // Repeated keys, reconnect=N with N not a number and a malformed endpoint (for
 // example port=0 on a server) are errors too; values may use QEMU's ",," escape.
 // `extra_options` is appended as endpoint options (e.g. "lead=256") so the
@@ -43,7 +54,11 @@ Result<EndpointSpec> ParseQemuChardev(const std::string& text,
 // local address actually bound; one on a wildcard address (0.0.0.0, ::) is reached
 // through its loopback address (127.0.0.1, ::1):
 // "-chardev socket,id=rng0chr,host=127.0.0.1,port=1024,reconnect=1 -object
-//  rng-egd,id=rng0,chardev=rng0chr -device virtio-rng-pci,rng=rng0"
+//  rng-egd,id=rng0,chardev=rng0chr -device virtio-rng-pci,rng=rng0"; for vhost-user
+// the whole fragment, shared guest memory included (its size must equal -m):
+// "-m 1024 -object memory-backend-memfd,id=mem,size=1024M,share=on -numa node,memdev=mem
+//  -chardev socket,id=rng0chr,path=P[,server=on,wait=on] -device
+//  vhost-user-rng-pci,chardev=rng0chr"
 std::string QemuArgumentsFor(const EndpointSpec& endpoint);
 
 }  // namespace rngmux

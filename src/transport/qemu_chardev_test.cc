@@ -286,3 +286,54 @@ TEST(QemuArgumentsForTest, RoundTripsThroughParseQemuChardev) {
 
 }  // namespace
 }  // namespace rngmux
+
+namespace rngmux {
+namespace {
+
+TEST(QemuChardevVhostUserTest, BothDirections) {
+  auto listen = ParseQemuChardev(
+      "-chardev socket,id=c0,path=/run/vm1.sock -device vhost-user-rng-pci,chardev=c0");
+  ASSERT_TRUE(listen.ok()) << listen.status().message();
+  EXPECT_EQ(listen->role, EndpointRole::kListen);
+  EXPECT_EQ(listen->Describe(), "vhost-user:/run/vm1.sock");
+  auto connect = ParseQemuChardev(
+      "socket,id=c0,path=/run/q.sock,server=on,wait=on -device vhost-user-rng-pci,chardev=c0");
+  ASSERT_TRUE(connect.ok()) << connect.status().message();
+  EXPECT_EQ(connect->role, EndpointRole::kConnect);
+  EXPECT_EQ(connect->Describe(), "vhost-user:/run/q.sock");
+}
+
+TEST(QemuChardevVhostUserTest, Errors) {
+  EXPECT_EQ(
+      ParseQemuChardev("socket,id=c0,host=h,port=1 -device vhost-user-rng-pci").status().message(),
+      "qemu-chardev \"socket,id=c0,host=h,port=1 -device vhost-user-rng-pci\": vhost-user "
+      "needs a unix socket chardev (socket,path=...)");
+  const std::string reconnect =
+      ParseQemuChardev("socket,id=c0,path=/p,reconnect=1 -device vhost-user-rng-pci")
+          .status()
+          .message();
+  EXPECT_NE(reconnect.find("reconnect= aborts QEMU 7.2 with vhost-user-rng"), std::string::npos)
+      << reconnect;
+  EXPECT_EQ(ParseQemuChardev("socket,id=c0,path=/p -device virtio-rng-pci").status().message(),
+            "qemu-chardev \"socket,id=c0,path=/p -device virtio-rng-pci\": device "
+            "\"virtio-rng-pci\" is not vhost-user-rng-pci (an rng-egd guest needs only the "
+            "-chardev)");
+}
+
+TEST(QemuChardevVhostUserTest, ArgumentsIncludeSharedMemory) {
+  auto listen = ParseEndpointSpec(EndpointRole::kListen, "vhost-user:/run/vm1.sock");
+  ASSERT_TRUE(listen.ok());
+  EXPECT_EQ(QemuArgumentsFor(*listen),
+            "-m 1024 -object memory-backend-memfd,id=mem,size=1024M,share=on -numa "
+            "node,memdev=mem -chardev socket,id=rng0chr,path=/run/vm1.sock -device "
+            "vhost-user-rng-pci,chardev=rng0chr");
+  auto connect = ParseEndpointSpec(EndpointRole::kConnect, "vhost-user:/q.sock");
+  ASSERT_TRUE(connect.ok());
+  EXPECT_EQ(QemuArgumentsFor(*connect),
+            "-m 1024 -object memory-backend-memfd,id=mem,size=1024M,share=on -numa "
+            "node,memdev=mem -chardev socket,id=rng0chr,path=/q.sock,server=on,wait=on -device "
+            "vhost-user-rng-pci,chardev=rng0chr");
+}
+
+}  // namespace
+}  // namespace rngmux

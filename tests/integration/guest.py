@@ -34,6 +34,8 @@ RNG_OBJECTS = {
     "random": "rng-random,id=rng0,filename=/dev/urandom",
     "builtin": "rng-builtin,id=rng0",
 }
+# vhost-user-rng-pci: rngmux owns the virtqueue; guest RAM is shared memory (memfd).
+VHOST_USER = "vhost-user"
 
 # only a whole line: the console file may end in the middle of the result line while QEMU
 # is still writing it
@@ -112,15 +114,15 @@ class Guest:
     """One QEMU process running the test guest, its console captured in a file."""
 
     def __init__(self, chardev, nbytes=65536, append_extra="", memory=256, name="guest",
-                 backend="egd", logdir=None):
+                 backend="egd", logdir=None, qmp=None, reboot=False):
         """`chardev`: the -chardev value (or argument list) defining id c0, for backend "egd"
         (rng-egd, what rngmux serves); backend "random" (rng-random on /dev/urandom) and
         "builtin" (rng-builtin) are QEMU's own, for comparison, and take chardev=None.
         `logdir`: where the console and QEMU logs go (kept); default a temp dir removed
         unless a failure keeps it."""
-        if backend not in RNG_OBJECTS:
+        if backend not in RNG_OBJECTS and backend != VHOST_USER:
             raise ValueError("unknown guest backend %r" % backend)
-        if (backend == "egd") != (chardev is not None):
+        if (backend in ("egd", VHOST_USER)) != (chardev is not None):
             raise ValueError("backend %r %s a chardev" % (backend, "needs" if backend == "egd"
                                                           else "takes no"))
         self.chardev_args = chardev_arg_list(chardev) if chardev is not None else []
@@ -133,14 +135,52 @@ class Guest:
         self.logdir = logdir
         self.own_logdir = logdir is None
         self.keep_logs = False
+        self.qmp = qmp        # a unix socket path for QMP (system_reset), or None
+        self.reboot = reboot  # without -no-reboot (a reset reboots instead of exiting)
 
     def command(self, kernel, initrd):
         append = "console=ttyS0 quiet panic=-1 rngbytes=%d %s" % (self.nbytes, self.append_extra)
-        return [QEMU, "-accel", "tcg", "-m", str(self.memory), "-nodefaults", "-display", "none",
-                "-serial", "stdio", "-no-reboot",
-                "-kernel", kernel, "-initrd", initrd, "-append", append.strip()] \
-            + self.chardev_args \
+        cmd = [QEMU, "-accel", "tcg", "-m", str(self.memory), "-nodefaults", "-display", "none",
+               "-serial", "stdio"] + ([] if self.reboot else ["-no-reboot"]) \
+            + ["-kernel", kernel, "-initrd", initrd, "-append", append.strip()]
+        if self.qmp:
+            cmd += ["-qmp", "unix:%s,server=on,wait=off" % self.qmp]
+        if self.backend == VHOST_USER:
+            # the backend maps guest RAM: shared memory of exactly -m
+            return cmd + ["-object", "memory-backend-memfd,id=mem,size=%dM,share=on" % self.memory,
+                          "-numa", "node,memdev=mem"] + self.chardev_args \
+                + ["-device", "vhost-user-rng-pci,chardev=%s" % CHARDEV_ID]
+        return cmd + self.chardev_args \
             + ["-object", RNG_OBJECTS[self.backend], "-device", "virtio-rng-pci,rng=rng0"]
+
+    def qmp_command(self, command, timeout=10):
+        """Runs one QMP command (e.g. "system_reset") and returns its reply (a dict)."""
+        import json
+        import socket as socketlib
+        deadline = time.monotonic() + timeout
+        s = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+        s.settimeout(timeout)
+        try:
+            while True:
+                try:
+                    s.connect(self.qmp)
+                    break
+                except OSError:
+                    if time.monotonic() >= deadline:
+                        raise
+                    time.sleep(0.05)
+            f = s.makefile("rwb")
+            json.loads(f.readline())  # greeting
+            for cmd in ("qmp_capabilities", command):
+                f.write(json.dumps({"execute": cmd}).encode() + b"\n")
+                f.flush()
+                while True:
+                    reply = json.loads(f.readline())
+                    if "return" in reply or "error" in reply:
+                        break
+            return reply
+        finally:
+            s.close()
 
     def start(self):
         kernel, initrd = ensure_guest()

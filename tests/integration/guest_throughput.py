@@ -1,5 +1,6 @@
-"""Guest /dev/hwrng throughput: rngmux (rng-egd over TCP and unix) against QEMU's own
-rng-random (/dev/urandom) and rng-builtin, in the same run, on the same machine.
+"""Guest /dev/hwrng throughput: rngmux (rng-egd over TCP and unix, and vhost-user-rng-pci)
+against QEMU's own rng-random (/dev/urandom) and rng-builtin, in the same run, on the same
+machine; and the daemon's CPU time per MiB served, rng-egd against vhost-user.
 
     cd tests/integration
     RNGMUX_BINARY=../../build/rngmux python3 guest_throughput.py [--bytes N] [--rounds R]
@@ -18,10 +19,10 @@ import statistics
 import sys
 import tempfile
 
-from guest import Guest, ensure_guest
+from guest import VHOST_USER, Guest, ensure_guest
 from harness import Daemon, sanitizer_reports
 
-BACKENDS = ("rngmux-tcp", "rngmux-unix", "rng-random", "rng-builtin")
+BACKENDS = ("rngmux-tcp", "rngmux-unix", "rngmux-vhost-user", "rng-random", "rng-builtin")
 # rngmux streaming raw endpoints: they answer no request (QEMU's headers are read and
 # dropped) and only keep the socket full, so these are rng-egd's own cost in QEMU with the
 # daemon's request handling taken out. A diagnostic, not a way to run it.
@@ -39,7 +40,12 @@ def boot_once(backend, nbytes, workdir, tag, source="getrandom"):
     try:
         if backend.startswith("rngmux-"):
             mode = "raw" if backend in RAW_FLOOR else "qemu"
-            if backend.startswith("rngmux-tcp"):
+            guest_backend = "egd"
+            if backend == "rngmux-vhost-user":
+                sock = os.path.join(logdir, "vhost.sock")
+                listen, chardev = "vhost-user:" + sock, "socket,id=c0,path=" + sock
+                guest_backend = VHOST_USER
+            elif backend.startswith("rngmux-tcp"):
                 listen = "tcp:127.0.0.1:0," + mode
                 chardev = "socket,id=c0,host=127.0.0.1,port=%s"
             else:
@@ -53,13 +59,17 @@ def boot_once(backend, nbytes, workdir, tag, source="getrandom"):
             endpoint = daemon.start()[0]
             if backend.startswith("rngmux-tcp"):
                 chardev = chardev % endpoint.rsplit(":", 1)[1]
-            guest = Guest(chardev, nbytes=nbytes, append_extra=extra, name=backend, logdir=logdir)
+            guest = Guest(chardev, nbytes=nbytes, append_extra=extra, name=backend, logdir=logdir,
+                          backend=guest_backend)
         else:
             guest = Guest(None, nbytes=nbytes, append_extra=extra, name=backend,
                           backend=backend.split("-", 1)[1], logdir=logdir)
         with guest:
             guest.start()
             result = guest.wait_result(BOOT_TIMEOUT)
+        if daemon is not None:
+            result["daemon_cpu_s"] = daemon_cpu_seconds(daemon.pid)
+            result["served_bytes"] = daemon.stats()["served_bytes"]
         if result.get("bytes") != nbytes:
             raise AssertionError("%s: the guest read %r of %d bytes: %s"
                                  % (backend, result.get("bytes"), nbytes, result["line"]))
@@ -71,6 +81,16 @@ def boot_once(backend, nbytes, workdir, tag, source="getrandom"):
             if reports:
                 raise AssertionError("%s: sanitizer report in the daemon's log: %s\n%s"
                                      % (backend, reports[0], daemon.log_text()[-20000:]))
+
+
+def daemon_cpu_seconds(pid):
+    """User + system CPU time of a process so far (all its threads), in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+CPU = {}  # backend -> [daemon CPU ms per MiB served, ...]
 
 
 def measure(nbytes, rounds, workdir, out=sys.stdout, backends=BACKENDS, source="getrandom",
@@ -86,6 +106,9 @@ def measure(nbytes, rounds, workdir, out=sys.stdout, backends=BACKENDS, source="
             if results is not None:
                 results.setdefault(backend, []).append(result)
             rates[backend].append(result["bytes_per_s"])
+            if "daemon_cpu_s" in result:
+                CPU.setdefault(backend, []).append(
+                    result["daemon_cpu_s"] * 1000 / (result["served_bytes"] / (1 << 20)))
             out.write("  round %d %-12s %8.0f kB/s\n" % (r + 1, backend,
                                                          result["bytes_per_s"] / 1000))
             out.flush()
@@ -101,6 +124,16 @@ def table(rates, nbytes):
         lines.append("  %-15s %8.0f kB/s  %.2fx rng-random  (runs: %s)"
                      % (backend, med / 1000, med / base,
                         " ".join("%.0f" % (x / 1000) for x in rates[backend])))
+    if "rng-builtin" in rates:
+        builtin = statistics.median(rates["rng-builtin"])
+        for backend in rates:
+            if backend.startswith("rngmux-"):
+                lines.append("  %-15s %.2fx rng-builtin" % (
+                    backend, statistics.median(rates[backend]) / builtin))
+    for backend, values in CPU.items():
+        lines.append("  daemon CPU, %-15s %6.1f ms per MiB served (runs: %s; whole process, "
+                     "source thread included)" % (backend, statistics.median(values),
+                                                  " ".join("%.1f" % v for v in values)))
     return "\n".join(lines)
 
 
