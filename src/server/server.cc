@@ -317,7 +317,7 @@ void Server::Shutdown() {
   for (auto& [key, session] : sessions_) open.push_back(session);
   for (auto& session : open) session->Close("shutting down");
   std::vector<std::shared_ptr<VhostUserConnection>> devices;
-  for (auto& [key, device] : vhost_devices_) devices.push_back(device);
+  for (auto& [key, entry] : vhost_devices_) devices.push_back(entry.device);
   for (auto& device : devices) device->Close("shutting down");
   sources_->Stop();
   LogStats();
