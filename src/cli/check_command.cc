@@ -16,7 +16,7 @@
 #include "common/secure_memory.h"
 #include "health/byte_statistics.h"
 #include "health/fips140_2.h"
-#include "health/health_monitor.h"
+#include "sources/block_gate.h"
 #include "sources/source.h"
 
 namespace rngmux {
@@ -163,7 +163,7 @@ void PrintJson(const CheckReport& r) {
 }
 
 // Reads the source directly (no pool, no back-off): every raw block goes through the
-// same SP 800-90B monitor `serve` uses, the FIPS 140-2 tests and the statistics.
+// same BlockGate `serve` uses (FIPS 140-2 counted, not gating) and the statistics.
 // A failed block is counted, not retried: the report says how the source behaves.
 int RunCheck(const CheckFlags& flags) {
   if (Status status = ApplyLogLevel(flags.log_level); !status.ok()) {
@@ -179,12 +179,15 @@ int RunCheck(const CheckFlags& flags) {
   report.source = source->name();
   report.claim = source->claimed_entropy_bits_per_byte();
   report.requested = flags.count;
-  HealthMonitor monitor(report.claim, flags.health_alpha_log2);
-  report.cutoffs = monitor.cutoffs();
-  Fips140_2Tester fips;
-  SecureBuffer fips_block(Fips140_2Tester::kBlockBytes);
-  std::size_t fips_fill = 0;
-  SecureBuffer block(std::max<std::size_t>(1, source->preferred_block_size()));
+  // The gate `serve` uses, with FIPS 140-2 counted over every byte instead of gating,
+  // and no conditioning: the report is about the source's raw bytes.
+  BlockGate::Options gate_options;
+  gate_options.alpha_log2 = flags.health_alpha_log2;
+  gate_options.fips = BlockGate::Fips::kCount;
+  gate_options.condition = false;
+  BlockGate gate(report.claim, gate_options);
+  report.cutoffs = gate.cutoffs();
+  SecureBuffer block(BlockGate::BlockBytesFor(source->preferred_block_size(), gate_options.fips));
 
   // The deadline is enforced by interrupting the source, which may block in the kernel.
   Interrupt stop;
@@ -210,34 +213,24 @@ int RunCheck(const CheckFlags& flags) {
     const auto raw = block.span().first(*got);
     report.bytes += raw.size();
     report.stats.Add(raw);
-    switch (monitor.Check(raw)) {
-      case HealthMonitor::Verdict::kStartupInProgress:
+    const BlockGate::Outcome outcome = gate.Check(raw);
+    switch (outcome.verdict) {
+      case BlockGate::Verdict::kStartupInProgress:
         report.startup_blocks++;
         break;
-      case HealthMonitor::Verdict::kPass:
+      case BlockGate::Verdict::kPass:
         report.health_blocks_passed++;
         break;
-      case HealthMonitor::Verdict::kFail:
+      case BlockGate::Verdict::kFail:
         report.health_blocks_failed++;
-        report.last_health_failure = monitor.last_failure();
+        report.last_health_failure = outcome.failure;
         break;
-    }
-    for (std::size_t i = 0; i < raw.size();) {
-      const std::size_t n = std::min(raw.size() - i, fips_block.size() - fips_fill);
-      std::copy_n(raw.begin() + static_cast<std::ptrdiff_t>(i), n,
-                  fips_block.span().begin() + static_cast<std::ptrdiff_t>(fips_fill));
-      fips_fill += n;
-      i += n;
-      if (fips_fill == fips_block.size()) {
-        report.fips.Add(fips.Test(std::span<const std::uint8_t, Fips140_2Tester::kBlockBytes>(
-            fips_block.data(), fips_block.size())));
-        fips_fill = 0;
-      }
     }
     SecureWipe(block.data(), block.size());
     progress.Update(report.bytes, elapsed());
   }
   report.seconds = elapsed();
+  report.fips = gate.fips_counters();
   stop.Trigger();
   watchdog.join();
   progress.Finish();

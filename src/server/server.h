@@ -29,6 +29,7 @@ struct ServeConfig {
   static constexpr std::size_t kDefaultPoolBytes = 256 * 1024;
   std::vector<std::string> sources = {"auto"};  // in order of preference
   SourceMode source_mode = SourceMode::kFailover;
+  std::size_t min_mix_sources = 0;  // mix may go on with this many (0 = only with all)
   std::vector<EndpointSpec> endpoints;
   bool print_qemu_arguments = false;  // true when the default endpoint was chosen
   std::size_t pool_bytes = kDefaultPoolBytes;

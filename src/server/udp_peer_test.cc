@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "protocol/egd_datagram.h"
+#include "support/fake_clock.h"
 
 namespace rngmux {
 namespace {
