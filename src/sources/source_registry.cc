@@ -11,6 +11,7 @@
 #include <system_error>
 
 #include "common/log.h"
+#include "common/number_text.h"
 #include "sources/drivers.h"
 #include "sources/source.h"
 
@@ -25,22 +26,6 @@ std::string JoinNames(const std::set<std::string>& extra) {
   std::string names = "entropy, block";
   for (const std::string& name : extra) names += ", " + name;
   return names;
-}
-
-std::optional<double> ParseDouble(const std::string& text) {
-  double value = 0;
-  const char* end = text.data() + text.size();
-  const auto [ptr, ec] = std::from_chars(text.data(), end, value);
-  if (ec != std::errc() || ptr != end || !std::isfinite(value)) return std::nullopt;
-  return value;
-}
-
-std::optional<std::size_t> ParseSize(const std::string& text) {
-  std::size_t value = 0;
-  const char* end = text.data() + text.size();
-  const auto [ptr, ec] = std::from_chars(text.data(), end, value);
-  if (ec != std::errc() || ptr != end) return std::nullopt;
-  return value;
 }
 
 // "auto" is a row of the table like any other; it resolves to another spec and
@@ -112,16 +97,17 @@ Result<CommonSourceOptions> ParseCommonSourceOptions(const SourceSpec& spec,
   }
   CommonSourceOptions options{default_entropy_bits_per_byte, default_block_size};
   if (const auto it = spec.options.find("entropy"); it != spec.options.end()) {
-    const std::optional<double> bits = ParseDouble(it->second);
-    if (!bits || *bits <= 0 || *bits > 8) {
+    const std::optional<double> bits = ParseNumber(it->second, 0.0, 8.0);
+    if (!bits || *bits <= 0) {
       return SourceSpecError(spec,
                              "entropy must be bits per byte in (0, 8], got \"" + it->second + "\"");
     }
     options.entropy_bits_per_byte = *bits;
   }
   if (const auto it = spec.options.find("block"); it != spec.options.end()) {
-    const std::optional<std::size_t> bytes = ParseSize(it->second);
-    if (!bytes || *bytes < kMinBlockBytes || *bytes > kMaxBlockBytes) {
+    const std::optional<std::size_t> bytes =
+        ParseNumber(it->second, kMinBlockBytes, kMaxBlockBytes);
+    if (!bytes) {
       return SourceSpecError(
           spec, "block must be a byte count from " + std::to_string(kMinBlockBytes) + " to " +
                     std::to_string(kMaxBlockBytes) + ", got \"" + it->second + "\"");
