@@ -424,18 +424,25 @@ int RunBench(const BenchFlags& flags) {
   const char* latency_of = probe ? "probe (one 02 40 at a time)" : "all requests";
 
   if (flags.json) {
-    std::ostringstream o;
-    o << "{\"endpoint\":" << JsonString(flags.endpoint) << ",\"clients\":" << flags.clients
-      << ",\"depth\":" << flags.depth << ",\"size\":" << flags.size
-      << ",\"client_rate\":" << flags.rate << ",\"seconds\":" << seconds << ",\"bytes\":" << total
-      << ",\"bytes_per_second\":" << rate << ",\"client_min_bytes\":" << min_client
-      << ",\"client_max_bytes\":" << max_client << ",\"jain\":" << jain << ",\"latency_of\":\""
-      << (probe ? "probe" : "all") << "\",\"latency_samples\":" << latencies.size()
-      << ",\"p50_us\":" << Percentile(latencies, 50) << ",\"p99_us\":" << Percentile(latencies, 99)
-      << ",\"p999_us\":" << Percentile(latencies, 99.9) << ",\"requested_bytes\":" << requested
-      << ",\"received_bytes\":" << received << ",\"complete\":" << (complete ? "true" : "false")
-      << "}\n";
-    std::fputs(o.str().c_str(), stdout);
+    PrintJsonReport({{"endpoint", flags.endpoint},
+                     {"clients", flags.clients},
+                     {"depth", flags.depth},
+                     {"size", flags.size},
+                     {"client_rate", flags.rate},
+                     {"seconds", seconds},
+                     {"bytes", total},
+                     {"bytes_per_second", rate},
+                     {"client_min_bytes", min_client},
+                     {"client_max_bytes", max_client},
+                     {"jain", jain},
+                     {"latency_of", probe ? "probe" : "all"},
+                     {"latency_samples", latencies.size()},
+                     {"p50_us", Percentile(latencies, 50)},
+                     {"p99_us", Percentile(latencies, 99)},
+                     {"p999_us", Percentile(latencies, 99.9)},
+                     {"requested_bytes", requested},
+                     {"received_bytes", received},
+                     {"complete", complete}});
   } else {
     char pace[64] = "";
     if (flags.rate > 0) std::snprintf(pace, sizeof pace, ", each paced to %.0f B/s", flags.rate);

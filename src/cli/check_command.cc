@@ -92,14 +92,6 @@ class Progress {
 
 std::string Verdict(bool ok) { return ok ? "PASS" : "FAIL"; }
 
-std::string Number(double x, int precision = 6) {
-  if (!std::isfinite(x)) return "null";
-  std::ostringstream out;
-  out.precision(precision);
-  out << x;
-  return out.str();
-}
-
 void PrintHuman(const CheckReport& r) {
   std::printf("rngmux check: %s (claims %g bits/byte)\n", r.source.c_str(), r.claim);
   std::printf("  read         %zu of %zu bytes in %.2f s (%.1f kB/s)%s%s\n", r.bytes, r.requested,
@@ -132,34 +124,49 @@ void PrintHuman(const CheckReport& r) {
   std::printf("verdict: %s\n", Verdict(r.passed()).c_str());
 }
 
+// A text that may be absent: null when empty.
+JsonReport OrNull(const std::string& text) {
+  return text.empty() ? JsonReport() : JsonReport(text);
+}
+
 void PrintJson(const CheckReport& r) {
   const Fips140_2Counters& f = r.fips;
-  std::ostringstream o;
-  o << "{\"source\":" << JsonString(r.source) << ",\"claimed_bits_per_byte\":" << Number(r.claim)
-    << ",\"bytes_requested\":" << r.requested << ",\"bytes\":" << r.bytes
-    << ",\"seconds\":" << Number(r.seconds) << ",\"bytes_per_second\":" << Number(r.rate())
-    << ",\"read_error\":" << (r.read_error.empty() ? "null" : JsonString(r.read_error))
-    << ",\"health\":{\"rct_cutoff\":" << r.cutoffs.rct_cutoff
-    << ",\"apt_cutoff\":" << r.cutoffs.apt_cutoff << ",\"apt_window\":" << r.cutoffs.apt_window
-    << ",\"startup_blocks\":" << r.startup_blocks << ",\"blocks_passed\":" << r.health_blocks_passed
-    << ",\"blocks_failed\":" << r.health_blocks_failed << ",\"last_failure\":"
-    << (r.last_health_failure.empty() ? "null" : JsonString(r.last_health_failure))
-    << ",\"pass\":" << (r.health_ok() ? "true" : "false") << "}"
-    << ",\"fips140_2\":{\"blocks\":" << f.blocks << ",\"failed_blocks\":" << f.failed_blocks
-    << ",\"monobit\":" << f.monobit << ",\"poker\":" << f.poker << ",\"runs\":" << f.runs
-    << ",\"long_run\":" << f.long_run << ",\"continuous\":" << f.continuous
-    << ",\"judged\":" << (r.fips_judged() ? "true" : "false")
-    << ",\"pass\":" << (r.fips_ok() ? "true" : "false") << "}"
-    << ",\"entropy\":{\"min_entropy_estimate\":" << Number(r.stats.min_entropy_estimate())
-    << ",\"min_entropy_upper_bound\":" << Number(r.stats.min_entropy_upper_bound())
-    << ",\"shannon\":" << Number(r.stats.shannon_bits())
-    << ",\"pass\":" << (r.entropy_ok() ? "true" : "false") << "}"
-    << ",\"chi_square\":" << Number(r.stats.chi_square())
-    << ",\"chi_square_p\":" << Number(r.stats.chi_square_p())
-    << ",\"mean\":" << Number(r.stats.mean())
-    << ",\"serial_correlation\":" << Number(r.stats.serial_correlation())
-    << ",\"pass\":" << (r.passed() ? "true" : "false") << "}\n";
-  std::fputs(o.str().c_str(), stdout);
+  JsonReport health = {{"rct_cutoff", r.cutoffs.rct_cutoff},
+                       {"apt_cutoff", r.cutoffs.apt_cutoff},
+                       {"apt_window", r.cutoffs.apt_window},
+                       {"startup_blocks", r.startup_blocks},
+                       {"blocks_passed", r.health_blocks_passed},
+                       {"blocks_failed", r.health_blocks_failed},
+                       {"last_failure", OrNull(r.last_health_failure)},
+                       {"pass", r.health_ok()}};
+  JsonReport fips = {{"blocks", f.blocks},
+                     {"failed_blocks", f.failed_blocks},
+                     {"monobit", f.monobit},
+                     {"poker", f.poker},
+                     {"runs", f.runs},
+                     {"long_run", f.long_run},
+                     {"continuous", f.continuous},
+                     {"judged", r.fips_judged()},
+                     {"pass", r.fips_ok()}};
+  JsonReport entropy = {{"min_entropy_estimate", r.stats.min_entropy_estimate()},
+                        {"min_entropy_upper_bound", r.stats.min_entropy_upper_bound()},
+                        {"shannon", r.stats.shannon_bits()},
+                        {"pass", r.entropy_ok()}};
+  PrintJsonReport({{"source", r.source},
+                   {"claimed_bits_per_byte", r.claim},
+                   {"bytes_requested", r.requested},
+                   {"bytes", r.bytes},
+                   {"seconds", r.seconds},
+                   {"bytes_per_second", r.rate()},
+                   {"read_error", OrNull(r.read_error)},
+                   {"health", health},
+                   {"fips140_2", fips},
+                   {"entropy", entropy},
+                   {"chi_square", r.stats.chi_square()},
+                   {"chi_square_p", r.stats.chi_square_p()},
+                   {"mean", r.stats.mean()},
+                   {"serial_correlation", r.stats.serial_correlation()},
+                   {"pass", r.passed()}});
 }
 
 // Reads the source directly (no pool, no back-off): every raw block goes through the
