@@ -27,7 +27,7 @@ struct CheckFlags {
   std::size_t count = 1 << 20;
   bool json = false;
   double timeout_seconds = 300;
-  double health_alpha_log2 = 30;
+  double health_alpha_log2 = kDefaultHealthAlphaLog2;
   std::string log_level = "warning";
 };
 

@@ -23,9 +23,10 @@ struct ServeFlags {
   std::vector<std::string> qemu_chardev;
   std::size_t pool_bytes = ServeConfig::kDefaultPoolBytes;
   bool allow_test_source = false;
-  std::size_t max_queued_requests = 4096;
-  std::size_t max_clients = 16384;
-  double health_alpha_log2 = 30.0;
+  // Defaults are the config's own, written once (server.h).
+  std::size_t max_queued_requests = ServeConfig{}.max_queued_requests;
+  std::size_t max_clients = ServeConfig{}.max_clients;
+  double health_alpha_log2 = ServeConfig{}.health_alpha_log2;
   std::string log_level = "info";
 };
 

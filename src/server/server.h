@@ -36,7 +36,7 @@ struct ServeConfig {
   bool allow_test_source = false;
   std::size_t max_queued_requests = 4096;
   std::size_t max_clients = 16384;
-  double health_alpha_log2 = 30.0;
+  double health_alpha_log2 = kDefaultHealthAlphaLog2;
 };
 
 // Wires one source (on its own thread) through the health-gated pool to every

@@ -33,7 +33,7 @@ class BlockGate {
              // (what `check` reports); a tail shorter than 2500 bytes waits for more
   };
   struct Options {
-    double alpha_log2 = 30.0;
+    double alpha_log2 = kDefaultHealthAlphaLog2;
     Fips fips = Fips::kOff;
     bool condition = true;  // condition below 8 bits/byte (`check` looks at raw bytes)
   };

@@ -56,7 +56,7 @@ class BlockSink {
 class SourceRunner {
  public:
   struct Options {
-    double alpha_log2 = 30.0;
+    double alpha_log2 = kDefaultHealthAlphaLog2;
     bool fips = false;  // FIPS 140-2 block tests on top of RCT/APT
     Backoff::Duration backoff_initial{100};
     Backoff::Duration backoff_max{30000};
