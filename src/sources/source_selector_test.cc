@@ -117,6 +117,8 @@ TEST_F(SelectorTest, AFullPoolIsNotSilence) {
   s().OnWaitingForRoom(0, false, now());
   EXPECT_EQ(s().Serving(now()), "A");
   EXPECT_EQ(s().switches(), 0u);
+  // Reading again, it may turn silent again: 5 s from now.
+  EXPECT_EQ(s().NextDeadline(now()), now() + seconds(5) + Clock::Duration(1));
 }
 
 TEST_F(SelectorTest, FailoverParkingMakesASourceProveItselfAgain) {

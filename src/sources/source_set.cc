@@ -120,6 +120,9 @@ std::size_t SourceSet::Put(std::size_t index, std::span<const std::uint8_t> byte
       const std::size_t put = pool_.Put(piece, stop);
       lock.lock();
       selector_->OnWaitingForRoom(index, false, clock_.Now());
+      // A standby source waiting with no deadline (nobody could turn silent while this
+      // one waited for room) must now wait with one again.
+      changed_.notify_all();
       taken += put;
       if (put < piece.size()) break;  // stopped
       continue;
