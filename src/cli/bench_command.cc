@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/egd_client.h"
 #include "cli/output.h"
 #include "protocol/egd_parser.h"
 #include "transport/endpoint_spec.h"
@@ -124,9 +125,9 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
     if (n == 0) return;
     const std::size_t start = outgoing_.size();
     outgoing_.resize(start + 2 * std::size_t{n});
+    const auto request = ReadRequest(static_cast<std::uint8_t>(size_));
     for (unsigned i = 0; i < n; ++i) {
-      outgoing_[start + 2 * i] = 0x02;
-      outgoing_[start + 2 * i + 1] = static_cast<std::uint8_t>(size_);
+      std::copy(request.begin(), request.end(), outgoing_.begin() + start + 2 * i);
       requested_ += size_;
       in_flight_.push_back({now, requested_});
     }
@@ -251,45 +252,41 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
   std::string error_;
 };
 
+// The client library's sockets, adopted by asio.
 Result<asio::ip::udp::socket> ConnectUdp(asio::io_context& io, const EndpointSpec& spec) {
-  asio::error_code ec;
-  asio::ip::udp::resolver resolver(io);
-  auto endpoints = resolver.resolve(spec.host, std::to_string(spec.port), ec);
-  if (ec || endpoints.empty()) {
-    return Status::Error(spec.Address() + ": resolve: " + (ec ? ec.message() : "no address"));
-  }
-  const asio::ip::udp::endpoint to = *endpoints.begin();
+  auto fd = ConnectDatagram(spec, 1 << 20);
+  if (!fd.ok()) return fd.status();
+  const bool v6 = SocketFamily(fd->get()) == AF_INET6;
   asio::ip::udp::socket s(io);
-  s.open(to.protocol(), ec);
-  if (!ec) s.set_option(asio::socket_base::receive_buffer_size(1 << 20), ec);
-  if (!ec) s.connect(to, ec);
-  if (ec) return Status::Error(spec.Address() + ": connect: " + ec.message());
+  asio::error_code ec;
+  s.assign(v6 ? asio::ip::udp::v6() : asio::ip::udp::v4(), fd->get(), ec);
+  if (ec) return Status::Error(spec.Address() + ": " + ec.message());
+  fd->release();
   return s;
 }
 
+// GCC 12 sees asio's move of a socket's reactor data as maybe uninitialized when it
+// inlines this function (a false positive: the moved-from socket is constructed).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 Result<BenchClient::Socket> Connect(asio::io_context& io, const EndpointSpec& spec) {
-  if (spec.transport == TransportKind::kUdp) return BenchClient::Socket(io);  // unused
-  asio::error_code ec;
-  if (spec.transport == TransportKind::kUnix) {
-    asio::local::stream_protocol::socket s(io);
-    s.connect(asio::local::stream_protocol::endpoint(spec.path), ec);
-    if (ec) return Status::Error(spec.Address() + ": connect: " + ec.message());
-    BenchClient::Socket out(io);
-    out.assign(asio::generic::stream_protocol(AF_UNIX, 0), s.release());
-    return out;
-  }
-  asio::ip::tcp::resolver resolver(io);
-  auto endpoints = resolver.resolve(spec.host, std::to_string(spec.port), ec);
-  if (ec) return Status::Error(spec.Address() + ": resolve: " + ec.message());
-  asio::ip::tcp::socket s(io);
-  asio::connect(s, endpoints, ec);
-  if (ec) return Status::Error(spec.Address() + ": connect: " + ec.message());
-  s.set_option(asio::ip::tcp::no_delay(true), ec);
-  const int family = s.local_endpoint().protocol().family();
   BenchClient::Socket out(io);
-  out.assign(asio::generic::stream_protocol(family, IPPROTO_TCP), s.release());
+  if (spec.transport == TransportKind::kUdp) return out;  // unused
+  auto fd = ConnectStream(spec);
+  if (!fd.ok()) return fd.status();
+  const int family = SocketFamily(fd->get());
+  asio::error_code ec;
+  out.assign(asio::generic::stream_protocol(family, family == AF_UNIX ? 0 : IPPROTO_TCP), fd->get(),
+             ec);
+  if (ec) return Status::Error(spec.Address() + ": " + ec.message());
+  fd->release();
   return out;
 }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 double Percentile(std::vector<std::uint32_t>& sorted, double p) {
   if (sorted.empty()) return 0;
@@ -424,18 +421,25 @@ int RunBench(const BenchFlags& flags) {
   const char* latency_of = probe ? "probe (one 02 40 at a time)" : "all requests";
 
   if (flags.json) {
-    std::ostringstream o;
-    o << "{\"endpoint\":" << JsonString(flags.endpoint) << ",\"clients\":" << flags.clients
-      << ",\"depth\":" << flags.depth << ",\"size\":" << flags.size
-      << ",\"client_rate\":" << flags.rate << ",\"seconds\":" << seconds << ",\"bytes\":" << total
-      << ",\"bytes_per_second\":" << rate << ",\"client_min_bytes\":" << min_client
-      << ",\"client_max_bytes\":" << max_client << ",\"jain\":" << jain << ",\"latency_of\":\""
-      << (probe ? "probe" : "all") << "\",\"latency_samples\":" << latencies.size()
-      << ",\"p50_us\":" << Percentile(latencies, 50) << ",\"p99_us\":" << Percentile(latencies, 99)
-      << ",\"p999_us\":" << Percentile(latencies, 99.9) << ",\"requested_bytes\":" << requested
-      << ",\"received_bytes\":" << received << ",\"complete\":" << (complete ? "true" : "false")
-      << "}\n";
-    std::fputs(o.str().c_str(), stdout);
+    PrintJsonReport({{"endpoint", flags.endpoint},
+                     {"clients", flags.clients},
+                     {"depth", flags.depth},
+                     {"size", flags.size},
+                     {"client_rate", flags.rate},
+                     {"seconds", seconds},
+                     {"bytes", total},
+                     {"bytes_per_second", rate},
+                     {"client_min_bytes", min_client},
+                     {"client_max_bytes", max_client},
+                     {"jain", jain},
+                     {"latency_of", probe ? "probe" : "all"},
+                     {"latency_samples", latencies.size()},
+                     {"p50_us", Percentile(latencies, 50)},
+                     {"p99_us", Percentile(latencies, 99)},
+                     {"p999_us", Percentile(latencies, 99.9)},
+                     {"requested_bytes", requested},
+                     {"received_bytes", received},
+                     {"complete", complete}});
   } else {
     char pace[64] = "";
     if (flags.rate > 0) std::snprintf(pace, sizeof pace, ", each paced to %.0f B/s", flags.rate);

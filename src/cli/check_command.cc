@@ -16,7 +16,7 @@
 #include "common/secure_memory.h"
 #include "health/byte_statistics.h"
 #include "health/fips140_2.h"
-#include "health/health_monitor.h"
+#include "sources/block_gate.h"
 #include "sources/source.h"
 
 namespace rngmux {
@@ -27,7 +27,7 @@ struct CheckFlags {
   std::size_t count = 1 << 20;
   bool json = false;
   double timeout_seconds = 300;
-  double health_alpha_log2 = 30;
+  double health_alpha_log2 = kDefaultHealthAlphaLog2;
   std::string log_level = "warning";
 };
 
@@ -92,14 +92,6 @@ class Progress {
 
 std::string Verdict(bool ok) { return ok ? "PASS" : "FAIL"; }
 
-std::string Number(double x, int precision = 6) {
-  if (!std::isfinite(x)) return "null";
-  std::ostringstream out;
-  out.precision(precision);
-  out << x;
-  return out.str();
-}
-
 void PrintHuman(const CheckReport& r) {
   std::printf("rngmux check: %s (claims %g bits/byte)\n", r.source.c_str(), r.claim);
   std::printf("  read         %zu of %zu bytes in %.2f s (%.1f kB/s)%s%s\n", r.bytes, r.requested,
@@ -132,38 +124,53 @@ void PrintHuman(const CheckReport& r) {
   std::printf("verdict: %s\n", Verdict(r.passed()).c_str());
 }
 
+// A text that may be absent: null when empty.
+JsonReport OrNull(const std::string& text) {
+  return text.empty() ? JsonReport() : JsonReport(text);
+}
+
 void PrintJson(const CheckReport& r) {
   const Fips140_2Counters& f = r.fips;
-  std::ostringstream o;
-  o << "{\"source\":" << JsonString(r.source) << ",\"claimed_bits_per_byte\":" << Number(r.claim)
-    << ",\"bytes_requested\":" << r.requested << ",\"bytes\":" << r.bytes
-    << ",\"seconds\":" << Number(r.seconds) << ",\"bytes_per_second\":" << Number(r.rate())
-    << ",\"read_error\":" << (r.read_error.empty() ? "null" : JsonString(r.read_error))
-    << ",\"health\":{\"rct_cutoff\":" << r.cutoffs.rct_cutoff
-    << ",\"apt_cutoff\":" << r.cutoffs.apt_cutoff << ",\"apt_window\":" << r.cutoffs.apt_window
-    << ",\"startup_blocks\":" << r.startup_blocks << ",\"blocks_passed\":" << r.health_blocks_passed
-    << ",\"blocks_failed\":" << r.health_blocks_failed << ",\"last_failure\":"
-    << (r.last_health_failure.empty() ? "null" : JsonString(r.last_health_failure))
-    << ",\"pass\":" << (r.health_ok() ? "true" : "false") << "}"
-    << ",\"fips140_2\":{\"blocks\":" << f.blocks << ",\"failed_blocks\":" << f.failed_blocks
-    << ",\"monobit\":" << f.monobit << ",\"poker\":" << f.poker << ",\"runs\":" << f.runs
-    << ",\"long_run\":" << f.long_run << ",\"continuous\":" << f.continuous
-    << ",\"judged\":" << (r.fips_judged() ? "true" : "false")
-    << ",\"pass\":" << (r.fips_ok() ? "true" : "false") << "}"
-    << ",\"entropy\":{\"min_entropy_estimate\":" << Number(r.stats.min_entropy_estimate())
-    << ",\"min_entropy_upper_bound\":" << Number(r.stats.min_entropy_upper_bound())
-    << ",\"shannon\":" << Number(r.stats.shannon_bits())
-    << ",\"pass\":" << (r.entropy_ok() ? "true" : "false") << "}"
-    << ",\"chi_square\":" << Number(r.stats.chi_square())
-    << ",\"chi_square_p\":" << Number(r.stats.chi_square_p())
-    << ",\"mean\":" << Number(r.stats.mean())
-    << ",\"serial_correlation\":" << Number(r.stats.serial_correlation())
-    << ",\"pass\":" << (r.passed() ? "true" : "false") << "}\n";
-  std::fputs(o.str().c_str(), stdout);
+  JsonReport health = {{"rct_cutoff", r.cutoffs.rct_cutoff},
+                       {"apt_cutoff", r.cutoffs.apt_cutoff},
+                       {"apt_window", r.cutoffs.apt_window},
+                       {"startup_blocks", r.startup_blocks},
+                       {"blocks_passed", r.health_blocks_passed},
+                       {"blocks_failed", r.health_blocks_failed},
+                       {"last_failure", OrNull(r.last_health_failure)},
+                       {"pass", r.health_ok()}};
+  JsonReport fips = {{"blocks", f.blocks},
+                     {"failed_blocks", f.failed_blocks},
+                     {"monobit", f.monobit},
+                     {"poker", f.poker},
+                     {"runs", f.runs},
+                     {"long_run", f.long_run},
+                     {"continuous", f.continuous},
+                     {"judged", r.fips_judged()},
+                     {"pass", r.fips_ok()}};
+  JsonReport entropy = {{"min_entropy_estimate", r.stats.min_entropy_estimate()},
+                        {"min_entropy_upper_bound", r.stats.min_entropy_upper_bound()},
+                        {"shannon", r.stats.shannon_bits()},
+                        {"pass", r.entropy_ok()}};
+  PrintJsonReport({{"source", r.source},
+                   {"claimed_bits_per_byte", r.claim},
+                   {"bytes_requested", r.requested},
+                   {"bytes", r.bytes},
+                   {"seconds", r.seconds},
+                   {"bytes_per_second", r.rate()},
+                   {"read_error", OrNull(r.read_error)},
+                   {"health", health},
+                   {"fips140_2", fips},
+                   {"entropy", entropy},
+                   {"chi_square", r.stats.chi_square()},
+                   {"chi_square_p", r.stats.chi_square_p()},
+                   {"mean", r.stats.mean()},
+                   {"serial_correlation", r.stats.serial_correlation()},
+                   {"pass", r.passed()}});
 }
 
 // Reads the source directly (no pool, no back-off): every raw block goes through the
-// same SP 800-90B monitor `serve` uses, the FIPS 140-2 tests and the statistics.
+// same BlockGate `serve` uses (FIPS 140-2 counted, not gating) and the statistics.
 // A failed block is counted, not retried: the report says how the source behaves.
 int RunCheck(const CheckFlags& flags) {
   if (Status status = ApplyLogLevel(flags.log_level); !status.ok()) {
@@ -179,12 +186,15 @@ int RunCheck(const CheckFlags& flags) {
   report.source = source->name();
   report.claim = source->claimed_entropy_bits_per_byte();
   report.requested = flags.count;
-  HealthMonitor monitor(report.claim, flags.health_alpha_log2);
-  report.cutoffs = monitor.cutoffs();
-  Fips140_2Tester fips;
-  SecureBuffer fips_block(Fips140_2Tester::kBlockBytes);
-  std::size_t fips_fill = 0;
-  SecureBuffer block(std::max<std::size_t>(1, source->preferred_block_size()));
+  // The gate `serve` uses, with FIPS 140-2 counted over every byte instead of gating,
+  // and no conditioning: the report is about the source's raw bytes.
+  BlockGate::Options gate_options;
+  gate_options.alpha_log2 = flags.health_alpha_log2;
+  gate_options.fips = BlockGate::Fips::kCount;
+  gate_options.condition = false;
+  BlockGate gate(report.claim, gate_options);
+  report.cutoffs = gate.cutoffs();
+  SecureBuffer block(BlockGate::BlockBytesFor(source->preferred_block_size(), gate_options.fips));
 
   // The deadline is enforced by interrupting the source, which may block in the kernel.
   Interrupt stop;
@@ -210,34 +220,24 @@ int RunCheck(const CheckFlags& flags) {
     const auto raw = block.span().first(*got);
     report.bytes += raw.size();
     report.stats.Add(raw);
-    switch (monitor.Check(raw)) {
-      case HealthMonitor::Verdict::kStartupInProgress:
+    const BlockGate::Outcome outcome = gate.Check(raw);
+    switch (outcome.verdict) {
+      case BlockGate::Verdict::kStartupInProgress:
         report.startup_blocks++;
         break;
-      case HealthMonitor::Verdict::kPass:
+      case BlockGate::Verdict::kPass:
         report.health_blocks_passed++;
         break;
-      case HealthMonitor::Verdict::kFail:
+      case BlockGate::Verdict::kFail:
         report.health_blocks_failed++;
-        report.last_health_failure = monitor.last_failure();
+        report.last_health_failure = outcome.failure;
         break;
-    }
-    for (std::size_t i = 0; i < raw.size();) {
-      const std::size_t n = std::min(raw.size() - i, fips_block.size() - fips_fill);
-      std::copy_n(raw.begin() + static_cast<std::ptrdiff_t>(i), n,
-                  fips_block.span().begin() + static_cast<std::ptrdiff_t>(fips_fill));
-      fips_fill += n;
-      i += n;
-      if (fips_fill == fips_block.size()) {
-        report.fips.Add(fips.Test(std::span<const std::uint8_t, Fips140_2Tester::kBlockBytes>(
-            fips_block.data(), fips_block.size())));
-        fips_fill = 0;
-      }
     }
     SecureWipe(block.data(), block.size());
     progress.Update(report.bytes, elapsed());
   }
   report.seconds = elapsed();
+  report.fips = gate.fips_counters();
   stop.Trigger();
   watchdog.join();
   progress.Finish();

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/egd_client.h"
 #include "cli/fetch_udp.h"
 #include "cli/output.h"
 #include "common/secure_memory.h"
@@ -37,61 +38,6 @@ struct FetchFlags {
   double retransmit_seconds = 0.5;
 };
 
-// Owns a file descriptor.
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  Fd(Fd&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
-  Fd& operator=(Fd&& other) noexcept {
-    std::swap(fd_, other.fd_);
-    return *this;
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
-Result<Fd> ConnectTo(const EndpointSpec& spec) {
-  if (spec.transport == TransportKind::kUnix) {
-    Fd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (fd.get() < 0) return Status::FromErrno("socket", errno);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    if (spec.path.size() >= sizeof addr.sun_path) {
-      return Status::Error(spec.Address() + ": path too long");
-    }
-    std::memcpy(addr.sun_path, spec.path.c_str(), spec.path.size() + 1);
-    if (connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-      return Status::FromErrno(spec.Address() + ": connect", errno);
-    }
-    return fd;
-  }
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* list = nullptr;
-  const std::string port = std::to_string(spec.port);
-  if (int rc = getaddrinfo(spec.host.c_str(), port.c_str(), &hints, &list); rc != 0) {
-    return Status::Error(spec.Address() + ": " + gai_strerror(rc));
-  }
-  std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> owner(list, freeaddrinfo);
-  int last_error = ECONNREFUSED;
-  for (addrinfo* ai = list; ai != nullptr; ai = ai->ai_next) {
-    Fd fd(socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol));
-    if (fd.get() < 0) continue;
-    if (connect(fd.get(), ai->ai_addr, ai->ai_addrlen) == 0) {
-      const int one = 1;
-      setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-      return fd;
-    }
-    last_error = errno;
-  }
-  return Status::FromErrno(spec.Address() + ": connect", last_error);
-}
-
 // Keeps up to `depth` requests of `chunk` bytes in flight and streams the
 // replies to stdout as they arrive. Bytes beyond `count` that a server with a
 // lead pushes unasked are left unread.
@@ -108,7 +54,7 @@ int RunFetch(const FetchFlags& flags) {
     options.retransmit_seconds = flags.retransmit_seconds;
     return RunUdpFetch(*spec, options);
   }
-  auto connected = ConnectTo(*spec);
+  auto connected = ConnectStream(*spec);
   if (!connected.ok()) {
     std::fprintf(stderr, "rngmux: error: %s\n", connected.status().message().c_str());
     return 1;
@@ -132,8 +78,7 @@ int RunFetch(const FetchFlags& flags) {
     while (requested < flags.count && (requested > received ? requested - received : 0) < window) {
       const auto n =
           static_cast<std::uint8_t>(std::min<std::size_t>(flags.chunk, flags.count - requested));
-      requests.push_back(static_cast<std::uint8_t>(EgdCommand::kReadBlocking));
-      requests.push_back(n);
+      AppendReadRequests(requests, 1, n);
       requested += n;
     }
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(

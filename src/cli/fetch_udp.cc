@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 
+#include "cli/egd_client.h"
 #include "cli/output.h"
 #include "common/secure_memory.h"
 #include "protocol/egd_parser.h"
@@ -23,42 +24,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr std::chrono::milliseconds kMaxRetransmitWait{8000};
 
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
 int Fail(const std::string& message) {
   std::fprintf(stderr, "rngmux: error: %s\n", message.c_str());
   return 1;
-}
-
-using AddrInfoPtr = std::unique_ptr<addrinfo, decltype(&freeaddrinfo)>;
-
-// Resolves host:port for a datagram socket; family AF_UNSPEC or a fixed one.
-AddrInfoPtr Resolve(const std::string& host, std::uint16_t port, int family, bool passive,
-                    std::string* error) {
-  addrinfo hints{};
-  hints.ai_family = family;
-  hints.ai_socktype = SOCK_DGRAM;
-  if (passive) hints.ai_flags = AI_PASSIVE;
-  addrinfo* list = nullptr;
-  const std::string service = std::to_string(port);
-  const int rc = getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints, &list);
-  if (rc != 0) {
-    *error = gai_strerror(rc);
-    return AddrInfoPtr(nullptr, freeaddrinfo);
-  }
-  return AddrInfoPtr(list, freeaddrinfo);
 }
 
 std::chrono::milliseconds Seconds(double seconds) {
@@ -69,23 +37,9 @@ std::chrono::milliseconds Seconds(double seconds) {
 
 int RunUdpFetch(const EndpointSpec& spec, const UdpFetchOptions& options) {
   const std::string name = spec.Address();
-  std::string error;
-  AddrInfoPtr remote = Resolve(spec.host, spec.port, AF_UNSPEC, false, &error);
-  if (!remote) return Fail(name + ": " + error);
-  Fd fd(socket(remote->ai_family, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  if (fd.get() < 0) return Fail(name + ": socket: " + std::strerror(errno));
-  if (!spec.LocalAddress().empty()) {
-    AddrInfoPtr local =
-        Resolve(spec.udp.local_host, spec.udp.local_port, remote->ai_family, true, &error);
-    if (!local) return Fail(name + ": local " + spec.LocalAddress() + ": " + error);
-    if (bind(fd.get(), local->ai_addr, local->ai_addrlen) != 0) {
-      return Fail(name + ": bind " + spec.LocalAddress() + ": " + std::strerror(errno));
-    }
-  }
-  // Connected: the kernel then takes datagrams from the server's address only.
-  if (connect(fd.get(), remote->ai_addr, remote->ai_addrlen) != 0) {
-    return Fail(name + ": connect: " + std::strerror(errno));
-  }
+  auto connected = ConnectDatagram(spec);
+  if (!connected.ok()) return Fail(connected.status().message());
+  const UniqueFd fd = std::move(connected).value();
 
   const auto start = Clock::now();
   const auto deadline = start + Seconds(options.timeout_seconds);
@@ -102,9 +56,10 @@ int RunUdpFetch(const EndpointSpec& spec, const UdpFetchOptions& options) {
 
   // Sends 02 NN; false (after saying why) if the server is known to be gone.
   auto ask = [&](std::size_t n) -> int {
-    const std::uint8_t request[2] = {static_cast<std::uint8_t>(EgdCommand::kReadBlocking),
-                                     static_cast<std::uint8_t>(n)};
-    if (send(fd.get(), request, sizeof request, MSG_DONTWAIT | MSG_NOSIGNAL) == 2) return 1;
+    const auto request = ReadRequest(static_cast<std::uint8_t>(n));
+    if (send(fd.get(), request.data(), request.size(), MSG_DONTWAIT | MSG_NOSIGNAL) == 2) {
+      return 1;
+    }
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ENOBUFS) return 0;
     return -1;
   };

@@ -32,21 +32,9 @@ bool FinishOutput(bool hex) {
   return ok;
 }
 
-std::string JsonString(const std::string& s) {
-  std::string out = "\"";
-  for (const char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buffer[8];
-      std::snprintf(buffer, sizeof buffer, "\\u%04x", c);
-      out += buffer;
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
+void PrintJsonReport(const JsonReport& report) {
+  const std::string text = report.dump(-1, ' ', false, JsonReport::error_handler_t::replace);
+  std::fputs((text + "\n").c_str(), stdout);
 }
 
 }  // namespace rngmux

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <span>
 #include <string>
 
@@ -12,7 +13,10 @@ bool WriteOutput(std::span<const std::uint8_t> bytes, bool hex);
 // Ends the output: the newline after hex, and a flush.
 bool FinishOutput(bool hex);
 
-// `s` as a JSON string literal, quotes included (for the --json reports).
-std::string JsonString(const std::string& s);
+// The --json reports of check and bench: one object, keys in insertion order, printed
+// on one line to stdout. Non-finite numbers print as null; invalid UTF-8 in strings
+// (a path, an error text) is replaced, never thrown on.
+using JsonReport = nlohmann::ordered_json;
+void PrintJsonReport(const JsonReport& report);
 
 }  // namespace rngmux

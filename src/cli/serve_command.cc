@@ -17,14 +17,16 @@ constexpr char kDefaultEndpoint[] = "tcp:127.0.0.1:1024,qemu";
 struct ServeFlags {
   std::vector<std::string> sources;
   std::string source_mode = "failover";
+  std::size_t min_mix_sources = 0;
   std::vector<std::string> listen;
   std::vector<std::string> connect;
   std::vector<std::string> qemu_chardev;
   std::size_t pool_bytes = ServeConfig::kDefaultPoolBytes;
   bool allow_test_source = false;
-  std::size_t max_queued_requests = 4096;
-  std::size_t max_clients = 16384;
-  double health_alpha_log2 = 30.0;
+  // Defaults are the config's own, written once (server.h).
+  std::size_t max_queued_requests = ServeConfig{}.max_queued_requests;
+  std::size_t max_clients = ServeConfig{}.max_clients;
+  double health_alpha_log2 = ServeConfig{}.health_alpha_log2;
   std::string log_level = "info";
 };
 
@@ -33,7 +35,7 @@ Result<ServeConfig> BuildConfig(const ServeFlags& flags) {
   ServeConfig config;
   if (!flags.sources.empty()) config.sources = flags.sources;
   for (const std::string& text : config.sources) {
-    if (auto fips = ParseFipsOption(text); !fips.ok()) return fips.status();
+    if (auto spec = ValidateSourceSpec(text); !spec.ok()) return spec.status();
   }
   if (flags.source_mode == "failover") {
     config.source_mode = SourceMode::kFailover;
@@ -41,6 +43,17 @@ Result<ServeConfig> BuildConfig(const ServeFlags& flags) {
     config.source_mode = SourceMode::kMix;
   } else {
     return Status::Error("--source-mode \"" + flags.source_mode + "\": expected failover or mix");
+  }
+  if (flags.min_mix_sources != 0) {
+    if (config.source_mode != SourceMode::kMix) {
+      return Status::Error("--mix-min-sources needs --source-mode mix");
+    }
+    if (flags.min_mix_sources > config.sources.size()) {
+      return Status::Error("--mix-min-sources " + std::to_string(flags.min_mix_sources) +
+                           ": more than the " + std::to_string(config.sources.size()) +
+                           " sources given");
+    }
+    config.min_mix_sources = flags.min_mix_sources;
   }
   config.allow_test_source = flags.allow_test_source;
   if (flags.pool_bytes < 4096 || flags.pool_bytes > (std::size_t{1} << 30)) {
@@ -98,8 +111,12 @@ Command AddServeCommand(CLI::App& root) {
                   "preferred first");
   app->add_option("--source-mode", flags->source_mode,
                   "With several sources: failover (the best healthy one serves) or mix (the "
-                  "XOR of all healthy ones)")
+                  "XOR of all of them; nothing is served while one is unhealthy)")
       ->capture_default_str();
+  app->add_option("--mix-min-sources", flags->min_mix_sources,
+                  "Mix only: go on mixing the healthy sources while at least N of them "
+                  "deliver, instead of waiting for all (logged as DEGRADED, mix_degraded=1 "
+                  "in stats)");
   app->add_option(
       "--listen", flags->listen,
       "Endpoint to listen on: tcp:HOST:PORT, tcp:[IPV6]:PORT or unix:PATH, with "

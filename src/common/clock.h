@@ -23,14 +23,6 @@ class SteadyClock final : public Clock {
   }
 };
 
-// A clock that moves only when told to. For tests.
-class FakeClock final : public Clock {
- public:
-  TimePoint Now() const override { return now_; }
-  void Advance(Duration by) { now_ += by; }
-
- private:
-  TimePoint now_{};
-};
+// Tests use FakeClock (tests/support/fake_clock.h).
 
 }  // namespace rngmux

@@ -4,6 +4,8 @@
 
 #include <chrono>
 
+#include "support/fake_clock.h"
+
 namespace rngmux {
 namespace {
 

@@ -24,7 +24,7 @@ class HealthMonitor {
     kFail,               // block must be wiped and dropped; source should back off
   };
 
-  explicit HealthMonitor(double entropy_bits_per_byte, double alpha_log2 = 30.0);
+  explicit HealthMonitor(double entropy_bits_per_byte, double alpha_log2 = kDefaultHealthAlphaLog2);
 
   // Tests a whole block. kPass only if start-up is complete and no sample failed.
   Verdict Check(std::span<const std::uint8_t> block);

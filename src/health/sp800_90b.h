@@ -6,6 +6,9 @@
 
 namespace rngmux {
 
+// The health tests' false-alarm rate alpha = 2^-N, N by default (--health-alpha).
+inline constexpr double kDefaultHealthAlphaLog2 = 30.0;
+
 // NIST SP 800-90B section 4.4 continuous health tests on 8-bit samples (bytes).
 // The cutoffs follow from the claimed min-entropy H per sample and the false-
 // positive probability alpha = 2^-alpha_log2:
@@ -16,7 +19,8 @@ struct HealthCutoffs {
   unsigned apt_cutoff;
   unsigned apt_window;
 };
-HealthCutoffs ComputeCutoffs(double entropy_bits_per_sample, double alpha_log2 = 30.0);
+HealthCutoffs ComputeCutoffs(double entropy_bits_per_sample,
+                             double alpha_log2 = kDefaultHealthAlphaLog2);
 
 // Smallest k such that P[X <= k] >= p for X ~ Binomial(n, q) (Excel's CRITBINOM).
 unsigned CritBinom(unsigned n, double q, double p);

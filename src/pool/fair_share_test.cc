@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "common/clock.h"
 #include "common/interrupt.h"
 #include "pool/entropy_pool.h"
+#include "support/fake_clock.h"
 
 namespace rngmux {
 namespace {

@@ -8,6 +8,7 @@
 
 #include "common/interrupt.h"
 #include "pool/entropy_pool.h"
+#include "support/fake_clock.h"
 
 namespace rngmux {
 namespace {
@@ -35,8 +36,7 @@ struct Fixture {
 
   std::unique_ptr<ShareGroup> Group(ShareGroup::Limits limits = {}) {
     return std::make_unique<ShareGroup>(
-        "g", limits, share, clock, [] {},
-        [this](Clock::TimePoint when) { wakes.push_back(when); });
+        "g", limits, share, clock, [] {}, [this](Clock::TimePoint when) { wakes.push_back(when); });
   }
   void Fill(std::size_t n) {
     std::vector<std::uint8_t> bytes(n, 0x5a);

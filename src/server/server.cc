@@ -73,7 +73,9 @@ Status Server::Open() {
   for (const std::string& text : config_.sources) {
     auto source = CreateSource(text, factory_context);
     if (!source.ok()) return source.status();
-    auto fips = ParseFipsOption(text);
+    auto spec = ValidateSourceSpec(text);  // validated by the config already: no error
+    if (!spec.ok()) return spec.status();
+    auto fips = ParseFipsOption(*spec);
     if (!fips.ok()) return fips.status();
     if (*fips && (*source)->claimed_entropy_bits_per_byte() < 8) {
       // FIPS 140-2 expects unbiased bits; raw bits of a low-entropy source fail it by
@@ -92,8 +94,11 @@ Status Server::Open() {
   // they enter the pool, so every pooled byte counts 8 bits in 0x00 answers.
   context_.entropy_bits_per_byte = 8;
   RaiseDescriptorLimit(config_.max_clients);
-  sources_ = std::make_unique<SourceSet>(std::move(sources), std::move(options), pool_,
-                                         config_.source_mode);
+  SourceSetOptions set_options;
+  set_options.mode = config_.source_mode;
+  set_options.min_mix_sources = config_.min_mix_sources;
+  sources_ =
+      std::make_unique<SourceSet>(std::move(sources), std::move(options), pool_, set_options);
 
   for (const EndpointSpec& endpoint : config_.endpoints) {
     if (endpoint.transport == TransportKind::kUdp) {
@@ -136,7 +141,7 @@ int Server::Run() {
   LOG_INFO("serving entropy from ", names,
            sources_->size() < 2                        ? ""
            : sources_->mode() == SourceMode::kFailover ? " (failover, in this order)"
-                                                       : " (mixed)",
+                                                       : " (" + sources_->Describe() + ")",
            " (pool ", pool_.capacity(), " bytes)");
   sources_->Start();
   for (auto& connector : connectors_) connector->Start();

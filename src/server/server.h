@@ -32,13 +32,14 @@ struct ServeConfig {
   static constexpr std::size_t kDefaultPoolBytes = 256 * 1024;
   std::vector<std::string> sources = {"auto"};  // in order of preference
   SourceMode source_mode = SourceMode::kFailover;
+  std::size_t min_mix_sources = 0;  // mix may go on with this many (0 = only with all)
   std::vector<EndpointSpec> endpoints;
   bool print_qemu_arguments = false;  // true when the default endpoint was chosen
   std::size_t pool_bytes = kDefaultPoolBytes;
   bool allow_test_source = false;
   std::size_t max_queued_requests = 4096;
   std::size_t max_clients = 16384;
-  double health_alpha_log2 = 30.0;
+  double health_alpha_log2 = kDefaultHealthAlphaLog2;
 };
 
 // Runs `io` until it stops. A handler that runs out of memory (std::bad_alloc) is

@@ -27,6 +27,7 @@ std::string FormatStats(const ServerCounters& server, const EntropyPool& pool,
       out << ' ' << plain << key << '=' << value;
   }
   out << " serving=" << sources.Serving() << " source_switches=" << sources.switches();
+  if (sources.mode() == SourceMode::kMix) out << " mix_degraded=" << (sources.Degraded() ? 1 : 0);
   out << " pool=" << pool.Available() << "/" << pool.capacity()
       << " pool_locked=" << (pool.memory_locked() ? 1 : 0) << " clients=" << server.clients
       << " connections_total=" << server.connections_total

@@ -14,6 +14,7 @@
 
 #include "protocol/egd_datagram.h"
 #include "server/udp_endpoint.h"
+#include "support/fake_clock.h"
 
 namespace rngmux {
 namespace {

@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <span>
 #include <string>
 #include <utility>
@@ -61,7 +62,7 @@ struct SourceSpec {
 //   source "file:/x,entropy": option "entropy" needs a value (entropy=...)
 Result<SourceSpec> ParseSourceSpec(const std::string& text);
 // The spec's fips=on|off (default off): FIPS 140-2 block tests in the runner.
-Result<bool> ParseFipsOption(const std::string& text);
+Result<bool> ParseFipsOption(const SourceSpec& spec);
 
 struct SourceFactoryContext {
   bool allow_test_source = false;  // `serve` refuses test sources unless told otherwise.
@@ -72,12 +73,21 @@ struct SourceKind {
   std::string name;         // "getrandom"
   std::string usage;        // "getrandom" or "file:PATH"
   std::string description;  // one line for --help
+  // Options beyond the common entropy=, block= and fips=.
+  std::set<std::string> options;
   // Builds the driver, or explains why not ("rdseed: this CPU has no RDSEED instruction").
   std::function<Result<std::unique_ptr<Source>>(const SourceSpec&, const SourceFactoryContext&)>
       create;
 };
 
 const std::vector<SourceKind>& SourceKinds();
+
+// Checks a spec without making the source: known kind, argument as the kind's usage
+// says, known options, valid entropy=, block= and fips= values. The one validation
+// both `serve`'s config (a usage error, exit 2) and CreateSource use, so
+// "getrandom,foo=1" and "getrandom,fips=maybe" fail alike. Driver-specific values
+// (rate=, timeout=) are checked when the driver is made.
+Result<SourceSpec> ValidateSourceSpec(const std::string& text);
 
 // Makes a source from a spec string, including "auto" (the best hardware present,
 // see ResolveAutoSource). Errors name the spec: `source "foo": unknown kind "foo"

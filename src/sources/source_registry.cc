@@ -11,6 +11,7 @@
 #include <system_error>
 
 #include "common/log.h"
+#include "common/number_text.h"
 #include "sources/drivers.h"
 #include "sources/source.h"
 
@@ -25,22 +26,6 @@ std::string JoinNames(const std::set<std::string>& extra) {
   std::string names = "entropy, block";
   for (const std::string& name : extra) names += ", " + name;
   return names;
-}
-
-std::optional<double> ParseDouble(const std::string& text) {
-  double value = 0;
-  const char* end = text.data() + text.size();
-  const auto [ptr, ec] = std::from_chars(text.data(), end, value);
-  if (ec != std::errc() || ptr != end || !std::isfinite(value)) return std::nullopt;
-  return value;
-}
-
-std::optional<std::size_t> ParseSize(const std::string& text) {
-  std::size_t value = 0;
-  const char* end = text.data() + text.size();
-  const auto [ptr, ec] = std::from_chars(text.data(), end, value);
-  if (ec != std::errc() || ptr != end) return std::nullopt;
-  return value;
 }
 
 // "auto" is a row of the table like any other; it resolves to another spec and
@@ -58,25 +43,6 @@ Result<std::unique_ptr<Source>> CreateAutoSource(const SourceSpec& spec,
   const std::size_t comma = spec.text.find(',');
   const std::string suffix = comma == std::string::npos ? "" : spec.text.substr(comma);
   return CreateSource(choice.spec + suffix, context);
-}
-
-using Factory = decltype(SourceKind::create);
-
-// Enforces "KIND" versus "KIND:ARG" from the row's usage text, so that drivers
-// never see an argument they do not take or miss one they need.
-Factory CheckArgument(std::string usage, Factory factory) {
-  return [usage = std::move(usage), factory = std::move(factory)](
-             const SourceSpec& spec,
-             const SourceFactoryContext& context) -> Result<std::unique_ptr<Source>> {
-    const bool takes_argument = usage.find(':') != std::string::npos;
-    if (takes_argument && spec.argument.empty()) {
-      return SourceSpecError(spec, spec.kind + " needs an argument (" + usage + ")");
-    }
-    if (!takes_argument && !spec.argument.empty()) {
-      return SourceSpecError(spec, spec.kind + " takes no argument");
-    }
-    return factory(spec, context);
-  };
 }
 
 }  // namespace
@@ -131,16 +97,17 @@ Result<CommonSourceOptions> ParseCommonSourceOptions(const SourceSpec& spec,
   }
   CommonSourceOptions options{default_entropy_bits_per_byte, default_block_size};
   if (const auto it = spec.options.find("entropy"); it != spec.options.end()) {
-    const std::optional<double> bits = ParseDouble(it->second);
-    if (!bits || *bits <= 0 || *bits > 8) {
+    const std::optional<double> bits = ParseNumber(it->second, 0.0, 8.0);
+    if (!bits || *bits <= 0) {
       return SourceSpecError(spec,
                              "entropy must be bits per byte in (0, 8], got \"" + it->second + "\"");
     }
     options.entropy_bits_per_byte = *bits;
   }
   if (const auto it = spec.options.find("block"); it != spec.options.end()) {
-    const std::optional<std::size_t> bytes = ParseSize(it->second);
-    if (!bytes || *bytes < kMinBlockBytes || *bytes > kMaxBlockBytes) {
+    const std::optional<std::size_t> bytes =
+        ParseNumber(it->second, kMinBlockBytes, kMaxBlockBytes);
+    if (!bytes) {
       return SourceSpecError(
           spec, "block must be a byte count from " + std::to_string(kMinBlockBytes) + " to " +
                     std::to_string(kMaxBlockBytes) + ", got \"" + it->second + "\"");
@@ -152,36 +119,78 @@ Result<CommonSourceOptions> ParseCommonSourceOptions(const SourceSpec& spec,
 
 const std::vector<SourceKind>& SourceKinds() {
   static const std::vector<SourceKind> kinds = {
-      {"auto", "auto",
+      {"auto",
+       "auto",
        "the best hardware present: a QNG, else /dev/hwrng, else rdseed, else getrandom",
-       CheckArgument("auto", CreateAutoSource)},
-      {"getrandom", "getrandom", "the kernel's CSPRNG via getrandom(2); not a hardware source",
-       CheckArgument("getrandom", CreateGetrandomSource)},
-      {"rdseed", "rdseed", "the CPU's RDSEED instruction (x86-64)",
-       CheckArgument("rdseed", CreateRdseedSource)},
-      {"file", "file:PATH", "a device, tty or FIFO: /dev/hwrng, a serial TRNG",
-       CheckArgument("file:PATH", CreateFileSource)},
-      {"qwqng", "qwqng",
+       {},
+       CreateAutoSource},
+      {"getrandom",
+       "getrandom",
+       "the kernel's CSPRNG via getrandom(2); not a hardware source",
+       {},
+       CreateGetrandomSource},
+      {"rdseed", "rdseed", "the CPU's RDSEED instruction (x86-64)", {}, CreateRdseedSource},
+      {"file",
+       "file:PATH",
+       "a device, tty or FIFO: /dev/hwrng, a serial TRNG",
+       {},
+       CreateFileSource},
+      {"qwqng",
+       "qwqng",
        "a QNG PQ4000KU through libqwqng, in a worker process; worker=PATH, timeout=SECONDS",
-       CheckArgument("qwqng", CreateQwqngSource)},
-      {"test", "test:SEED", "TEST ONLY: predictable AES-CTR bytes from SEED; rate=BYTES_PER_SEC",
-       CheckArgument("test:SEED", CreateTestSource)},
+       {"worker", "sysfs", "timeout"},
+       CreateQwqngSource},
+      {"test",
+       "test:SEED",
+       "TEST ONLY: predictable AES-CTR bytes from SEED; rate=BYTES_PER_SEC",
+       {"rate"},
+       CreateTestSource},
   };
   return kinds;
+}
+
+Result<const SourceKind*> ValidateSourceSpec(const SourceSpec& spec) {
+  const SourceKind* row = nullptr;
+  for (const SourceKind& kind : SourceKinds()) {
+    if (kind.name == spec.kind) row = &kind;
+  }
+  if (row == nullptr) {
+    std::string known;
+    for (const SourceKind& kind : SourceKinds()) {
+      known += (known.empty() ? "" : ", ") + kind.usage;
+    }
+    return SourceSpecError(spec, "unknown kind \"" + spec.kind + "\" (known: " + known + ")");
+  }
+  const bool takes_argument = row->usage.find(':') != std::string::npos;
+  if (takes_argument && spec.argument.empty()) {
+    return SourceSpecError(spec, spec.kind + " needs an argument (" + row->usage + ")");
+  }
+  if (!takes_argument && !spec.argument.empty()) {
+    return SourceSpecError(spec, spec.kind + " takes no argument");
+  }
+  // Keys and the values of the common options; the defaults do not matter here.
+  if (Status common = ParseCommonSourceOptions(spec, 8, kDefaultBlockBytes, row->options).status();
+      !common.ok()) {
+    return common;
+  }
+  if (Status fips = ParseFipsOption(spec).status(); !fips.ok()) return fips;
+  return row;
+}
+
+Result<SourceSpec> ValidateSourceSpec(const std::string& text) {
+  Result<SourceSpec> spec = ParseSourceSpec(text);
+  if (!spec.ok()) return spec.status();
+  if (Status valid = ValidateSourceSpec(*spec).status(); !valid.ok()) return valid;
+  return spec;
 }
 
 Result<std::unique_ptr<Source>> CreateSource(const std::string& text,
                                              const SourceFactoryContext& context) {
   Result<SourceSpec> spec = ParseSourceSpec(text);
   if (!spec.ok()) return spec.status();
-  for (const SourceKind& kind : SourceKinds()) {
-    if (kind.name == spec->kind) return kind.create(*spec, context);
-  }
-  std::string known;
-  for (const SourceKind& kind : SourceKinds()) {
-    known += (known.empty() ? "" : ", ") + kind.usage;
-  }
-  return SourceSpecError(*spec, "unknown kind \"" + spec->kind + "\" (known: " + known + ")");
+  Result<const SourceKind*> kind = ValidateSourceSpec(*spec);
+  if (!kind.ok()) return kind.status();
+  return (*kind)->create(*spec, context);
 }
 
 AutoChoice ResolveAutoSource(const AutoProbe& probe) {
@@ -222,13 +231,11 @@ AutoChoice ResolveAutoSource(const AutoProbe& probe) {
 
 AutoChoice ResolveAutoSource() { return ResolveAutoSource(AutoProbe{}); }
 
-Result<bool> ParseFipsOption(const std::string& text) {
-  auto spec = ParseSourceSpec(text);
-  if (!spec.ok()) return spec.status();
-  const auto it = spec->options.find("fips");
-  if (it == spec->options.end() || it->second == "off") return false;
+Result<bool> ParseFipsOption(const SourceSpec& spec) {
+  const auto it = spec.options.find("fips");
+  if (it == spec.options.end() || it->second == "off") return false;
   if (it->second == "on") return true;
-  return SourceSpecError(*spec, "fips must be on or off, got \"" + it->second + "\"");
+  return SourceSpecError(spec, "fips must be on or off, got \"" + it->second + "\"");
 }
 
 }  // namespace rngmux

@@ -1,13 +1,10 @@
 #include "sources/source_runner.h"
 
-#include <algorithm>
 #include <exception>
-#include <optional>
 
 #include "common/log.h"
 #include "common/secure_memory.h"
-#include "health/conditioner.h"
-#include "health/fips140_2.h"
+#include "sources/block_gate.h"
 
 namespace rngmux {
 
@@ -32,30 +29,6 @@ class PoolSink final : public BlockSink {
  private:
   EntropyPool& pool_;
 };
-
-// FIPS 140-2 tests whole 20,000-bit blocks, so a source tested with them is read in
-// multiples of 2500 bytes: the preferred size rounded up.
-std::size_t BlockSizeFor(std::size_t preferred, bool fips) {
-  if (!fips) return preferred;
-  const std::size_t unit = Fips140_2Tester::kBlockBytes;
-  return (std::max<std::size_t>(preferred, 1) + unit - 1) / unit * unit;
-}
-
-// "monobit", "poker+runs", ...: which FIPS 140-2 tests a block failed, for logs.
-std::string FailedFipsTests(const Fips140_2Result& r) {
-  std::string out;
-  auto add = [&out](bool ok, const char* name) {
-    if (ok) return;
-    if (!out.empty()) out += '+';
-    out += name;
-  };
-  add(r.monobit, "monobit");
-  add(r.poker, "poker");
-  add(r.runs, "runs");
-  add(r.long_run, "long-run");
-  add(r.continuous, "continuous");
-  return out;
-}
 
 }  // namespace
 
@@ -105,35 +78,30 @@ void SourceRunner::SetHealthy(bool healthy) {
   }
 }
 
+// A thin shell around the BlockGate: read a whole block, let the gate judge it, hand
+// what passes to the sink; on a read error or a failed block, wipe, count, log, back
+// off and start over.
 void SourceRunner::Run() {
   const std::string& source_name = name();
   const double claim = source_->claimed_entropy_bits_per_byte();
-  HealthMonitor monitor(claim, options_.alpha_log2);
-  const HealthCutoffs cutoffs = monitor.cutoffs();
-  // Below full entropy, what enters the pool is SHA-256 conditioned (see conditioner.h).
-  std::optional<Conditioner> conditioner;
-  if (claim < 8) conditioner.emplace(claim);
-  std::optional<Fips140_2Tester> fips;
-  if (options_.fips) fips.emplace();
+  BlockGate::Options gate_options;
+  gate_options.alpha_log2 = options_.alpha_log2;
+  gate_options.fips = options_.fips ? BlockGate::Fips::kGate : BlockGate::Fips::kOff;
+  BlockGate gate(claim, gate_options);
+  const HealthCutoffs cutoffs = gate.cutoffs();
+  const std::string described = gate.Describe();
   LOG_INFO("source ", source_name, ": started; claims ", claim, " bits/byte; health cutoffs RCT ",
            cutoffs.rct_cutoff, ", APT ", cutoffs.apt_cutoff, "/", cutoffs.apt_window, " (alpha 2^-",
-           options_.alpha_log2, ")", fips ? "; FIPS 140-2 block tests on" : "",
-           conditioner ? "; SHA-256 conditioned, " : "",
-           conditioner ? std::to_string(conditioner->input_bytes_per_output()) : "",
-           conditioner ? " bytes in per 32 out" : "");
+           options_.alpha_log2, ")", described.empty() ? "" : "; ", described);
 
   // Raw bytes are secret until dropped: locked memory, wiped after every block.
-  SecureBuffer block(BlockSizeFor(source_->preferred_block_size(), options_.fips));
-  SecureBuffer conditioned(
-      conditioner ? conditioner->MaxOutput(block.size()) + Conditioner::kOutputBytes : 1);
+  SecureBuffer block(BlockGate::BlockBytesFor(source_->preferred_block_size(), gate_options.fips));
   Backoff backoff(options_.backoff_initial, options_.backoff_max);
   std::uint64_t error_streak = 0;    // read errors since the last full block
   std::uint64_t failure_streak = 0;  // failed blocks since the last passed one
   // After any break in the stream (error, failure, standby), everything is proven again.
   auto start_over = [&] {
-    monitor = HealthMonitor(claim, options_.alpha_log2);
-    if (conditioner) conditioner->Reset();
-    if (fips) fips->Reset();
+    gate.Reset();
     SetHealthy(false);
   };
 
@@ -146,70 +114,37 @@ void SourceRunner::Run() {
       LOG_INFO("source ", source_name, ": reading again (start-up test first)");
     }
 
-    std::size_t filled = 0;
-    Status read_status;
-    while (filled < block.size()) {
-      Result<std::size_t> got = source_->Read(block.span().subspan(filled), stop_);
-      if (!got.ok()) {
-        read_status = got.status();
-        break;
-      }
-      if (*got == 0) break;  // stopped
-      filled += *got;
-      counters_.bytes_read += *got;
-    }
-
-    if (!read_status.ok()) {
-      SecureWipe(block.data(), filled);
+    Result<std::size_t> filled = ReadBlock(block.span());
+    if (!filled.ok()) {
       {
         std::lock_guard<std::mutex> lock(last_error_mutex_);
-        last_error_ = read_status.message();
+        last_error_ = filled.status().message();
       }
       ++counters_.read_errors;
       // The bytes on either side of a failed read are not one contiguous stream,
       // and a reopened device may not be the same device: prove it again.
       start_over();
       if (error_streak++ == 0) {
-        LOG_WARNING("source ", source_name, ": ", read_status.message(),
+        LOG_WARNING("source ", source_name, ": ", filled.status().message(),
                     "; retrying with back-off");
       }
       stop_.SleepFor(backoff.NextDelay());
       continue;
     }
-    if (filled < block.size()) {  // stopped mid-block
-      SecureWipe(block.data(), filled);
-      break;
-    }
+    if (*filled < block.size()) break;  // stopped mid-block (ReadBlock wiped it)
     if (error_streak != 0) {
       LOG_INFO("source ", source_name, " recovered after ", error_streak,
                error_streak == 1 ? " error" : " errors");
       error_streak = 0;
     }
 
-    HealthMonitor::Verdict verdict = monitor.Check(block.span());
-    std::string failure = monitor.last_failure();
-    if (verdict == HealthMonitor::Verdict::kPass && fips) {
-      for (std::size_t at = 0; at < block.size(); at += Fips140_2Tester::kBlockBytes) {
-        const Fips140_2Result r =
-            fips->Test(std::span<const std::uint8_t, Fips140_2Tester::kBlockBytes>(
-                block.data() + at, Fips140_2Tester::kBlockBytes));
-        if (!r.passed()) {
-          verdict = HealthMonitor::Verdict::kFail;
-          failure = "FIPS 140-2 " + FailedFipsTests(r);
-          ++counters_.fips_failures;
-          break;
-        }
-      }
-    }
-    switch (verdict) {
-      case HealthMonitor::Verdict::kPass: {
+    const BlockGate::Outcome outcome = gate.Check(block.span());
+    switch (outcome.verdict) {
+      case BlockGate::Verdict::kPass: {
         SetHealthy(true);
-        std::span<const std::uint8_t> out = block.span();
-        if (conditioner) {
-          out = conditioned.span().first(conditioner->Condition(block.span(), conditioned.span()));
-        }
-        const std::size_t put = out.empty() ? 0 : sink_.Put(index_, out, stop_);
-        SecureWipe(conditioned.span());
+        const std::size_t put =
+            outcome.output.empty() ? 0 : sink_.Put(index_, outcome.output, stop_);
+        gate.WipeOutput();
         counters_.bytes_accepted += put;
         ++counters_.blocks_passed;
         backoff.Reset();
@@ -220,31 +155,47 @@ void SourceRunner::Run() {
         }
         break;
       }
-      case HealthMonitor::Verdict::kStartupInProgress:
+      case BlockGate::Verdict::kStartupInProgress:
         ++counters_.startup_blocks;
         break;
-      case HealthMonitor::Verdict::kFail: {
+      case BlockGate::Verdict::kFail: {
         ++counters_.blocks_failed;
+        if (outcome.fips_failed) ++counters_.fips_failures;
         SecureWipe(block.span());
         start_over();
-        const Backoff::Duration delay = backoff.NextDelay();
         // Warn when a healthy source goes bad; while it stays bad, the repeats
         // (one per back-off) are only worth a debug line.
         if (failure_streak++ == 0) {
-          LOG_WARNING("source ", source_name, ": health test ", failure,
+          LOG_WARNING("source ", source_name, ": health test ", outcome.failure,
                       " failed; block discarded, start-up test required again");
         } else {
-          LOG_DEBUG("source ", source_name, ": health test ", failure, " failed again (",
+          LOG_DEBUG("source ", source_name, ": health test ", outcome.failure, " failed again (",
                     failure_streak, " blocks in a row)");
         }
-        stop_.SleepFor(delay);
+        stop_.SleepFor(backoff.NextDelay());
         continue;
       }
     }
     SecureWipe(block.span());
-    if (monitor.startup_complete()) SetHealthy(true);
+    if (gate.startup_complete()) SetHealthy(true);
   }
   LOG_INFO("source ", source_name, ": stopped");
+}
+
+Result<std::size_t> SourceRunner::ReadBlock(std::span<std::uint8_t> block) {
+  std::size_t filled = 0;
+  while (filled < block.size()) {
+    Result<std::size_t> got = source_->Read(block.subspan(filled), stop_);
+    if (!got.ok()) {
+      SecureWipe(block.data(), filled);
+      return got.status();
+    }
+    if (*got == 0) break;  // stopped
+    filled += *got;
+    counters_.bytes_read += *got;
+  }
+  if (filled < block.size()) SecureWipe(block.data(), filled);
+  return filled;
 }
 
 }  // namespace rngmux

@@ -49,14 +49,14 @@ class BlockSink {
   virtual void WakeProducers() = 0;
 };
 
-// Runs one source on its own thread: read a block, health-test it (SP 800-90B
-// RCT/APT, optionally FIPS 140-2), condition it if the source claims less than 8
-// bits/byte, and hand it to the sink; on a read error or a failed block, wipe,
-// count, log, back off and retry. Blocking reads never touch the event loop.
+// Runs one source on its own thread: read a block, pass it through the BlockGate
+// (SP 800-90B RCT/APT, optionally FIPS 140-2, conditioning below 8 bits/byte), and
+// hand what passes to the sink; on a read error or a failed block, wipe, count, log,
+// back off and retry. Blocking reads never touch the event loop.
 class SourceRunner {
  public:
   struct Options {
-    double alpha_log2 = 30.0;
+    double alpha_log2 = kDefaultHealthAlphaLog2;
     bool fips = false;  // FIPS 140-2 block tests on top of RCT/APT
     Backoff::Duration backoff_initial{100};
     Backoff::Duration backoff_max{30000};
@@ -84,6 +84,9 @@ class SourceRunner {
 
  private:
   void Run();
+  // Fills `block` from the source: its full size, fewer bytes only on stop (then
+  // wiped), or the read error (the partial block wiped).
+  Result<std::size_t> ReadBlock(std::span<std::uint8_t> block);
   // Sets counters_.healthy and tells the sink when it changes.
   void SetHealthy(bool healthy);
 

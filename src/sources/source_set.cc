@@ -1,38 +1,28 @@
 #include "sources/source_set.h"
 
 #include <algorithm>
-#include <cstring>
 
 #include "common/log.h"
 
 namespace rngmux {
-namespace {
-
-// Mix mode: how much each source may stage ahead of the others.
-constexpr std::size_t kMixStageBytes = 256 * 1024;
-
-}  // namespace
 
 SourceSet::SourceSet(std::vector<std::unique_ptr<Source>> sources,
-                     std::vector<SourceRunner::Options> options, EntropyPool& pool, SourceMode mode,
-                     SourceSetTiming timing)
-    : pool_(pool),
-      mode_(mode),
-      timing_(timing),
-      healthy_(sources.size(), false),
-      waiting_(sources.size(), false),
-      tried_(sources.size(), false),
-      in_put_(sources.size(), false),
-      last_activity_(sources.size()) {
+                     std::vector<SourceRunner::Options> options, EntropyPool& pool,
+                     SourceSetOptions set_options, const Clock& clock)
+    : pool_(pool), options_(set_options), clock_(clock) {
+  std::vector<std::string> names;
   for (std::size_t i = 0; i < sources.size(); ++i) {
+    names.push_back(sources[i]->name());
     runners_.push_back(
         std::make_unique<SourceRunner>(std::move(sources[i]), *this, i, options.at(i)));
-    if (mode_ == SourceMode::kMix) {
-      staged_.push_back(std::make_unique<SecureBuffer>(kMixStageBytes));
-      staged_size_.push_back(0);
-      mix_out_.push_back(std::make_unique<SecureBuffer>(kMixStageBytes / 2));
+    if (options_.mode == SourceMode::kMix) {
+      mix_out_.push_back(std::make_unique<SecureBuffer>(SourceSelector::kMaxOfferBytes));
     }
   }
+  selector_ = std::make_unique<SourceSelector>(
+      std::move(names),
+      MakeSelectionPolicy(options_.mode, runners_.size(), options_.min_mix_sources),
+      options_.timing, clock_.Now());
 }
 
 SourceSet::~SourceSet() { Stop(); }
@@ -40,7 +30,7 @@ SourceSet::~SourceSet() { Stop(); }
 void SourceSet::Start() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    started_ = Clock::now();
+    selector_->Begin(clock_.Now());  // the start-up grace counts from here
   }
   for (auto& runner : runners_) runner->Start();
 }
@@ -54,83 +44,43 @@ void SourceSet::Stop() {
   for (auto& runner : runners_) runner->Stop();
 }
 
-bool SourceSet::SilentLocked(std::size_t i, Clock::time_point now) const {
-  // A source blocked handing over its bytes (the pool is full, or the mix waits for
-  // the others) is not silent: nobody wants its bytes yet.
-  return !in_put_[i] && now - last_activity_[i] > timing_.silence_timeout;
-}
-
-bool SourceSet::ContributesLocked(std::size_t i, Clock::time_point now) const {
-  return healthy_[i] && !SilentLocked(i, now);
-}
-
-std::size_t SourceSet::ActiveLocked() const {
-  const Clock::time_point now = Clock::now();
-  for (std::size_t i = 0; i < healthy_.size(); ++i) {
-    if (healthy_[i] && !SilentLocked(i, now)) return i;
-  }
-  return kNone;
-}
-
-bool SourceSet::WantedLocked(std::size_t index) const {
-  const std::size_t active = ActiveLocked();
-  if (active != kNone) return index <= active;
-  // Nobody serves: read, unless a more preferred source is still on its first try
-  // within the start-up grace.
-  if (Clock::now() - started_ >= timing_.startup_grace) return true;
-  for (std::size_t j = 0; j < index; ++j) {
-    if (!tried_[j]) return false;
-  }
-  return true;
-}
-
-std::string SourceSet::ServingLocked() const {
-  std::string out;
-  if (mode_ == SourceMode::kFailover) {
-    const std::size_t active = ActiveLocked();
-    if (active != kNone) out = runners_[active]->name();
+void SourceSet::WaitLocked(std::unique_lock<std::mutex>& lock) {
+  const Clock::TimePoint now = clock_.Now();
+  const Clock::TimePoint deadline = selector_->NextDeadline(now);
+  if (deadline == Clock::TimePoint::max()) {
+    changed_.wait(lock);
   } else {
-    const Clock::time_point now = Clock::now();
-    for (std::size_t i = 0; i < healthy_.size(); ++i) {
-      if (!ContributesLocked(i, now)) continue;
-      if (!out.empty()) out += '+';
-      out += runners_[i]->name();
-    }
+    changed_.wait_for(lock, deadline - now);
   }
-  return out.empty() ? "none" : out;
 }
 
-void SourceSet::NoteServingLocked() {
-  const std::string now = ServingLocked();
-  if (now == serving_) return;
-  if (serving_.empty()) {
-    LOG_INFO("sources: serving from ", now);
-  } else if (now == "none") {
-    ++switches_;
-    LOG_WARNING("sources: no healthy source (was ", serving_, "); clients wait");
-  } else {
-    ++switches_;
-    LOG_WARNING("sources: now serving from ", now, " (was ", serving_, ")");
-  }
-  serving_ = now;
+std::string SourceSet::Describe() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return selector_->policy().Describe();
 }
 
 std::string SourceSet::Serving() const {
   std::lock_guard<std::mutex> lock(mutex_);
-  return ServingLocked();
+  return selector_->Serving(clock_.Now());
+}
+
+bool SourceSet::Degraded() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return selector_->Degraded(clock_.Now());
 }
 
 std::uint64_t SourceSet::switches() const {
   std::lock_guard<std::mutex> lock(mutex_);
-  return switches_;
+  return selector_->switches();
 }
 
 std::string SourceSet::State(std::size_t i) const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  const bool serving =
-      mode_ == SourceMode::kMix ? ContributesLocked(i, Clock::now()) : i == ActiveLocked();
-  if (serving) return "serving";
-  if (waiting_[i] || healthy_[i]) return "standby";
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (selector_->IsServing(i, clock_.Now())) return "serving";
+    const SourceStatus& s = selector_->status(i);
+    if (s.standby || s.healthy) return "standby";
+  }
   const SourceCounters& c = runners_[i]->counters();
   return c.blocks_failed > 0 || c.read_errors > 0 ? "retrying" : "starting";
 }
@@ -138,126 +88,95 @@ std::string SourceSet::State(std::size_t i) const {
 bool SourceSet::WaitUntilWanted(std::size_t index, const Interrupt& stop, bool* waited) {
   *waited = false;
   std::unique_lock<std::mutex> lock(mutex_);
-  if (mode_ == SourceMode::kMix) return !stop.triggered() && !stopping_;
-  while (!WantedLocked(index) && !stop.triggered() && !stopping_) {
+  while (!selector_->Wanted(index, clock_.Now()) && !stop.triggered() && !stopping_) {
     if (!*waited) {
       *waited = true;
-      waiting_[index] = true;
-      // Its health was proven for a stream it stops reading now.
-      healthy_[index] = false;
-      const std::size_t active = ActiveLocked();
-      LOG_INFO("source ", runners_[index]->name(), ": on standby while ",
-               active == kNone ? std::string("more preferred sources start")
-                               : runners_[active]->name() + " serves");
+      selector_->OnStandby(index, true, clock_.Now());
+      const std::string serving = selector_->Serving(clock_.Now());
+      LOG_INFO(
+          "source ", runners_[index]->name(), ": on standby while ",
+          serving == "none" ? std::string("more preferred sources start") : serving + " serves");
     }
-    // Silence and the start-up grace are judged by time: look again now and then.
-    changed_.wait_for(lock, std::chrono::milliseconds(250));
-    NoteServingLocked();
+    WaitLocked(lock);
+    selector_->NoteServing(clock_.Now());
   }
-  waiting_[index] = false;
+  if (*waited) selector_->OnStandby(index, false, clock_.Now());
   return !stop.triggered() && !stopping_;
 }
 
 std::size_t SourceSet::Put(std::size_t index, std::span<const std::uint8_t> bytes,
                            const Interrupt& stop) {
-  if (mode_ == SourceMode::kFailover) {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      last_activity_[index] = Clock::now();
-      NoteServingLocked();
-      if (index != ActiveLocked()) return 0;  // a preferred source serves now
-      in_put_[index] = true;
-    }
-    const std::size_t put = pool_.Put(bytes, stop);
-    std::lock_guard<std::mutex> lock(mutex_);
-    in_put_[index] = false;
-    last_activity_[index] = Clock::now();
-    return put;
-  }
-
-  SecureBuffer& mixed = *mix_out_[index];
   std::size_t taken = 0;
-  while (taken < bytes.size()) {
-    const auto piece = bytes.subspan(taken, std::min(bytes.size() - taken, mixed.size()));
-    std::size_t mixed_size = 0;
-    bool staged = false;
-    {
-      std::unique_lock<std::mutex> lock(mutex_);
-      last_activity_[index] = Clock::now();
-      in_put_[index] = true;
-      SecureBuffer& stage = *staged_[index];
-      // Wait for room in this source's stage; meanwhile mix whatever the others allow,
-      // so a source that drops out (or goes silent) never leaves this one stuck.
-      auto ready = [&] {
-        if (stop.triggered() || stopping_ || !healthy_[index]) return true;
-        if (staged_size_[index] + piece.size() <= stage.size()) return true;
-        mixed_size = TakeMixLocked(mixed.span());
-        return mixed_size > 0;
-      };
-      while (!ready()) changed_.wait_for(lock, std::chrono::milliseconds(250));
-      in_put_[index] = false;
-      if (stop.triggered() || stopping_ || !healthy_[index]) {
-        SecureWipe(mixed.data(), mixed_size);
-        return taken;
-      }
-      if (mixed_size == 0) {
-        std::memcpy(stage.data() + staged_size_[index], piece.data(), piece.size());
-        staged_size_[index] += piece.size();
-        staged = true;
-        mixed_size = TakeMixLocked(mixed.span());
-      }
+  std::unique_lock<std::mutex> lock(mutex_);
+  auto stopped = [&] { return stop.triggered() || stopping_; };
+  while (taken < bytes.size() && !stopped()) {
+    const auto piece =
+        bytes.subspan(taken, std::min(bytes.size() - taken, SourceSelector::kMaxOfferBytes));
+    const SourceSelector::Offer offer = selector_->OnBlock(index, piece, clock_.Now());
+    if (offer == SourceSelector::Offer::kRefused) break;  // a preferred source serves now
+    if (offer == SourceSelector::Offer::kPassThrough) {
+      selector_->OnWaitingForRoom(index, true, clock_.Now());
+      lock.unlock();
+      const std::size_t put = pool_.Put(piece, stop);
+      lock.lock();
+      selector_->OnWaitingForRoom(index, false, clock_.Now());
+      // A standby source waiting with no deadline (nobody could turn silent while this
+      // one waited for room) must now wait with one again.
+      changed_.notify_all();
+      taken += put;
+      if (put < piece.size()) break;  // stopped
+      continue;
     }
-    changed_.notify_all();
-    if (staged) taken += piece.size();
-    if (mixed_size > 0 && pool_.Put(mixed.span().first(mixed_size), stop) < mixed_size) {
-      SecureWipe(mixed.data(), mixed_size);
-      return taken;  // stopped
+    if (offer == SourceSelector::Offer::kStaged) {
+      taken += piece.size();
+      changed_.notify_all();
     }
-    SecureWipe(mixed.data(), mixed_size);
+    // Mixed bytes go to the pool from one producer at a time, so they enter it in
+    // the order they were mixed; the others stage meanwhile.
+    bool flushed = false;
+    if (!flushing_) {
+      flushing_ = true;
+      SecureBuffer& mixed = *mix_out_[index];
+      while (!stopped()) {
+        const std::size_t n = selector_->TakeOutput(mixed.span(), clock_.Now());
+        if (n == 0) break;
+        flushed = true;
+        selector_->OnWaitingForRoom(index, true, clock_.Now());
+        lock.unlock();
+        changed_.notify_all();  // room in the stages
+        const std::size_t put = pool_.Put(mixed.span().first(n), stop);
+        SecureWipe(mixed.data(), n);
+        lock.lock();
+        selector_->OnWaitingForRoom(index, false, clock_.Now());
+        if (put < n) break;  // stopped
+      }
+      flushing_ = false;
+      changed_.notify_all();
+    }
+    if (offer == SourceSelector::Offer::kNoRoom && !flushed && !stopped()) {
+      // Its stage is full: wait for the others to catch up (or drop out).
+      selector_->OnWaitingForRoom(index, true, clock_.Now());
+      WaitLocked(lock);
+      selector_->OnWaitingForRoom(index, false, clock_.Now());
+      selector_->NoteServing(clock_.Now());
+    }
   }
   return taken;
-}
-
-std::size_t SourceSet::TakeMixLocked(std::span<std::uint8_t> out) {
-  const Clock::time_point now = Clock::now();
-  std::size_t n = out.size();
-  bool any = false;
-  for (std::size_t i = 0; i < healthy_.size(); ++i) {
-    if (!ContributesLocked(i, now)) continue;
-    n = std::min(n, staged_size_[i]);
-    any = true;
-  }
-  if (!any || n == 0) return 0;
-  std::fill_n(out.begin(), n, std::uint8_t{0});
-  for (std::size_t i = 0; i < healthy_.size(); ++i) {
-    if (!ContributesLocked(i, now)) continue;
-    std::uint8_t* stage = staged_[i]->data();
-    for (std::size_t k = 0; k < n; ++k) out[k] ^= stage[k];
-    // Each staged byte is used once: shift the rest down and wipe the vacated tail.
-    std::memmove(stage, stage + n, staged_size_[i] - n);
-    SecureWipe(stage + staged_size_[i] - n, n);
-    staged_size_[i] -= n;
-  }
-  return n;
 }
 
 void SourceSet::HealthChanged(std::size_t index, bool healthy) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    healthy_[index] = healthy;
-    tried_[index] = true;
-    if (healthy) last_activity_[index] = Clock::now();
-    if (!healthy && mode_ == SourceMode::kMix) {
-      // What it staged came from a stream that has just failed: never mix it in.
-      SecureWipe(staged_[index]->data(), staged_size_[index]);
-      staged_size_[index] = 0;
-    }
-    NoteServingLocked();
+    selector_->OnHealth(index, healthy, clock_.Now());
   }
   changed_.notify_all();
 }
 
 void SourceSet::WakeProducers() {
+  {
+    // Taking the lock orders this after a waiter's last look at its stop flag.
+    std::lock_guard<std::mutex> lock(mutex_);
+  }
   changed_.notify_all();
   pool_.WakeProducers();
 }

@@ -4,10 +4,12 @@
 #include <charconv>
 #include <chrono>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/number_text.h"
 #include "common/secure_memory.h"
 #include "sources/drivers.h"
 
@@ -111,12 +113,13 @@ Result<std::unique_ptr<Source>> CreateTestSource(const SourceSpec& spec,
   if (!options.ok()) return options.status();
   std::uint64_t rate = 0;
   if (const auto it = spec.options.find("rate"); it != spec.options.end()) {
-    const std::string& text = it->second;
-    const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), rate);
-    if (ec != std::errc() || ptr != text.data() + text.size() || rate == 0) {
+    const std::optional<std::uint64_t> parsed =
+        ParseNumber<std::uint64_t>(it->second, 1, std::numeric_limits<std::uint64_t>::max());
+    if (!parsed) {
       return SourceSpecError(
-          spec, "rate must be a positive number of bytes per second, got \"" + text + "\"");
+          spec, "rate must be a positive number of bytes per second, got \"" + it->second + "\"");
     }
+    rate = *parsed;
   }
   LOG_WARNING("source ", spec.text, ": TEST SOURCE, its bytes are predictable from the seed");
   return std::unique_ptr<Source>(std::make_unique<TestSource>(

@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/number_text.h"
+
 namespace rngmux {
 namespace {
 
@@ -34,34 +36,13 @@ bool IsIpv6Literal(const std::string& host) {
   return inet_pton(AF_INET6, host.c_str(), &addr) == 1;
 }
 
-bool IsDigits(std::string_view text) {
-  if (text.empty()) return false;
-  for (char c : text) {
-    if (c < '0' || c > '9') return false;
-  }
-  return true;
-}
-
-// Parses decimal digits no larger than `max`; no sign, no spaces.
+// Decimal digits no larger than `max`; no sign, no spaces.
 std::optional<unsigned long> ParseDecimal(std::string_view text, unsigned long max) {
-  if (!IsDigits(text)) return std::nullopt;
-  unsigned long value = 0;
-  for (char c : text) {
-    value = value * 10 + static_cast<unsigned long>(c - '0');
-    if (value > max) return std::nullopt;
-  }
-  return value;
+  return ParseNumber<unsigned long>(text, 0, max);
 }
 
 std::optional<unsigned> ParseOctalMode(std::string_view text) {
-  if (text.empty()) return std::nullopt;
-  unsigned value = 0;
-  for (char c : text) {
-    if (c < '0' || c > '7') return std::nullopt;
-    value = value * 8 + static_cast<unsigned>(c - '0');
-    if (value > kMaxUnixMode) return std::nullopt;
-  }
-  return value;
+  return ParseNumber<unsigned>(text, 0, kMaxUnixMode, 8);
 }
 
 // A host name as a resolver would take it: letters, digits, '-', '_' and '.'.

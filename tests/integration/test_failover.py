@@ -239,9 +239,15 @@ class FailoverTest(RngmuxTestCase):
         proc = run_cli(["serve", "--source-mode", "both"])
         self.assertEqual(proc.returncode, 2)
         self.assertIn('--source-mode "both": expected failover or mix', proc.stderr.decode())
-        proc = run_cli(["serve", "--source", "getrandom,fips=maybe"])
-        self.assertEqual(proc.returncode, 2, proc.stderr)
-        self.assertIn('fips must be on or off, got "maybe"', proc.stderr.decode())
+        # Every spec problem is found by the one validation, before anything opens.
+        for spec, message in (("getrandom,fips=maybe", 'fips must be on or off, got "maybe"'),
+                              ("getrandom,foo=1", 'unknown option "foo" (known: entropy, block)'),
+                              ("nope", 'unknown kind "nope"'),
+                              ("test:1,speed=5", 'unknown option "speed"')):
+            with self.subTest(spec=spec):
+                proc = run_cli(["serve", "--source", spec])
+                self.assertEqual(proc.returncode, 2, proc.stderr)
+                self.assertIn('source "%s": %s' % (spec, message), proc.stderr.decode())
         proc = run_cli(["serve", "--source", "getrandom,entropy=4,fips=on"])
         self.assertEqual(proc.returncode, 1, proc.stderr)
         self.assertIn("fips=on needs a claim of 8 bits/byte", proc.stderr.decode())

@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "common/log.h"
+#include "common/number_text.h"
 #include "common/secure_memory.h"
 #include "sources/drivers.h"
 #include "sources/qwqng/child_process.h"
@@ -298,14 +299,6 @@ class QwqngSource final : public Source {
   std::optional<std::array<float, qwqng::kRuntimeInfoFloats>> runtime_info_;  // guarded
 };
 
-std::optional<double> ParseSeconds(const std::string& text) {
-  double value = 0;
-  const char* end = text.data() + text.size();
-  const auto [ptr, ec] = std::from_chars(text.data(), end, value);
-  if (ec != std::errc() || ptr != end || !std::isfinite(value)) return std::nullopt;
-  return value;
-}
-
 }  // namespace
 
 std::string DefaultQwqngWorkerPath() {
@@ -363,8 +356,9 @@ Result<std::unique_ptr<Source>> CreateQwqngDriver(const SourceSpec& spec) {
     options.sysfs_root = it->second;
   }
   if (const auto it = spec.options.find("timeout"); it != spec.options.end()) {
-    const std::optional<double> seconds = ParseSeconds(it->second);
-    if (!seconds || *seconds < kMinSilenceSeconds || *seconds > kMaxSilenceSeconds) {
+    const std::optional<double> seconds =
+        ParseNumber(it->second, kMinSilenceSeconds, kMaxSilenceSeconds);
+    if (!seconds) {
       return SourceSpecError(
           spec, "timeout must be seconds from 0.1 to 3600, got \"" + it->second + "\"");
     }

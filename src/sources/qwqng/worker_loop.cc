@@ -6,7 +6,9 @@
 #include <charconv>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 
+#include "common/number_text.h"
 #include "sources/qwqng/usb_sysfs.h"
 
 namespace rngmux::qwqng {
@@ -14,12 +16,6 @@ namespace {
 
 std::span<const std::uint8_t> AsBytes(std::string_view text) {
   return {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()};
-}
-
-template <typename T>
-bool ParseNumber(std::string_view text, T* value) {
-  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), *value);
-  return ec == std::errc() && ptr == text.data() + text.size();
 }
 
 }  // namespace
@@ -108,17 +104,27 @@ std::optional<WorkerOptions> ParseWorkerArgs(const std::vector<std::string>& arg
     const std::string key = arg.substr(0, equals);
     const std::string_view value =
         equals == std::string::npos ? std::string_view() : std::string_view(arg).substr(equals + 1);
-    long interval_ms = 0;
-    if (key == "--fd" && ParseNumber(value, &options.fd) && options.fd >= 0) {
-      have_fd = true;
+    bool value_ok = true;
+    using Pid = decltype(options.parent_pid);
+    if (key == "--fd") {
+      const auto fd = ParseNumber(value, 0, std::numeric_limits<int>::max());
+      if (fd) options.fd = *fd;
+      have_fd = fd.has_value();
+      if (!fd) value_ok = false;
     } else if (key == "--sysfs" && !value.empty()) {
       options.sysfs_root = std::string(value);
-    } else if (key == "--parent-pid" && ParseNumber(value, &options.parent_pid) &&
-               options.parent_pid > 0) {
-    } else if (key == "--stats-interval-ms" && ParseNumber(value, &interval_ms) &&
-               interval_ms > 0) {
-      options.stats_interval = std::chrono::milliseconds(interval_ms);
+    } else if (key == "--parent-pid") {
+      const auto pid = ParseNumber<Pid>(value, 1, std::numeric_limits<Pid>::max());
+      if (pid) options.parent_pid = *pid;
+      value_ok = pid.has_value();
+    } else if (key == "--stats-interval-ms") {
+      const auto ms = ParseNumber<long>(value, 1, std::numeric_limits<long>::max());
+      if (ms) options.stats_interval = std::chrono::milliseconds(*ms);
+      value_ok = ms.has_value();
     } else {
+      value_ok = false;
+    }
+    if (!value_ok) {
       *error = "bad argument \"" + arg + "\"";
       return std::nullopt;
     }

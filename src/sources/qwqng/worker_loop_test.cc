@@ -11,6 +11,7 @@
 #include <fstream>
 
 #include "sources/qwqng/usb_sysfs.h"
+#include "support/fake_clock.h"
 
 namespace rngmux::qwqng {
 namespace {
