@@ -22,8 +22,8 @@
 #include "cli/commands.h"
 #include "cli/egd_client.h"
 #include "cli/output.h"
+#include "endpoint/endpoint_spec.h"
 #include "protocol/egd_parser.h"
-#include "transport/endpoint_spec.h"
 
 namespace rngmux {
 namespace {

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "common/status.h"
-#include "transport/endpoint_spec.h"
+#include "endpoint/endpoint_spec.h"
 
 namespace rngmux {
 

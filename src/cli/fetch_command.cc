@@ -22,8 +22,8 @@
 #include "cli/fetch_udp.h"
 #include "cli/output.h"
 #include "common/secure_memory.h"
+#include "endpoint/endpoint_spec.h"
 #include "protocol/egd_parser.h"
-#include "transport/endpoint_spec.h"
 
 namespace rngmux {
 namespace {

@@ -2,7 +2,7 @@
 
 #include <cstddef>
 
-#include "transport/endpoint_spec.h"
+#include "endpoint/endpoint_spec.h"
 
 namespace rngmux {
 

@@ -5,9 +5,9 @@
 
 #include "cli/commands.h"
 #include "common/log.h"
+#include "endpoint/qemu_chardev.h"
 #include "server/server.h"
 #include "sources/source.h"
-#include "transport/qemu_chardev.h"
 
 namespace rngmux {
 namespace {

@@ -5,8 +5,8 @@
 
 namespace rngmux {
 
-ShareGroup::ShareGroup(std::string name, Limits limits, FairShare& fair_share,
-                       const Clock& clock, std::function<void()> request_pump,
+ShareGroup::ShareGroup(std::string name, Limits limits, FairShare& fair_share, const Clock& clock,
+                       std::function<void()> request_pump,
                        std::function<void(Clock::TimePoint)> wake_at)
     : name_(std::move(name)),
       limits_(limits),
@@ -55,9 +55,9 @@ void ShareGroup::Activate(Consumer* member) {
     const std::uint64_t want = std::min<std::uint64_t>(limits_.burst_bytes, 4096);
     const std::uint64_t have = bucket_->Available(clock_.Now());
     const std::uint64_t missing = want > have ? want - have : 1;
-    const auto wait = std::chrono::nanoseconds(
-        (missing * 1'000'000'000ull + *limits_.rate_bytes_per_second - 1) /
-        *limits_.rate_bytes_per_second);
+    const auto wait =
+        std::chrono::nanoseconds((missing * 1'000'000'000ull + *limits_.rate_bytes_per_second - 1) /
+                                 *limits_.rate_bytes_per_second);
     wake_at_(clock_.Now() + wait);
   }
 }

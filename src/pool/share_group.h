@@ -40,8 +40,7 @@ class ShareGroup final : public Consumer {
   };
 
   ShareGroup(std::string name, Limits limits, FairShare& fair_share, const Clock& clock,
-             std::function<void()> request_pump,
-             std::function<void(Clock::TimePoint)> wake_at);
+             std::function<void()> request_pump, std::function<void(Clock::TimePoint)> wake_at);
   ~ShareGroup() override;
   ShareGroup(const ShareGroup&) = delete;
   ShareGroup& operator=(const ShareGroup&) = delete;

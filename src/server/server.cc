@@ -8,7 +8,7 @@
 #include <new>
 
 #include "common/log.h"
-#include "transport/qemu_chardev.h"
+#include "endpoint/qemu_chardev.h"
 
 namespace rngmux {
 namespace {

@@ -14,16 +14,16 @@
 
 #include "common/rate_limit.h"
 #include "common/status.h"
+#include "endpoint/endpoint_spec.h"
 #include "pool/entropy_pool.h"
 #include "pool/fair_share.h"
 #include "pool/share_group.h"
-#include "server/connector.h"
-#include "server/listener.h"
-#include "server/session_host.h"
 #include "server/stats.h"
-#include "server/udp_endpoint.h"
 #include "sources/source_set.h"
-#include "transport/endpoint_spec.h"
+#include "transport/connector.h"
+#include "transport/listener.h"
+#include "transport/session_host.h"
+#include "transport/udp_endpoint.h"
 
 namespace rngmux {
 

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "transport/address_filter.h"
+#include "endpoint/address_filter.h"
 
 namespace rngmux {
 
@@ -24,11 +24,11 @@ namespace rngmux {
 // Value type; cheap to copy.
 struct ClientIdentity {
   std::optional<uid_t> uid;
-  std::optional<gid_t> gid;  // unix peers only (the peer process's gid)
-  std::optional<pid_t> pid;  // unix peers only; informative, never a key
-  std::string address;       // "127.0.0.1", "::1"; "" for unix peers
+  std::optional<gid_t> gid;     // unix peers only (the peer process's gid)
+  std::optional<pid_t> pid;     // unix peers only; informative, never a key
+  std::string address;          // "127.0.0.1", "::1"; "" for unix peers
   std::optional<IpAddress> ip;  // the same, for address filters
-  std::string subject;       // a verified certificate's subject, when there is one
+  std::string subject;          // a verified certificate's subject, when there is one
 
   // What the fair share and the limits key on: "cert:SUBJECT", "uid:N", or
   // "addr:ADDRESS". A uid outranks an address (loopback TCP from two users are two

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "pool/fair_share.h"
-#include "server/egd_session.h"
+#include "transport/egd_session.h"
 #include "vhost/message.h"
 #include "vhost/unique_fd.h"
 #include "vhost/vhost_user_device.h"

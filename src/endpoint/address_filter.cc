@@ -1,4 +1,4 @@
-#include "transport/address_filter.h"
+#include "endpoint/address_filter.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

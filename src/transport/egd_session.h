@@ -12,12 +12,12 @@
 
 #include "common/log.h"
 #include "common/rate_limit.h"
+#include "endpoint/endpoint_spec.h"
 #include "pool/fair_share.h"
 #include "pool/share_group.h"
 #include "protocol/egd_parser.h"
 #include "server/stats.h"
 #include "transport/client_identity.h"
-#include "transport/endpoint_spec.h"
 
 namespace rngmux {
 

@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <string>
 
-#include "server/session.h"
+#include "transport/session.h"
 
 namespace rngmux {
 

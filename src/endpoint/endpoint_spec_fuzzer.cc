@@ -8,7 +8,7 @@
 #include <cstring>
 #include <string>
 
-#include "transport/endpoint_spec.h"
+#include "endpoint/endpoint_spec.h"
 
 namespace {
 

@@ -1,4 +1,4 @@
-#include "server/udp_endpoint.h"
+#include "transport/udp_endpoint.h"
 
 #include <sys/socket.h>
 
@@ -10,7 +10,7 @@
 
 #include "common/log.h"
 #include "protocol/egd_datagram.h"
-#include "server/socket_util.h"
+#include "transport/socket_util.h"
 
 namespace rngmux {
 namespace {

@@ -8,8 +8,8 @@
 #include <cstring>
 #include <string>
 
-#include "transport/endpoint_spec.h"
-#include "transport/qemu_chardev.h"
+#include "endpoint/endpoint_spec.h"
+#include "endpoint/qemu_chardev.h"
 
 namespace {
 

@@ -1,4 +1,4 @@
-#include "server/udp_peer.h"
+#include "transport/udp_peer.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

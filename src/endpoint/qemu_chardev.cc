@@ -1,4 +1,4 @@
-#include "transport/qemu_chardev.h"
+#include "endpoint/qemu_chardev.h"
 
 #include <optional>
 #include <set>

@@ -15,9 +15,9 @@
 #include "common/clock.h"
 #include "common/rate_limit.h"
 #include "common/status.h"
-#include "server/egd_session.h"
-#include "server/udp_peer.h"
-#include "transport/endpoint_spec.h"
+#include "endpoint/endpoint_spec.h"
+#include "transport/egd_session.h"
+#include "transport/udp_peer.h"
 
 namespace rngmux {
 

@@ -1,4 +1,4 @@
-#include "server/egd_session.h"
+#include "transport/egd_session.h"
 
 #include <unistd.h>
 

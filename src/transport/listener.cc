@@ -1,4 +1,4 @@
-#include "server/listener.h"
+#include "transport/listener.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -13,7 +13,7 @@
 #include <cstring>
 
 #include "common/log.h"
-#include "server/socket_util.h"
+#include "transport/socket_util.h"
 #include "vhost/peer_identity.h"
 
 namespace rngmux {
@@ -170,8 +170,8 @@ void Listener::RetryLater(const std::string& error) {
 }
 
 void Listener::Adopt(int fd) {
-  const bool unix_socket = spec_.transport == TransportKind::kUnix ||
-                           spec_.transport == TransportKind::kVhostUser;
+  const bool unix_socket =
+      spec_.transport == TransportKind::kUnix || spec_.transport == TransportKind::kVhostUser;
   ClientIdentity identity = IdentifyStreamPeer(fd, unix_socket);
   if (host_.Refuse(spec_, identity)) {
     close(fd);

@@ -3,7 +3,7 @@
 #include <string>
 
 #include "common/status.h"
-#include "transport/endpoint_spec.h"
+#include "endpoint/endpoint_spec.h"
 
 namespace rngmux {
 

@@ -9,9 +9,9 @@
 #include <string>
 #include <string_view>
 
+#include "endpoint/endpoint_spec.h"
 #include "protocol/egd_parser.h"
-#include "server/egd_session.h"
-#include "transport/endpoint_spec.h"
+#include "transport/egd_session.h"
 
 namespace rngmux {
 

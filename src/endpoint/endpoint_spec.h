@@ -7,7 +7,7 @@
 #include <string>
 
 #include "common/status.h"
-#include "transport/address_filter.h"
+#include "endpoint/address_filter.h"
 #include "transport/client_identity.h"
 
 namespace rngmux {

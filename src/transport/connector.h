@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "common/backoff.h"
-#include "server/session_host.h"
-#include "transport/endpoint_spec.h"
+#include "endpoint/endpoint_spec.h"
+#include "transport/session_host.h"
 
 namespace rngmux {
 

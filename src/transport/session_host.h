@@ -4,9 +4,9 @@
 #include <memory>
 #include <string>
 
-#include "server/session.h"
+#include "endpoint/endpoint_spec.h"
 #include "transport/client_identity.h"
-#include "transport/endpoint_spec.h"
+#include "transport/session.h"
 #include "vhost/vhost_user_connection.h"
 
 namespace rngmux {

@@ -1,10 +1,10 @@
-#include "server/connector.h"
+#include "transport/connector.h"
 
 #include <asio/local/stream_protocol.hpp>
 #include <vector>
 
 #include "common/log.h"
-#include "server/socket_util.h"
+#include "transport/socket_util.h"
 #include "vhost/peer_identity.h"
 
 namespace rngmux {
@@ -130,8 +130,8 @@ void Connector::OnConnected(Session::Socket socket) {
     LOG_INFO("connection to ", spec_.Address(), " ended; reconnecting in ", delay.count(), " ms");
     ScheduleAttempt(delay);
   };
-  const bool unix_socket = spec_.transport == TransportKind::kUnix ||
-                           spec_.transport == TransportKind::kVhostUser;
+  const bool unix_socket =
+      spec_.transport == TransportKind::kUnix || spec_.transport == TransportKind::kVhostUser;
   ClientIdentity identity = IdentifyStreamPeer(socket.native_handle(), unix_socket);
   if (spec_.transport == TransportKind::kVhostUser) {
     std::string peer = DescribeUnixPeer(socket.native_handle(), spec_.Address());

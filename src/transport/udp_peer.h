@@ -16,9 +16,9 @@
 
 #include "common/clock.h"
 #include "common/rate_limit.h"
+#include "endpoint/address_filter.h"
 #include "protocol/egd_datagram.h"
-#include "server/egd_session.h"
-#include "transport/address_filter.h"
+#include "transport/egd_session.h"
 
 namespace rngmux {
 

@@ -10,8 +10,8 @@
 #include <string>
 
 #include "common/status.h"
-#include "server/session_host.h"
-#include "transport/endpoint_spec.h"
+#include "endpoint/endpoint_spec.h"
+#include "transport/session_host.h"
 
 namespace rngmux {
 

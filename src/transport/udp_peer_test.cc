@@ -1,4 +1,4 @@
-#include "server/udp_peer.h"
+#include "transport/udp_peer.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "protocol/egd_datagram.h"
-#include "server/udp_endpoint.h"
 #include "support/fake_clock.h"
+#include "transport/udp_endpoint.h"
 
 namespace rngmux {
 namespace {

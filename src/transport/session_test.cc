@@ -1,4 +1,4 @@
-#include "server/session.h"
+#include "transport/session.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-#include "transport/endpoint_spec.h"
+#include "endpoint/endpoint_spec.h"
 
 #include <gtest/gtest.h>
 

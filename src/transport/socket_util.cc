@@ -1,4 +1,4 @@
-#include "server/socket_util.h"
+#include "transport/socket_util.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -1,4 +1,4 @@
-#include "server/session.h"
+#include "transport/session.h"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
