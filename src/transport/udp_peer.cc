@@ -82,7 +82,6 @@ UdpPeer::UdpPeer(DatagramSink& sink, SessionContext& context, SessionOptions opt
       clock_(clock),
       bucket_(bucket ? *bucket
                      : TokenBucket(limits.rate_bytes_per_second, limits.burst_bytes, clock.Now())),
-      rate_(limits.rate_bytes_per_second),
       burst_(limits.burst_bytes),
       resume_timer_(executor),
       lead_timer_(executor),

@@ -153,7 +153,6 @@ class UdpPeer final : public EgdSession, public std::enable_shared_from_this<Udp
   PeerAddress address_;
   const Clock& clock_;
   TokenBucket bucket_;
-  std::uint64_t rate_;
   std::uint64_t burst_;
   std::deque<Delayed> delayed_;
   std::size_t delayed_cost_ = 0;
