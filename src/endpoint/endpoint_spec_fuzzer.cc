@@ -34,7 +34,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   Check(spec->role == role);
   Check(spec->text == text);
   Check(spec->port != 0 || role == EndpointRole::kListen ||
-        spec->transport == TransportKind::kUnix);
+        spec->transport == TransportKind::kUnix || spec->transport == TransportKind::kVhostUser);
   const std::string described = spec->Describe();
   const Result<EndpointSpec> again = ParseEndpointSpec(role, described);
   Check(again.ok());
