@@ -6,11 +6,11 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <set>
 #include <string_view>
 #include <vector>
 
 #include "common/number_text.h"
+#include "common/option_list.h"
 
 namespace rngmux {
 namespace {
@@ -69,6 +69,8 @@ class SpecParser {
   Result<EndpointSpec> Parse() {
     spec_.role = role_;
     spec_.text = text_;
+    // inet_pton and the socket calls would stop at a NUL ("::1\0junk" as "::1").
+    if (HasNulByte(text_)) return Error(std::string(kNulByteProblem));
     const std::string_view all = text_;
     const std::size_t comma = all.find(',');
     const std::string_view address = all.substr(0, comma);
@@ -192,13 +194,11 @@ class SpecParser {
     bool raw = false;
     bool qemu = false;
     std::optional<std::size_t> lead;
-    while (true) {
-      const std::size_t comma = options.find(',');
-      const std::string_view option = options.substr(0, comma);
-      Status status = ParseOption(option, raw, qemu, lead);
+    const std::optional<std::vector<OptionItem>> items = ParseOptionList(options);
+    if (!items) return Error(std::string(kNulByteProblem));
+    for (const OptionItem& item : *items) {
+      Status status = ParseOption(item, raw, qemu, lead);
       if (!status.ok()) return status;
-      if (comma == std::string_view::npos) break;
-      options = options.substr(comma + 1);
     }
     if (spec_.transport == TransportKind::kVhostUser && (raw || qemu || lead)) {
       return Error(std::string(raw    ? "raw"
@@ -245,8 +245,9 @@ class SpecParser {
            key == "share" || key == "max-conns" || key == "rate" || key == "burst";
   }
 
-  Status Once(std::string_view key) {
-    if (!seen_keys_.insert(std::string(key)).second) {
+  // `repeated` is the option list's mark (ParseOptionList): an earlier option had this key.
+  Status Once(std::string_view key, bool repeated) {
+    if (repeated) {
       return Error("option " + Quoted(key) + " given twice");
     }
     return Status::Ok();
@@ -270,7 +271,7 @@ class SpecParser {
     return Status::Ok();
   }
 
-  Status ParseSharedOption(std::string_view key, std::string_view value) {
+  Status ParseSharedOption(std::string_view key, std::string_view value, bool repeated) {
     const bool stream = !udp();
     if (key == "allow") {
       if (!listen()) {
@@ -291,7 +292,7 @@ class SpecParser {
         return Error("max-conns applies only to listen endpoints");
       }
     }
-    Status once = Once(key);
+    Status once = Once(key, repeated);
     if (!once.ok()) return once;
 
     if (key == "allow") {
@@ -345,7 +346,7 @@ class SpecParser {
     return Status::Ok();
   }
 
-  Status ParseUdpOption(std::string_view key, std::string_view value) {
+  Status ParseUdpOption(std::string_view key, std::string_view value, bool repeated) {
     const bool listen_only = key == "peers";
     if (!udp()) {
       if (key == "local") return Error("local applies only to udp connect endpoints");
@@ -356,7 +357,7 @@ class SpecParser {
       return Error(std::string(key) + " applies only to udp listen endpoints");
     }
     if (key == "local" && listen()) return Error("local applies only to udp connect endpoints");
-    Status once = Once(key);
+    Status once = Once(key, repeated);
     if (!once.ok()) return once;
     UdpOptions& udp_options = spec_.udp;
     if (key == "local") {
@@ -377,13 +378,11 @@ class SpecParser {
     return Status::Ok();
   }
 
-  Status ParseOption(std::string_view option, bool& raw, bool& qemu,
+  Status ParseOption(const OptionItem& item, bool& raw, bool& qemu,
                      std::optional<std::size_t>& lead) {
-    const std::size_t equals = option.find('=');
-    const std::string_view key = option.substr(0, equals);
-    const std::string_view value =
-        equals == std::string_view::npos ? std::string_view() : option.substr(equals + 1);
-    const bool has_value = equals != std::string_view::npos;
+    const std::string_view key = item.key;
+    const std::string_view value = item.value;
+    const bool has_value = item.has_value;
     if (key == "raw" && !has_value) {
       raw = true;
     } else if (key == "qemu" && !has_value) {
@@ -403,15 +402,15 @@ class SpecParser {
       spec_.unix_mode = ParseOctalMode(value);
       if (!spec_.unix_mode) return Error("mode must be an octal permission like 0660");
     } else if (IsUdpKey(key) && has_value) {
-      return ParseUdpOption(key, value);
+      return ParseUdpOption(key, value, item.repeated);
     } else if (IsSharedKey(key) && has_value) {
-      return ParseSharedOption(key, value);
+      return ParseSharedOption(key, value, item.repeated);
     } else if (udp()) {
-      return Error("unknown option " + Quoted(option) +
+      return Error("unknown option " + Quoted(item.text) +
                    " (expected qemu, lead=BYTES, allow=LIST, local=ADDR:PORT, rate=BYTES, "
                    "burst=BYTES, idle=SECONDS, peers=N)");
     } else {
-      return Error("unknown option " + Quoted(option) +
+      return Error("unknown option " + Quoted(item.text) +
                    " (expected raw, qemu, lead=BYTES, mode=OCTAL, allow=LIST, allow-user=LIST, "
                    "allow-group=LIST, weight=N, share=identity|connection, max-conns=N, "
                    "rate=BYTES, burst=BYTES)");
@@ -422,7 +421,6 @@ class SpecParser {
   const EndpointRole role_;
   const std::string& text_;
   EndpointSpec spec_;
-  std::set<std::string> seen_keys_;
 };
 
 std::string BracketedHost(const std::string& host) {

@@ -160,6 +160,7 @@ struct EndpointSpec {
 //   listen "tcp:a b:80": invalid host name "a b"
 //   listen "unix:/very/long...": path is longer than 107 bytes
 //   listen "tcp:h:1,lead=1,lead=2": option "lead" given twice
+//   listen "tcp:[::1\0junk]:80": contains a NUL byte   (any NUL, anywhere)
 // UDP (udp:HOST:PORT has the tcp address errors with "udp" in them):
 //   listen "udp:h:1,allow=0.0.0.0/0": allow: "0.0.0.0/0" is too wide: ...
 //       (every AddressFilter::Parse error, after "allow: ")

@@ -21,8 +21,8 @@ void Check(bool condition) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace rngmux;
   if (size == 0) return 0;
-  // The text comes from the command line, and an argv string cannot hold a NUL byte.
-  if (std::memchr(data + 1, 0, size - 1) != nullptr) return 0;
+  // NUL bytes included: the parser must refuse them ("::1\0junk" is not "::1").
+  const bool has_nul = std::memchr(data + 1, 0, size - 1) != nullptr;
   const EndpointRole role = (data[0] & 1) != 0 ? EndpointRole::kConnect : EndpointRole::kListen;
   const std::string text(reinterpret_cast<const char*>(data + 1), size - 1);
   const Result<EndpointSpec> spec = ParseEndpointSpec(role, text);
@@ -30,6 +30,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     Check(!spec.status().message().empty());
     return 0;
   }
+  Check(!has_nul);
   Check(spec->role == role);
   Check(spec->text == text);
   Check(spec->port != 0 || role == EndpointRole::kListen || IsUnixSocketEndpoint(spec.value()));

@@ -153,6 +153,15 @@ TEST(EndpointSpecTest, MalformedAddresses) {
   EXPECT_TRUE(ParseEndpointSpec(kListen, "unix:" + std::string(107, 'p')).ok());
 }
 
+TEST(EndpointSpecTest, RefusesNulBytes) {
+  // inet_pton stops at the NUL: "[::1\0junk]" must not become ::1.
+  for (const std::string& text : {std::string("tcp:[::1\0junk]:80", 17),
+                                  std::string("tcp:h:1,raw\0", 12), std::string("unix:/a\0b", 9)}) {
+    const std::string error = ParseError(kListen, text);
+    EXPECT_EQ(error, "listen \"" + text + "\": contains a NUL byte");
+  }
+}
+
 TEST(EndpointSpecTest, MalformedOptions) {
   EXPECT_EQ(ParseError(kListen, "tcp:h:1,lead=1048577"),
             "listen \"tcp:h:1,lead=1048577\": lead must be 1-1048576 bytes");

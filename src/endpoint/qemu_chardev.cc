@@ -5,6 +5,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/option_list.h"
+
 namespace rngmux {
 namespace {
 
@@ -14,22 +16,6 @@ constexpr std::string_view kVhostUserDeviceFlag = " -device ";
 constexpr std::string_view kVhostUserDevices[] = {"vhost-user-rng-pci", "vhost-user-rng"};
 
 std::string Quoted(std::string_view text) { return "\"" + std::string(text) + "\""; }
-
-// Splits QEMU's option syntax: comma separated, ",," is a literal comma.
-std::vector<std::string> SplitQemuOptions(std::string_view text) {
-  std::vector<std::string> parts(1);
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    if (text[i] != ',') {
-      parts.back() += text[i];
-    } else if (i + 1 < text.size() && text[i + 1] == ',') {
-      parts.back() += ',';
-      ++i;
-    } else {
-      parts.emplace_back();
-    }
-  }
-  return parts;
-}
 
 std::optional<bool> ParseQemuBool(std::string_view value) {
   if (value == "on" || value == "yes" || value == "true") return true;
@@ -55,6 +41,8 @@ class ChardevParser {
       : text_(text), extra_options_(extra_options) {}
 
   Result<EndpointSpec> Parse() {
+    // inet_pton would stop at a NUL ("host=::1\0junk" as "::1").
+    if (HasNulByte(text_)) return Error(std::string(kNulByteProblem));
     std::string_view body = text_;
     if (body.substr(0, kChardevFlag.size()) == kChardevFlag) {
       body.remove_prefix(kChardevFlag.size());
@@ -76,8 +64,11 @@ class ChardevParser {
       vhost_user_ = true;
       body = body.substr(0, device);
     }
-    std::vector<std::string> parts = SplitQemuOptions(body);
-    std::string backend = parts.front();
+    // QEMU's option syntax: ",," is a literal comma.
+    const std::optional<std::vector<OptionItem>> parts =
+        ParseOptionList(body, {.double_comma_escape = true});
+    if (!parts) return Error(std::string(kNulByteProblem));
+    std::string backend = parts->front().text;
     if (backend.rfind("backend=", 0) == 0) backend.erase(0, 8);
     if (backend.empty() || backend.find('=') != std::string::npos) {
       return Error("expected a chardev like socket,id=c0,host=H,port=P");
@@ -87,8 +78,8 @@ class ChardevParser {
                    " cannot carry EGD (expected socket or udp)");
     }
     udp_ = backend == "udp";
-    for (std::size_t i = 1; i < parts.size(); ++i) {
-      Status status = ApplyProperty(parts[i]);
+    for (std::size_t i = 1; i < parts->size(); ++i) {
+      Status status = ApplyProperty((*parts)[i]);
       if (!status.ok()) return status;
     }
     return MakeEndpoint();
@@ -99,11 +90,10 @@ class ChardevParser {
     return Status::Error("qemu-chardev " + Quoted(text_) + ": " + problem);
   }
 
-  Status ApplyProperty(const std::string& part) {
-    const std::size_t equals = part.find('=');
-    std::string key = part.substr(0, equals);
+  Status ApplyProperty(const OptionItem& part) {
+    std::string key = part.key;
     std::optional<std::string> value;
-    if (equals != std::string::npos) value = part.substr(equals + 1);
+    if (part.has_value) value = part.value;
 
     if (!udp_ && (key == "tls-creds" || key == "tls-authz")) {
       return Error("TLS is not supported yet");
@@ -126,6 +116,7 @@ class ChardevParser {
     if (!udp_ && (key == "localaddr" || key == "localport")) {
       return Error("unknown key " + Quoted(key) + " for a socket chardev");
     }
+    // Not the option list's `repeated` mark: "nowait" and "wait=on" are the same key.
     if (!seen_.insert(key).second) return Error("key " + Quoted(key) + " given twice");
 
     if (IsBooleanKey(key)) {

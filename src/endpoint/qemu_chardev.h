@@ -42,8 +42,9 @@ namespace rngmux {
 //       QEMU 7.2 with vhost-user-rng ...   (one line in the message)
 //   qemu-chardev "socket,path=/p -device virtio-rng-pci": device "virtio-rng-pci" is not
 //       vhost-user-rng-pci (an rng-egd guest needs only the -chardev)
-// Repeated keys, reconnect=N with N not a number and a malformed endpoint (for
-// example port=0 on a server) are errors too; values may use QEMU's ",," escape.
+// Repeated keys, a NUL byte ("contains a NUL byte"), reconnect=N with N not a
+// number and a malformed endpoint (for example port=0 on a server) are errors
+// too; values may use QEMU's ",," escape.
 // `extra_options` is appended as endpoint options (e.g. "lead=256") so the
 // same grammar as --listen applies.
 Result<EndpointSpec> ParseQemuChardev(const std::string& text,

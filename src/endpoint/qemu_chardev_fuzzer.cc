@@ -21,14 +21,15 @@ void Check(bool condition) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace rngmux;
-  // The text comes from the command line, and an argv string cannot hold a NUL byte.
-  if (size > 0 && std::memchr(data, 0, size) != nullptr) return 0;
+  // NUL bytes included: the parser must refuse them ("host=::1\0junk" is not "::1").
+  const bool has_nul = size > 0 && std::memchr(data, 0, size) != nullptr;
   const std::string text(reinterpret_cast<const char*>(data), size);
   const Result<EndpointSpec> spec = ParseQemuChardev(text);
   if (!spec.ok()) {
     Check(!spec.status().message().empty());
     return 0;
   }
+  Check(!has_nul);
   const std::string described = spec->Describe();
   const Result<EndpointSpec> again = ParseEndpointSpec(spec->role, described);
   Check(again.ok());

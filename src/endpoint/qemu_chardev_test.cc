@@ -132,6 +132,11 @@ TEST(QemuChardevTest, DocumentedErrors) {
             "on a server socket");
 }
 
+TEST(QemuChardevTest, RefusesNulBytes) {
+  const std::string text("socket,host=::1\0junk,port=1", 27);
+  EXPECT_EQ(ParseError(text), "qemu-chardev \"" + text + "\": contains a NUL byte");
+}
+
 TEST(QemuChardevTest, OtherErrors) {
   EXPECT_EQ(ParseError("socket,host=h"),
             "qemu-chardev \"socket,host=h\": needs host= and port=, or path=");

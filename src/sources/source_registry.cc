@@ -9,9 +9,11 @@
 #include <optional>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
 #include "common/log.h"
 #include "common/number_text.h"
+#include "common/option_list.h"
 #include "sources/drivers.h"
 #include "sources/source.h"
 
@@ -53,6 +55,7 @@ Status SourceSpecError(const SourceSpec& spec, const std::string& message) {
 
 Result<SourceSpec> ParseSourceSpec(const std::string& text) {
   if (text.empty()) return SpecTextError(text, "empty source spec");
+  if (HasNulByte(text)) return SpecTextError(text, std::string(kNulByteProblem));
   SourceSpec spec;
   spec.text = text;
 
@@ -64,22 +67,19 @@ Result<SourceSpec> ParseSourceSpec(const std::string& text) {
   if (colon != std::string::npos) spec.argument = head.substr(colon + 1);
   if (spec.kind.empty()) return SpecTextError(text, "missing source kind before \":\"");
 
-  std::size_t pos = comma;
-  while (pos != std::string::npos) {
-    const std::size_t start = pos + 1;
-    pos = text.find(',', start);
-    const std::string item =
-        text.substr(start, pos == std::string::npos ? std::string::npos : pos - start);
-    if (item.empty()) return SpecTextError(text, "empty option between commas");
-    const std::size_t equals = item.find('=');
-    const std::string key = item.substr(0, equals);
-    if (key.empty()) return SpecTextError(text, "option \"" + item + "\" has no name");
-    if (equals == std::string::npos || equals + 1 == item.size()) {
-      return SpecTextError(text, "option \"" + key + "\" needs a value (" + key + "=...)");
+  if (comma == std::string::npos) return spec;
+  const std::optional<std::vector<OptionItem>> items =
+      ParseOptionList(std::string_view(text).substr(comma + 1));
+  if (!items) return SpecTextError(text, std::string(kNulByteProblem));
+  for (const OptionItem& item : *items) {
+    if (item.empty) return SpecTextError(text, "empty option between commas");
+    if (item.key.empty()) return SpecTextError(text, "option \"" + item.text + "\" has no name");
+    if (!item.has_value || item.value.empty()) {
+      return SpecTextError(text,
+                           "option \"" + item.key + "\" needs a value (" + item.key + "=...)");
     }
-    if (!spec.options.emplace(key, item.substr(equals + 1)).second) {
-      return SpecTextError(text, "option \"" + key + "\" given twice");
-    }
+    if (item.repeated) return SpecTextError(text, "option \"" + item.key + "\" given twice");
+    spec.options.emplace(item.key, item.value);
   }
   return spec;
 }

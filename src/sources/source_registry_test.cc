@@ -93,6 +93,8 @@ TEST(ParseSourceSpecTest, ErrorsNameTheSpec) {
   EXPECT_EQ(ParseErrorOf("getrandom,=4"), "source \"getrandom,=4\": option \"=4\" has no name");
   EXPECT_EQ(ParseErrorOf("getrandom,block=64,block=32"),
             "source \"getrandom,block=64,block=32\": option \"block\" given twice");
+  const std::string nul("file:/x\0y,block=64", 18);
+  EXPECT_EQ(ParseErrorOf(nul), "source \"" + nul + "\": contains a NUL byte");
 }
 
 TEST(SourceKindsTest, RowsAreFoundByName) {
