@@ -362,3 +362,23 @@ void Server::LogStats() {
 }
 
 }  // namespace rngmux
+
+namespace rngmux {
+
+Status Server::Reload() {
+  if (!reloader_) return Status::Error("reload: no configuration to read again");
+  auto config = reloader_();
+  reload_record_.last_time = std::chrono::system_clock::now();
+  if (!config.ok()) {
+    reload_record_.failed++;
+    reload_record_.last_ok = false;
+    reload_record_.last_message = config.status().message();
+    return config.status();
+  }
+  reload_record_.failed++;
+  reload_record_.last_ok = false;
+  reload_record_.last_message = "applying a new configuration is not implemented yet";
+  return Status::Error(reload_record_.last_message);
+}
+
+}  // namespace rngmux

@@ -5,7 +5,9 @@
 #include <asio/signal_set.hpp>
 #include <asio/steady_timer.hpp>
 #include <atomic>
+#include <chrono>
 #include <cstddef>
+#include <functional>
 #include <list>
 #include <memory>
 #include <string>
@@ -40,6 +42,24 @@ struct ServeConfig {
   std::size_t max_queued_requests = 4096;
   std::size_t max_clients = 16384;
   double health_alpha_log2 = kDefaultHealthAlphaLog2;
+  std::string log_level = "info";  // debug, info, warning or error; applied at reload too
+  // The control socket (`rngmux status`, `reload`, `stats`): a unix socket path, or
+  // empty for none.
+  std::string control_path;
+  // Prometheus metrics: "tcp:HOST:PORT" to serve /metrics over HTTP, or empty for off.
+  std::string metrics_address;
+  // The configuration file this came from, for status and messages; empty when the
+  // command line was all.
+  std::string config_file;
+};
+
+// What the last reload did, for `rngmux status` and the metrics.
+struct ReloadRecord {
+  std::uint64_t succeeded = 0;
+  std::uint64_t failed = 0;
+  bool last_ok = true;
+  std::chrono::system_clock::time_point last_time{};  // epoch: never reloaded
+  std::string last_message;  // "" or the error (file:line: key: ...) or what changed
 };
 
 // Runs `io` until it stops. A handler that runs out of memory (std::bad_alloc) is
@@ -65,6 +85,15 @@ class Server final : public SessionHost {
                                  std::string peer, ClientIdentity identity,
                                  std::function<void()> on_closed) override;
   bool Refuse(const EndpointSpec& endpoint, const ClientIdentity& identity) override;
+
+  // Reads the configuration again (the file and the command line that overrides it).
+  using Reloader = std::function<Result<ServeConfig>()>;
+  void SetReloader(Reloader reloader) { reloader_ = std::move(reloader); }
+  // SIGHUP and the control socket's reload: re-reads through the reloader and applies
+  // the result. A configuration that does not validate, or an endpoint that cannot be
+  // opened, changes nothing. Event-loop thread only.
+  Status Reload();
+  const ReloadRecord& last_reload() const { return reload_record_; }
   std::shared_ptr<VhostUserConnection> AdoptVhostUser(Session::Socket socket, std::string peer,
                                                       ClientIdentity identity,
                                                       std::function<void()> on_closed) override;
@@ -111,6 +140,8 @@ class Server final : public SessionHost {
   };
   std::unordered_map<VhostUserConnection*, VhostDevice> vhost_devices_;
   bool shutting_down_ = false;
+  Reloader reloader_;
+  ReloadRecord reload_record_;
 };
 
 }  // namespace rngmux
