@@ -487,7 +487,11 @@ std::string EndpointSpec::Describe() const {
 }
 
 Result<EndpointSpec> ParseEndpointSpec(EndpointRole role, const std::string& text) {
-  return SpecParser(role, text).Parse();
+  Result<EndpointSpec> spec = SpecParser(role, text).Parse();
+  if (spec.ok()) {
+    spec->id = (role == EndpointRole::kListen ? "listen " : "connect ") + spec->Address();
+  }
+  return spec;
 }
 
 bool IsLoopbackEndpoint(const EndpointSpec& spec) {

@@ -128,6 +128,9 @@ struct EndpointSpec {
   ShareOptions share;                 // tcp and unix
   SessionOptions session;
   std::string text;  // as written by the user
+  // The role and address as written ("listen tcp:127.0.0.1:0"): what a reload matches
+  // an endpoint by. Unlike Address(), it keeps port 0 after a listener has bound.
+  std::string id;
 
   // "tcp:127.0.0.1:1024" / "udp:[::1]:1024" / "unix:/run/rngmux.sock" /
   // "vhost-user:/run/vm1.sock" (no options).

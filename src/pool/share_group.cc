@@ -21,6 +21,22 @@ ShareGroup::ShareGroup(std::string name, Limits limits, FairShare& fair_share, c
   }
 }
 
+void ShareGroup::SetLimits(Limits limits) {
+  limits.weight = std::max<std::size_t>(1, limits.weight);
+  const bool rate_changed = limits.rate_bytes_per_second != limits_.rate_bytes_per_second ||
+                            limits.burst_bytes != limits_.burst_bytes;
+  limits_ = limits;
+  if (rate_changed) {
+    bucket_.reset();
+    if (limits_.rate_bytes_per_second) {
+      bucket_.emplace(*limits_.rate_bytes_per_second,
+                      std::max<std::uint64_t>(1, limits_.burst_bytes), clock_.Now());
+    }
+    // A member held back by the old rate may go now.
+    Wake();
+  }
+}
+
 ShareGroup::~ShareGroup() { fair_share_.Remove(this); }
 
 void ShareGroup::Join(Consumer* member) {

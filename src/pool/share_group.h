@@ -46,6 +46,9 @@ class ShareGroup final : public Consumer {
   ShareGroup& operator=(const ShareGroup&) = delete;
 
   void set_wake_at(std::function<void(Clock::TimePoint)> wake_at) { wake_at_ = std::move(wake_at); }
+  // A reload changed the endpoint's weight or rate: applies from the next turn (a
+  // changed rate starts with a full burst).
+  void SetLimits(Limits limits);
   const std::string& name() const { return name_; }
   std::size_t members() const { return order_.size(); }
   // The member that joined first (nullptr if none).

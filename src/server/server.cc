@@ -59,24 +59,43 @@ Server::Server(ServeConfig config)
           8,     &client_log_},
       work_(asio::make_work_guard(io_)),
       signals_(io_, SIGINT, SIGTERM, SIGUSR1),
-      reserve_timer_(io_) {}
+      reserve_timer_(io_) {
+  signals_.add(SIGHUP);
+}
 
 Server::~Server() {
   if (sources_) sources_->Stop();
 }
 
-Status Server::Open() {
+Result<Server::SourcePlan> Server::PlanSources(const ServeConfig& config,
+                                               const std::vector<std::string>& running) {
   SourceFactoryContext factory_context;
-  factory_context.allow_test_source = config_.allow_test_source;
-  std::vector<std::unique_ptr<Source>> sources;
-  std::vector<SourceRunner::Options> options;
-  for (const std::string& text : config_.sources) {
-    auto source = CreateSource(text, factory_context);
-    if (!source.ok()) return source.status();
+  factory_context.allow_test_source = config.allow_test_source;
+  SourcePlan plan;
+  std::vector<bool> taken(running.size(), false);
+  for (const std::string& text : config.sources) {
     auto spec = ValidateSourceSpec(text);  // validated by the config already: no error
     if (!spec.ok()) return spec.status();
     auto fips = ParseFipsOption(*spec);
     if (!fips.ok()) return fips.status();
+    SourceRunner::Options runner_options;
+    runner_options.alpha_log2 = config.health_alpha_log2;
+    runner_options.fips = *fips;
+    plan.options.push_back(runner_options);
+    // A source that runs with the same spec keeps its driver: the device stays open
+    // and its stream goes on where it was.
+    std::optional<std::size_t> kept;
+    for (std::size_t i = 0; i < running.size() && !kept; ++i) {
+      if (!taken[i] && running[i] == text) kept = i;
+    }
+    if (kept) {
+      taken[*kept] = true;
+      plan.kept_from.push_back(kept);
+      plan.created.push_back(nullptr);
+      continue;
+    }
+    auto source = CreateSource(text, factory_context);
+    if (!source.ok()) return source.status();
     if (*fips && (*source)->claimed_entropy_bits_per_byte() < 8) {
       // FIPS 140-2 expects unbiased bits; raw bits of a low-entropy source fail it by
       // nature. Such a source is screened by RCT/APT and conditioned instead.
@@ -84,47 +103,76 @@ Status Server::Open() {
                            "\": fips=on needs a claim of 8 bits/byte (add entropy=8 if the "
                            "device's output is full entropy)");
     }
-    SourceRunner::Options runner_options;
-    runner_options.alpha_log2 = config_.health_alpha_log2;
-    runner_options.fips = *fips;
-    sources.push_back(std::move(source).value());
-    options.push_back(runner_options);
+    plan.kept_from.push_back(std::nullopt);
+    plan.created.push_back(std::move(source).value());
   }
+  return plan;
+}
+
+std::unique_ptr<SourceSet> Server::BuildSources(const ServeConfig& config, SourcePlan plan,
+                                                SourceSet* old) {
+  std::vector<std::unique_ptr<Source>> drivers;
+  for (std::size_t i = 0; i < plan.created.size(); ++i) {
+    drivers.push_back(plan.kept_from[i] ? old->TakeSource(*plan.kept_from[i])
+                                        : std::move(plan.created[i]));
+  }
+  SourceSetOptions set_options;
+  set_options.mode = config.source_mode;
+  set_options.min_mix_sources = config.min_mix_sources;
+  auto set =
+      std::make_unique<SourceSet>(std::move(drivers), std::move(plan.options), pool_, set_options);
+  for (std::size_t i = 0; i < plan.kept_from.size(); ++i) {
+    if (plan.kept_from[i]) set->CarryCounters(i, old->runner(*plan.kept_from[i]).counters());
+  }
+  return set;
+}
+
+Status Server::OpenEndpoint(const EndpointSpec& endpoint, EndpointObjects& into) {
+  if (endpoint.transport == TransportKind::kUdp) {
+    auto udp = UdpEndpoint::Open(io_, endpoint, context_);
+    if (!udp.ok()) return udp.status();
+    if (endpoint.role == EndpointRole::kListen && !IsLoopbackEndpoint(endpoint) &&
+        endpoint.access.allow.LoopbackOnly()) {
+      LOG_WARNING("udp listener on ", endpoint.Address(),
+                  " answers loopback senders only (allow=", endpoint.access.allow.ToString(),
+                  "); add allow=NETWORKS to answer others");
+    }
+    into.udp.push_back(std::move(udp).value());
+    return Status::Ok();
+  }
+  if (endpoint.role == EndpointRole::kConnect) {
+    into.connectors.push_back(std::make_unique<Connector>(io_, endpoint, *this));
+    return Status::Ok();
+  }
+  auto listener = Listener::Open(io_, endpoint, *this);
+  if (!listener.ok()) return listener.status();
+  if (!IsLoopbackEndpoint(endpoint)) {
+    LOG_WARNING("listening on a non-loopback address (", endpoint.Address(),
+                "): anyone who can reach it can draw entropy from this host");
+  }
+  into.listeners.push_back(std::move(listener).value());
+  return Status::Ok();
+}
+
+Status Server::Open() {
+  auto plan = PlanSources(config_, {});
+  if (!plan.ok()) return plan.status();
   // Sources that claim less than 8 bits/byte are conditioned to full entropy before
   // they enter the pool, so every pooled byte counts 8 bits in 0x00 answers.
   context_.entropy_bits_per_byte = 8;
   RaiseDescriptorLimit(config_.max_clients);
-  SourceSetOptions set_options;
-  set_options.mode = config_.source_mode;
-  set_options.min_mix_sources = config_.min_mix_sources;
-  sources_ =
-      std::make_unique<SourceSet>(std::move(sources), std::move(options), pool_, set_options);
+  sources_ = BuildSources(config_, std::move(plan).value(), nullptr);
 
-  for (const EndpointSpec& endpoint : config_.endpoints) {
-    if (endpoint.transport == TransportKind::kUdp) {
-      auto udp = UdpEndpoint::Open(io_, endpoint, context_);
-      if (!udp.ok()) return udp.status();
-      if (endpoint.role == EndpointRole::kListen && !IsLoopbackEndpoint(endpoint) &&
-          endpoint.access.allow.LoopbackOnly()) {
-        LOG_WARNING("udp listener on ", endpoint.Address(),
-                    " answers loopback senders only (allow=", endpoint.access.allow.ToString(),
-                    "); add allow=NETWORKS to answer others");
-      }
-      udp_endpoints_.push_back(std::move(udp).value());
-      continue;
-    }
-    if (endpoint.role == EndpointRole::kConnect) {
-      connectors_.push_back(std::make_unique<Connector>(io_, endpoint, *this));
-      continue;
-    }
-    auto listener = Listener::Open(io_, endpoint, *this);
-    if (!listener.ok()) return listener.status();
-    if (!IsLoopbackEndpoint(endpoint)) {
-      LOG_WARNING("listening on a non-loopback address (", endpoint.Address(),
-                  "): anyone who can reach it can draw entropy from this host");
-    }
-    listeners_.push_back(std::move(listener).value());
+  if (Status distinct = CheckEndpointsDistinct(config_.endpoints); !distinct.ok()) {
+    return distinct;
   }
+  EndpointObjects opened;
+  for (const EndpointSpec& endpoint : config_.endpoints) {
+    if (Status status = OpenEndpoint(endpoint, opened); !status.ok()) return status;
+  }
+  listeners_ = std::move(opened.listeners);
+  connectors_ = std::move(opened.connectors);
+  udp_endpoints_ = std::move(opened.udp);
   return Status::Ok();
 }
 
@@ -179,8 +227,9 @@ int Server::Run() {
 std::shared_ptr<Session> Server::Adopt(Session::Socket socket, const EndpointSpec& endpoint,
                                        std::string peer, ClientIdentity identity,
                                        std::function<void()> on_closed) {
-  const std::string tenant_key = endpoint.text + "\n" + identity.Key();
+  const std::string tenant_key = endpoint.id + "\n" + identity.Key();
   Tenant& tenant = tenants_[tenant_key];
+  tenant.endpoint_id = endpoint.id;
   // Over the limit: the tenant's oldest connection makes room. A QEMU that
   // reconnects is let in, and the connection it left behind (if the daemon has not
   // seen it close yet) is the one that goes.
@@ -225,12 +274,13 @@ std::shared_ptr<Session> Server::Adopt(Session::Socket socket, const EndpointSpe
 }
 
 std::shared_ptr<VhostUserConnection> Server::AdoptVhostUser(Session::Socket socket,
+                                                            const EndpointSpec& endpoint,
                                                             std::string peer,
                                                             ClientIdentity identity,
                                                             std::function<void()> on_closed) {
   auto device = std::make_shared<VhostUserConnection>(std::move(socket), context_, std::move(peer));
   VhostUserConnection* key = device.get();
-  vhost_devices_.emplace(key, VhostDevice{device, identity.Key()});
+  vhost_devices_.emplace(key, VhostDevice{device, identity.Key(), endpoint.id});
   device->Start([this, key, on_closed = std::move(on_closed)] {
     vhost_devices_.erase(key);
     if (on_closed) on_closed();
@@ -238,14 +288,19 @@ std::shared_ptr<VhostUserConnection> Server::AdoptVhostUser(Session::Socket sock
   return device;
 }
 
-std::shared_ptr<ShareGroup> Server::MakeGroup(const std::string& name,
-                                              const EndpointSpec& endpoint) {
+ShareGroup::Limits Server::LimitsFor(const EndpointSpec& endpoint) {
   ShareGroup::Limits limits;
   limits.weight = endpoint.share.weight;
   limits.rate_bytes_per_second = endpoint.share.rate_bytes_per_second;
   limits.burst_bytes = endpoint.share.burst_bytes;
+  return limits;
+}
+
+std::shared_ptr<ShareGroup> Server::MakeGroup(const std::string& name,
+                                              const EndpointSpec& endpoint) {
   auto group = std::make_shared<ShareGroup>(
-      name, limits, fair_share_, SteadyClock::Instance(), [this] { RequestPump(); }, nullptr);
+      name, LimitsFor(endpoint), fair_share_, SteadyClock::Instance(), [this] { RequestPump(); },
+      nullptr);
   std::weak_ptr<ShareGroup> weak = group;
   // The rate limit's wake-up: a one-shot timer per wait (a group has at most one).
   group->set_wake_at([this, weak](Clock::TimePoint when) {
@@ -270,18 +325,22 @@ bool Server::Refuse(const EndpointSpec& endpoint, const ClientIdentity& identity
     }
     return true;
   }
+  const std::optional<std::string> why = AccessDenied(endpoint, identity);
+  if (!why) return false;
+  counters_.denied_connections++;
+  LogClientEvent(context_, identity, "denied", LogLevel::kWarning,
+                 "denied " + identity.Describe() + " on " + endpoint.Address() + ": " + *why);
+  return true;
+}
+
+std::optional<std::string> Server::AccessDenied(const EndpointSpec& endpoint,
+                                                const ClientIdentity& identity) {
   const bool address_allowed = endpoint.transport != TransportKind::kTcp ||
                                endpoint.role != EndpointRole::kListen ||
                                (identity.ip && endpoint.access.allow.Allows(*identity.ip));
-  const bool user_allowed = endpoint.access.users.Admits(identity);
-  if (address_allowed && user_allowed) return false;
-  counters_.denied_connections++;
-  const std::string why = !address_allowed
-                              ? "address not in allow=" + endpoint.access.allow.ToString()
-                              : "not in " + endpoint.access.users.ToString();
-  LogClientEvent(context_, identity, "denied", LogLevel::kWarning,
-                 "denied " + identity.Describe() + " on " + endpoint.Address() + ": " + why);
-  return true;
+  if (!address_allowed) return "address not in allow=" + endpoint.access.allow.ToString();
+  if (!endpoint.access.users.Admits(identity)) return "not in " + endpoint.access.users.ToString();
+  return std::nullopt;
 }
 
 void Server::RequestPump() {
@@ -307,6 +366,11 @@ void Server::WaitForSignal() {
       WaitForSignal();
       return;
     }
+    if (signal_number == SIGHUP) {
+      (void)Reload();  // logs its outcome
+      WaitForSignal();
+      return;
+    }
     LOG_INFO("received ", signal_number == SIGTERM ? "SIGTERM" : "SIGINT", "; shutting down");
     Shutdown();
   });
@@ -328,6 +392,7 @@ void Server::Shutdown() {
   LogStats();
   signals_.cancel();
   reserve_timer_.cancel();
+  retire_timer_.cancel();
   work_.reset();
 }
 
@@ -359,26 +424,6 @@ void Server::LogStats() {
     LOG_INFO("client stats: ", clients.size() - listed, " less busy clients not listed");
   }
   LOG_INFO(FormatStats(counters_, pool_, *sources_));
-}
-
-}  // namespace rngmux
-
-namespace rngmux {
-
-Status Server::Reload() {
-  if (!reloader_) return Status::Error("reload: no configuration to read again");
-  auto config = reloader_();
-  reload_record_.last_time = std::chrono::system_clock::now();
-  if (!config.ok()) {
-    reload_record_.failed++;
-    reload_record_.last_ok = false;
-    reload_record_.last_message = config.status().message();
-    return config.status();
-  }
-  reload_record_.failed++;
-  reload_record_.last_ok = false;
-  reload_record_.last_message = "applying a new configuration is not implemented yet";
-  return Status::Error(reload_record_.last_message);
 }
 
 }  // namespace rngmux

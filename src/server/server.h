@@ -10,6 +10,7 @@
 #include <functional>
 #include <list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -62,6 +63,10 @@ struct ReloadRecord {
   std::string last_message;  // "" or the error (file:line: key: ...) or what changed
 };
 
+// A reload matches endpoints by role and address (EndpointSpec::id), so each may be
+// given once: "endpoint \"listen tcp:127.0.0.1:1024\" is given twice".
+Status CheckEndpointsDistinct(const std::vector<EndpointSpec>& endpoints);
+
 // Runs `io` until it stops. A handler that runs out of memory (std::bad_alloc) is
 // counted and logged, and the loop goes on: one client's failed allocation must not
 // end the daemon for everyone.
@@ -94,15 +99,52 @@ class Server final : public SessionHost {
   // opened, changes nothing. Event-loop thread only.
   Status Reload();
   const ReloadRecord& last_reload() const { return reload_record_; }
-  std::shared_ptr<VhostUserConnection> AdoptVhostUser(Session::Socket socket, std::string peer,
-                                                      ClientIdentity identity,
+  std::shared_ptr<VhostUserConnection> AdoptVhostUser(Session::Socket socket,
+                                                      const EndpointSpec& endpoint,
+                                                      std::string peer, ClientIdentity identity,
                                                       std::function<void()> on_closed) override;
 
  private:
   void RequestPump();
+  // What Open() and Reload() make of the configured sources, before anything runs:
+  // for each, in order, a new driver or the index of the running source whose
+  // driver (and so its open device and stream position) it keeps.
+  struct SourcePlan {
+    std::vector<std::unique_ptr<Source>> created;  // nullptr where kept
+    std::vector<std::optional<std::size_t>> kept_from;
+    std::vector<SourceRunner::Options> options;
+  };
+  Result<SourcePlan> PlanSources(const ServeConfig& config,
+                                 const std::vector<std::string>& running);
+  // `old` (stopped) gives the kept drivers and their counts; nullptr at start.
+  std::unique_ptr<SourceSet> BuildSources(const ServeConfig& config, SourcePlan plan,
+                                          SourceSet* old);
+  struct EndpointObjects {
+    std::vector<std::unique_ptr<Listener>> listeners;
+    std::vector<std::unique_ptr<Connector>> connectors;
+    std::vector<std::unique_ptr<UdpEndpoint>> udp;
+  };
+  // Binds a listener or UDP socket, or makes a connector (started later).
+  Status OpenEndpoint(const EndpointSpec& endpoint, EndpointObjects& into);
+  // Why `identity` may not use `endpoint` (allow=, allow-user=...), or nothing.
+  static std::optional<std::string> AccessDenied(const EndpointSpec& endpoint,
+                                                 const ClientIdentity& identity);
+  // Applies a validated configuration (Reload's second half); returns what changed.
+  Result<std::string> Apply(ServeConfig next);
+  // The sessions and devices of one endpoint (by EndpointSpec::id).
+  std::vector<std::shared_ptr<Session>> SessionsOf(const std::string& endpoint_id);
+  void CloseEndpointClients(const std::string& endpoint_id, const std::string& reason);
+  // A reload changed a stream endpoint's options: clients no longer allowed go,
+  // the others' shares take the new weight and rate.
+  void ApplyToClients(const EndpointSpec& endpoint);
+  // Keeps endpoint objects a reload stopped until their cancelled handlers have run.
+  void Retire(EndpointObjects retired);
+  void FreeRetiredLater();
+  static ShareGroup::Limits LimitsFor(const EndpointSpec& endpoint);
   // The tenant (endpoint + identity) a new connection belongs to: its share group,
   // and its connections for the max-conns limit.
   struct Tenant {
+    std::string endpoint_id;                        // EndpointSpec::id
     std::shared_ptr<ShareGroup> group;              // nullptr with share=connection
     std::list<std::weak_ptr<Session>> connections;  // oldest first
   };
@@ -137,11 +179,18 @@ class Server final : public SessionHost {
   struct VhostDevice {
     std::shared_ptr<VhostUserConnection> device;
     std::string identity;  // ClientIdentity::Key(), for stats
+    std::string endpoint_id;
   };
   std::unordered_map<VhostUserConnection*, VhostDevice> vhost_devices_;
   bool shutting_down_ = false;
   Reloader reloader_;
   ReloadRecord reload_record_;
+  struct Retired {
+    EndpointObjects objects;
+    std::chrono::steady_clock::time_point free_at;
+  };
+  std::list<Retired> retired_;
+  asio::steady_timer retire_timer_{io_};
 };
 
 }  // namespace rngmux

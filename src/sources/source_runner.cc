@@ -65,6 +65,21 @@ void SourceRunner::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+std::unique_ptr<Source> SourceRunner::TakeSource() {
+  Stop();
+  return std::move(source_);
+}
+
+void SourceRunner::CarryCounters(const SourceCounters& from) {
+  counters_.bytes_read += from.bytes_read.load();
+  counters_.bytes_accepted += from.bytes_accepted.load();
+  counters_.blocks_passed += from.blocks_passed.load();
+  counters_.blocks_failed += from.blocks_failed.load();
+  counters_.fips_failures += from.fips_failures.load();
+  counters_.startup_blocks += from.startup_blocks.load();
+  counters_.read_errors += from.read_errors.load();
+}
+
 std::string SourceRunner::last_error() const {
   std::lock_guard<std::mutex> lock(last_error_mutex_);
   return last_error_;

@@ -75,6 +75,11 @@ class SourceRunner {
   double claimed_entropy_bits_per_byte() const { return source_->claimed_entropy_bits_per_byte(); }
   bool fips() const { return options_.fips; }
   const SourceCounters& counters() const { return counters_; }
+  // A reload keeps a source that is still configured: its driver (an open device,
+  // a stream position) moves to a new runner, and its counts go on from the old
+  // ones. Only once stopped.
+  std::unique_ptr<Source> TakeSource();
+  void CarryCounters(const SourceCounters& from);
   // The most recent read error ("" if none yet). Any thread.
   std::string last_error() const;
   // The driver's own stats (Source::ExtraStats). Any thread.

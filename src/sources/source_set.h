@@ -42,6 +42,12 @@ class SourceSet final : public BlockSink {
 
   std::size_t size() const { return runners_.size(); }
   const SourceRunner& runner(std::size_t i) const { return *runners_[i]; }
+  // For a reload: source i's driver, once Stop() has returned (see
+  // SourceRunner::TakeSource), and counts carried over from a runner it replaces.
+  std::unique_ptr<Source> TakeSource(std::size_t i) { return runners_[i]->TakeSource(); }
+  void CarryCounters(std::size_t i, const SourceCounters& from) {
+    runners_[i]->CarryCounters(from);
+  }
   SourceMode mode() const { return options_.mode; }
   // "failover", "mix" or "mix (at least 1 of 2)".
   std::string Describe() const;

@@ -122,8 +122,8 @@ void Connector::OnConnected(Session::Socket socket) {
   failures_ = 0;
   // A restarted VM should not wait out the delays its downtime built up.
   backoff_.Reset();
-  auto on_closed = [this] {
-    if (stopped_) return;
+  auto on_closed = [this, alive = std::weak_ptr<char>(alive_)] {
+    if (alive.expired() || stopped_) return;
     // Reset at connect, so a peer that keeps accepting and dropping at once is
     // retried at the initial delay, never in a tight loop.
     const auto delay = backoff_.NextDelay();
@@ -135,8 +135,8 @@ void Connector::OnConnected(Session::Socket socket) {
   ClientIdentity identity = IdentifyStreamPeer(socket.native_handle(), unix_socket);
   if (spec_.transport == TransportKind::kVhostUser) {
     std::string peer = DescribeUnixPeer(socket.native_handle(), spec_.Address());
-    vhost_device_ =
-        host_.AdoptVhostUser(std::move(socket), std::move(peer), std::move(identity), on_closed);
+    vhost_device_ = host_.AdoptVhostUser(std::move(socket), spec_, std::move(peer),
+                                         std::move(identity), on_closed);
     return;
   }
   ConfigureStreamSocket(socket);

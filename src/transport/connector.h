@@ -25,6 +25,10 @@ class Connector {
   Connector(asio::io_context& io, const EndpointSpec& spec, SessionHost& host);
   void Start();
   void Stop();  // Idempotent; closes the live session, if any.
+  const EndpointSpec& spec() const { return spec_; }
+  // A reload changed this endpoint's options (same address): the next connection
+  // gets them; the live one keeps those it was opened with.
+  void UpdateSpec(const EndpointSpec& spec) { spec_ = spec; }
 
  private:
   void Attempt();
@@ -43,6 +47,9 @@ class Connector {
   asio::steady_timer timer_;
   Backoff backoff_;
   std::weak_ptr<Session> session_;
+  // A session may end after this connector was stopped and retired by a reload;
+  // its on_closed callback checks this token before touching the connector.
+  std::shared_ptr<char> alive_ = std::make_shared<char>();
   std::weak_ptr<VhostUserConnection> vhost_device_;                  // vhost-user endpoints
   std::vector<asio::generic::stream_protocol::endpoint> endpoints_;  // of this attempt
   std::size_t next_endpoint_ = 0;

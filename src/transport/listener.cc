@@ -121,6 +121,12 @@ void Listener::Start() {
   Accept();
 }
 
+void Listener::UpdateSpec(const EndpointSpec& spec) {
+  const std::uint16_t bound_port = spec_.port;
+  spec_ = spec;
+  spec_.port = bound_port;
+}
+
 void Listener::Stop() {
   if (stopped_ && !acceptor_.is_open()) return;
   stopped_ = true;
@@ -188,7 +194,7 @@ void Listener::Adopt(int fd) {
   if (spec_.transport == TransportKind::kVhostUser) {
     std::string peer = DescribeUnixPeer(socket.native_handle(), spec_.Address());
     LOG_INFO("vhost-user device ", peer, ": connected");
-    host_.AdoptVhostUser(std::move(socket), std::move(peer), std::move(identity), nullptr);
+    host_.AdoptVhostUser(std::move(socket), spec_, std::move(peer), std::move(identity), nullptr);
     return;
   }
   ConfigureStreamSocket(socket);

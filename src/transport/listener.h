@@ -31,6 +31,9 @@ class Listener {
   const std::string& bound_address() const { return bound_address_; }
   // The endpoint as bound: the spec it was opened with, with the real port.
   const EndpointSpec& spec() const { return spec_; }
+  // A reload changed this endpoint's options (same address): connections accepted
+  // from now on get them. The socket stays bound (a changed mode= needs a restart).
+  void UpdateSpec(const EndpointSpec& spec);
 
  private:
   using Acceptor = asio::basic_socket_acceptor<asio::generic::stream_protocol>;

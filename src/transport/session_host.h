@@ -29,6 +29,7 @@ class SessionHost {
   // A connection on a vhost-user endpoint: one virtio-rng device, a consumer of its
   // own in the fair share. `peer` names it; `identity` is its unix peer credentials.
   virtual std::shared_ptr<VhostUserConnection> AdoptVhostUser(Session::Socket socket,
+                                                              const EndpointSpec& endpoint,
                                                               std::string peer,
                                                               ClientIdentity identity,
                                                               std::function<void()> on_closed) = 0;
