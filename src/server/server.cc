@@ -11,8 +11,6 @@
 #include "endpoint/qemu_chardev.h"
 
 namespace rngmux {
-namespace {
-
 // Every client is a descriptor; lift the soft limit to the hard one so that
 // --max-clients, not a default of 1024, is what bounds them.
 void RaiseDescriptorLimit(std::size_t max_clients) {
@@ -29,8 +27,6 @@ void RaiseDescriptorLimit(std::size_t max_clients) {
                 kSpareDescriptors, "; connections beyond it will fail to be accepted");
   }
 }
-
-}  // namespace
 
 void RunSurvivingHandlerFailures(asio::io_context& io, ServerCounters& counters) {
   // Bounded: a loop that fails on every handler is a bug to stop on, not to spin in.
@@ -212,12 +208,8 @@ int Server::Run() {
       bound.push_back(endpoint);
     }
   }
-  for (const EndpointSpec& endpoint : bound) {
-    if (config_.print_qemu_arguments || endpoint.session.lead_bytes > 0 ||
-        endpoint.transport == TransportKind::kVhostUser) {
-      LOG_INFO("QEMU arguments for ", endpoint.Describe(), ": ", QemuArgumentsFor(endpoint));
-    }
-  }
+  for (const EndpointSpec& endpoint : bound)
+    LogQemuArguments(endpoint, config_.print_qemu_arguments);
   WaitForSignal();
   RunSurvivingHandlerFailures(io_, counters_);
   LOG_INFO("stopped");
@@ -356,6 +348,13 @@ void Server::RequestPump() {
       });
     }
   });
+}
+
+void Server::LogQemuArguments(const EndpointSpec& endpoint, bool always) {
+  if (always || endpoint.session.lead_bytes > 0 ||
+      endpoint.transport == TransportKind::kVhostUser) {
+    LOG_INFO("QEMU arguments for ", endpoint.Describe(), ": ", QemuArgumentsFor(endpoint));
+  }
 }
 
 void Server::WaitForSignal() {

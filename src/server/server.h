@@ -67,6 +67,9 @@ struct ReloadRecord {
 // given once: "endpoint \"listen tcp:127.0.0.1:1024\" is given twice".
 Status CheckEndpointsDistinct(const std::vector<EndpointSpec>& endpoints);
 
+// Lifts RLIMIT_NOFILE's soft limit so that `max_clients` connections fit.
+void RaiseDescriptorLimit(std::size_t max_clients);
+
 // Runs `io` until it stops. A handler that runs out of memory (std::bad_alloc) is
 // counted and logged, and the loop goes on: one client's failed allocation must not
 // end the daemon for everyone.
@@ -140,6 +143,8 @@ class Server final : public SessionHost {
   // Keeps endpoint objects a reload stopped until their cancelled handlers have run.
   void Retire(EndpointObjects retired);
   void FreeRetiredLater();
+  // The QEMU arguments for endpoints that need QEMU's cooperation (lead, vhost-user).
+  void LogQemuArguments(const EndpointSpec& endpoint, bool always);
   static ShareGroup::Limits LimitsFor(const EndpointSpec& endpoint);
   // The tenant (endpoint + identity) a new connection belongs to: its share group,
   // and its connections for the max-conns limit.

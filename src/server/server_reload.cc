@@ -153,6 +153,7 @@ Result<std::string> Server::Apply(ServeConfig next) {
   // From here on the new configuration is applied.
   std::vector<std::string> changes;
   std::vector<std::string> errors;
+  std::set<std::string> not_running;  // changed endpoints that could not be reopened
   if (source_plan) {
     sources_->Stop();
     std::size_t kept = 0;
@@ -198,6 +199,7 @@ Result<std::string> Server::Apply(ServeConfig next) {
       if (!status.ok()) {
         errors.push_back(status.message());
         LOG_ERROR("endpoint ", endpoint->id, " could not be reopened: ", status.message());
+        not_running.insert(endpoint->id);
         continue;
       }
       for (auto& object : reopened.udp) {
@@ -211,10 +213,12 @@ Result<std::string> Server::Apply(ServeConfig next) {
   for (auto& listener : opened.listeners) {
     listener->Start();
     LOG_INFO("listening on ", listener->bound_address());
+    LogQemuArguments(listener->spec(), false);
     listeners_.push_back(std::move(listener));
   }
   for (auto& connector : opened.connectors) {
     connector->Start();
+    LogQemuArguments(connector->spec(), false);
     connectors_.push_back(std::move(connector));
   }
   for (auto& udp : opened.udp) {
@@ -241,6 +245,10 @@ Result<std::string> Server::Apply(ServeConfig next) {
     changes.push_back("max-queued-requests " + std::to_string(next.max_queued_requests));
   }
   context_.max_queued_requests = next.max_queued_requests;
+  if (next.max_clients > config_.max_clients) RaiseDescriptorLimit(next.max_clients);
+  // What is not running is not configured: a later reload that gives it again opens it.
+  std::erase_if(next.endpoints,
+                [&](const EndpointSpec& endpoint) { return not_running.count(endpoint.id) != 0; });
   next.print_qemu_arguments = config_.print_qemu_arguments;
   config_ = std::move(next);
   RequestPump();
