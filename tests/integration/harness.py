@@ -121,6 +121,29 @@ def reference_stream(seed, n, timeout=60):
     return proc.stdout
 
 
+def toml_value(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return '"%s"' % value
+
+
+def render_config(settings, sources, listen, connect=()):
+    """A configuration file's text. settings: top-level keys; sources: source specs;
+    listen, connect: [{"address": ..., other endpoint keys...}]."""
+    lines = ["%s = %s" % (k, toml_value(v)) for k, v in settings.items()]
+    for spec in sources:
+        lines += ["", "[[source]]", "spec = %s" % toml_value(spec)]
+    for kind, endpoints in (("listen", listen), ("connect", connect)):
+        for endpoint in endpoints:
+            lines += ["", "[[%s]]" % kind]
+            lines += ["%s = %s" % (k, toml_value(v)) for k, v in endpoint.items()]
+    return "\n".join(lines) + "\n"
+
+
 def free_port(host="127.0.0.1", kind=socket.SOCK_STREAM):
     """A port that was free a moment ago (for endpoints that rngmux connects to)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -29,10 +29,11 @@ guest's first request was lost (nobody was connected): only the lead can un-stic
 
 import hashlib
 import re
+import signal
 import sys
 import time
 
-from harness import RngmuxTestCase, free_tcp_port, wait_until
+from harness import RngmuxTestCase, free_tcp_port, render_config, wait_until
 from guest import (Guest, assert_contiguous, ensure_guest, find_once, print_summary,
                    reference)
 import guest_throughput
@@ -290,6 +291,44 @@ class QemuGuestTest(RngmuxTestCase):
         self.assertGreater(off2, off1 + NBYTES, "the second guest got bytes the first one "
                            "was sent (offsets %d and %d)" % (off1, off2))
         self.record("tcp, QEMU restarted (rngmux connects)", second, "offset %d" % off2)
+
+    # -- 8. the configuration reloaded while the guest reads ---------------------------------
+    def test_reload_while_guest_reads(self):
+        """The guest reads slowly (a 16 kB/s source) while the daemon reloads twice: an
+        endpoint is added, the guest's endpoint gets another weight, the log level
+        changes. The guest's connection survives and its bytes stay ONE contiguous slice
+        of the stream: nothing lost, duplicated or reordered across the reloads."""
+        seed, nbytes = 111, 65536
+        port, added = free_tcp_port(), free_tcp_port()
+        settings = {"allow-test-source": True, "control": "", "pool-size": 8192}
+        source = ["test:%d,rate=16000" % seed]
+        guest_ep = {"address": "tcp:127.0.0.1:%d" % port, "qemu": True}
+        config = self.path("rngmux.toml")
+
+        def write(text):
+            with open(config, "w") as f:
+                f.write(text)
+
+        write(render_config(settings, source, [guest_ep]))
+        d = self.start_daemon(["--config", config], name="rngmux-reload", expect_listen=1)
+        g = self.guest("socket,id=c0,host=127.0.0.1,port=%d,reconnect=1" % port, "reload",
+                       nbytes=nbytes)
+        g.start()
+        g.wait_console(READING_RE, BOOT_TIMEOUT)
+        write(render_config(dict(settings, **{"log-level": "debug"}), source,
+                            [dict(guest_ep, weight=3),
+                             {"address": "tcp:127.0.0.1:%d" % added}]))
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_log(r"reloaded: .*1 endpoint added.*1 endpoint changed", timeout=15)
+        self.assertNotIn("RNGMUX-RESULT", g.console(), "the guest finished before the reload")
+        write(render_config(settings, source, [guest_ep]))
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_log(r"reloaded: .*1 endpoint removed", timeout=15)
+        result = g.wait_result(BOOT_TIMEOUT)
+        stats = d.stats()
+        self.assertEqual(stats["connections_total"], 1, stats)
+        off = assert_contiguous(self, seed, result, nbytes, stats)
+        self.record("tcp, reloaded twice mid-read", result, "offset %d" % off)
 
     # -- throughput against QEMU's own backends, in the same run ----------------------------
     def test_throughput_against_qemu_backends(self):

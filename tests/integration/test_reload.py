@@ -16,32 +16,11 @@ import time
 import unittest
 
 from harness import (RngmuxTestCase, ReferenceIndex, connect, egd_read, free_tcp_port,
-                     recv_exact, reference_stream, wait_closed, wait_until)
+                     recv_exact, reference_stream, render_config, wait_closed, wait_until)
 
 RATE = 200000  # bytes per second from the test source: the reference stays small
 SEED = 31
 OTHER_SEED = 32
-
-
-def toml_value(value):
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return '"%s"' % value
-
-
-def render_config(settings, sources, listen):
-    """settings: top-level keys; sources: source specs; listen: [{address:..., ...}]."""
-    lines = ["%s = %s" % (k, toml_value(v)) for k, v in settings.items()]
-    for spec in sources:
-        lines += ["", "[[source]]", "spec = %s" % toml_value(spec)]
-    for endpoint in listen:
-        lines += ["", "[[listen]]"]
-        lines += ["%s = %s" % (k, toml_value(v)) for k, v in endpoint.items()]
-    return "\n".join(lines) + "\n"
 
 
 class Recorder(threading.Thread):
