@@ -159,7 +159,7 @@ Status Server::Open() {
   RaiseDescriptorLimit(config_.max_clients);
   sources_ = BuildSources(config_, std::move(plan).value(), nullptr);
 
-  if (Status distinct = CheckEndpointsDistinct(config_.endpoints); !distinct.ok()) {
+  if (Status distinct = IdentifyEndpoints(config_.endpoints); !distinct.ok()) {
     return distinct;
   }
   EndpointObjects opened;

@@ -64,8 +64,11 @@ struct ReloadRecord {
 };
 
 // A reload matches endpoints by role and address (EndpointSpec::id), so each may be
-// given once: "endpoint \"listen tcp:127.0.0.1:1024\" is given twice".
-Status CheckEndpointsDistinct(const std::vector<EndpointSpec>& endpoints);
+// given once: "endpoint \"listen tcp:127.0.0.1:1024\" is given twice". Listeners on
+// any free port ("tcp:127.0.0.1:0") may repeat, each binding a port of its own: their
+// ids are numbered in order ("listen tcp:127.0.0.1:0 #2"), and a reload matches the
+// n-th of them to the n-th.
+Status IdentifyEndpoints(std::vector<EndpointSpec>& endpoints);
 
 // Lifts RLIMIT_NOFILE's soft limit so that `max_clients` connections fit.
 void RaiseDescriptorLimit(std::size_t max_clients);

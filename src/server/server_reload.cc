@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include "common/log.h"
@@ -60,7 +61,16 @@ void MoveById(std::vector<std::unique_ptr<T>>& from, const std::set<std::string>
 
 }  // namespace
 
-Status CheckEndpointsDistinct(const std::vector<EndpointSpec>& endpoints) {
+Status IdentifyEndpoints(std::vector<EndpointSpec>& endpoints) {
+  std::map<std::string, std::size_t> any_port_seen;
+  for (EndpointSpec& endpoint : endpoints) {
+    const bool any_port =
+        endpoint.role == EndpointRole::kListen && endpoint.port == 0 &&
+        (endpoint.transport == TransportKind::kTcp || endpoint.transport == TransportKind::kUdp);
+    if (!any_port) continue;
+    const std::size_t n = ++any_port_seen[endpoint.id];
+    if (n > 1) endpoint.id += " #" + std::to_string(n);
+  }
   const std::string duplicate = DuplicateEndpoint(endpoints);
   if (duplicate.empty()) return Status::Ok();
   return Status::Error("endpoint \"" + duplicate + "\" is given twice");
@@ -95,7 +105,7 @@ Result<std::string> Server::Apply(ServeConfig next) {
     return Status::Error("log-level \"" + next.log_level +
                          "\": expected debug, info, warning or error");
   }
-  if (Status distinct = CheckEndpointsDistinct(next.endpoints); !distinct.ok()) return distinct;
+  if (Status distinct = IdentifyEndpoints(next.endpoints); !distinct.ok()) return distinct;
   std::vector<std::string> restart_needed;
   if (next.pool_bytes != config_.pool_bytes) {
     restart_needed.push_back("pool-size");

@@ -29,6 +29,32 @@ TEST(ServerLoopTest, AHandlerThatRunsOutOfMemoryDoesNotEndTheLoop) {
   EXPECT_EQ(counters.handler_failures, 1u);
 }
 
+std::vector<EndpointSpec> ListenSpecs(std::initializer_list<const char*> texts) {
+  std::vector<EndpointSpec> out;
+  for (const char* text : texts) {
+    auto spec = ParseEndpointSpec(EndpointRole::kListen, text);
+    EXPECT_TRUE(spec.ok()) << text;
+    if (spec.ok()) out.push_back(*spec);
+  }
+  return out;
+}
+
+TEST(IdentifyEndpointsTest, AnyPortListenersMayRepeatAndAreNumbered) {
+  auto endpoints = ListenSpecs({"tcp:127.0.0.1:0,qemu", "tcp:127.0.0.1:0,allow-user=root",
+                                "udp:127.0.0.1:0", "tcp:127.0.0.1:0"});
+  ASSERT_TRUE(IdentifyEndpoints(endpoints).ok());
+  EXPECT_EQ(endpoints[0].id, "listen tcp:127.0.0.1:0");
+  EXPECT_EQ(endpoints[1].id, "listen tcp:127.0.0.1:0 #2");
+  EXPECT_EQ(endpoints[2].id, "listen udp:127.0.0.1:0");
+  EXPECT_EQ(endpoints[3].id, "listen tcp:127.0.0.1:0 #3");
+}
+
+TEST(IdentifyEndpointsTest, AFixedAddressGivenTwiceIsAnError) {
+  auto endpoints = ListenSpecs({"tcp:127.0.0.1:1024", "tcp:127.0.0.1:1024,qemu"});
+  EXPECT_EQ(IdentifyEndpoints(endpoints).message(),
+            "endpoint \"listen tcp:127.0.0.1:1024\" is given twice");
+}
+
 }  // namespace
 }  // namespace rngmux
 
