@@ -78,12 +78,40 @@ std::string FloatText(double value) {
   return std::string(buffer, result.ptr);
 }
 
+// toml++ 3.3.0 (Debian 12's) reaches __builtin_unreachable() on some non-ASCII
+// characters where it expects whitespace (upstream issues #190, #295): undefined
+// behaviour from a file anyone who may edit the configuration writes, read again at
+// every reload. Non-ASCII bytes are taken on comment lines only, where that code is not
+// reached; in a string, \uXXXX says the same. The line of the first other one, or 0.
+std::uint32_t FirstNonAsciiLine(std::string_view text) {
+  std::uint32_t line = 1;
+  bool line_start = true;  // nothing but spaces and tabs so far on this line
+  bool comment_line = false;
+  for (const char c : text) {
+    if (c == '\n') {
+      ++line;
+      line_start = true;
+      comment_line = false;
+      continue;
+    }
+    if (line_start && c == '#') comment_line = true;
+    if (c != ' ' && c != '\t') line_start = false;
+    if (static_cast<unsigned char>(c) >= 0x80 && !comment_line) return line;
+  }
+  return 0;
+}
+
 class ConfigParser {
  public:
   ConfigParser(std::string_view text, const std::string& file_name)
       : text_(text), file_(file_name) {}
 
   Result<ServeSettings> Parse() {
+    if (const std::uint32_t line = FirstNonAsciiLine(text_); line != 0) {
+      return Error(line,
+                   "non-ASCII character outside a comment line (in a string, write it as "
+                   "\\uXXXX)");
+    }
     toml::table root;
     try {
       root = toml::parse(text_, file_);

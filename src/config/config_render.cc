@@ -77,11 +77,18 @@ std::string RenderConfig(const ServeConfig& config) {
   if (!connect.empty()) root.insert("connect", std::move(connect));
 
   std::ostringstream out;
+  std::string from = config.config_file;
+  for (char& c : from) {
+    if (static_cast<unsigned char>(c) < 0x20) c = '?';  // the comment stays one line
+  }
+  // Double quotes only, and \uXXXX for non-ASCII: ParseConfig takes non-ASCII bytes on
+  // comment lines only.
+  constexpr toml::format_flags kFlags = toml::toml_formatter::default_flags &
+                                        ~toml::format_flags::allow_literal_strings &
+                                        ~toml::format_flags::allow_unicode_strings;
   out << "# The effective configuration of rngmux serve"
-      << (config.config_file.empty() ? "" : " (from " + config.config_file + ")") << ".\n"
-      << toml::toml_formatter(
-             root, toml::toml_formatter::default_flags & ~toml::format_flags::allow_literal_strings)
-      << "\n";
+      << (from.empty() ? "" : " (from " + from + ")") << ".\n"
+      << toml::toml_formatter(root, kFlags) << "\n";
   return out.str();
 }
 

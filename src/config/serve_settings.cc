@@ -90,7 +90,14 @@ Result<ServeConfig> BuildServeConfig(const ServeSettings& settings) {
   config.config_file = settings.config_file;
   if (!settings.sources.empty()) config.sources = settings.sources;
   for (const std::string& text : config.sources) {
-    if (auto spec = ValidateSourceSpec(text); !spec.ok()) return spec.status();
+    auto spec = ValidateSourceSpec(text);
+    if (!spec.ok()) return spec.status();
+    // The driver refuses it too, but only when it is made: say so before anything opens.
+    if (spec->kind == "test" && !settings.allow_test_source) {
+      return Status::Error("source \"" + text +
+                           "\": test sources produce predictable bytes; pass "
+                           "--allow-test-source to use one");
+    }
   }
   if (settings.source_mode == "failover") {
     config.source_mode = SourceMode::kFailover;

@@ -55,6 +55,8 @@ ServeSettings OverlaySettings(ServeSettings base, const ServeSettings& over);
 //   --control "/very/long...": path is longer than 107 bytes
 //   --metrics "unix:/x": expected tcp:HOST:PORT
 //   endpoint "listen tcp:127.0.0.1:1024" is given twice
+//   source "test:1": test sources produce predictable bytes; pass --allow-test-source to
+//       use one
 // Source and endpoint specs fail with their parsers' messages.
 Result<ServeConfig> BuildServeConfig(const ServeSettings& settings);
 

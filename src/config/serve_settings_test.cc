@@ -101,6 +101,16 @@ TEST(ServeSettingsTest, FlagsOverrideTheFile) {
             "--pool-size 1: must be 4096 to 1073741824 bytes");
 }
 
+TEST(ServeSettingsTest, TestSourceNeedsItsFlag) {
+  ServeSettings settings;
+  settings.sources = {"getrandom", "test:1"};
+  EXPECT_EQ(BuildError(settings),
+            "source \"test:1\": test sources produce predictable bytes; pass "
+            "--allow-test-source to use one");
+  settings.allow_test_source = true;
+  EXPECT_EQ(BuildError(settings), "OK");
+}
+
 TEST(ServeSettingsTest, DuplicateEndpointAcrossKinds) {
   ServeSettings settings;
   settings.listen = {"tcp:127.0.0.1:1025,qemu"};

@@ -178,7 +178,8 @@ class ConfigTest(RngmuxTestCase):
             m = re.match(r"^# ((\[\[\w+\]\])|([a-z-]+ = .*))$", line)
             uncommented.append(m.group(1) if m else line)
         path = self.write("\n".join(uncommented) + "\n", "uncommented.toml")
-        data = tomllib.loads(self.check_config(["--config", path]))
+        # (its test:1 source needs allow-test-source, which the example leaves off)
+        data = tomllib.loads(self.check_config(["--config", path, "--allow-test-source"]))
         keys = {k for t in data.get("listen", []) + data.get("connect", []) for k in t}
         for key in ("address", "qemu", "lead", "allow", "allow-user", "allow-group",
                     "weight", "share", "max-conns", "rate", "burst", "mode", "idle", "peers",
