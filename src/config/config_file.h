@@ -39,6 +39,8 @@ namespace rngmux {
 //   rngmux.toml:14: listen[1].address: endpoint "listen tcp:127.0.0.1:1024" is given twice
 //   rngmux.toml:5: source[0]: unknown key "rat" (known: spec, entropy, block, fips, rate)
 //   rngmux.toml:4: pool-size: expected an integer, got a string
+//   rngmux.toml:2: non-ASCII character outside a comment line (in a string, write it as
+//       \uXXXX)        (toml++ 3.3.0 has undefined behaviour on some; see config_file.cc)
 // A value error that no single key causes (a combination of options) names the line
 // of the table's [[...]] header and the table. Range checks of top-level values are
 // BuildServeConfig's, which names them through ServeSettings::given
