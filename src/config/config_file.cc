@@ -1,14 +1,14 @@
 #include "config/config_file.h"
 
+#include <fcntl.h>
 #include <toml++/toml.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
-#include <fstream>
 #include <set>
-#include <sstream>
 #include <vector>
 
 #include "endpoint/endpoint_spec.h"
@@ -17,6 +17,9 @@
 
 namespace rngmux {
 namespace {
+
+// A configuration file is a few kilobytes; this bounds what a wrong --config reads.
+constexpr std::size_t kMaxConfigFileBytes = 1 << 20;
 
 // One key of a table with where it was written, so that keys are checked in the order
 // of the file (a toml::table iterates in key order) and errors name their line.
@@ -473,12 +476,29 @@ Result<ServeSettings> ParseConfig(std::string_view text, const std::string& file
 }
 
 Result<ServeSettings> LoadConfigFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::FromErrno(path, errno);
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return Status::FromErrno(path, errno);
-  return ParseConfig(text.str(), path);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::FromErrno(path, errno);
+  std::string text;
+  char buffer[16384];
+  Status status;
+  while (true) {
+    const ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      status = Status::FromErrno(path, errno);  // EISDIR for a directory
+      break;
+    }
+    if (n == 0) break;
+    text.append(buffer, static_cast<std::size_t>(n));
+    if (text.size() > kMaxConfigFileBytes) {
+      status = Status::Error(path + ": larger than " + std::to_string(kMaxConfigFileBytes) +
+                             " bytes; not a configuration file");
+      break;
+    }
+  }
+  ::close(fd);
+  if (!status.ok()) return status;
+  return ParseConfig(text, path);
 }
 
 }  // namespace rngmux

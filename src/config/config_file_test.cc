@@ -180,6 +180,9 @@ TEST(ConfigFileTest, LoadConfigFileNamesAMissingFile) {
   Result<ServeSettings> settings = LoadConfigFile("/nonexistent/rngmux.toml");
   ASSERT_FALSE(settings.ok());
   EXPECT_EQ(settings.status().message(), "/nonexistent/rngmux.toml: No such file or directory");
+  settings = LoadConfigFile("/");
+  ASSERT_FALSE(settings.ok());
+  EXPECT_EQ(settings.status().message(), "/: Is a directory");
 }
 
 TEST(ConfigFileTest, RenderedConfigurationRoundTrips) {
