@@ -81,11 +81,12 @@ std::string RenderConfig(const ServeConfig& config) {
   for (char& c : from) {
     if (static_cast<unsigned char>(c) < 0x20) c = '?';  // the comment stays one line
   }
-  // Double quotes only, and \uXXXX for non-ASCII: ParseConfig takes non-ASCII bytes on
-  // comment lines only.
-  constexpr toml::format_flags kFlags = toml::toml_formatter::default_flags &
-                                        ~toml::format_flags::allow_literal_strings &
-                                        ~toml::format_flags::allow_unicode_strings;
+  // One-line double-quoted strings with escapes: \uXXXX for non-ASCII (ParseConfig takes
+  // non-ASCII bytes on comment lines only), \n for a newline (a multi-line string would
+  // drop a leading one).
+  constexpr toml::format_flags kFlags =
+      toml::toml_formatter::default_flags & ~toml::format_flags::allow_literal_strings &
+      ~toml::format_flags::allow_unicode_strings & ~toml::format_flags::allow_multi_line_strings;
   out << "# The effective configuration of rngmux serve"
       << (from.empty() ? "" : " (from " + from + ")") << ".\n"
       << toml::toml_formatter(root, kFlags) << "\n";
