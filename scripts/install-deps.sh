@@ -8,6 +8,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake g++ clang-14 clang-format libclang-rt-14-dev git
   libasio-dev libcli11-dev libssl-dev libgtest-dev googletest nlohmann-json3-dev
+  libtomlplusplus-dev
   python3 rng-tools5 ent ekeyd-egd-linux socat iproute2
   pkg-config libftdi1-dev strace
   qemu-system-x86 busybox-static cpio kmod xz-utils zstd

@@ -635,6 +635,9 @@ class RngmuxTestCase(unittest.TestCase):
             self.fail("rngmux binary %r is missing or not executable (set RNGMUX_BINARY)" % BINARY)
 
     def start_daemon(self, args, name=None, wrapper=(), **kw):
+        # Daemons of one test run must not share the default control socket.
+        if "--control" not in args and "--config" not in args:
+            args = list(args) + ["--control", "none"]
         d = Daemon(self.tmp, args, name=name or "rngmux%d" % len(self.daemons), wrapper=wrapper)
         self.daemons.append(d)
         d.start(**kw)

@@ -16,7 +16,7 @@ import threading
 import time
 import unittest
 
-from harness import (BINARY, RngmuxTestCase, connect, egd_read, recv_exact,
+from harness import (BINARY, RngmuxTestCase, connect, egd_read, free_tcp_port, recv_exact,
                      reference_stream, wait_closed, wait_until)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -120,8 +120,8 @@ class TenantTest(RngmuxTestCase):
 
     def test_identity_not_allowed_gets_zero_bytes(self):
         d = self.slow_daemon("unix:%s,mode=0666,allow-user=root" % self.path("root.sock"),
-                             "tcp:127.0.0.1:0,qemu,allow-user=root",
-                             "tcp:127.0.0.1:0,qemu,allow=127.0.0.2/32")
+                             "tcp:127.0.0.1:%d,qemu,allow-user=root" % free_tcp_port(),
+                             "tcp:127.0.0.1:%d,qemu,allow=127.0.0.2/32" % free_tcp_port())
         probe = ("import socket,sys\n"
                  "ep=sys.argv[1]\n"
                  "if ep.startswith('unix:'):\n"

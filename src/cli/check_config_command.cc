@@ -1,0 +1,30 @@
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "cli/commands.h"
+#include "cli/serve_flags.h"
+#include "config/config_render.h"
+
+namespace rngmux {
+
+Command AddCheckConfigCommand(CLI::App& root) {
+  auto flags = std::make_shared<ServeFlags>();
+  CLI::App* app = root.add_subcommand(
+      "check-config",
+      "Validate the configuration serve would run with (--config and serve's flags) and "
+      "print it as a configuration file; opens nothing.");
+  AddServeFlags(*app, *flags);
+  return Command{app, [flags] {
+                   auto config = LoadServeConfig(*flags);
+                   if (!config.ok()) return ReportUsageError(config.status().message());
+                   for (const std::string& warning : ServeConfigWarnings(*config)) {
+                     std::fprintf(stderr, "rngmux: warning: %s\n", warning.c_str());
+                   }
+                   const std::string text = RenderConfig(*config);
+                   std::fwrite(text.data(), 1, text.size(), stdout);
+                   return std::fflush(stdout) == 0 ? 0 : 1;
+                 }};
+}
+
+}  // namespace rngmux
