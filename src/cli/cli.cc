@@ -37,16 +37,18 @@ int RunCli(int argc, char** argv) {
   app.require_subcommand(1);
   app.failure_message([](const CLI::App*, const CLI::Error& e) { return std::string(e.what()); });
 
-  std::vector<Command> commands = {AddServeCommand(app), AddReadCommand(app), AddFetchCommand(app),
-                                   AddCheckCommand(app), AddBenchCommand(app)};
+  std::vector<Command> commands = {
+      AddServeCommand(app), AddReadCommand(app),   AddFetchCommand(app), AddCheckCommand(app),
+      AddBenchCommand(app), AddStatusCommand(app), AddStatsCommand(app), AddReloadCommand(app)};
   // CLI11 would only say "A subcommand is required"; name the word it did not know.
   if (argc > 1 && argv[1][0] != '-') {
     const std::string word = argv[1];
     bool known = false;
     for (const Command& command : commands) known |= command.app->get_name() == word;
     if (!known) {
-      return ReportUsageError("unknown command \"" + word +
-                              "\" (expected serve, read, fetch, check or bench)");
+      return ReportUsageError(
+          "unknown command \"" + word +
+          "\" (expected serve, read, fetch, check, bench, status, stats or reload)");
     }
   }
   try {
@@ -63,7 +65,9 @@ int RunCli(int argc, char** argv) {
   for (const Command& command : commands) {
     if (command.app->parsed()) return command.run();
   }
-  return ReportUsageError("no subcommand given (serve, read, fetch, check or bench); see --help");
+  return ReportUsageError(
+      "no subcommand given (serve, read, fetch, check, bench, status, stats or reload); see "
+      "--help");
 }
 
 }  // namespace rngmux

@@ -1,9 +1,13 @@
+#include <unistd.h>
+
 #include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "admin/metrics_server.h"
 #include "cli/commands.h"
+#include "cli/control_client.h"
 #include "common/log.h"
 #include "endpoint/qemu_chardev.h"
 #include "server/server.h"
@@ -28,6 +32,8 @@ struct ServeFlags {
   std::size_t max_clients = ServeConfig{}.max_clients;
   double health_alpha_log2 = ServeConfig{}.health_alpha_log2;
   std::string log_level = "info";
+  std::string control = kDefaultControlPath;  // "none": no control socket
+  std::string metrics = "none";
 };
 
 // Raw flags to an immutable config; the first problem is returned as one line.
@@ -90,6 +96,17 @@ Result<ServeConfig> BuildConfig(const ServeFlags& flags) {
     if (!spec.ok()) return spec.status();
     config.endpoints.push_back(*spec);
   }
+  if (flags.control != "none") {
+    if (flags.control.empty() || flags.control[0] != '/' || flags.control.size() > 107) {
+      return Status::Error("--control \"" + flags.control +
+                           "\": expected an absolute path of at most 107 bytes, or none");
+    }
+    config.control_path = flags.control;
+  }
+  if (flags.metrics != "none" && !flags.metrics.empty()) {
+    if (auto address = ParseMetricsAddress(flags.metrics); !address.ok()) return address.status();
+    config.metrics_address = flags.metrics;
+  }
   if (config.endpoints.empty()) {
     auto spec = ParseEndpointSpec(EndpointRole::kListen, kDefaultEndpoint);
     if (!spec.ok()) return spec.status();
@@ -146,13 +163,24 @@ Command AddServeCommand(CLI::App& root) {
   app->add_option("--health-alpha", flags->health_alpha_log2,
                   "False-alarm rate of the SP 800-90B health tests, as N in 2^-N")
       ->capture_default_str();
+  app->add_option("--control", flags->control,
+                  "Control socket for rngmux status, stats and reload (mode 0600), or none")
+      ->capture_default_str();
+  app->add_option("--metrics", flags->metrics,
+                  "Serve Prometheus metrics over HTTP at tcp:HOST:PORT (/metrics), or none")
+      ->capture_default_str();
   AddLogLevelOption(*app, flags->log_level);
   app->footer(std::string("With no endpoint, listens on ") + kDefaultEndpoint +
               " and prints the QEMU arguments to use it.");
 
-  return Command{app, [flags] {
+  return Command{app, [flags, app] {
                    if (Status status = ApplyLogLevel(flags->log_level); !status.ok()) {
                      return ReportUsageError(status.message());
+                   }
+                   // The default path is root's (/run); others name theirs.
+                   if (app->count("--control") == 0 && geteuid() != 0) {
+                     LOG_INFO("no control socket (not root); give --control PATH for one");
+                     flags->control = "none";
                    }
                    auto config = BuildConfig(*flags);
                    if (!config.ok()) return ReportUsageError(config.status().message());
