@@ -174,7 +174,7 @@ for part in "${parts[@]}"; do
       run_part "fuzzer build" fuzz
       for target in egd_parser_fuzzer egd_datagram_fuzzer endpoint_spec_fuzzer \
         qemu_chardev_fuzzer qwqng_frame_fuzzer vhost_user_message_fuzzer split_virtqueue_fuzzer \
-        config_file_fuzzer; do
+        config_file_fuzzer control_request_fuzzer http_request_fuzzer; do
         run_part "fuzz ${target} ${FUZZ_SECONDS}s" fuzz_target "$target"
       done
       ;;

@@ -28,6 +28,11 @@ int ReportUsageError(const std::string& message) {
   return kUsageExitCode;
 }
 
+namespace {
+constexpr char kCommandList[] =
+    "serve, read, fetch, check, bench, check-config, status, stats or reload";
+}  // namespace
+
 int RunCli(int argc, char** argv) {
   CLI::App app(
       "rngmux: serves true random numbers from hardware generators to virtual "
@@ -37,17 +42,17 @@ int RunCli(int argc, char** argv) {
   app.require_subcommand(1);
   app.failure_message([](const CLI::App*, const CLI::Error& e) { return std::string(e.what()); });
 
-  std::vector<Command> commands = {AddServeCommand(app), AddReadCommand(app),
-                                   AddFetchCommand(app), AddCheckCommand(app),
-                                   AddBenchCommand(app), AddCheckConfigCommand(app)};
+  std::vector<Command> commands = {
+      AddServeCommand(app),  AddReadCommand(app),  AddFetchCommand(app),
+      AddCheckCommand(app),  AddBenchCommand(app), AddCheckConfigCommand(app),
+      AddStatusCommand(app), AddStatsCommand(app), AddReloadCommand(app)};
   // CLI11 would only say "A subcommand is required"; name the word it did not know.
   if (argc > 1 && argv[1][0] != '-') {
     const std::string word = argv[1];
     bool known = false;
     for (const Command& command : commands) known |= command.app->get_name() == word;
     if (!known) {
-      return ReportUsageError("unknown command \"" + word +
-                              "\" (expected serve, read, fetch, check, bench or check-config)");
+      return ReportUsageError("unknown command \"" + word + "\" (expected " + kCommandList + ")");
     }
   }
   try {
@@ -64,8 +69,7 @@ int RunCli(int argc, char** argv) {
   for (const Command& command : commands) {
     if (command.app->parsed()) return command.run();
   }
-  return ReportUsageError(
-      "no subcommand given (serve, read, fetch, check, bench or check-config); see --help");
+  return ReportUsageError(std::string("no subcommand given (") + kCommandList + "); see --help");
 }
 
 }  // namespace rngmux

@@ -22,6 +22,9 @@ Command AddFetchCommand(CLI::App& root);
 Command AddCheckCommand(CLI::App& root);
 Command AddBenchCommand(CLI::App& root);
 Command AddCheckConfigCommand(CLI::App& root);
+Command AddStatusCommand(CLI::App& root);
+Command AddStatsCommand(CLI::App& root);
+Command AddReloadCommand(CLI::App& root);
 
 // --log-level, shared by the commands that log.
 void AddLogLevelOption(CLI::App& app, std::string& level);

@@ -1,3 +1,5 @@
+#include <unistd.h>
+
 #include <memory>
 #include <string>
 
@@ -7,6 +9,20 @@
 #include "server/server.h"
 
 namespace rngmux {
+namespace {
+
+// The configuration with the default control socket left out for a daemon that is
+// not root: the default lives in /run, which is root's. A path named by the flag or
+// the file is used as given.
+Result<ServeConfig> LoadForThisUser(const ServeFlags& flags) {
+  Result<ServeConfig> config = LoadServeConfig(flags);
+  if (config.ok() && geteuid() != 0 && config->control_path == kDefaultControlPath) {
+    config->control_path.clear();
+  }
+  return config;
+}
+
+}  // namespace
 
 Command AddServeCommand(CLI::App& root) {
   auto flags = std::make_shared<ServeFlags>();
@@ -17,7 +33,7 @@ Command AddServeCommand(CLI::App& root) {
               " and prints the QEMU arguments to use it.");
 
   return Command{app, [flags] {
-                   auto config = LoadServeConfig(*flags);
+                   auto config = LoadForThisUser(*flags);
                    if (!config.ok()) return ReportUsageError(config.status().message());
                    if (Status status = ApplyLogLevel(config->log_level); !status.ok()) {
                      return ReportUsageError(status.message());
@@ -25,9 +41,12 @@ Command AddServeCommand(CLI::App& root) {
                    for (const std::string& warning : ServeConfigWarnings(*config)) {
                      LOG_WARNING(warning);
                    }
+                   if (config->control_path.empty() && geteuid() != 0) {
+                     LOG_INFO("no control socket (not root); give --control PATH for one");
+                   }
                    Server server(std::move(config).value());
                    // SIGHUP: the file again, with the same command-line flags over it.
-                   server.SetReloader([flags] { return LoadServeConfig(*flags); });
+                   server.SetReloader([flags] { return LoadForThisUser(*flags); });
                    Status opened = server.Open();
                    if (!opened.ok()) {
                      std::fprintf(stderr, "rngmux: error: %s\n", opened.message().c_str());

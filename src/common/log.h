@@ -1,5 +1,7 @@
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -14,8 +16,19 @@ LogLevel GetLogLevel();
 // Parses "debug", "info", "warning", "error".
 bool ParseLogLevel(std::string_view text, LogLevel* level);
 
-// Writes one line to stderr: "<UTC timestamp> <level> <message>". Thread-safe.
+// Writes one line to stderr: "<UTC timestamp> rngmux <level>: <message>". When stderr
+// is the systemd journal (JOURNAL_STREAM names stderr's device and inode), the line is
+// "<N>rngmux <level>: <message>" instead: N is the syslog priority (debug 7, info 6,
+// warning 4, error 3) and the journal adds the time. Thread-safe.
 void LogLine(LogLevel level, std::string_view message);
+
+// The line LogLine writes (with its '\n'); `journal` picks the journal form.
+std::string FormatLogLine(LogLevel level, std::string_view message, bool journal,
+                          std::chrono::system_clock::time_point now);
+// True when `journal_stream` (JOURNAL_STREAM's value, "DEVICE:INODE" in decimal)
+// names the file with this device and inode number.
+bool JournalStreamMatches(std::string_view journal_stream, std::uint64_t device,
+                          std::uint64_t inode);
 
 namespace log_detail {
 template <typename... Args>

@@ -31,6 +31,7 @@ std::size_t EntropyPool::Put(std::span<const std::uint8_t> bytes, const Interrup
       std::memcpy(buffer_.data() + tail, bytes.data() + added, before_wrap);
       std::memcpy(buffer_.data(), bytes.data() + added + before_wrap, chunk - before_wrap);
       size_ += chunk;
+      bytes_in_ += chunk;
       added += chunk;
     }
     // Outside the lock: the callback may post work that calls Take() or Available().
@@ -54,6 +55,7 @@ std::size_t EntropyPool::Take(std::span<std::uint8_t> out) {
     std::memcpy(out.data() + before_wrap, buffer_.data(), taken - before_wrap);
     SecureWipe(buffer_.data(), taken - before_wrap);
     size_ -= taken;
+    bytes_out_ += taken;
     // Restarting at 0 when empty keeps later Put()s contiguous (one memcpy).
     head_ = size_ == 0 ? 0 : (head_ + taken) % capacity;
   }

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -41,6 +42,9 @@ class EntropyPool {
   std::size_t Take(std::span<std::uint8_t> out);
 
   std::size_t Available() const;
+  // Bytes put in and taken out since construction (for status and metrics).
+  std::uint64_t bytes_in() const { return bytes_in_.load(std::memory_order_relaxed); }
+  std::uint64_t bytes_out() const { return bytes_out_.load(std::memory_order_relaxed); }
   std::size_t capacity() const { return buffer_.size(); }
   bool memory_locked() const { return buffer_.locked(); }
 
@@ -55,8 +59,10 @@ class EntropyPool {
   mutable std::mutex mutex_;
   std::condition_variable room_;
   SecureBuffer buffer_;
-  std::size_t head_ = 0;  // next byte to take
-  std::size_t size_ = 0;  // bytes stored
+  std::size_t head_ = 0;                     // next byte to take
+  std::size_t size_ = 0;                     // bytes stored
+  std::atomic<std::uint64_t> bytes_in_{0};   // written under mutex_
+  std::atomic<std::uint64_t> bytes_out_{0};  // written under mutex_
   std::function<void()> on_data_;
   std::chrono::milliseconds stop_poll_interval_;
 };

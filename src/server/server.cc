@@ -7,6 +7,8 @@
 #include <csignal>
 #include <new>
 
+#include "admin/control_server.h"
+#include "admin/metrics_server.h"
 #include "common/log.h"
 #include "endpoint/qemu_chardev.h"
 
@@ -169,7 +171,7 @@ Status Server::Open() {
   listeners_ = std::move(opened.listeners);
   connectors_ = std::move(opened.connectors);
   udp_endpoints_ = std::move(opened.udp);
-  return Status::Ok();
+  return OpenAdmin();
 }
 
 int Server::Run() {
@@ -210,6 +212,7 @@ int Server::Run() {
   }
   for (const EndpointSpec& endpoint : bound)
     LogQemuArguments(endpoint, config_.print_qemu_arguments);
+  StartAdmin();
   WaitForSignal();
   RunSurvivingHandlerFailures(io_, counters_);
   LOG_INFO("stopped");
@@ -252,7 +255,12 @@ std::shared_ptr<Session> Server::Adopt(Session::Socket socket, const EndpointSpe
                      endpoint.Address());
   Session* key = session.get();
   sessions_.emplace(key, session);
+  session_endpoints_[key] = endpoint.id;
   session->Start([this, key, tenant_key, on_closed = std::move(on_closed)] {
+    if (auto it = sessions_.find(key); it != sessions_.end()) {
+      endpoint_totals_[session_endpoints_[key]].served_bytes += it->second->served_bytes();
+    }
+    session_endpoints_.erase(key);
     sessions_.erase(key);
     // The tenant (and its share) goes with its last connection.
     if (auto it = tenants_.find(tenant_key); it != tenants_.end()) {
@@ -274,6 +282,9 @@ std::shared_ptr<VhostUserConnection> Server::AdoptVhostUser(Session::Socket sock
   VhostUserConnection* key = device.get();
   vhost_devices_.emplace(key, VhostDevice{device, identity.Key(), endpoint.id});
   device->Start([this, key, on_closed = std::move(on_closed)] {
+    if (auto it = vhost_devices_.find(key); it != vhost_devices_.end()) {
+      endpoint_totals_[it->second.endpoint_id].served_bytes += it->second.device->served_bytes();
+    }
     vhost_devices_.erase(key);
     if (on_closed) on_closed();
   });
@@ -309,6 +320,7 @@ std::shared_ptr<ShareGroup> Server::MakeGroup(const std::string& name,
 
 bool Server::Refuse(const EndpointSpec& endpoint, const ClientIdentity& identity) {
   if (counters_.clients >= config_.max_clients) {
+    endpoint_totals_[endpoint.id].refused++;
     const std::uint64_t refused = ++counters_.refused_connections;
     // 1st, 2nd, 4th, 8th...: enough to notice, never a flood.
     if ((refused & (refused - 1)) == 0) {
@@ -320,6 +332,7 @@ bool Server::Refuse(const EndpointSpec& endpoint, const ClientIdentity& identity
   const std::optional<std::string> why = AccessDenied(endpoint, identity);
   if (!why) return false;
   counters_.denied_connections++;
+  endpoint_totals_[endpoint.id].denied++;
   LogClientEvent(context_, identity, "denied", LogLevel::kWarning,
                  "denied " + identity.Describe() + " on " + endpoint.Address() + ": " + *why);
   return true;
@@ -387,6 +400,7 @@ void Server::Shutdown() {
   std::vector<std::shared_ptr<VhostUserConnection>> devices;
   for (auto& [key, entry] : vhost_devices_) devices.push_back(entry.device);
   for (auto& device : devices) device->Close("shutting down");
+  StopAdmin();
   sources_->Stop();
   LogStats();
   signals_.cancel();

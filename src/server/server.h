@@ -15,12 +15,14 @@
 #include <unordered_map>
 #include <vector>
 
+#include "admin/control_request.h"
 #include "common/rate_limit.h"
 #include "common/status.h"
 #include "endpoint/endpoint_spec.h"
 #include "pool/entropy_pool.h"
 #include "pool/fair_share.h"
 #include "pool/share_group.h"
+#include "server/daemon_status.h"
 #include "server/stats.h"
 #include "sources/source_set.h"
 #include "transport/connector.h"
@@ -29,6 +31,9 @@
 #include "transport/udp_endpoint.h"
 
 namespace rngmux {
+
+class ControlServer;
+class MetricsServer;
 
 // Everything `rngmux serve` was told, validated. Immutable once the server starts.
 struct ServeConfig {
@@ -52,15 +57,6 @@ struct ServeConfig {
   // The configuration file this came from, for status and messages; empty when the
   // command line was all.
   std::string config_file;
-};
-
-// What the last reload did, for `rngmux status` and the metrics.
-struct ReloadRecord {
-  std::uint64_t succeeded = 0;
-  std::uint64_t failed = 0;
-  bool last_ok = true;
-  std::chrono::system_clock::time_point last_time{};  // epoch: never reloaded
-  std::string last_message;  // "" or the error (file:line: key: ...) or what changed
 };
 
 // A reload matches endpoints by role and address (EndpointSpec::id), so each may be
@@ -105,6 +101,11 @@ class Server final : public SessionHost {
   // opened, changes nothing. Event-loop thread only.
   Status Reload();
   const ReloadRecord& last_reload() const { return reload_record_; }
+  // A snapshot of everything `rngmux status` and the metrics show. Event-loop thread
+  // only (the control socket and the metrics endpoint call it there).
+  DaemonStatus CollectStatus() const;
+  // How often source rates are sampled (and state changes noticed).
+  static constexpr std::chrono::seconds kSampleInterval{2};
   std::shared_ptr<VhostUserConnection> AdoptVhostUser(Session::Socket socket,
                                                       const EndpointSpec& endpoint,
                                                       std::string peer, ClientIdentity identity,
@@ -159,6 +160,14 @@ class Server final : public SessionHost {
   std::shared_ptr<ShareGroup> MakeGroup(const std::string& name, const EndpointSpec& endpoint);
   void WaitForSignal();
   void Shutdown();
+  // The control socket and the metrics endpoint, if configured (server_status.cc).
+  Status OpenAdmin();
+  void StartAdmin();
+  void StopAdmin();
+  // One control request's JSON reply.
+  std::string ControlReply(ControlCommand command);
+  // Samples source rates and states; reschedules itself every kSampleInterval.
+  void SampleSources();
   // SIGUSR1: a line per client (at most kMaxClientStatsLines), then the summary.
   void LogStats();
   static constexpr std::size_t kMaxClientStatsLines = 64;
@@ -199,6 +208,29 @@ class Server final : public SessionHost {
   };
   std::list<Retired> retired_;
   asio::steady_timer retire_timer_{io_};
+
+  // Status and metrics (server_status.cc).
+  std::unique_ptr<ControlServer> control_;
+  std::unique_ptr<MetricsServer> metrics_;
+  asio::steady_timer sample_timer_{io_};
+  std::chrono::system_clock::time_point started_ = std::chrono::system_clock::now();
+  std::chrono::steady_clock::time_point started_steady_ = std::chrono::steady_clock::now();
+  struct SourceSample {
+    std::string name;
+    std::string state;
+    RateTracker rate;
+    std::chrono::system_clock::time_point last_change{};
+  };
+  std::vector<SourceSample> source_samples_;  // by source index, as of the last sample
+  // What an endpoint's clients that have gone were served, and the connections it
+  // closed at once, by EndpointSpec::id.
+  struct EndpointTotals {
+    std::uint64_t served_bytes = 0;
+    std::uint64_t denied = 0;
+    std::uint64_t refused = 0;
+  };
+  std::unordered_map<std::string, EndpointTotals> endpoint_totals_;
+  std::unordered_map<Session*, std::string> session_endpoints_;  // EndpointSpec::id
 };
 
 }  // namespace rngmux

@@ -77,10 +77,15 @@ Status IdentifyEndpoints(std::vector<EndpointSpec>& endpoints) {
 }
 
 Status Server::Reload() {
-  if (!reloader_) return Status::Error("reload: no configuration to read again");
   LOG_INFO("reloading the configuration",
            config_.config_file.empty() ? "" : " from " + config_.config_file);
-  Result<ServeConfig> next = reloader_();
+  // Started from the command line alone there is nothing to read again: that is a
+  // failed reload, shown as such in status, rather than one that silently did nothing.
+  Result<ServeConfig> next =
+      reloader_ ? reloader_()
+                : Result<ServeConfig>(Status::Error(
+                      "no configuration file to read again (the daemon was started without "
+                      "--config)"));
   reload_record_.last_time = std::chrono::system_clock::now();
   Result<std::string> applied =
       next.ok() ? Apply(std::move(next).value()) : Result<std::string>(next.status());

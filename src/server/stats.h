@@ -37,6 +37,11 @@ struct ServerCounters {
   // vhost-user devices closed for a malformed message, or for a bad ring.
   std::atomic<std::uint64_t> vhost_user_bad_messages{0};
   std::atomic<std::uint64_t> vhost_user_bad_rings{0};
+  // The control socket and the metrics endpoint: peers refused (neither root nor the
+  // daemon's user) and connections closed for a bad, oversized or stalled request.
+  std::atomic<std::uint64_t> control_refused_peers{0};
+  std::atomic<std::uint64_t> control_bad_requests{0};
+  std::atomic<std::uint64_t> metrics_bad_requests{0};
 };
 
 // One line of "key=value" pairs: what SIGUSR1 logs and tests parse.

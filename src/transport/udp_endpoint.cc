@@ -338,6 +338,7 @@ std::shared_ptr<UdpPeer> UdpEndpoint::AddPeer(const PeerAddress& address, Clock:
 }
 
 void UdpEndpoint::ErasePeer(PeerMap::iterator it) {
+  forgotten_served_bytes_ += it->second->served_bytes();
   TouchState(it->first).bucket = it->second->bucket();
   if (auto count = peers_per_ip_.find(IpKey(it->first)); count != peers_per_ip_.end()) {
     if (--count->second == 0) peers_per_ip_.erase(count);
@@ -467,6 +468,12 @@ void UdpEndpoint::LogLimited(LogLimiter& limiter, LogLevel level, const std::str
 
 void UdpEndpoint::AppendPeers(std::vector<const EgdSession*>* out) const {
   for (const auto& [address, peer] : peers_) out->push_back(peer.get());
+}
+
+std::uint64_t UdpEndpoint::served_bytes() const {
+  std::uint64_t total = forgotten_served_bytes_;
+  for (const auto& [address, peer] : peers_) total += peer->served_bytes();
+  return total;
 }
 
 }  // namespace rngmux

@@ -73,6 +73,8 @@ class UdpEndpoint final : public DatagramSink {
   const EndpointSpec& spec() const { return spec_; }
   // Appends the peers it serves now (for the per-client stats).
   void AppendPeers(std::vector<const EgdSession*>* out) const;
+  // Random bytes sent to its peers since it opened, the forgotten ones included.
+  std::uint64_t served_bytes() const;
 
   SendResult Send(const PeerAddress& to, std::span<const std::uint8_t> datagram,
                   std::string* error) override;
@@ -151,6 +153,7 @@ class UdpEndpoint final : public DatagramSink {
   bool reading_ = false;
   bool peer_unreachable_ = false;  // connect: until the peer sends something
   bool stopped_ = false;
+  std::uint64_t forgotten_served_bytes_ = 0;  // by peers no longer in peers_
 };
 
 }  // namespace rngmux

@@ -382,6 +382,9 @@ class Daemon:
             expect_listen = sum(1 for a in self.args if a == "--listen")
         self._log = open(self.log_path, "wb")
         self._out = open(self.out_path, "wb")
+        # Daemons of parallel tests must not share the default control socket.
+        if not any(a in ("--control", "--config") for a in self.args):
+            self.args += ["--control", "none"]
         self.proc = subprocess.Popen(self.wrapper + [BINARY, "serve"] + self.args,
                                      stdin=subprocess.DEVNULL,
                                      stdout=self._out, stderr=self._log, cwd=self.workdir)
@@ -635,9 +638,6 @@ class RngmuxTestCase(unittest.TestCase):
             self.fail("rngmux binary %r is missing or not executable (set RNGMUX_BINARY)" % BINARY)
 
     def start_daemon(self, args, name=None, wrapper=(), **kw):
-        # Daemons of one test run must not share the default control socket.
-        if "--control" not in args and "--config" not in args:
-            args = list(args) + ["--control", "none"]
         d = Daemon(self.tmp, args, name=name or "rngmux%d" % len(self.daemons), wrapper=wrapper)
         self.daemons.append(d)
         d.start(**kw)

@@ -289,7 +289,7 @@ class SocketHygieneTest(RngmuxTestCase):
         trace = self.path("strace.log")
         err = open(self.path("traced.stderr.log"), "wb")
         proc = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=chmod,fchmodat,fchmod",
-                                 "-o", trace, BINARY, "serve", "--source", "test:3",
+                                 "-o", trace, BINARY, "serve", "--control", "none", "--source", "test:3",
                                  "--allow-test-source", "--listen", "unix:%s,mode=0660" % path],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
                                 start_new_session=True)
