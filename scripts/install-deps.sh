@@ -9,7 +9,7 @@ PACKAGES=(
   build-essential cmake g++ clang-14 clang-format libclang-rt-14-dev git
   libasio-dev libcli11-dev libssl-dev libgtest-dev googletest nlohmann-json3-dev
   python3 rng-tools5 ent ekeyd-egd-linux socat iproute2
-  pkg-config libftdi1-dev strace
+  pkg-config libftdi1-dev strace libsystemd-dev
   qemu-system-x86 busybox-static cpio kmod xz-utils zstd
 )
 

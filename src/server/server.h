@@ -21,6 +21,7 @@
 #include "pool/entropy_pool.h"
 #include "pool/fair_share.h"
 #include "pool/share_group.h"
+#include "server/service_notifier.h"
 #include "server/stats.h"
 #include "sources/source_set.h"
 #include "transport/connector.h"
@@ -135,6 +136,8 @@ class Server final : public SessionHost {
   // Why `identity` may not use `endpoint` (allow=, allow-user=...), or nothing.
   static std::optional<std::string> AccessDenied(const EndpointSpec& endpoint,
                                                  const ClientIdentity& identity);
+  // Reload() between systemd's RELOADING=1 and READY=1.
+  Status ReadAndApply();
   // Applies a validated configuration (Reload's second half); returns what changed.
   Result<std::string> Apply(ServeConfig next);
   // The sessions and devices of one endpoint (by EndpointSpec::id).
@@ -159,6 +162,8 @@ class Server final : public SessionHost {
   std::shared_ptr<ShareGroup> MakeGroup(const std::string& name, const EndpointSpec& endpoint);
   void WaitForSignal();
   void Shutdown();
+  // One line for systemd's STATUS=: "serving from hwrng; 3 clients".
+  std::string ServiceStatus() const;
   // SIGUSR1: a line per client (at most kMaxClientStatsLines), then the summary.
   void LogStats();
   static constexpr std::size_t kMaxClientStatsLines = 64;
@@ -199,6 +204,8 @@ class Server final : public SessionHost {
   };
   std::list<Retired> retired_;
   asio::steady_timer retire_timer_{io_};
+  // systemd's READY/RELOADING/STOPPING/STATUS and watchdog (nothing without systemd).
+  ServiceNotifier notifier_{io_, [this] { return ServiceStatus(); }};
 };
 
 }  // namespace rngmux

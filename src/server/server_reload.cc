@@ -77,6 +77,13 @@ Status IdentifyEndpoints(std::vector<EndpointSpec>& endpoints) {
 }
 
 Status Server::Reload() {
+  notifier_.Reloading();
+  Status status = ReadAndApply();
+  notifier_.Reloaded();
+  return status;
+}
+
+Status Server::ReadAndApply() {
   if (!reloader_) return Status::Error("reload: no configuration to read again");
   LOG_INFO("reloading the configuration",
            config_.config_file.empty() ? "" : " from " + config_.config_file);
