@@ -5,7 +5,6 @@
 #include <string>
 
 #include "common/status.h"
-
 #include "config/serve_settings.h"  // kDefaultControlPath
 
 namespace rngmux {

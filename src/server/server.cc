@@ -213,6 +213,7 @@ int Server::Run() {
   for (const EndpointSpec& endpoint : bound)
     LogQemuArguments(endpoint, config_.print_qemu_arguments);
   StartAdmin();
+  notifier_.Ready();  // every listener is bound and accepting
   WaitForSignal();
   RunSurvivingHandlerFailures(io_, counters_);
   LOG_INFO("stopped");
@@ -391,6 +392,7 @@ void Server::WaitForSignal() {
 void Server::Shutdown() {
   if (shutting_down_) return;
   shutting_down_ = true;
+  notifier_.Stopping();
   for (auto& listener : listeners_) listener->Stop();
   for (auto& connector : connectors_) connector->Stop();
   for (auto& udp : udp_endpoints_) udp->Stop();
@@ -407,6 +409,13 @@ void Server::Shutdown() {
   reserve_timer_.cancel();
   retire_timer_.cancel();
   work_.reset();
+}
+
+std::string Server::ServiceStatus() const {
+  const std::size_t clients = sessions_.size() + vhost_devices_.size();
+  const std::string serving = sources_->Serving();
+  return (serving == "none" ? std::string("no source serving yet") : "serving from " + serving) +
+         "; " + std::to_string(clients) + (clients == 1 ? " client" : " clients");
 }
 
 void Server::LogStats() {

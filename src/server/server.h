@@ -23,6 +23,7 @@
 #include "pool/fair_share.h"
 #include "pool/share_group.h"
 #include "server/daemon_status.h"
+#include "server/service_notifier.h"
 #include "server/stats.h"
 #include "sources/source_set.h"
 #include "transport/connector.h"
@@ -136,6 +137,8 @@ class Server final : public SessionHost {
   // Why `identity` may not use `endpoint` (allow=, allow-user=...), or nothing.
   static std::optional<std::string> AccessDenied(const EndpointSpec& endpoint,
                                                  const ClientIdentity& identity);
+  // Reload() between systemd's RELOADING=1 and READY=1.
+  Status ReadAndApply();
   // Applies a validated configuration (Reload's second half); returns what changed.
   Result<std::string> Apply(ServeConfig next);
   // The sessions and devices of one endpoint (by EndpointSpec::id).
@@ -168,6 +171,8 @@ class Server final : public SessionHost {
   std::string ControlReply(ControlCommand command);
   // Samples source rates and states; reschedules itself every kSampleInterval.
   void SampleSources();
+  // One line for systemd's STATUS=: "serving from hwrng; 3 clients".
+  std::string ServiceStatus() const;
   // SIGUSR1: a line per client (at most kMaxClientStatsLines), then the summary.
   void LogStats();
   static constexpr std::size_t kMaxClientStatsLines = 64;
@@ -231,6 +236,8 @@ class Server final : public SessionHost {
   };
   std::unordered_map<std::string, EndpointTotals> endpoint_totals_;
   std::unordered_map<Session*, std::string> session_endpoints_;  // EndpointSpec::id
+  // systemd's READY/RELOADING/STOPPING/STATUS and watchdog (nothing without systemd).
+  ServiceNotifier notifier_{io_, [this] { return ServiceStatus(); }};
 };
 
 }  // namespace rngmux

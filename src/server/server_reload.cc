@@ -77,15 +77,20 @@ Status IdentifyEndpoints(std::vector<EndpointSpec>& endpoints) {
 }
 
 Status Server::Reload() {
+  notifier_.Reloading();
+  Status status = ReadAndApply();
+  notifier_.Reloaded();
+  return status;
+}
+
+Status Server::ReadAndApply() {
   LOG_INFO("reloading the configuration",
            config_.config_file.empty() ? "" : " from " + config_.config_file);
-  // Started from the command line alone there is nothing to read again: that is a
-  // failed reload, shown as such in status, rather than one that silently did nothing.
+  // A server given no way to read its configuration again (no SetReloader) fails the
+  // reload, shown as such in status, rather than one that silently did nothing.
   Result<ServeConfig> next =
       reloader_ ? reloader_()
-                : Result<ServeConfig>(Status::Error(
-                      "no configuration file to read again (the daemon was started without "
-                      "--config)"));
+                : Result<ServeConfig>(Status::Error("no configuration to read again"));
   reload_record_.last_time = std::chrono::system_clock::now();
   Result<std::string> applied =
       next.ok() ? Apply(std::move(next).value()) : Result<std::string>(next.status());

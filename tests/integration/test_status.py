@@ -148,28 +148,41 @@ class StatusTest(RngmuxTestCase):
                 seen = self.status_json()["sources"][0]["rate_bytes_per_second"]
             self.assertGreater(seen, 0)
 
-    def test_reload_without_config_fails_and_shows_in_status(self):
-        d = self.serve()
+    def test_failed_reload_shows_in_status_and_a_good_one_clears_it(self):
+        config = self.path("rngmux.toml")
+        good = ('allow-test-source = true\n[[source]]\nspec = "test:5"\n'
+                '[[listen]]\naddress = "tcp:127.0.0.1:0"\n')
+        with open(config, "w") as f:
+            f.write(good)
+        d = self.start_daemon(["--config", config, "--control", self.control],
+                              expect_listen=1, wait_for=r"control socket at ")
+        # The file broken on purpose: `rngmux reload` fails with the file, line and key.
+        with open(config, "w") as f:
+            f.write(good + "wieght = 2\n")
         p = self.cli("reload")
         self.assertEqual(p.returncode, 1)
-        err = p.stderr.decode()
-        self.assertEqual(err, "rngmux: reload failed: no configuration file to read again "
-                              "(the daemon was started without --config)\n")
-        d.wait_log(r"reload failed, the running configuration stays: no configuration file")
+        self.assertRegex(p.stderr.decode(),
+                         r"^rngmux: reload failed: .*rngmux\.toml:6: listen\[0\]: unknown key "
+                         r"\"wieght\"\n$")
+        d.wait_log(r"reload failed, the running configuration stays: .*wieght")
         reload = self.status_json()["reload"]
         self.assertEqual((reload["succeeded"], reload["failed"], reload["last_ok"]), (0, 1, False))
-        self.assertIn("started without --config", reload["last_message"])
+        self.assertIn("wieght", reload["last_message"])
         self.assertGreater(reload["last_time"], time.time() - 60)
         text = self.cli("status").stdout.decode()
-        self.assertRegex(text, r"Last reload: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC, FAILED: no "
-                               r"configuration file to read again .*\(0 ok, 1 failed\)")
-        # SIGHUP takes the same path.
-        d.proc.send_signal(1)
-        wait_until(lambda: self.status_json()["reload"]["failed"] == 2, 10)
-        # And the daemon goes on serving.
+        self.assertRegex(text, r"Last reload: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC, FAILED: "
+                               r".*rngmux\.toml:6: .*\(0 ok, 1 failed\)")
+        # The daemon goes on serving with the old configuration.
         with connect(d.endpoints[0]) as s:
             s.sendall(egd_read(16))
             self.assertEqual(len(recv_exact(s, 16)), 16)
+        # Repaired, and reloaded by SIGHUP (the same path): status says so.
+        with open(config, "w") as f:
+            f.write(good)
+        d.proc.send_signal(1)
+        self.assertTrue(wait_until(lambda: self.status_json()["reload"]["succeeded"] == 1, 10))
+        reload = self.status_json()["reload"]
+        self.assertEqual((reload["failed"], reload["last_ok"]), (1, True))
 
     def test_other_users_are_refused(self):
         if shutil.which("runuser") is None or os.geteuid() != 0:
