@@ -230,7 +230,7 @@ class ConfigParser {
                                StripPrefix(spec.status().message(),
                                            "qemu-chardev \"" + value->get() + "\": "));
       }
-      endpoints_.push_back({spec->id, name, line});
+      endpoints_.push_back({spec->id, name, line, false});
       settings_.qemu_chardev.push_back(value->get());
     }
     Given(entry);
@@ -424,16 +424,20 @@ class ConfigParser {
       }
       return Error(line, name + ": " + Why(role, whole, all.status()));
     }
-    endpoints_.push_back({all->id, name + ".address", address_entry->line});
+    const bool any_port =
+        all->role == EndpointRole::kListen && all->port == 0 &&
+        (all->transport == TransportKind::kTcp || all->transport == TransportKind::kUdp);
+    endpoints_.push_back({all->id, name + ".address", address_entry->line, any_port});
     (role == EndpointRole::kListen ? settings_.listen : settings_.connect).push_back(whole);
     return Status::Ok();
   }
 
-  // A reload matches endpoints by role and address, so each may be given once.
+  // A reload matches endpoints by role and address, so each may be given once (but
+  // for listeners on any free port: see IdentifyEndpoints).
   Status CheckDistinct() const {
     std::set<std::string> seen;
     for (const Written& endpoint : endpoints_) {
-      if (!seen.insert(endpoint.id).second) {
+      if (!endpoint.any_port && !seen.insert(endpoint.id).second) {
         return Error(endpoint.line,
                      endpoint.name + ": endpoint \"" + endpoint.id + "\" is given twice");
       }
@@ -445,6 +449,7 @@ class ConfigParser {
     std::string id;  // EndpointSpec::id
     std::string name;
     std::uint32_t line;
+    bool any_port;  // a tcp or udp listener on port 0: may repeat
   };
 
   std::string_view text_;

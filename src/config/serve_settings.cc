@@ -181,7 +181,7 @@ Result<ServeConfig> BuildServeConfig(const ServeSettings& settings) {
     config.endpoints.push_back(*spec);
     config.print_qemu_arguments = true;
   }
-  if (Status distinct = CheckEndpointsDistinct(config.endpoints); !distinct.ok()) return distinct;
+  if (Status distinct = IdentifyEndpoints(config.endpoints); !distinct.ok()) return distinct;
   return config;
 }
 
