@@ -17,6 +17,8 @@ struct ServeFlags {
   std::string config_file;  // --config: "" for none
   ServeSettings settings;   // the values the flags left (defaults where not given)
   // Each setting's option with its key, to tell the flags given from the defaults.
+  // They belong to the parser AddServeFlags registered them on, which must outlive
+  // every LoadServeConfig (for serve: the process, since reloads read them again).
   std::vector<std::pair<const CLI::Option*, std::string>> options;
 };
 

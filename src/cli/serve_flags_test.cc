@@ -34,9 +34,9 @@ class ConfigFileOnDisk {
   std::string path_;
 };
 
-// Parses `serve`'s flags as the command line would give them.
-Result<ServeConfig> Load(ServeFlags& flags, std::vector<std::string> args) {
-  CLI::App app("test");
+// Parses `serve`'s flags as the command line would give them. `app` must outlive every
+// LoadServeConfig(flags), as the command's parser does in the daemon.
+Result<ServeConfig> Load(CLI::App& app, ServeFlags& flags, std::vector<std::string> args) {
   AddServeFlags(app, flags);
   std::reverse(args.begin(), args.end());  // CLI11 takes the arguments last first
   app.parse(args);
@@ -48,9 +48,11 @@ TEST(ServeFlagsTest, FlagsGivenOverrideTheFileOthersLeaveIt) {
       "pool-size = 8192\nlog-level = \"debug\"\nmax-clients = 10\ncontrol = \"\"\n"
       "[[listen]]\naddress = \"tcp:127.0.0.1:1024\"\n"
       "[[connect]]\naddress = \"tcp:127.0.0.1:2048\"\n");
+  CLI::App app("test");
   ServeFlags flags;
-  Result<ServeConfig> config = Load(
-      flags, {"--config", file.path(), "--log-level", "warning", "--listen", "tcp:127.0.0.1:3000"});
+  Result<ServeConfig> config =
+      Load(app, flags,
+           {"--config", file.path(), "--log-level", "warning", "--listen", "tcp:127.0.0.1:3000"});
   ASSERT_TRUE(config.ok()) << config.status().message();
   EXPECT_EQ(config->pool_bytes, 8192u);  // not given: the file's, not the flag's default
   EXPECT_EQ(config->max_clients, 10u);
@@ -78,13 +80,15 @@ TEST(ServeFlagsTest, FlagsGivenOverrideTheFileOthersLeaveIt) {
 }
 
 TEST(ServeFlagsTest, WithoutAFile) {
+  CLI::App app("test");
   ServeFlags flags;
-  Result<ServeConfig> config =
-      Load(flags, {"--control", "none", "--metrics", "tcp:127.0.0.1:9797", "--pool-size", "1"});
+  Result<ServeConfig> config = Load(
+      app, flags, {"--control", "none", "--metrics", "tcp:127.0.0.1:9797", "--pool-size", "1"});
   ASSERT_FALSE(config.ok());
   EXPECT_EQ(config.status().message(), "--pool-size 1: must be 4096 to 1073741824 bytes");
+  CLI::App other_app("test");
   ServeFlags other;
-  config = Load(other, {"--control", "none", "--metrics", "tcp:127.0.0.1:9797"});
+  config = Load(other_app, other, {"--control", "none", "--metrics", "tcp:127.0.0.1:9797"});
   ASSERT_TRUE(config.ok()) << config.status().message();
   EXPECT_EQ(config->control_path, "");
   EXPECT_EQ(config->metrics_address, "tcp:127.0.0.1:9797");
