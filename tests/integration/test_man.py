@@ -7,8 +7,10 @@ directory beside the binary under test (RNGMUX_BINARY)."""
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
+import tempfile
 import unittest
 
 from harness import BINARY, run_cli
@@ -85,6 +87,14 @@ def roff_sections(path):
             elif heading is not None:
                 sections[heading] += plain_roff(line)
     return sections
+
+
+def literal_blocks(roff_text):
+    """The text of each .nf ... .fi block (scdoc's ``` blocks) of a roff section."""
+    blocks = []
+    for block in re.findall(r"^\.nf\n(.*?)^\.fi$", roff_text, re.S | re.M):
+        blocks.append("".join(l + "\n" for l in block.splitlines() if not l.startswith(".")))
+    return blocks
 
 
 def example_keys():
@@ -200,6 +210,26 @@ class ManPageTest(unittest.TestCase):
                 self.assertTrue(mentions(text, key), "rngmux.toml(5) does not mention %r" % key)
         for table in tables:
             self.assertIn("[[%s]]" % table, text)
+
+    def test_toml5_example_is_valid_and_is_the_command_line_it_says(self):
+        blocks = literal_blocks(roff_sections(self.page("rngmux.toml.5"))["EXAMPLE"])
+        self.assertEqual(len(blocks), 2, blocks)
+        toml_text, command = blocks
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "rngmux.toml")
+            with open(path, "w") as f:
+                f.write(toml_text)
+            from_file = run_cli(["check-config", "--config", path], timeout=10)
+        self.assertEqual(from_file.returncode, 0, from_file.stderr)
+        args = shlex.split(command.replace("\\\n", " "))
+        self.assertEqual(args[:2], ["rngmux", "serve"])
+        from_flags = run_cli(["check-config"] + args[2:], timeout=10)
+        self.assertEqual(from_flags.returncode, 0, from_flags.stderr)
+        # The first comment line names the file; the configuration must be the same.
+        def settings(proc):
+            return [l for l in proc.stdout.decode().splitlines() if not l.startswith("#")]
+        self.assertIn('address = "unix:/run/qemu/vm1-rng.sock"', settings(from_file))
+        self.assertEqual(settings(from_file), settings(from_flags))
 
 
 if __name__ == "__main__":
