@@ -11,6 +11,7 @@ PACKAGES=(
   libtomlplusplus-dev
   python3 rng-tools5 ent ekeyd-egd-linux socat iproute2
   pkg-config libftdi1-dev strace libsystemd-dev
+  scdoc man-db
   prometheus
   qemu-system-x86 busybox-static cpio kmod xz-utils zstd
 )
