@@ -18,6 +18,9 @@ Benchmarks (each prints one result line; --only runs a subset):
              of another uid (by identity, and per connection as before); RSS per idle
              connection with and without a delivered 4 KiB lead (10,000 each); probe
              latency with 10,000 idle clients present and with none
+  operate    with 200 clients streaming: `rngmux reload` (a changed log level) and
+             `rngmux status --json` round trips through the control socket, and a
+             /metrics scrape (time and size)
   guest      QEMU guest /dev/hwrng throughput through rngmux over TCP and unix,
              against QEMU's rng-random and rng-builtin (tests/integration/guest_throughput.py)
 
@@ -364,6 +367,71 @@ def run_startup(binary, workdir, quick):
             % (statistics.median(times) * 1000, max(times) * 1000, len(times)))
 
 
+def run_operate(binary, workdir, quick):
+    """Control socket and metrics cost while clients stream: what an admin's `rngmux reload`,
+    `rngmux status` and a Prometheus scrape wait for on a busy daemon."""
+    import urllib.request
+    sock = os.path.join(workdir, "op.sock")
+    control = os.path.join(workdir, "op.control")
+    config = os.path.join(workdir, "op.toml")
+    with socket.socket() as probe:  # a port that was free a moment ago
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    def write(level):
+        with open(config, "w") as f:
+            f.write('allow-test-source = true\nlog-level = "%s"\n[[source]]\nspec = "test:9"\n'
+                    '[[listen]]\naddress = "unix:%s"\n' % (level, sock))
+
+    write("info")
+    s = Serve(binary, ["--config", config, "--control", control,
+                       "--metrics", "tcp:127.0.0.1:%d" % port], workdir)
+    runs = 5 if quick else 20
+    clients = 200
+    load = subprocess.Popen([binary, "bench", "unix:" + sock, "--json", "-c", str(clients),
+                             "-d", "4", "-s", "255", "-t", str(4 + runs)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reload_ms, status_ms, scrape_ms, scrape_bytes = [], [], [], 0
+    try:
+        time.sleep(2)
+        for i in range(runs):
+            write("warning" if i % 2 == 0 else "info")
+            t0 = time.monotonic()
+            p = subprocess.run([binary, "reload", "--control", control], capture_output=True,
+                               timeout=30)
+            reload_ms.append((time.monotonic() - t0) * 1000)
+            if p.returncode != 0:
+                raise RuntimeError("rngmux reload failed: %s" % p.stderr.decode())
+            t0 = time.monotonic()
+            p = subprocess.run([binary, "status", "--json", "--control", control],
+                               capture_output=True, timeout=30)
+            status_ms.append((time.monotonic() - t0) * 1000)
+            if p.returncode != 0:
+                raise RuntimeError("rngmux status failed: %s" % p.stderr.decode())
+            t0 = time.monotonic()
+            with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10) as r:
+                scrape_bytes = len(r.read())
+            scrape_ms.append((time.monotonic() - t0) * 1000)
+        out, err = load.communicate(timeout=60)
+        if load.returncode != 0:
+            raise RuntimeError("rngmux bench failed: %s" % err.decode())
+        streamed = json.loads(out)
+    finally:
+        if load.poll() is None:
+            load.kill()
+            load.wait()
+        s.stop()
+
+    def summary(ms):
+        return "median %.1f ms, max %.1f ms" % (statistics.median(ms), max(ms))
+
+    return ("operate, %d clients streaming %.0f MB/s (unix, test source): rngmux reload %s; "
+            "rngmux status --json %s; /metrics scrape %s, %d bytes (%d runs each; the CLI "
+            "times include exec)" % (clients, streamed["bytes_per_second"] / 1e6,
+                                     summary(reload_ms), summary(status_ms),
+                                     summary(scrape_ms), scrape_bytes, runs))
+
+
 def run_guest(binary, workdir, quick):
     os.environ["RNGMUX_BINARY"] = binary
     import guest_throughput
@@ -374,7 +442,7 @@ def run_guest(binary, workdir, quick):
 
 BENCHMARKS = {"capacity": run_capacity, "latency": run_latency, "slow": run_slow,
               "scale": run_scale, "startup": run_startup, "tenants": run_tenants,
-              "guest": run_guest}
+              "operate": run_operate, "guest": run_guest}
 
 
 def main():
