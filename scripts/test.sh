@@ -35,6 +35,7 @@ failed=0
 skipped=0
 failed_parts=()
 skip_reasons=()
+failure_notes=()  # failed tests, and the end of an integration test's traceback
 part_counted=0  # tests counted by the running part (0: the part counts as one)
 
 # Counts the tests of one ctest run from its output (one line per test).
@@ -51,13 +52,20 @@ count_ctest() {
   if [[ -f "$logs_dir/skipped.txt" ]]; then
     while IFS= read -r line; do skip_reasons+=("$line"); done <"$logs_dir/skipped.txt"
   fi
+  # the names of the failed ctest tests, so the end of a long log says which
+  while IFS= read -r line; do failure_notes+=("$(dirname "$log"): $line"); done < <(
+    grep -E '^ *[0-9]+/[0-9]+ Test +#[0-9]+: ' "$log" | grep -vE ' Passed +[0-9.]+ sec|\*\*\*Skipped' |
+      sed -E 's/^ *[0-9]+\/[0-9]+ Test +#[0-9]+: ([^ ]+) .*\*\*\*([A-Za-z]+).*/\1: \2/' || true)
+  if [[ -f "$logs_dir/failed.txt" ]]; then
+    while IFS= read -r line; do failure_notes+=("  $line"); done <"$logs_dir/failed.txt"
+  fi
 }
 
 # ctest in build dir $1 with the remaining arguments; its tests are counted.
 run_ctest() {
   local dir="$1"
   shift
-  rm -f "$dir/test-logs/skipped.txt"
+  rm -f "$dir/test-logs/skipped.txt" "$dir/test-logs/failed.txt"
   local rc=0
   (cd "$dir" && ctest --output-on-failure "$@") 2>&1 | tee "$dir/ctest-output.log" || rc=$?
   count_ctest "$dir/ctest-output.log" "$dir/test-logs"
@@ -189,6 +197,10 @@ echo
 if [[ ${#skip_reasons[@]} -gt 0 ]]; then
   echo "skipped tests:"
   printf '  %s\n' "${skip_reasons[@]}"
+fi
+if [[ ${#failure_notes[@]} -gt 0 ]]; then
+  echo "failed tests:"
+  printf '  %s\n' "${failure_notes[@]}"
 fi
 if [[ $failed -gt 0 ]]; then
   echo "failed parts: ${failed_parts[*]}"

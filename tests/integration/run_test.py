@@ -5,8 +5,9 @@
 Exit 0: every test passed. Exit 77 (the ctest SKIP_RETURN_CODE): none failed but at
 least one was skipped, so ctest reports the file as skipped instead of passed. Exit 1:
 a test failed or errored, or the file ran no test at all. The last line printed is
-"<file>: N passed, N failed, N skipped", and each skip (test id and reason) is also
-appended to $RNGMUX_TEST_LOGS/skipped.txt for the summary of scripts/test.sh.
+"<file>: N passed, N failed, N skipped". Each skip (test id and reason) is also
+appended to $RNGMUX_TEST_LOGS/skipped.txt, and each failure (test id and the last lines
+of its traceback) to $RNGMUX_TEST_LOGS/failed.txt, for the summary of scripts/test.sh.
 """
 
 import os
@@ -14,6 +15,7 @@ import sys
 import unittest
 
 SKIP_RETURN_CODE = 77
+TRACE_LINES = 12  # of each failure's traceback, for the summary
 
 
 def main(argv):
@@ -38,6 +40,14 @@ def main(argv):
         with open(os.path.join(logs, "skipped.txt"), "a") as f:
             for test, reason in result.skipped:
                 f.write("%s: %s\n" % (test.id(), reason))
+    if logs and failed:
+        os.makedirs(logs, exist_ok=True)
+        with open(os.path.join(logs, "failed.txt"), "a") as f:
+            for test, trace in result.failures + result.errors:
+                lines = trace.rstrip().splitlines()
+                f.write("%s:\n" % test.id())
+                for line in lines[-TRACE_LINES:]:
+                    f.write("    %s\n" % line)
     sys.stderr.write("%s: %d passed, %d failed, %d skipped\n" % (name, passed, failed, skipped))
     sys.stderr.flush()
     if failed or result.testsRun == 0:
