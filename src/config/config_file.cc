@@ -424,10 +424,7 @@ class ConfigParser {
       }
       return Error(line, name + ": " + Why(role, whole, all.status()));
     }
-    const bool any_port =
-        all->role == EndpointRole::kListen && all->port == 0 &&
-        (all->transport == TransportKind::kTcp || all->transport == TransportKind::kUdp);
-    endpoints_.push_back({all->id, name + ".address", address_entry->line, any_port});
+    endpoints_.push_back({all->id, name + ".address", address_entry->line, all->BindsAnyPort()});
     (role == EndpointRole::kListen ? settings_.listen : settings_.connect).push_back(whole);
     return Status::Ok();
   }

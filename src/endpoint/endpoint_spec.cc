@@ -436,6 +436,11 @@ std::string EndpointSpec::Address() const {
          std::to_string(port);
 }
 
+bool EndpointSpec::BindsAnyPort() const {
+  return role == EndpointRole::kListen && port == 0 &&
+         (transport == TransportKind::kTcp || transport == TransportKind::kUdp);
+}
+
 std::string EndpointSpec::LocalAddress() const {
   if (transport != TransportKind::kUdp || (udp.local_host.empty() && udp.local_port == 0)) {
     return "";

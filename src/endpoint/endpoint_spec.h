@@ -140,6 +140,9 @@ struct EndpointSpec {
   std::string Describe() const;
   // udp connect: "127.0.0.1:4555" or "[::1]:4555", the local= value ("" if none).
   std::string LocalAddress() const;
+  // A tcp or udp listener on port 0: it binds any free port, so several may share an
+  // address as written (reloads tell them apart by their order, see IdentifyEndpoints).
+  bool BindsAnyPort() const;
 };
 
 // Parses one --listen or --connect value. Errors are one line naming the input:

@@ -57,6 +57,14 @@ TEST(EndpointSpecTest, PortZeroOnlyForListen) {
             "connect \"tcp:h:0\": port must be 1-65535 (0 = any free port, listen only)");
 }
 
+TEST(EndpointSpecTest, OnlyTcpAndUdpListenersOnPortZeroBindAnyPort) {
+  EXPECT_TRUE(ParseOk(kListen, "tcp:127.0.0.1:0").BindsAnyPort());
+  EXPECT_TRUE(ParseOk(kListen, "udp:127.0.0.1:0").BindsAnyPort());
+  EXPECT_FALSE(ParseOk(kListen, "tcp:127.0.0.1:7776").BindsAnyPort());
+  EXPECT_FALSE(ParseOk(kListen, "unix:/run/rngmux/egd.sock").BindsAnyPort());
+  EXPECT_FALSE(ParseOk(kConnect, "tcp:127.0.0.1:7776").BindsAnyPort());
+}
+
 TEST(EndpointSpecTest, Unix) {
   const EndpointSpec spec = ParseOk(kListen, "unix:/run/rngmux.sock");
   EXPECT_EQ(spec.transport, TransportKind::kUnix);

@@ -64,10 +64,7 @@ void MoveById(std::vector<std::unique_ptr<T>>& from, const std::set<std::string>
 Status IdentifyEndpoints(std::vector<EndpointSpec>& endpoints) {
   std::map<std::string, std::size_t> any_port_seen;
   for (EndpointSpec& endpoint : endpoints) {
-    const bool any_port =
-        endpoint.role == EndpointRole::kListen && endpoint.port == 0 &&
-        (endpoint.transport == TransportKind::kTcp || endpoint.transport == TransportKind::kUdp);
-    if (!any_port) continue;
+    if (!endpoint.BindsAnyPort()) continue;
     const std::size_t n = ++any_port_seen[endpoint.id];
     if (n > 1) endpoint.id += " #" + std::to_string(n);
   }
