@@ -5,9 +5,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <array>
-#include <asio/steady_timer.hpp>
-#include <asio/write.hpp>
 #include <cerrno>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -72,95 +69,21 @@ std::string ErrorReply(const std::string& error) {
 
 }  // namespace
 
-// One client: read the request line, answer, close; the timer bounds all of it.
-class ControlServer::Connection : public std::enable_shared_from_this<Connection> {
- public:
-  Connection(ControlServer& server, asio::local::stream_protocol::socket socket)
-      : server_(server), socket_(std::move(socket)), timer_(socket_.get_executor()) {}
+std::string ControlServer::Answer(const Parser& parser) {
+  return handler_(parser.command()) + "\n";
+}
 
-  void Start() {
-    auto self = shared_from_this();
-    timer_.expires_after(kRequestTimeout);
-    timer_.async_wait([self](const asio::error_code& ec) {
-      if (ec || self->closed_) return;
-      if (!self->answered_) {
-        self->server_.counters_.control_bad_requests++;
-        self->LogBad("no complete request within " + std::to_string(kRequestTimeout.count()) +
-                     " s");
-      }
-      self->Close();
-    });
-    Read();
-  }
+std::string ControlServer::Refuse(const Parser& parser) {
+  return ErrorReply(parser.error()) + "\n";
+}
 
-  void Close() {
-    if (closed_) return;
-    closed_ = true;
-    asio::error_code ignored;
-    socket_.shutdown(asio::socket_base::shutdown_both, ignored);
-    socket_.close(ignored);
-    timer_.cancel();
-    server_.open_connections_--;
-  }
-
- private:
-  void Read() {
-    auto self = shared_from_this();
-    socket_.async_read_some(
-        asio::buffer(buffer_), [self](const asio::error_code& ec, std::size_t n) {
-          if (self->closed_) return;
-          if (ec) {
-            // A client that leaves before a whole request: bad only if it sent something.
-            if (self->received_ > 0) {
-              self->server_.counters_.control_bad_requests++;
-              self->LogBad("connection closed before a complete request");
-            }
-            self->Close();
-            return;
-          }
-          self->received_ += n;
-          switch (self->parser_.Feed(std::span<const char>(self->buffer_.data(), n))) {
-            case ControlRequestParser::Result::kNeedMore:
-              self->Read();
-              return;
-            case ControlRequestParser::Result::kComplete:
-              self->answered_ = true;
-              self->Reply(self->server_.handler_(self->parser_.command()));
-              return;
-            case ControlRequestParser::Result::kBad:
-              self->answered_ = true;
-              self->server_.counters_.control_bad_requests++;
-              self->LogBad(self->parser_.error());
-              self->Reply(ErrorReply(self->parser_.error()));
-              return;
-          }
-        });
-  }
-
-  void Reply(std::string reply) {
-    reply_ = std::move(reply) + "\n";
-    auto self = shared_from_this();
-    asio::async_write(socket_, asio::buffer(reply_),
-                      [self](const asio::error_code&, std::size_t) { self->Close(); });
-  }
-
-  void LogBad(const std::string& why) {
-    std::uint64_t suppressed = 0;
-    if (!server_.bad_log_.Allow(SteadyClock::Instance().Now(), &suppressed)) return;
-    LOG_WARNING("control socket: closing a connection: ", why,
-                suppressed > 0 ? " (" + std::to_string(suppressed) + " more not logged)" : "");
-  }
-
-  ControlServer& server_;
-  asio::local::stream_protocol::socket socket_;
-  asio::steady_timer timer_;
-  std::array<char, 256> buffer_{};
-  ControlRequestParser parser_;
-  std::size_t received_ = 0;
-  std::string reply_;
-  bool answered_ = false;
-  bool closed_ = false;
-};
+void ControlServer::Bad(const std::string& why, const Socket&) {
+  counters_.control_bad_requests++;
+  std::uint64_t suppressed = 0;
+  if (!bad_log_.Allow(SteadyClock::Instance().Now(), &suppressed)) return;
+  LOG_WARNING("control socket: closing a connection: ", why,
+              suppressed > 0 ? " (" + std::to_string(suppressed) + " more not logged)" : "");
+}
 
 ControlServer::ControlServer(asio::io_context& io, std::string path, Handler handler,
                              ServerCounters& counters)
@@ -227,15 +150,11 @@ void ControlServer::Accept() {
                     ": only root and uid ", geteuid(), " may use it",
                     suppressed > 0 ? " (" + std::to_string(suppressed) + " more not logged)" : "");
       }
-    } else if (open_connections_ >= kMaxConnections) {
+    } else if (connections_.open() >= kMaxConnections) {
       LOG_WARNING("control socket: ", kMaxConnections,
                   " connections open already; closing a new one");
     } else {
-      open_connections_++;
-      auto connection = std::make_shared<Connection>(*this, std::move(socket));
-      std::erase_if(connections_, [](const auto& weak) { return weak.expired(); });
-      connections_.push_back(connection);
-      connection->Start();
+      connections_.Serve(*this, std::move(socket));
     }
     Accept();
   });
@@ -246,10 +165,7 @@ void ControlServer::Stop() {
   stopped_ = true;
   asio::error_code ignored;
   acceptor_.close(ignored);
-  for (const auto& weak : connections_) {
-    if (auto connection = weak.lock()) connection->Close();
-  }
-  connections_.clear();
+  connections_.CloseAll();
   unlink(path_.c_str());
 }
 

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "admin/control_request.h"
+#include "admin/one_request_connection.h"
 #include "common/rate_limit.h"
 #include "common/status.h"
 #include "server/stats.h"
@@ -48,7 +49,17 @@ class ControlServer {
   const std::string& path() const { return path_; }
 
  private:
-  class Connection;
+  // What OneRequestConnection asks of its host.
+  friend class OneRequestConnection<ControlServer>;
+  friend class OneRequestConnections<ControlServer>;
+  using Socket = asio::local::stream_protocol::socket;
+  using Parser = ControlRequestParser;
+  static constexpr std::size_t kReadBytes = 256;
+  static constexpr bool kSilenceIsBad = true;
+  std::string Answer(const Parser& parser);
+  std::string Refuse(const Parser& parser);
+  void Bad(const std::string& why, const Socket& socket);
+
   ControlServer(asio::io_context& io, std::string path, Handler handler, ServerCounters& counters);
   void Accept();
   // Whether a peer with this uid may use the socket.
@@ -59,8 +70,7 @@ class ControlServer {
   Handler handler_;
   ServerCounters& counters_;
   asio::local::stream_protocol::acceptor acceptor_;
-  std::size_t open_connections_ = 0;
-  std::vector<std::weak_ptr<Connection>> connections_;
+  OneRequestConnections<ControlServer> connections_;
   LogLimiter refused_log_{std::chrono::seconds(1)};
   LogLimiter bad_log_{std::chrono::seconds(1)};
   bool stopped_ = false;

@@ -1,12 +1,8 @@
 #include "admin/metrics_server.h"
 
-#include <array>
 #include <asio/ip/address.hpp>
-#include <asio/steady_timer.hpp>
-#include <asio/write.hpp>
 #include <charconv>
 
-#include "admin/http_request.h"
 #include "admin/prometheus_text.h"
 #include "common/log.h"
 
@@ -51,115 +47,34 @@ Result<MetricsAddress> ParseMetricsAddress(const std::string& text) {
   return MetricsAddress{host, static_cast<std::uint16_t>(port)};
 }
 
-class MetricsServer::Connection : public std::enable_shared_from_this<Connection> {
- public:
-  Connection(MetricsServer& server, asio::ip::tcp::socket socket)
-      : server_(server), socket_(std::move(socket)), timer_(socket_.get_executor()) {}
-
-  void Start() {
-    auto self = shared_from_this();
-    timer_.expires_after(kRequestTimeout);
-    timer_.async_wait([self](const asio::error_code& ec) {
-      if (ec || self->closed_) return;
-      if (!self->answered_ && self->received_ > 0) {
-        self->server_.counters_.metrics_bad_requests++;
-        self->LogBad("no complete request within " + std::to_string(kRequestTimeout.count()) +
-                     " s");
-      }
-      self->Close();
-    });
-    Read();
+std::string MetricsServer::Answer(const Parser& parser) {
+  const std::string& method = parser.method();
+  const bool head = method == "HEAD";
+  if (parser.path() != "/metrics") {
+    return HttpResponse("404 Not Found", "text/plain; charset=utf-8",
+                        "not found; metrics are at /metrics\n", head);
   }
-
-  void Close() {
-    if (closed_) return;
-    closed_ = true;
-    asio::error_code ignored;
-    socket_.shutdown(asio::socket_base::shutdown_both, ignored);
-    socket_.close(ignored);
-    timer_.cancel();
-    server_.open_connections_--;
+  if (method != "GET" && !head) {
+    return HttpResponse("405 Method Not Allowed", "text/plain; charset=utf-8",
+                        "method not allowed\n", false, "Allow: GET, HEAD\r\n");
   }
+  return HttpResponse("200 OK", kPrometheusContentType, render_(), head);
+}
 
- private:
-  void Read() {
-    auto self = shared_from_this();
-    socket_.async_read_some(
-        asio::buffer(buffer_), [self](const asio::error_code& ec, std::size_t n) {
-          if (self->closed_) return;
-          if (ec) {
-            if (self->received_ > 0) {
-              self->server_.counters_.metrics_bad_requests++;
-              self->LogBad("connection closed before a complete request");
-            }
-            self->Close();
-            return;
-          }
-          self->received_ += n;
-          switch (self->parser_.Feed(std::span<const char>(self->buffer_.data(), n))) {
-            case HttpRequestParser::Result::kNeedMore:
-              self->Read();
-              return;
-            case HttpRequestParser::Result::kComplete:
-              self->answered_ = true;
-              self->Answer();
-              return;
-            case HttpRequestParser::Result::kBad:
-              self->answered_ = true;
-              self->server_.counters_.metrics_bad_requests++;
-              self->LogBad(self->parser_.error());
-              self->Reply(HttpResponse("400 Bad Request", "text/plain; charset=utf-8",
-                                       self->parser_.error() + "\n", false));
-              return;
-          }
-        });
-  }
+std::string MetricsServer::Refuse(const Parser& parser) {
+  return HttpResponse("400 Bad Request", "text/plain; charset=utf-8", parser.error() + "\n", false);
+}
 
-  void Answer() {
-    const std::string& method = parser_.method();
-    const bool head = method == "HEAD";
-    if (parser_.path() != "/metrics") {
-      Reply(HttpResponse("404 Not Found", "text/plain; charset=utf-8",
-                         "not found; metrics are at /metrics\n", head));
-    } else if (method != "GET" && !head) {
-      Reply(HttpResponse("405 Method Not Allowed", "text/plain; charset=utf-8",
-                         "method not allowed\n", false, "Allow: GET, HEAD\r\n"));
-    } else {
-      Reply(HttpResponse("200 OK", kPrometheusContentType, server_.render_(), head));
-    }
-  }
-
-  void Reply(std::string reply) {
-    reply_ = std::move(reply);
-    auto self = shared_from_this();
-    asio::async_write(socket_, asio::buffer(reply_), [self](const asio::error_code&, std::size_t) {
-      // Half-close first, so the client reads the whole answer before the end.
-      asio::error_code ignored;
-      self->socket_.shutdown(asio::socket_base::shutdown_send, ignored);
-      self->Close();
-    });
-  }
-
-  void LogBad(const std::string& why) {
-    std::uint64_t suppressed = 0;
-    if (!server_.bad_log_.Allow(SteadyClock::Instance().Now(), &suppressed)) return;
-    asio::error_code ec;
-    const auto peer = socket_.remote_endpoint(ec);
-    LOG_WARNING("metrics: closing a connection",
-                ec ? std::string() : " from " + peer.address().to_string(), ": ", why,
-                suppressed > 0 ? " (" + std::to_string(suppressed) + " more not logged)" : "");
-  }
-
-  MetricsServer& server_;
-  asio::ip::tcp::socket socket_;
-  asio::steady_timer timer_;
-  std::array<char, 2048> buffer_{};
-  HttpRequestParser parser_;
-  std::size_t received_ = 0;
-  std::string reply_;
-  bool answered_ = false;
-  bool closed_ = false;
-};
+void MetricsServer::Bad(const std::string& why, const Socket& socket) {
+  counters_.metrics_bad_requests++;
+  std::uint64_t suppressed = 0;
+  if (!bad_log_.Allow(SteadyClock::Instance().Now(), &suppressed)) return;
+  asio::error_code ec;
+  const auto peer = socket.remote_endpoint(ec);
+  LOG_WARNING("metrics: closing a connection",
+              ec ? std::string() : " from " + peer.address().to_string(), ": ", why,
+              suppressed > 0 ? " (" + std::to_string(suppressed) + " more not logged)" : "");
+}
 
 MetricsServer::MetricsServer(asio::io_context& io, Render render, ServerCounters& counters)
     : io_(io), render_(std::move(render)), counters_(counters), acceptor_(io) {}
@@ -206,17 +121,13 @@ void MetricsServer::Accept() {
       if (ec != asio::error::operation_aborted) Accept();
       return;
     }
-    if (open_connections_ >= kMaxConnections) {
+    if (connections_.open() >= kMaxConnections) {
       std::uint64_t suppressed = 0;
       if (full_log_.Allow(SteadyClock::Instance().Now(), &suppressed)) {
         LOG_WARNING("metrics: ", kMaxConnections, " connections open already; closing new ones");
       }
     } else {
-      open_connections_++;
-      auto connection = std::make_shared<Connection>(*this, std::move(socket));
-      std::erase_if(connections_, [](const auto& weak) { return weak.expired(); });
-      connections_.push_back(connection);
-      connection->Start();
+      connections_.Serve(*this, std::move(socket));
     }
     Accept();
   });
@@ -227,10 +138,7 @@ void MetricsServer::Stop() {
   stopped_ = true;
   asio::error_code ignored;
   acceptor_.close(ignored);
-  for (const auto& weak : connections_) {
-    if (auto connection = weak.lock()) connection->Close();
-  }
-  connections_.clear();
+  connections_.CloseAll();
 }
 
 }  // namespace rngmux

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "admin/http_request.h"
+#include "admin/one_request_connection.h"
 #include "common/rate_limit.h"
 #include "common/status.h"
 #include "server/stats.h"
@@ -52,7 +54,17 @@ class MetricsServer {
   std::string bound_address() const;
 
  private:
-  class Connection;
+  // What OneRequestConnection asks of its host.
+  friend class OneRequestConnection<MetricsServer>;
+  friend class OneRequestConnections<MetricsServer>;
+  using Socket = asio::ip::tcp::socket;
+  using Parser = HttpRequestParser;
+  static constexpr std::size_t kReadBytes = 2048;
+  static constexpr bool kSilenceIsBad = false;  // idle scrapers and port checks
+  std::string Answer(const Parser& parser);
+  std::string Refuse(const Parser& parser);
+  void Bad(const std::string& why, const Socket& socket);
+
   MetricsServer(asio::io_context& io, Render render, ServerCounters& counters);
   void Accept();
 
@@ -60,8 +72,7 @@ class MetricsServer {
   Render render_;
   ServerCounters& counters_;
   asio::ip::tcp::acceptor acceptor_;
-  std::size_t open_connections_ = 0;
-  std::vector<std::weak_ptr<Connection>> connections_;
+  OneRequestConnections<MetricsServer> connections_;
   LogLimiter bad_log_{std::chrono::seconds(1)};
   LogLimiter full_log_{std::chrono::seconds(10)};
   bool stopped_ = false;
