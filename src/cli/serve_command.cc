@@ -44,7 +44,12 @@ Command AddServeCommand(CLI::App& root) {
                    if (config->control_path.empty() && geteuid() != 0) {
                      LOG_INFO("no control socket (not root); give --control PATH for one");
                    }
+                   // Socket activation: taken before anything else can start a thread or
+                   // a child that would see LISTEN_FDS.
+                   auto inherited = InheritedSockets::FromEnvironment();
+                   if (!inherited.ok()) return ReportUsageError(inherited.status().message());
                    Server server(std::move(config).value());
+                   server.SetInheritedSockets(std::move(inherited).value());
                    // SIGHUP: the file again, with the same command-line flags over it.
                    server.SetReloader([flags] { return LoadForThisUser(*flags); });
                    Status opened = server.Open();

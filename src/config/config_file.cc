@@ -466,7 +466,7 @@ std::optional<EndpointKeyType> EndpointKeyTypeOf(std::string_view key) {
       {"peers", EndpointKeyType::kInteger},     {"mode", EndpointKeyType::kString},
       {"share", EndpointKeyType::kString},      {"local", EndpointKeyType::kString},
       {"allow", EndpointKeyType::kList},        {"allow-user", EndpointKeyType::kList},
-      {"allow-group", EndpointKeyType::kList},
+      {"allow-group", EndpointKeyType::kList},  {"name", EndpointKeyType::kString},
   };
   const auto it = kTypes.find(key);
   if (it == kTypes.end()) return std::nullopt;

@@ -233,6 +233,23 @@ class SpecParser {
     return Status::Ok();
   }
 
+  // name=NAME: the systemd socket (FileDescriptorName=) a listener adopts. systemd
+  // takes 1-255 printable ASCII characters without ":" as a name.
+  Status ParseName(std::string_view value, bool repeated) {
+    if (!listen()) return Error("name applies only to listen endpoints");
+    Status once = Once("name", repeated);
+    if (!once.ok()) return once;
+    const bool printable = std::all_of(value.begin(), value.end(),
+                                       [](char c) { return c > ' ' && c < 0x7f && c != ':'; });
+    if (value.empty() || value.size() > EndpointSpec::kMaxNameBytes || !printable) {
+      return Error(
+          "name must be 1-255 printable characters without spaces or \":\" (a "
+          "systemd FileDescriptorName=)");
+    }
+    spec_.name = std::string(value);
+    return Status::Ok();
+  }
+
   // Options that only udp endpoints take; false if `key` is none of them.
   bool IsUdpKey(std::string_view key) const {
     return key == "local" || key == "idle" || key == "peers";
@@ -401,6 +418,8 @@ class SpecParser {
       if (spec_.unix_mode) return Error("option \"mode\" given twice");
       spec_.unix_mode = ParseOctalMode(value);
       if (!spec_.unix_mode) return Error("mode must be an octal permission like 0660");
+    } else if (key == "name" && has_value) {
+      return ParseName(value, item.repeated);
     } else if (IsUdpKey(key) && has_value) {
       return ParseUdpOption(key, value, item.repeated);
     } else if (IsSharedKey(key) && has_value) {
@@ -408,12 +427,12 @@ class SpecParser {
     } else if (udp()) {
       return Error("unknown option " + Quoted(item.text) +
                    " (expected qemu, lead=BYTES, allow=LIST, local=ADDR:PORT, rate=BYTES, "
-                   "burst=BYTES, idle=SECONDS, peers=N)");
+                   "burst=BYTES, idle=SECONDS, peers=N, name=NAME)");
     } else {
       return Error("unknown option " + Quoted(item.text) +
                    " (expected raw, qemu, lead=BYTES, mode=OCTAL, allow=LIST, allow-user=LIST, "
                    "allow-group=LIST, weight=N, share=identity|connection, max-conns=N, "
-                   "rate=BYTES, burst=BYTES)");
+                   "rate=BYTES, burst=BYTES, name=NAME)");
     }
     return Status::Ok();
   }
@@ -482,6 +501,7 @@ std::string EndpointSpec::Describe() const {
              ",burst=" + std::to_string(share.burst_bytes);
     }
   }
+  if (!name.empty()) out += ",name=" + name;
   if (unix_mode) {
     char mode[16];
     std::snprintf(mode, sizeof mode, "%04o", *unix_mode);

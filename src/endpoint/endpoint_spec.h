@@ -87,6 +87,9 @@ struct ShareOptions {
 //   qemu         QEMU compatibility with the default lead (kDefaultQemuLeadBytes)
 //   lead=BYTES   QEMU compatibility with this lead, 1..1048576 (implies qemu)
 //   mode=OCTAL   unix listen only: permissions of the socket file, e.g. 0660
+//   name=NAME    listen only: adopt the socket systemd passes under this name
+//                (FileDescriptorName=); without it, a passed socket is adopted by the
+//                endpoint with its address (see InheritedSockets)
 // Access (listen endpoints):
 //   allow=NET[+NET...]        tcp and udp: the peer addresses served (default
 //                             127.0.0.0/8+::1); see AddressFilter::Parse
@@ -116,6 +119,7 @@ struct ShareOptions {
 struct EndpointSpec {
   static constexpr std::size_t kDefaultQemuLeadBytes = 4096;
   static constexpr std::size_t kMaxLeadBytes = 1 << 20;
+  static constexpr std::size_t kMaxNameBytes = 255;
 
   EndpointRole role = EndpointRole::kListen;
   TransportKind transport = TransportKind::kTcp;
@@ -127,6 +131,7 @@ struct EndpointSpec {
   AccessOptions access;               // listen endpoints
   ShareOptions share;                 // tcp and unix
   SessionOptions session;
+  std::string name;  // name=: the systemd socket this listener adopts ("" = by address)
   std::string text;  // as written by the user
   // The role and address as written ("listen tcp:127.0.0.1:0"): what a reload matches
   // an endpoint by. Unlike Address(), it keeps port 0 after a listener has bound.
@@ -203,6 +208,10 @@ struct EndpointSpec {
 //   listen "vhost-user:/x,qemu": qemu does not apply to vhost-user (the guest's driver
 //       asks through the ring)      (also raw and lead; one line in the message)
 //   connect "vhost-user:/x,mode=0660": mode applies only to unix listen endpoints
+// name= (any transport):
+//   connect "tcp:h:1,name=egd": name applies only to listen endpoints
+//   listen "tcp:h:1,name=a:b": name must be 1-255 printable characters without spaces or
+//       ":" (a systemd FileDescriptorName=)
 // Host names are checked for shape only; nothing is resolved here.
 Result<EndpointSpec> ParseEndpointSpec(EndpointRole role, const std::string& text);
 

@@ -122,7 +122,7 @@ TEST(EndpointSpecTest, DocumentedErrors) {
   EXPECT_EQ(ParseError(kListen, "tcp:h:1,foo"),
             "listen \"tcp:h:1,foo\": unknown option \"foo\" (expected raw, qemu, lead=BYTES, "
             "mode=OCTAL, allow=LIST, allow-user=LIST, allow-group=LIST, weight=N, "
-            "share=identity|connection, max-conns=N, rate=BYTES, burst=BYTES)");
+            "share=identity|connection, max-conns=N, rate=BYTES, burst=BYTES, name=NAME)");
   EXPECT_EQ(ParseError(kListen, "tcp:h:1,lead=0"),
             "listen \"tcp:h:1,lead=0\": lead must be 1-1048576 bytes");
   EXPECT_EQ(ParseError(kListen, "tcp:h:1,raw,qemu"),
@@ -131,6 +131,26 @@ TEST(EndpointSpecTest, DocumentedErrors) {
             "connect \"unix:/x,mode=0660\": mode applies only to unix listen endpoints");
   EXPECT_EQ(ParseError(kListen, "unix:/x,mode=999"),
             "listen \"unix:/x,mode=999\": mode must be an octal permission like 0660");
+}
+
+TEST(EndpointSpecTest, NameNamesTheSystemdSocketToAdopt) {
+  EXPECT_EQ(ParseOk(kListen, "tcp:127.0.0.1:1024,name=egd-tcp").name, "egd-tcp");
+  EXPECT_EQ(ParseOk(kListen, "unix:/run/x.sock,name=egd.unix").Describe(),
+            "unix:/run/x.sock,name=egd.unix");
+  EXPECT_EQ(ParseOk(kListen, "udp:127.0.0.1:1024,name=u").name, "u");
+  EXPECT_EQ(ParseOk(kListen, "vhost-user:/run/vm.sock,name=vm1").name, "vm1");
+  EXPECT_EQ(ParseOk(kListen, "tcp:127.0.0.1:1024").name, "");
+  EXPECT_EQ(ParseError(kConnect, "tcp:h:1,name=egd"),
+            "connect \"tcp:h:1,name=egd\": name applies only to listen endpoints");
+  const std::string bad =
+      "name must be 1-255 printable characters without spaces or \":\" (a systemd "
+      "FileDescriptorName=)";
+  EXPECT_EQ(ParseError(kListen, "tcp:h:1,name=a:b"), "listen \"tcp:h:1,name=a:b\": " + bad);
+  EXPECT_EQ(ParseError(kListen, "tcp:h:1,name="), "listen \"tcp:h:1,name=\": " + bad);
+  EXPECT_EQ(ParseError(kListen, "tcp:h:1,name=" + std::string(256, 'a')),
+            "listen \"tcp:h:1,name=" + std::string(256, 'a') + "\": " + bad);
+  EXPECT_EQ(ParseError(kListen, "tcp:h:1,name=a,name=b"),
+            "listen \"tcp:h:1,name=a,name=b\": option \"name\" given twice");
 }
 
 TEST(EndpointSpecTest, MalformedAddresses) {
@@ -182,11 +202,11 @@ TEST(EndpointSpecTest, MalformedOptions) {
   EXPECT_EQ(ParseError(kListen, "tcp:h:1,raw=1"),
             "listen \"tcp:h:1,raw=1\": unknown option \"raw=1\" (expected raw, qemu, lead=BYTES, "
             "mode=OCTAL, allow=LIST, allow-user=LIST, allow-group=LIST, weight=N, "
-            "share=identity|connection, max-conns=N, rate=BYTES, burst=BYTES)");
+            "share=identity|connection, max-conns=N, rate=BYTES, burst=BYTES, name=NAME)");
   EXPECT_EQ(ParseError(kListen, "tcp:h:1,"),
             "listen \"tcp:h:1,\": unknown option \"\" (expected raw, qemu, lead=BYTES, "
             "mode=OCTAL, allow=LIST, allow-user=LIST, allow-group=LIST, weight=N, "
-            "share=identity|connection, max-conns=N, rate=BYTES, burst=BYTES)");
+            "share=identity|connection, max-conns=N, rate=BYTES, burst=BYTES, name=NAME)");
   EXPECT_EQ(ParseError(kListen, "tcp:h:1,mode=0660"),
             "listen \"tcp:h:1,mode=0660\": mode applies only to unix listen endpoints");
   EXPECT_EQ(ParseError(kListen, "unix:/x,mode=01777"),
@@ -321,7 +341,8 @@ TEST(EndpointSpecTest, UdpDocumentedErrors) {
             "listen \"udp:h:1,rate=1,rate=2\": option \"rate\" given twice");
   EXPECT_EQ(ParseError(kListen, "udp:h:1,foo"),
             "listen \"udp:h:1,foo\": unknown option \"foo\" (expected qemu, lead=BYTES, "
-            "allow=LIST, local=ADDR:PORT, rate=BYTES, burst=BYTES, idle=SECONDS, peers=N)");
+            "allow=LIST, local=ADDR:PORT, rate=BYTES, burst=BYTES, idle=SECONDS, peers=N, "
+            "name=NAME)");
   EXPECT_EQ(ParseError(kListen, "udp:h:1,mode=0600"),
             "listen \"udp:h:1,mode=0600\": mode applies only to unix listen endpoints");
 }

@@ -125,9 +125,44 @@ std::unique_ptr<SourceSet> Server::BuildSources(const ServeConfig& config, Sourc
   return set;
 }
 
+Status Server::AddInheritedEndpoints(ServeConfig& config) const {
+  if (inherited_.empty()) return Status::Ok();
+  // The default endpoint stands in for "no endpoint configured": passed sockets take
+  // its place (one of them may well be its address).
+  if (config.print_qemu_arguments && config.endpoints.size() == 1) {
+    config.endpoints.clear();
+  }
+  for (const InheritedSocket* socket : inherited_.Unclaimed(config.endpoints)) {
+    // The default endpoint's options: QEMU compatibility on stream sockets.
+    std::string text = socket->address;
+    if (socket->type == SOCK_STREAM) text += ",qemu";
+    if (!socket->name.empty()) text += ",name=" + socket->name;
+    Result<EndpointSpec> spec = ParseEndpointSpec(EndpointRole::kListen, text);
+    if (!spec.ok()) {
+      return Status::Error("passed socket " + socket->Describe() + ": " + spec.status().message());
+    }
+    LOG_INFO("passed socket ", socket->Describe(),
+             " matches no configured endpoint: serving it as listen ", text);
+    config.endpoints.push_back(std::move(spec).value());
+  }
+  return Status::Ok();
+}
+
 Status Server::OpenEndpoint(const EndpointSpec& endpoint, EndpointObjects& into) {
+  Result<const InheritedSocket*> passed = inherited_.Find(endpoint);
+  if (!passed.ok()) return passed.status();
+  const InheritedSocket* socket = *passed;
+  const int fd = socket != nullptr ? DuplicateForEndpoint(*socket) : -1;
+  if (socket != nullptr && fd < 0) {
+    return Status::FromErrno(
+        "listen \"" + endpoint.text + "\": duplicating passed socket " + socket->Describe(), errno);
+  }
+  if (socket != nullptr) {
+    LOG_INFO("endpoint ", endpoint.id, " adopts the socket systemd passed: ", socket->Describe());
+  }
   if (endpoint.transport == TransportKind::kUdp) {
-    auto udp = UdpEndpoint::Open(io_, endpoint, context_);
+    auto udp = fd >= 0 ? UdpEndpoint::Adopt(io_, endpoint, context_, fd)
+                       : UdpEndpoint::Open(io_, endpoint, context_);
     if (!udp.ok()) return udp.status();
     if (endpoint.role == EndpointRole::kListen && !IsLoopbackEndpoint(endpoint) &&
         endpoint.access.allow.LoopbackOnly()) {
@@ -142,7 +177,8 @@ Status Server::OpenEndpoint(const EndpointSpec& endpoint, EndpointObjects& into)
     into.connectors.push_back(std::make_unique<Connector>(io_, endpoint, *this));
     return Status::Ok();
   }
-  auto listener = Listener::Open(io_, endpoint, *this);
+  auto listener =
+      fd >= 0 ? Listener::Adopt(io_, endpoint, *this, fd) : Listener::Open(io_, endpoint, *this);
   if (!listener.ok()) return listener.status();
   if (!IsLoopbackEndpoint(endpoint)) {
     LOG_WARNING("listening on a non-loopback address (", endpoint.Address(),
@@ -161,6 +197,7 @@ Status Server::Open() {
   RaiseDescriptorLimit(config_.max_clients);
   sources_ = BuildSources(config_, std::move(plan).value(), nullptr);
 
+  if (Status adopted = AddInheritedEndpoints(config_); !adopted.ok()) return adopted;
   if (Status distinct = IdentifyEndpoints(config_.endpoints); !distinct.ok()) {
     return distinct;
   }

@@ -27,6 +27,7 @@
 #include "server/stats.h"
 #include "sources/source_set.h"
 #include "transport/connector.h"
+#include "transport/inherited_sockets.h"
 #include "transport/listener.h"
 #include "transport/session_host.h"
 #include "transport/udp_endpoint.h"
@@ -97,6 +98,11 @@ class Server final : public SessionHost {
   // Reads the configuration again (the file and the command line that overrides it).
   using Reloader = std::function<Result<ServeConfig>()>;
   void SetReloader(Reloader reloader) { reloader_ = std::move(reloader); }
+  // The sockets systemd passed (socket activation), before Open(): each is adopted by
+  // the listen endpoint that names it (name=) or has its address; one that no endpoint
+  // claims becomes an endpoint of its own with the default endpoint's options, and
+  // then the default endpoint itself is not bound. Kept across reloads.
+  void SetInheritedSockets(InheritedSockets sockets) { inherited_ = std::move(sockets); }
   // SIGHUP and the control socket's reload: re-reads through the reloader and applies
   // the result. A configuration that does not validate, or an endpoint that cannot be
   // opened, changes nothing. Event-loop thread only.
@@ -132,8 +138,12 @@ class Server final : public SessionHost {
     std::vector<std::unique_ptr<Connector>> connectors;
     std::vector<std::unique_ptr<UdpEndpoint>> udp;
   };
-  // Binds a listener or UDP socket, or makes a connector (started later).
+  // Binds a listener or UDP socket (or adopts a passed one), or makes a connector
+  // (started later).
   Status OpenEndpoint(const EndpointSpec& endpoint, EndpointObjects& into);
+  // Adds to `config` an endpoint for each passed socket none of its endpoints claims
+  // (see SetInheritedSockets).
+  Status AddInheritedEndpoints(ServeConfig& config) const;
   // Why `identity` may not use `endpoint` (allow=, allow-user=...), or nothing.
   static std::optional<std::string> AccessDenied(const EndpointSpec& endpoint,
                                                  const ClientIdentity& identity);
@@ -192,6 +202,7 @@ class Server final : public SessionHost {
   // aside for a client that left reach the waiting ones even if no new bytes come.
   asio::steady_timer reserve_timer_;
   std::unique_ptr<SourceSet> sources_;
+  InheritedSockets inherited_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::vector<std::unique_ptr<Connector>> connectors_;
   std::vector<std::unique_ptr<UdpEndpoint>> udp_endpoints_;

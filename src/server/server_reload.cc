@@ -112,6 +112,7 @@ Result<std::string> Server::Apply(ServeConfig next) {
     return Status::Error("log-level \"" + next.log_level +
                          "\": expected debug, info, warning or error");
   }
+  if (Status adopted = AddInheritedEndpoints(next); !adopted.ok()) return adopted;
   if (Status distinct = IdentifyEndpoints(next.endpoints); !distinct.ok()) return distinct;
   std::vector<std::string> restart_needed;
   if (next.pool_bytes != config_.pool_bytes) {

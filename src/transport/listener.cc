@@ -116,6 +116,27 @@ Result<std::unique_ptr<Listener>> Listener::Open(asio::io_context& io, const End
   return listener;
 }
 
+Result<std::unique_ptr<Listener>> Listener::Adopt(asio::io_context& io, const EndpointSpec& spec,
+                                                  SessionHost& host, int fd) {
+  std::unique_ptr<Listener> listener(new Listener(io, spec, host));
+  sockaddr_storage local{};
+  socklen_t length = sizeof local;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &length) != 0) {
+    const int err = errno;
+    close(fd);
+    return Status::FromErrno("listen \"" + spec.text + "\": passed socket", err);
+  }
+  const int protocol = local.ss_family == AF_UNIX ? 0 : IPPROTO_TCP;
+  asio::error_code ec;
+  listener->acceptor_.assign(asio::generic::stream_protocol(local.ss_family, protocol), fd, ec);
+  if (ec) {
+    close(fd);
+    return Status::Error("listen \"" + spec.text + "\": passed socket: " + ec.message());
+  }
+  listener->bound_address_ = listener->spec_.Address();
+  return listener;
+}
+
 void Listener::Start() {
   stopped_ = false;
   Accept();
@@ -157,7 +178,7 @@ void Listener::Accept() {
           }
           return RetryLater(std::strerror(errno));
         }
-        Adopt(fd);
+        Welcome(fd);
       }
       if (!stopped_) Accept();
       return;
@@ -175,7 +196,7 @@ void Listener::RetryLater(const std::string& error) {
   });
 }
 
-void Listener::Adopt(int fd) {
+void Listener::Welcome(int fd) {
   const bool unix_socket =
       spec_.transport == TransportKind::kUnix || spec_.transport == TransportKind::kVhostUser;
   ClientIdentity identity = IdentifyStreamPeer(fd, unix_socket);

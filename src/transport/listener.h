@@ -23,6 +23,11 @@ class Listener {
   // that a live server still answers on is an error, as is any other file there.
   static Result<std::unique_ptr<Listener>> Open(asio::io_context& io, const EndpointSpec& spec,
                                                 SessionHost& host);
+  // Listens on a socket that is already listening (socket activation: a duplicate of
+  // what systemd passed), owned from here. Stop() closes it but never removes its
+  // socket file, which is systemd's.
+  static Result<std::unique_ptr<Listener>> Adopt(asio::io_context& io, const EndpointSpec& spec,
+                                                 SessionHost& host, int fd);
   ~Listener();
 
   void Start();
@@ -41,7 +46,7 @@ class Listener {
   void Accept();
   void RetryLater(const std::string& error);
   // Identifies, admits (or refuses) and hands over one accepted socket.
-  void Adopt(int fd);
+  void Welcome(int fd);
 
   EndpointSpec spec_;
   SessionHost& host_;

@@ -1,6 +1,7 @@
 #include "transport/udp_endpoint.h"
 
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -67,6 +68,31 @@ std::size_t UdpEndpoint::MaxAddressStates() const {
 }
 
 UdpEndpoint::~UdpEndpoint() { Stop(); }
+
+Result<std::unique_ptr<UdpEndpoint>> UdpEndpoint::Adopt(asio::io_context& io,
+                                                        const EndpointSpec& spec,
+                                                        SessionContext& context, int fd,
+                                                        const Clock& clock) {
+  std::unique_ptr<UdpEndpoint> endpoint(new UdpEndpoint(io, spec, context, clock));
+  sockaddr_storage local{};
+  socklen_t length = sizeof local;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &length) != 0) {
+    const int err = errno;
+    close(fd);
+    return Status::FromErrno("listen \"" + spec.text + "\": passed socket", err);
+  }
+  asio::error_code ec;
+  endpoint->socket_.assign(local.ss_family == AF_INET6 ? asio::ip::udp::v6() : asio::ip::udp::v4(),
+                           fd, ec);
+  if (ec) {
+    close(fd);
+    return Status::Error("listen \"" + spec.text + "\": passed socket: " + ec.message());
+  }
+  asio::error_code ignored;
+  endpoint->socket_.set_option(asio::socket_base::receive_buffer_size(kReceiveBufferBytes),
+                               ignored);
+  return endpoint;
+}
 
 Result<std::unique_ptr<UdpEndpoint>> UdpEndpoint::Open(asio::io_context& io,
                                                        const EndpointSpec& spec,

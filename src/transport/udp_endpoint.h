@@ -62,6 +62,10 @@ class UdpEndpoint final : public DatagramSink {
   static Result<std::unique_ptr<UdpEndpoint>> Open(asio::io_context& io, const EndpointSpec& spec,
                                                    SessionContext& context,
                                                    const Clock& clock = SteadyClock::Instance());
+  // A listener on a bound socket passed in by systemd (a duplicate), owned from here.
+  static Result<std::unique_ptr<UdpEndpoint>> Adopt(asio::io_context& io, const EndpointSpec& spec,
+                                                    SessionContext& context, int fd,
+                                                    const Clock& clock = SteadyClock::Instance());
   ~UdpEndpoint() override;
 
   void Start();
