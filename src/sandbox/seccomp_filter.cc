@@ -245,16 +245,27 @@ class Filter {
   std::string error_;
 };
 
+// A comparison of argument `arg` (what libseccomp's SCMP_A0..SCMP_A5 make, without
+// their compound literals). For SCMP_CMP_MASKED_EQ, `a` is the mask and `b` the value.
+scmp_arg_cmp Arg(unsigned int arg, scmp_compare op, scmp_datum_t a, scmp_datum_t b = 0) {
+  scmp_arg_cmp cmp{};
+  cmp.arg = arg;
+  cmp.op = op;
+  cmp.datum_a = a;
+  cmp.datum_b = b;
+  return cmp;
+}
+
 void AllowPrctlAndIoctl(Filter& filter) {
   for (const int option : kPrctlOptions) {
-    const scmp_arg_cmp arg = SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(option));
+    const scmp_arg_cmp arg = Arg(0, SCMP_CMP_EQ, static_cast<scmp_datum_t>(option));
     filter.AllowIf("prctl", 1, &arg);
   }
   for (const unsigned long request : kIoctlRequests) {
-    const scmp_arg_cmp arg = SCMP_A1(SCMP_CMP_EQ, request);
+    const scmp_arg_cmp arg = Arg(1, SCMP_CMP_EQ, request);
     filter.AllowIf("ioctl", 1, &arg);
   }
-  const scmp_arg_cmp usb = SCMP_A1(SCMP_CMP_MASKED_EQ, 0xff00, kUsbdevfsType << 8);
+  const scmp_arg_cmp usb = Arg(1, SCMP_CMP_MASKED_EQ, 0xff00, kUsbdevfsType << 8);
   filter.AllowIf("ioctl", 1, &usb);
 }
 
@@ -262,9 +273,9 @@ void AllowPrctlAndIoctl(Filter& filter) {
 // /sys, libraries.
 void AllowOpenExisting(Filter& filter) {
   constexpr scmp_datum_t kWriting = O_CREAT | O_TRUNC | O_APPEND;
-  const scmp_arg_cmp openat = SCMP_A2(SCMP_CMP_MASKED_EQ, kWriting, 0);
+  const scmp_arg_cmp openat = Arg(2, SCMP_CMP_MASKED_EQ, kWriting, 0);
   filter.AllowIf("openat", 1, &openat);
-  const scmp_arg_cmp open = SCMP_A1(SCMP_CMP_MASKED_EQ, kWriting, 0);
+  const scmp_arg_cmp open = Arg(1, SCMP_CMP_MASKED_EQ, kWriting, 0);
   filter.AllowIf("open", 1, &open);
 }
 
