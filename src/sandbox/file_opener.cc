@@ -2,10 +2,12 @@
 
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/capability.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -63,6 +65,26 @@ Reply OpenOne(const std::string& path, const std::vector<std::string>& paths, in
   return {Outcome::kOpened, 0};
 }
 
+// The helper needs root's file access and nothing else of root's: every other
+// capability goes (bounding set, effective, permitted), and no_new_privs. Failures
+// are ignored: a helper of a daemon that is not root has none to drop.
+void KeepOnlyFileAccess() {
+  constexpr std::uint32_t kKept = (1U << CAP_DAC_OVERRIDE) | (1U << CAP_DAC_READ_SEARCH);
+  for (int cap = 0; prctl(PR_CAPBSET_READ, cap, 0, 0, 0) >= 0; ++cap) {
+    if (cap >= 32 || ((1U << cap) & kKept) == 0) prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
+  }
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2] = {};
+  if (syscall(SYS_capget, &header, data) == 0) {
+    data[0].effective &= kKept;
+    data[0].permitted &= kKept;
+    data[0].inheritable = 0;
+    data[1] = {};
+    syscall(SYS_capset, &header, data);
+  }
+  prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+}
+
 }  // namespace
 
 void ServeFileOpenRequests(int fd, const std::vector<std::string>& paths) {
@@ -110,6 +132,7 @@ Result<std::unique_ptr<FileOpener>> FileOpener::Start(std::vector<std::string> p
     if (fd != 3) _exit(1);
     close_range(4, ~0U, 0);
     signal(SIGPIPE, SIG_IGN);
+    KeepOnlyFileAccess();
     ServeFileOpenRequests(3, paths);
     _exit(0);
   }

@@ -91,6 +91,14 @@ class PrivilegesTest(RngmuxTestCase):
         self.assertEqual(status["Seccomp"], "2", what)
         return status
 
+    @staticmethod
+    def _parent_and_name(pid):
+        try:
+            status = proc_status(pid)
+        except OSError:
+            return None
+        return int(status["PPid"]), status["Name"]
+
     def collect(self, d, n):
         got = bytearray()
         with connect(d.endpoints[0]) as s:
@@ -121,6 +129,16 @@ class PrivilegesTest(RngmuxTestCase):
         # The socket file was given to nobody, so that nobody can remove it later.
         self.assertEqual(os.lstat(sock).st_uid, NOBODY.pw_uid)
         self.assertTrue(stat.S_ISSOCK(os.lstat(sock).st_mode))
+
+        # The file opener stays root, but with file access alone.
+        helpers = [pid for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
+                   if self._parent_and_name(pid) == (d.pid, "rngmux-opener")]
+        self.assertEqual(len(helpers), 1, "file opener processes: %r" % helpers)
+        helper = proc_status(helpers[0])
+        self.assertEqual(helper["Uid"].split()[1], "0")
+        self.assertEqual(helper["CapEff"], "0000000000000006", "DAC_OVERRIDE, DAC_READ_SEARCH")
+        self.assertEqual(helper["CapBnd"], "0000000000000006")
+        self.assertEqual(helper["NoNewPrivs"], "1")
 
         data = self.collect(d, 8192)
         self.assert_from_reference(data, first, "from the FIFO as nobody")
