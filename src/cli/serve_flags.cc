@@ -75,6 +75,20 @@ void AddServeFlags(CLI::App& app, ServeFlags& flags) {
   note(app.add_option("--metrics", s.metrics,
                       "Serve Prometheus metrics over HTTP on tcp:HOST:PORT (default: off)"),
        "metrics");
+  note(app.add_option("--user", s.user,
+                      "Started as root: once sources are opened and sockets bound, become this "
+                      "user (NAME or UID) for good, with no capabilities left"),
+       "user");
+  note(app.add_option("--group", s.group,
+                      "With --user: the group (NAME or GID) to become; default the user's "
+                      "primary group"),
+       "group");
+  note(app.add_option("--seccomp", s.seccomp,
+                      "System call filter once started: on (a call outside the allow-list "
+                      "kills rngmux), log (such calls are only logged by the kernel; for "
+                      "debugging) or off")
+           ->capture_default_str(),
+       "seccomp");
 }
 
 Result<ServeConfig> LoadServeConfig(const ServeFlags& flags) {

@@ -35,4 +35,22 @@ class SecureBuffer {
   bool dump_excluded_ = false;
 };
 
+// Storage for buffers that hold random bytes for a short while (a client's output
+// buffer): whole pages excluded from core dumps (MADV_DONTDUMP), not locked, so many
+// of them cost no RLIMIT_MEMLOCK. Sizes are rounded up to a power of two of pages;
+// freed blocks are kept for reuse (a bounded number per size) rather than unmapped,
+// since a busy client's buffer is freed and allocated again with every drain.
+// The caller wipes what it wrote before freeing. Thread-safe. Throws std::bad_alloc.
+std::uint8_t* AllocateDumpExcluded(std::size_t size);
+// `size` as given to AllocateDumpExcluded.
+void FreeDumpExcluded(std::uint8_t* data, std::size_t size);
+
+// A unique_ptr deleter for AllocateDumpExcluded's blocks.
+struct DumpExcludedDeleter {
+  std::size_t size = 0;
+  void operator()(std::uint8_t* data) const {
+    if (data != nullptr) FreeDumpExcluded(data, size);
+  }
+};
+
 }  // namespace rngmux

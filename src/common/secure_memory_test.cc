@@ -59,6 +59,22 @@ TEST(SecureBufferTest, IsZeroedPageAlignedAndExcludedFromCoreDumps) {
   }
 }
 
+TEST(SecureBufferTest, DumpExcludedBlocksAreExcludedAndReused) {
+  std::uint8_t* block = AllocateDumpExcluded(5000);
+  ASSERT_NE(block, nullptr);
+  for (std::size_t i = 0; i < 5000; ++i) ASSERT_EQ(block[i], 0);
+  const std::string flags = VmFlagsOf(block);
+  ASSERT_FALSE(flags.empty()) << "mapping not found in /proc/self/smaps";
+  EXPECT_NE(flags.find(" dd"), std::string::npos) << flags;
+  block[4999] = 7;  // the whole rounded-up block is usable
+  block[4999] = 0;  // and the caller wipes before freeing
+  FreeDumpExcluded(block, 5000);
+  // The same size class comes back from the cache rather than a new mapping.
+  std::uint8_t* again = AllocateDumpExcluded(8000);
+  EXPECT_EQ(again, block);
+  FreeDumpExcluded(again, 8000);
+}
+
 TEST(SecureBufferTest, SecureWipeZeroesExactlyTheRange) {
   std::uint8_t bytes[8] = {1, 2, 3, 4, 5, 6, 7, 8};
   SecureWipe(bytes + 2, 4);

@@ -185,6 +185,9 @@ class ConfigParser {
     if (key == "log-level") return String(entry, settings_.log_level);
     if (key == "control") return String(entry, settings_.control);
     if (key == "metrics") return String(entry, settings_.metrics);
+    if (key == "user") return String(entry, settings_.user);
+    if (key == "group") return String(entry, settings_.group);
+    if (key == "seccomp") return String(entry, settings_.seccomp);
     if (key == "mix-min-sources") return Count(entry, settings_.min_mix_sources);
     if (key == "pool-size") return Count(entry, settings_.pool_bytes);
     if (key == "max-queued-requests") return Count(entry, settings_.max_queued_requests);

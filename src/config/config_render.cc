@@ -65,6 +65,9 @@ std::string RenderConfig(const ServeConfig& config) {
   root.insert("log-level", config.log_level);
   root.insert("control", config.control_path);
   root.insert("metrics", config.metrics_address);
+  root.insert("user", config.user);
+  root.insert("group", config.group);
+  root.insert("seccomp", SeccompModeName(config.seccomp));
   toml::array sources;
   for (const std::string& spec : config.sources) sources.push_back(toml::table{{"spec", spec}});
   root.insert("source", std::move(sources));

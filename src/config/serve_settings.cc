@@ -60,7 +60,10 @@ const std::vector<std::string>& ServeSettingKeys() {
                                                 "health-alpha",
                                                 "log-level",
                                                 "control",
-                                                "metrics"};
+                                                "metrics",
+                                                "user",
+                                                "group",
+                                                "seccomp"};
   return keys;
 }
 
@@ -80,6 +83,9 @@ ServeSettings OverlaySettings(ServeSettings base, const ServeSettings& over) {
     if (key == "log-level") base.log_level = over.log_level;
     if (key == "control") base.control = over.control;
     if (key == "metrics") base.metrics = over.metrics;
+    if (key == "user") base.user = over.user;
+    if (key == "group") base.group = over.group;
+    if (key == "seccomp") base.seccomp = over.seccomp;
     base.given[key] = name;
   }
   return base;
@@ -159,6 +165,23 @@ Result<ServeConfig> BuildServeConfig(const ServeSettings& settings) {
   Result<std::string> metrics = ValidateMetrics(settings);
   if (!metrics.ok()) return metrics.status();
   config.metrics_address = *metrics;
+  if (!ParseSeccompMode(settings.seccomp, &config.seccomp)) {
+    return Status::Error(Name(settings, "seccomp") + " \"" + settings.seccomp +
+                         "\": expected on, off or log");
+  }
+  for (const char* key : {"user", "group"}) {
+    const std::string& value = std::string_view(key) == "user" ? settings.user : settings.group;
+    if (HasNulByte(value)) {
+      return Status::Error(Name(settings, key) + " \"" + value +
+                           "\": " + std::string(kNulByteProblem));
+    }
+  }
+  if (settings.user.empty() && !settings.group.empty()) {
+    return Status::Error(Name(settings, "group") + " needs " +
+                         (FromCommandLine(settings, "group") ? "--user" : "user"));
+  }
+  config.user = settings.user;
+  config.group = settings.group;
 
   for (const std::string& text : settings.listen) {
     auto spec = ParseEndpointSpec(EndpointRole::kListen, text);

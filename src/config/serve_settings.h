@@ -33,6 +33,9 @@ struct ServeSettings {
   std::string log_level = "info";
   std::string control = kDefaultControlPath;  // "" or "none": no control socket
   std::string metrics;                        // "" or "none": no metrics endpoint
+  std::string user;                           // "": stay who started rngmux
+  std::string group;                          // "": the user's primary group
+  std::string seccomp = "on";                 // on, off or log
   std::string config_file;                    // the file these came from, if any
 
   // The keys that were given, each with how an error names it: "--pool-size" for a
@@ -54,6 +57,8 @@ ServeSettings OverlaySettings(ServeSettings base, const ServeSettings& over);
 //   --log-level "loud": expected debug, info, warning or error
 //   --control "/very/long...": path is longer than 107 bytes
 //   --metrics "unix:/x": expected tcp:HOST:PORT
+//   --seccomp "maybe": expected on, off or log
+//   --group needs --user
 //   endpoint "listen tcp:127.0.0.1:1024" is given twice
 //   source "test:1": test sources produce predictable bytes; pass --allow-test-source to
 //       use one

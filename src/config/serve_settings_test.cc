@@ -120,3 +120,42 @@ TEST(ServeSettingsTest, DuplicateEndpointAcrossKinds) {
 
 }  // namespace
 }  // namespace rngmux
+
+namespace rngmux {
+namespace {
+
+TEST(ServeSettingsTest, SandboxSettings) {
+  Result<ServeConfig> defaults = BuildServeConfig(ServeSettings{});
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_EQ(defaults->seccomp, SeccompMode::kOn);
+  EXPECT_EQ(defaults->user, "");
+
+  ServeSettings settings;
+  settings.seccomp = "maybe";
+  EXPECT_EQ(BuildError(settings), "--seccomp \"maybe\": expected on, off or log");
+  settings.seccomp = "log";
+  settings.group = "nogroup";
+  EXPECT_EQ(BuildError(settings), "--group needs --user");
+  settings.user = "nobody";
+  Result<ServeConfig> config = BuildServeConfig(settings);
+  ASSERT_TRUE(config.ok()) << config.status().message();
+  EXPECT_EQ(config->seccomp, SeccompMode::kLog);
+  EXPECT_EQ(config->user, "nobody");
+  EXPECT_EQ(config->group, "nogroup");
+
+  Result<ServeSettings> file =
+      ParseConfig("user = \"nobody\"\ngroup = \"nogroup\"\nseccomp = \"off\"\n", "rngmux.toml");
+  ASSERT_TRUE(file.ok()) << file.status().message();
+  EXPECT_EQ(file->user, "nobody");
+  EXPECT_EQ(file->group, "nogroup");
+  EXPECT_EQ(file->seccomp, "off");
+  Result<ServeSettings> bad = ParseConfig("\nseccomp = \"strict\"\n", "rngmux.toml");
+  ASSERT_TRUE(bad.ok());
+  EXPECT_EQ(BuildError(*bad), "rngmux.toml:2: seccomp \"strict\": expected on, off or log");
+  Result<ServeSettings> lonely = ParseConfig("group = \"nogroup\"\n", "rngmux.toml");
+  ASSERT_TRUE(lonely.ok());
+  EXPECT_EQ(BuildError(*lonely), "rngmux.toml:1: group needs user");
+}
+
+}  // namespace
+}  // namespace rngmux

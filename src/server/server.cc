@@ -69,6 +69,8 @@ Result<Server::SourcePlan> Server::PlanSources(const ServeConfig& config,
                                                const std::vector<std::string>& running) {
   SourceFactoryContext factory_context;
   factory_context.allow_test_source = config.allow_test_source;
+  factory_context.open_file = open_file_;
+  factory_context.worker_seccomp = SeccompModeName(config.seccomp);
   SourcePlan plan;
   std::vector<bool> taken(running.size(), false);
   for (const std::string& text : config.sources) {

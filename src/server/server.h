@@ -22,6 +22,7 @@
 #include "pool/entropy_pool.h"
 #include "pool/fair_share.h"
 #include "pool/share_group.h"
+#include "sandbox/seccomp_filter.h"
 #include "server/daemon_status.h"
 #include "server/service_notifier.h"
 #include "server/stats.h"
@@ -56,6 +57,12 @@ struct ServeConfig {
   std::string control_path;
   // Prometheus metrics: "tcp:HOST:PORT" to serve /metrics over HTTP, or empty for off.
   std::string metrics_address;
+  // Start-up only (a reload keeps them): the user and group a root daemon drops to
+  // once its sources, sockets and file opener are set up ("" for none; an empty
+  // group is the user's primary one), and the seccomp filter loaded before serving.
+  std::string user;
+  std::string group;
+  SeccompMode seccomp = SeccompMode::kOn;
   // The configuration file this came from, for status and messages; empty when the
   // command line was all.
   std::string config_file;
@@ -96,6 +103,10 @@ class Server final : public SessionHost {
   bool Refuse(const EndpointSpec& endpoint, const ClientIdentity& identity) override;
 
   // Reads the configuration again (the file and the command line that overrides it).
+  // How file: sources open their path (SourceFactoryContext::open_file); set before
+  // Open() by a daemon that will drop root. Empty: they open it themselves.
+  using FileOpenFunction = std::function<Result<int>(const std::string& path)>;
+  void SetFileOpener(FileOpenFunction open_file) { open_file_ = std::move(open_file); }
   using Reloader = std::function<Result<ServeConfig>()>;
   void SetReloader(Reloader reloader) { reloader_ = std::move(reloader); }
   // The sockets systemd passed (socket activation), before Open(): each is adopted by
@@ -217,6 +228,7 @@ class Server final : public SessionHost {
   std::unordered_map<VhostUserConnection*, VhostDevice> vhost_devices_;
   bool shutting_down_ = false;
   Reloader reloader_;
+  FileOpenFunction open_file_;
   ReloadRecord reload_record_;
   struct Retired {
     EndpointObjects objects;

@@ -127,6 +127,18 @@ Result<std::string> Server::Apply(ServeConfig next) {
     restart_needed.push_back("metrics");
     next.metrics_address = config_.metrics_address;
   }
+  if (next.user != config_.user) {
+    restart_needed.push_back("user");
+    next.user = config_.user;
+  }
+  if (next.group != config_.group) {
+    restart_needed.push_back("group");
+    next.group = config_.group;
+  }
+  if (next.seccomp != config_.seccomp) {
+    restart_needed.push_back("seccomp");
+    next.seccomp = config_.seccomp;
+  }
 
   // Sources: new drivers are made now; running ones that stay configured keep theirs.
   const bool sources_changed = next.sources != config_.sources ||

@@ -52,7 +52,9 @@ bool QwqngCompiledIn();
 // The driver behind CreateQwqngSource, which first refuses when the support is
 // not compiled in. The driver itself holds no vendor code (its worker does), so
 // tests run it with a scripted worker (worker=PATH) in any build.
-Result<std::unique_ptr<Source>> CreateQwqngDriver(const SourceSpec& spec);
+// `worker_seccomp`: the worker's own filter, "off", "on" or "log".
+Result<std::unique_ptr<Source>> CreateQwqngDriver(const SourceSpec& spec,
+                                                  const std::string& worker_seccomp = "off");
 
 // Where rngmux looks for its QNG worker: beside its own executable.
 std::string DefaultQwqngWorkerPath();

@@ -50,8 +50,12 @@ std::string NotAStreamMessage(const std::string& path) {
 // replugged USB TRNG or a new FIFO writer is picked up.
 class FileSource final : public Source {
  public:
-  FileSource(std::string name, std::string path, CommonSourceOptions options)
-      : name_(std::move(name)), path_(std::move(path)), options_(options) {}
+  using OpenFile = std::function<Result<int>(const std::string& path)>;
+  FileSource(std::string name, std::string path, CommonSourceOptions options, OpenFile open_file)
+      : name_(std::move(name)),
+        path_(std::move(path)),
+        options_(options),
+        open_file_(std::move(open_file)) {}
   ~FileSource() override { Close(); }
 
   const std::string& name() const override { return name_; }
@@ -92,9 +96,15 @@ class FileSource final : public Source {
 
  private:
   Status Open() {
-    const int fd = open(path_.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) return Status::FromErrno(path_ + ": open", errno);
-    fd_ = fd;
+    if (open_file_) {
+      Result<int> fd = open_file_(path_);
+      if (!fd.ok()) return fd.status();
+      fd_ = *fd;
+    } else {
+      const int fd = open(path_.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+      if (fd < 0) return Status::FromErrno(path_ + ": open", errno);
+      fd_ = fd;
+    }
     struct stat st {};
     if (fstat(fd_, &st) != 0) return CloseWith(Status::FromErrno(path_ + ": fstat", errno));
     if (!IsStreamingFileType(st.st_mode)) return CloseWith(Status::Error(NotAStreamMessage(path_)));
@@ -125,13 +135,14 @@ class FileSource final : public Source {
   std::string name_;
   std::string path_;
   CommonSourceOptions options_;
+  OpenFile open_file_;  // empty: open() here
   int fd_ = -1;
 };
 
 }  // namespace
 
 Result<std::unique_ptr<Source>> CreateFileSource(const SourceSpec& spec,
-                                                 const SourceFactoryContext& /*context*/) {
+                                                 const SourceFactoryContext& context) {
   Result<CommonSourceOptions> options = ParseCommonSourceOptions(
       spec, spec.argument == kHwrngPath ? kHwrngEntropyBits : kDefaultFileEntropyBits,
       kDefaultFileBlockBytes);
@@ -143,7 +154,8 @@ Result<std::unique_ptr<Source>> CreateFileSource(const SourceSpec& spec,
   if (stat(spec.argument.c_str(), &st) == 0 && !IsStreamingFileType(st.st_mode)) {
     return SourceSpecError(spec, NotAStreamMessage(spec.argument));
   }
-  return std::unique_ptr<Source>(std::make_unique<FileSource>(spec.text, spec.argument, *options));
+  return std::unique_ptr<Source>(
+      std::make_unique<FileSource>(spec.text, spec.argument, *options, context.open_file));
 }
 
 }  // namespace rngmux

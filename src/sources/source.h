@@ -66,6 +66,14 @@ Result<bool> ParseFipsOption(const SourceSpec& spec);
 
 struct SourceFactoryContext {
   bool allow_test_source = false;  // `serve` refuses test sources unless told otherwise.
+  // How file: sources open their path (at first and after every end of file or
+  // error): by default open() in the daemon itself; a daemon that dropped root asks
+  // its file opener (sandbox/file_opener.h). Returns a descriptor the caller owns,
+  // opened O_RDONLY|O_NONBLOCK|O_CLOEXEC|O_NOCTTY. Called on source threads.
+  std::function<Result<int>(const std::string& path)> open_file;
+  // The QNG worker loads a seccomp filter of its own (sandbox/seccomp_filter.h) in
+  // this mode: "off", "on" or "log".
+  std::string worker_seccomp = "off";
 };
 
 // One row of the table of sources, chosen by name (never by position).

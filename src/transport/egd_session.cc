@@ -29,7 +29,8 @@ void OutputBuffer::Reserve(std::size_t needed) {
   constexpr std::size_t kFirstAllocation = 4096;
   std::size_t next = std::max(allocated_ * 2, kFirstAllocation);
   next = std::min(std::max(next, needed), std::max(capacity_, needed));
-  auto grown = std::make_unique<std::uint8_t[]>(next);
+  std::unique_ptr<std::uint8_t[], DumpExcludedDeleter> grown(AllocateDumpExcluded(next),
+                                                             DumpExcludedDeleter{next});
   if (size_ > 0) std::memcpy(grown.get(), data_.get(), size_);
   if (data_) SecureWipe(data_.get(), allocated_);
   data_ = std::move(grown);

@@ -12,6 +12,7 @@
 
 #include "common/log.h"
 #include "common/rate_limit.h"
+#include "common/secure_memory.h"
 #include "endpoint/endpoint_spec.h"
 #include "pool/fair_share.h"
 #include "pool/share_group.h"
@@ -76,7 +77,8 @@ class OutputBuffer {
  private:
   void Reserve(std::size_t needed);
 
-  std::unique_ptr<std::uint8_t[]> data_;
+  // From pages excluded from core dumps (AllocateDumpExcluded).
+  std::unique_ptr<std::uint8_t[], DumpExcludedDeleter> data_;
   std::size_t capacity_;
   std::size_t allocated_ = 0;
   std::size_t size_ = 0;

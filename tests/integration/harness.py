@@ -44,8 +44,9 @@ CAPABILITIES = {
     "unshare": "mount namespaces (unshare -m as root)",
     "port1024": "a free 127.0.0.1:1024 (the default endpoint)",
     "qwqng": "the QNG source (rngmux built with -DRNGMUX_WITH_QWQNG=ON)",
+    "root": "root (to start rngmux as root and watch it drop to another user)",
 }
-CI_REQUIRED = ("ipv6", "unshare", "port1024")
+CI_REQUIRED = ("ipv6", "unshare", "port1024", "root")
 
 
 # --------------------------------------------------------------------------

@@ -199,9 +199,12 @@ std::optional<UsbEntry> FindDevice() {
 
 // Across processes the device is in use while another process holds it open;
 // the lock is released only when that process ends, like a claimed interface.
+// The lock is on the control directory itself: creating a lock file would need a
+// call (open with O_CREAT) that rngmux's seccomp filter, which the worker inherits,
+// refuses.
 bool ClaimAcrossProcesses() {
   if (Env("QWQNG_DOUBLE_CONTROL").empty()) return true;
-  const int fd = open(ControlPath("device.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  const int fd = open(Env("QWQNG_DOUBLE_CONTROL").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return false;
   if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
     close(fd);
@@ -479,4 +482,12 @@ int QWQNG::Diagnostics(char dxCode, char* dxInfo) {
   std::snprintf(dxInfo, 128, "qwqng double diagnostics 0x%02x for %s", dxCode,
                 device_->usb.serial.c_str());
   return Current();
+}
+
+// Found by rngmux-qwqng-worker with dlsym: the double reads, creates, locks and
+// removes files under $QWQNG_DOUBLE_CONTROL (above), which the worker's seccomp
+// filter then allows too. The vendor library has no such symbol.
+extern "C" __attribute__((visibility("default"))) const char* qwqng_double_control_files() {
+  static const std::string dir = Env("QWQNG_DOUBLE_CONTROL");
+  return dir.c_str();
 }

@@ -78,6 +78,7 @@ struct QwqngOptions {
   std::string worker_path;
   std::string sysfs_root;
   std::chrono::milliseconds silence_timeout;
+  std::string seccomp = "off";  // the worker's own filter: off, on or log
 };
 
 // The QNG, read through rngmux-qwqng-worker (see worker_main.cc). The worker is
@@ -182,9 +183,10 @@ class QwqngSource final : public Source {
 
  private:
   Status StartWorker() {
-    const std::vector<std::string> argv = {
-        options_.worker_path, "--fd=" + std::to_string(kWorkerFd), "--sysfs=" + options_.sysfs_root,
-        "--parent-pid=" + std::to_string(getpid())};
+    std::vector<std::string> argv = {options_.worker_path, "--fd=" + std::to_string(kWorkerFd),
+                                     "--sysfs=" + options_.sysfs_root,
+                                     "--parent-pid=" + std::to_string(getpid())};
+    if (options_.seccomp != "off") argv.push_back("--seccomp=" + options_.seccomp);
     Result<std::unique_ptr<ChildProcess>> child = ChildProcess::Spawn(argv, kWorkerFd);
     if (!child.ok()) return Status::Error(name_ + ": " + child.status().message());
     worker_ = std::move(child).value();
@@ -338,17 +340,19 @@ QwqngPresence ProbeQwqng(const std::string& sysfs_root) {
 bool QwqngCompiledIn() { return kQwqngCompiledIn; }
 
 Result<std::unique_ptr<Source>> CreateQwqngSource(const SourceSpec& spec,
-                                                  const SourceFactoryContext& /*context*/) {
+                                                  const SourceFactoryContext& context) {
   if (!kQwqngCompiledIn) return SourceSpecError(spec, NotCompiledInMessage());
-  return CreateQwqngDriver(spec);
+  return CreateQwqngDriver(spec, context.worker_seccomp);
 }
 
-Result<std::unique_ptr<Source>> CreateQwqngDriver(const SourceSpec& spec) {
+Result<std::unique_ptr<Source>> CreateQwqngDriver(const SourceSpec& spec,
+                                                  const std::string& worker_seccomp) {
   Result<CommonSourceOptions> common =
       ParseCommonSourceOptions(spec, 8, kDefaultBlockBytes, {"worker", "sysfs", "timeout"});
   if (!common.ok()) return common.status();
   QwqngOptions options{*common, DefaultQwqngWorkerPath(), "/sys",
-                       std::chrono::milliseconds(static_cast<long>(kDefaultSilenceSeconds * 1000))};
+                       std::chrono::milliseconds(static_cast<long>(kDefaultSilenceSeconds * 1000)),
+                       worker_seccomp};
   if (const auto it = spec.options.find("worker"); it != spec.options.end()) {
     options.worker_path = it->second;
   }

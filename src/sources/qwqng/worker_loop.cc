@@ -117,6 +117,9 @@ std::optional<WorkerOptions> ParseWorkerArgs(const std::vector<std::string>& arg
       const auto pid = ParseNumber<Pid>(value, 1, std::numeric_limits<Pid>::max());
       if (pid) options.parent_pid = *pid;
       value_ok = pid.has_value();
+    } else if (key == "--seccomp") {
+      options.seccomp = std::string(value);
+      value_ok = value == "on" || value == "off" || value == "log";
     } else if (key == "--stats-interval-ms") {
       const auto ms = ParseNumber<long>(value, 1, std::numeric_limits<long>::max());
       if (ms) options.stats_interval = std::chrono::milliseconds(*ms);

@@ -88,9 +88,11 @@ struct WorkerOptions {
   long parent_pid = 0;  // exit at once if the parent is not this (it died early)
   std::chrono::milliseconds stats_interval{1000};
   unsigned max_recoveries = 3;  // Clear()/Reset() rounds without a good read in between
+  std::string seccomp = "off";  // the worker's own filter once the device is open
 };
 
-// Parses "--fd=N --sysfs=PATH --parent-pid=PID [--stats-interval-ms=N]".
+// Parses "--fd=N --sysfs=PATH --parent-pid=PID [--stats-interval-ms=N]
+// [--seccomp=on|off|log]".
 // Returns nullopt and sets `error` on anything else.
 std::optional<WorkerOptions> ParseWorkerArgs(const std::vector<std::string>& args,
                                              std::string* error);

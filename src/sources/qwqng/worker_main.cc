@@ -3,6 +3,7 @@
 // crash, a hang, a leaked USB handle or an unplug never reaches the daemon. It is
 // also the only part that needs access to the USB device (group plugdev).
 
+#include <dlfcn.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "sandbox/seccomp_filter.h"
 #include "sources/qwqng/worker_loop.h"
 
 // The vendor header goes last: it #defines S_OK, the QNG_* codes and even __func__.
@@ -83,10 +85,23 @@ int WorkerMain(int argc, char** argv) {
   // Only stdio and the frame pipe belong here, never a socket of rngmux's.
   close_range(static_cast<unsigned>(options->fd) + 1, ~0U, 0);
 
+  SeccompMode seccomp = SeccompMode::kOff;
+  ParseSeccompMode(options->seccomp, &seccomp);  // ParseWorkerArgs checked it
   FdFrameSink sink(options->fd);
   // Instance() rather than the constructor: the 2012 release has only Instance().
-  const auto open = [] {
+  // The filter comes once the device is open, since opening it needs more calls
+  // than reading does. The test double says so with a symbol of its own, and then
+  // also gets its control files; the vendor library has no such symbol.
+  const auto open = [seccomp] {
     g_qng = QWQNG::Instance();
+    const bool test_double = dlsym(RTLD_DEFAULT, "qwqng_double_control_files") != nullptr;
+    const std::string failed = LoadSeccompFilter(
+        test_double ? SeccompProfile::kQngWorkerWithTestDouble : SeccompProfile::kQngWorker,
+        seccomp);
+    if (!failed.empty()) {
+      std::fprintf(stderr, "rngmux-qwqng-worker: %s\n", failed.c_str());
+      std::_Exit(kExitUsage);
+    }
     return std::unique_ptr<QngDevice>(std::make_unique<VendorDevice>(g_qng));
   };
   return RunWorker(open, sink, SteadyClock::Instance(), *options);
