@@ -12,6 +12,7 @@ PACKAGES=(
   python3 rng-tools5 ent ekeyd-egd-linux socat iproute2
   pkg-config libftdi1-dev strace libsystemd-dev libseccomp-dev
   scdoc man-db
+  debhelper dpkg-dev lintian mmdebstrap systemd util-linux
   prometheus
   qemu-system-x86 busybox-static cpio kmod xz-utils zstd
 )

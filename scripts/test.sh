@@ -11,7 +11,10 @@
 # counts as one failure. Ends with the line "N passed, N failed, N skipped" and exits
 # non-zero on any failure. Skips and their reasons are listed above that line.
 #
-# Arguments name the parts to run (format release asan tsan fuzz; default all).
+# (e) the Debian package: built, lintian, installed into a fresh Debian 12 root made with
+# mmdebstrap, where the installed daemon serves a client (scripts/package-test.sh).
+#
+# Arguments name the parts to run (format release asan tsan fuzz package; default all).
 #
 # RNGMUX_REQUIRE (default here: ipv6,unshare,port1024,qwqng, which a fresh Debian 12
 # machine run as root always has) turns those skips into failures; set RNGMUX_REQUIRE=
@@ -165,19 +168,42 @@ fuzz_target() {
   fi
 }
 
+# The Debian package: built, checked by lintian, installed into a fresh Debian 12 root
+# where the installed daemon serves a client (scripts/package-test.sh); its steps count.
+package() {
+  local log rc=0
+  log="$(mktemp /tmp/rngmux-package-test.XXXXXX.log)"
+  bash scripts/package-test.sh 2>&1 | tee "$log" || rc=$?
+  local counts p f s
+  counts="$(grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' "$log" | tail -n1 || true)"
+  if [[ -n "$counts" ]]; then
+    read -r p _ f _ s _ <<<"${counts//,/}"
+    passed=$((passed + p))
+    failed=$((failed + f))
+    skipped=$((skipped + s))
+    part_counted=$((part_counted + p + f + s))
+    while IFS= read -r line; do skip_reasons+=("package: ${line#skipped: }"); done < <(
+      grep -E '^skipped: ' "$log" || true)
+  fi
+  rm -f "$log"
+  return $rc
+}
+
 format_check() {
   git ls-files '*.cc' '*.h' | xargs clang-format --dry-run -Werror
 }
 
-# Parts to run: all by default, or those named as arguments (format release asan tsan fuzz).
+# Parts to run: all by default, or those named as arguments (format release asan tsan fuzz
+# package).
 parts=("$@")
-[[ ${#parts[@]} -gt 0 ]] || parts=(format release asan tsan fuzz)
+[[ ${#parts[@]} -gt 0 ]] || parts=(format release asan tsan fuzz package)
 for part in "${parts[@]}"; do
   case "$part" in
     format) run_part "clang-format" format_check ;;
     release) run_part "release build + ctest (unit + integration)" release ;;
     asan) run_part "ASan/UBSan build + unit and integration tests" asan ;;
     tsan) run_part "ThreadSanitizer build + unit and integration tests (no guest files)" tsan ;;
+    package) run_part "Debian package: build, lintian, install and serve in a fresh root" package ;;
     fuzz)
       run_part "fuzzer build" fuzz
       for target in egd_parser_fuzzer egd_datagram_fuzzer endpoint_spec_fuzzer \
@@ -187,7 +213,7 @@ for part in "${parts[@]}"; do
       done
       ;;
     *)
-      echo "usage: $0 [format|release|asan|tsan|fuzz]..." >&2
+      echo "usage: $0 [format|release|asan|tsan|fuzz|package]..." >&2
       exit 2
       ;;
   esac

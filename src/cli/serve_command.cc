@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
@@ -21,11 +22,13 @@ namespace rngmux {
 namespace {
 
 // The configuration with the default control socket left out for a daemon that is
-// not root: the default lives in /run, which is root's. A path named by the flag or
-// the file is used as given.
+// not root and cannot write its directory: the default lives in /run, which is root's,
+// unless the service manager made /run/rngmux the daemon's (RuntimeDirectory=). A
+// path other than the default is used as given.
 Result<ServeConfig> LoadForThisUser(const ServeFlags& flags) {
   Result<ServeConfig> config = LoadServeConfig(flags);
-  if (config.ok() && geteuid() != 0 && config->control_path == kDefaultControlPath) {
+  if (config.ok() && geteuid() != 0 && config->control_path == kDefaultControlPath &&
+      access(std::filesystem::path(kDefaultControlPath).parent_path().c_str(), W_OK) != 0) {
     config->control_path.clear();
   }
   return config;
