@@ -93,3 +93,14 @@ elif [[ "$(id -u)" -ne 0 ]]; then
 else
   guest_kernel
 fi
+
+# The group QEMU's device nodes belong to on a Debian host (udev makes it); the example
+# configuration and the man pages use it in allow-group=, and the tests validate them.
+if ! getent group kvm >/dev/null; then
+  if [[ "$(id -u)" -eq 0 ]]; then
+    echo "install-deps: adding the system group kvm (as udev does on a Debian host)"
+    groupadd --system kvm
+  else
+    echo "install-deps: warning: no group kvm; the configuration examples that name it will not validate" >&2
+  fi
+fi
