@@ -14,8 +14,8 @@
 namespace rngmux {
 namespace {
 
-// A socket bound to 127.0.0.1 on a free port, listening if a stream socket.
-int LoopbackSocket(int type, std::uint16_t* port) {
+// A socket bound to 127.0.0.1 on a free port, listening if a stream socket and asked to.
+int LoopbackSocket(int type, std::uint16_t* port, bool listening = true) {
   const int fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -24,7 +24,7 @@ int LoopbackSocket(int type, std::uint16_t* port) {
   socklen_t length = sizeof addr;
   getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length);
   *port = ntohs(addr.sin_port);
-  if (type == SOCK_STREAM) {
+  if (type == SOCK_STREAM && listening) {
     EXPECT_EQ(listen(fd, 4), 0);
   }
   return fd;
@@ -138,14 +138,7 @@ TEST_F(InheritedSocketsTest, RefusesWhatIsNotAListeningSocket) {
   EXPECT_EQ(fcntl(pipe_fds[0], F_GETFD), -1);  // closed: it was handed over
 
   std::uint16_t port = 0;
-  const int unlistened = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(unlistened, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  socklen_t length = sizeof addr;
-  getsockname(unlistened, reinterpret_cast<sockaddr*>(&addr), &length);
-  port = ntohs(addr.sin_port);
+  const int unlistened = LoopbackSocket(SOCK_STREAM, &port, false);
   auto accepted = InheritedSockets::FromDescriptors({{unlistened, ""}});
   ASSERT_FALSE(accepted.ok());
   EXPECT_EQ(accepted.status().message(),

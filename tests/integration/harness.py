@@ -67,6 +67,16 @@ def parse_key_values(text):
     return out
 
 
+def proc_status(pid):
+    """/proc/PID/status as {field: value}."""
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            out[key] = value.strip()
+    return out
+
+
 def wait_until(predicate, timeout, interval=0.02, what="condition"):
     """Polls predicate() until it returns a truthy value or timeout expires.
 

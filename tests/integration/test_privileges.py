@@ -13,8 +13,8 @@ import threading
 import time
 import unittest
 
-from harness import (RngmuxTestCase, connect, egd_read, recv_exact, reference_stream,
-                     wait_until)
+from harness import (RngmuxTestCase, connect, egd_read, proc_status, recv_exact,
+                     reference_stream, wait_until)
 import test_qwqng
 
 NOBODY = pwd.getpwnam("nobody")
@@ -22,13 +22,6 @@ SEED = "privileges"
 ZERO_CAPS = "0000000000000000"
 
 
-def proc_status(pid):
-    out = {}
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            out[key] = value.strip()
-    return out
 
 
 class FifoWriter(threading.Thread):

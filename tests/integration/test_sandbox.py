@@ -4,19 +4,12 @@ log on request, and a daemon under it serves what the test source produces."""
 import os
 import unittest
 
-from harness import RngmuxTestCase, connect, egd_read, recv_exact, reference_stream, run_cli
+from harness import (RngmuxTestCase, connect, egd_read, proc_status, recv_exact,
+                     reference_stream, run_cli)
 
 SEED = "sandbox"
 
 
-def proc_status(pid):
-    """/proc/PID/status as {field: value}."""
-    out = {}
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            out[key] = value.strip()
-    return out
 
 
 class SandboxTest(RngmuxTestCase):
