@@ -55,9 +55,9 @@ constexpr const char* kDaemonOnly[] = {
 // clang-format on
 
 // What the sanitizer runtimes do on their own (stack unwinding, symbolizing a report,
-// their background threads); only in those builds.
+// their background threads); only in those builds (unused in the others).
 // clang-format off
-constexpr const char* kSanitizerRuntime[] = {
+[[maybe_unused]] constexpr const char* kSanitizerRuntime[] = {
     "sigaltstack", "readlinkat", "getdents", "sched_getparam", "sched_getscheduler",
     "personality", "mincore", "msync", "open", "stat", "lstat", "pipe", "fork", "vfork",
     "execve", "wait4", "setrlimit", "ptrace", "process_vm_readv", "getpgrp",
