@@ -115,30 +115,19 @@ Result<std::string> Server::Apply(ServeConfig next) {
   if (Status adopted = AddInheritedEndpoints(next); !adopted.ok()) return adopted;
   if (Status distinct = IdentifyEndpoints(next.endpoints); !distinct.ok()) return distinct;
   std::vector<std::string> restart_needed;
-  if (next.pool_bytes != config_.pool_bytes) {
-    restart_needed.push_back("pool-size");
-    next.pool_bytes = config_.pool_bytes;
-  }
-  if (next.control_path != config_.control_path) {
-    restart_needed.push_back("control");
-    next.control_path = config_.control_path;
-  }
-  if (next.metrics_address != config_.metrics_address) {
-    restart_needed.push_back("metrics");
-    next.metrics_address = config_.metrics_address;
-  }
-  if (next.user != config_.user) {
-    restart_needed.push_back("user");
-    next.user = config_.user;
-  }
-  if (next.group != config_.group) {
-    restart_needed.push_back("group");
-    next.group = config_.group;
-  }
-  if (next.seccomp != config_.seccomp) {
-    restart_needed.push_back("seccomp");
-    next.seccomp = config_.seccomp;
-  }
+  // Start-up settings: a changed one is kept as it runs until the next restart.
+  auto keep = [&](auto ServeConfig::*member, const char* key) {
+    if (next.*member != config_.*member) {
+      restart_needed.push_back(key);
+      next.*member = config_.*member;
+    }
+  };
+  keep(&ServeConfig::pool_bytes, "pool-size");
+  keep(&ServeConfig::control_path, "control");
+  keep(&ServeConfig::metrics_address, "metrics");
+  keep(&ServeConfig::user, "user");
+  keep(&ServeConfig::group, "group");
+  keep(&ServeConfig::seccomp, "seccomp");
 
   // Sources: new drivers are made now; running ones that stay configured keep theirs.
   const bool sources_changed = next.sources != config_.sources ||
