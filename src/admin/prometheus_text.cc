@@ -186,6 +186,9 @@ std::string RenderMetrics(const DaemonStatus& status) {
   EndpointFamily(out, status, "rngmux_endpoint_refused_connections_total", "counter",
                  "Connections the endpoint closed at once: --max-clients reached",
                  [](const EndpointSnapshot& e) { return e.refused; });
+  EndpointFamily(out, status, "rngmux_endpoint_tls_handshake_failures_total", "counter",
+                 "TLS handshakes on the endpoint that failed or timed out",
+                 [](const EndpointSnapshot& e) { return e.tls_failures; });
 
   out.Family("rngmux_client_served_bytes", "gauge",
              "Bytes sent to the open connections of one of the busiest client identities");

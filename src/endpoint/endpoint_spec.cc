@@ -226,6 +226,8 @@ class SpecParser {
     if (!udp() && spec_.share.burst_bytes > 0 && !spec_.share.rate_bytes_per_second) {
       return Error("burst needs rate");
     }
+    Status tls = CheckTlsOptions(spec_.tls, listen());
+    if (!tls.ok()) return Error(tls.message());
     if (udp() && spec_.session.lead_bytes > spec_.udp.burst_bytes) {
       return Error(
           "lead must not exceed burst on udp (the primer is charged to the peer's rate limit)");
@@ -420,6 +422,13 @@ class SpecParser {
       if (!spec_.unix_mode) return Error("mode must be an octal permission like 0660");
     } else if (key == "name" && has_value) {
       return ParseName(value, item.repeated);
+    } else if (IsTlsOptionKey(key)) {
+      if (spec_.transport != TransportKind::kTcp) {
+        return Error(std::string(key) +
+                     " applies only to tcp endpoints (QEMU's TLS chardevs are tcp only)");
+      }
+      Status tls = ParseTlsOption(spec_.tls, key, value, has_value, item.repeated);
+      return tls.ok() ? tls : Error(tls.message());
     } else if (IsUdpKey(key) && has_value) {
       return ParseUdpOption(key, value, item.repeated);
     } else if (IsSharedKey(key) && has_value) {
@@ -432,7 +441,8 @@ class SpecParser {
       return Error("unknown option " + Quoted(item.text) +
                    " (expected raw, qemu, lead=BYTES, mode=OCTAL, allow=LIST, allow-user=LIST, "
                    "allow-group=LIST, weight=N, share=identity|connection, max-conns=N, "
-                   "rate=BYTES, burst=BYTES, name=NAME)");
+                   "rate=BYTES, burst=BYTES, name=NAME, tls, tls-dir=DIR, tls-*=..., "
+                   "allow-subject=LIST)");
     }
     return Status::Ok();
   }
@@ -501,6 +511,7 @@ std::string EndpointSpec::Describe() const {
              ",burst=" + std::to_string(share.burst_bytes);
     }
   }
+  out += tls.ToOptionText();
   if (!name.empty()) out += ",name=" + name;
   if (unix_mode) {
     char mode[16];

@@ -8,6 +8,7 @@
 
 #include "common/status.h"
 #include "endpoint/address_filter.h"
+#include "tls/tls_options.h"
 #include "transport/client_identity.h"
 
 namespace rngmux {
@@ -87,6 +88,10 @@ struct ShareOptions {
 //   qemu         QEMU compatibility with the default lead (kDefaultQemuLeadBytes)
 //   lead=BYTES   QEMU compatibility with this lead, 1..1048576 (implies qemu)
 //   mode=OCTAL   unix listen only: permissions of the socket file, e.g. 0660
+// TLS (tcp only; see tls/tls_options.h for every option):
+//   tls, tls-dir=DIR, tls-cert=FILE, tls-key=FILE, tls-ca=FILE, tls-crl=FILE,
+//   tls-verify=on|off, tls-min=1.2|1.3, tls-name=NAME (connect), tls-timeout=SECONDS,
+//   allow-subject=NAME[+NAME...] (listen: certificate names admitted)
 //   name=NAME    listen only: adopt the socket systemd passes under this name
 //                (FileDescriptorName=); without it, a passed socket is adopted by the
 //                endpoint with its address (see InheritedSockets)
@@ -131,6 +136,7 @@ struct EndpointSpec {
   AccessOptions access;               // listen endpoints
   ShareOptions share;                 // tcp and unix
   SessionOptions session;
+  TlsOptions tls;    // tcp: TLS on when tls.enabled
   std::string name;  // name=: the systemd socket this listener adopts ("" = by address)
   std::string text;  // as written by the user
   // The role and address as written ("listen tcp:127.0.0.1:0"): what a reload matches
@@ -208,6 +214,10 @@ struct EndpointSpec {
 //   listen "vhost-user:/x,qemu": qemu does not apply to vhost-user (the guest's driver
 //       asks through the ring)      (also raw and lead; one line in the message)
 //   connect "vhost-user:/x,mode=0660": mode applies only to unix listen endpoints
+// TLS:
+//   listen "unix:/x,tls": tls applies only to tcp endpoints (QEMU's TLS chardevs are tcp only)
+//   listen "tcp:h:1,tls": TLS on a listen endpoint needs a certificate and key: ...
+//   (and every ParseTlsOption and CheckTlsOptions error)
 // name= (any transport):
 //   connect "tcp:h:1,name=egd": name applies only to listen endpoints
 //   listen "tcp:h:1,name=a:b": name must be 1-255 printable characters without spaces or

@@ -122,7 +122,8 @@ TEST(EndpointSpecTest, DocumentedErrors) {
   EXPECT_EQ(ParseError(kListen, "tcp:h:1,foo"),
             "listen \"tcp:h:1,foo\": unknown option \"foo\" (expected raw, qemu, lead=BYTES, "
             "mode=OCTAL, allow=LIST, allow-user=LIST, allow-group=LIST, weight=N, "
-            "share=identity|connection, max-conns=N, rate=BYTES, burst=BYTES, name=NAME)");
+            "share=identity|connection, max-conns=N, rate=BYTES, burst=BYTES, name=NAME, tls, "
+            "tls-dir=DIR, tls-*=..., allow-subject=LIST)");
   EXPECT_EQ(ParseError(kListen, "tcp:h:1,lead=0"),
             "listen \"tcp:h:1,lead=0\": lead must be 1-1048576 bytes");
   EXPECT_EQ(ParseError(kListen, "tcp:h:1,raw,qemu"),
@@ -202,11 +203,13 @@ TEST(EndpointSpecTest, MalformedOptions) {
   EXPECT_EQ(ParseError(kListen, "tcp:h:1,raw=1"),
             "listen \"tcp:h:1,raw=1\": unknown option \"raw=1\" (expected raw, qemu, lead=BYTES, "
             "mode=OCTAL, allow=LIST, allow-user=LIST, allow-group=LIST, weight=N, "
-            "share=identity|connection, max-conns=N, rate=BYTES, burst=BYTES, name=NAME)");
+            "share=identity|connection, max-conns=N, rate=BYTES, burst=BYTES, name=NAME, tls, "
+            "tls-dir=DIR, tls-*=..., allow-subject=LIST)");
   EXPECT_EQ(ParseError(kListen, "tcp:h:1,"),
             "listen \"tcp:h:1,\": unknown option \"\" (expected raw, qemu, lead=BYTES, "
             "mode=OCTAL, allow=LIST, allow-user=LIST, allow-group=LIST, weight=N, "
-            "share=identity|connection, max-conns=N, rate=BYTES, burst=BYTES, name=NAME)");
+            "share=identity|connection, max-conns=N, rate=BYTES, burst=BYTES, name=NAME, tls, "
+            "tls-dir=DIR, tls-*=..., allow-subject=LIST)");
   EXPECT_EQ(ParseError(kListen, "tcp:h:1,mode=0660"),
             "listen \"tcp:h:1,mode=0660\": mode applies only to unix listen endpoints");
   EXPECT_EQ(ParseError(kListen, "unix:/x,mode=01777"),

@@ -46,6 +46,11 @@ std::vector<CounterValue> CounterValues(const ServerCounters& c) {
        "Control socket connections closed for a bad, oversized or stalled request", false},
       {"metrics_bad_requests", c.metrics_bad_requests,
        "Metrics HTTP connections closed for a bad, oversized or stalled request", false},
+      {"tls_handshakes", c.tls_handshakes, "TLS handshakes completed (either side)", false},
+      {"tls_handshake_failures", c.tls_handshake_failures,
+       "TLS handshakes that failed or timed out (either side); the log says why", false},
+      {"tls_handshake_timeouts", c.tls_handshake_timeouts,
+       "TLS handshakes cut off by their time limit (tls-timeout=)", false},
   };
 }
 
@@ -102,7 +107,8 @@ nlohmann::ordered_json StatusToJson(const DaemonStatus& s) {
                          {"clients", endpoint.clients},
                          {"served_bytes", endpoint.served_bytes},
                          {"denied", endpoint.denied},
-                         {"refused", endpoint.refused}});
+                         {"refused", endpoint.refused},
+                         {"tls_failures", endpoint.tls_failures}});
   }
   out["endpoints"] = std::move(endpoints);
   ordered_json clients = ordered_json::array();

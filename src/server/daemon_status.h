@@ -63,6 +63,7 @@ struct EndpointSnapshot {
   std::uint64_t clients = 0;       // connections, devices or UDP peers now
   std::uint64_t served_bytes = 0;  // random bytes sent through it since it opened
   std::uint64_t denied = 0;        // connections closed at once: not allowed
+  std::uint64_t tls_failures = 0;  // TLS handshakes that failed on it
   std::uint64_t refused = 0;       // connections closed at once: --max-clients
 };
 

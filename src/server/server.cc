@@ -175,19 +175,35 @@ Status Server::OpenEndpoint(const EndpointSpec& endpoint, EndpointObjects& into)
     into.udp.push_back(std::move(udp).value());
     return Status::Ok();
   }
+  auto tls = MakeEndpointTls(endpoint);
+  if (!tls.ok()) return tls.status();
   if (endpoint.role == EndpointRole::kConnect) {
     into.connectors.push_back(std::make_unique<Connector>(io_, endpoint, *this));
+    into.connectors.back()->SetTlsContext(*tls);
     return Status::Ok();
   }
   auto listener =
       fd >= 0 ? Listener::Adopt(io_, endpoint, *this, fd) : Listener::Open(io_, endpoint, *this);
   if (!listener.ok()) return listener.status();
-  if (!IsLoopbackEndpoint(endpoint)) {
+  if (!IsLoopbackEndpoint(endpoint) && !(*tls && (*tls)->verify())) {
     LOG_WARNING("listening on a non-loopback address (", endpoint.Address(),
-                "): anyone who can reach it can draw entropy from this host");
+                *tls ? ") with TLS but without verifying clients (tls-verify=off or no CA): "
+                     : ") without TLS: ",
+                "anyone who can reach it can draw entropy from this host");
   }
+  (*listener)->SetTlsContext(*tls);
   into.listeners.push_back(std::move(listener).value());
   return Status::Ok();
+}
+
+Result<std::shared_ptr<const TlsContext>> Server::MakeEndpointTls(const EndpointSpec& endpoint) {
+  if (!endpoint.tls.enabled) return std::shared_ptr<const TlsContext>();
+  auto context = TlsContext::Make(endpoint.tls, endpoint.role == EndpointRole::kListen);
+  if (!context.ok()) {
+    return Status::Error((endpoint.role == EndpointRole::kListen ? "listen \"" : "connect \"") +
+                         endpoint.text + "\": " + context.status().message());
+  }
+  return std::shared_ptr<const TlsContext>(std::move(context).value());
 }
 
 Status Server::Open() {
@@ -259,7 +275,7 @@ int Server::Run() {
   return 0;
 }
 
-std::shared_ptr<Session> Server::Adopt(Session::Socket socket, const EndpointSpec& endpoint,
+std::shared_ptr<Session> Server::Adopt(Session::Transport transport, const EndpointSpec& endpoint,
                                        std::string peer, ClientIdentity identity,
                                        std::function<void()> on_closed) {
   const std::string tenant_key = endpoint.id + "\n" + identity.Key();
@@ -281,7 +297,8 @@ std::shared_ptr<Session> Server::Adopt(Session::Socket socket, const EndpointSpe
   }
 
   auto session =
-      std::make_shared<Session>(std::move(socket), context_, endpoint.session, std::move(peer));
+      std::make_shared<Session>(std::move(transport), context_, endpoint.session, std::move(peer));
+  if (identity.tls) counters_.tls_handshakes++;
   session->set_identity(identity);
   if (endpoint.share.per_connection) {
     session->SetShareGroup(MakeGroup(session->peer(), endpoint));
@@ -385,7 +402,35 @@ std::optional<std::string> Server::AccessDenied(const EndpointSpec& endpoint,
                                (identity.ip && endpoint.access.allow.Allows(*identity.ip));
   if (!address_allowed) return "address not in allow=" + endpoint.access.allow.ToString();
   if (!endpoint.access.users.Admits(identity)) return "not in " + endpoint.access.users.ToString();
+  // Before its handshake a TLS client has no certificate yet: this is checked after.
+  const std::vector<std::string>& admitted = endpoint.tls.allow_subjects;
+  if (!admitted.empty() && identity.tls) {
+    const auto& names = identity.certificate_names;
+    const bool listed = std::any_of(names.begin(), names.end(), [&](const std::string& name) {
+      return std::find(admitted.begin(), admitted.end(), name) != admitted.end();
+    });
+    if (!listed) {
+      std::string all;
+      for (const std::string& name : names) all += (all.empty() ? "" : ", ") + name;
+      std::string allowed;
+      for (const std::string& name : admitted) allowed += (allowed.empty() ? "" : "+") + name;
+      return "certificate names (" + (all.empty() ? std::string("none") : all) +
+             ") not in allow-subject=" + allowed;
+    }
+  }
   return std::nullopt;
+}
+
+void Server::TlsHandshakeFailed(const EndpointSpec& endpoint, const ClientIdentity& identity,
+                                const std::string& peer, const TlsHandshakeOutcome& outcome) {
+  counters_.tls_handshake_failures++;
+  if (outcome.timed_out) counters_.tls_handshake_timeouts++;
+  endpoint_totals_[endpoint.id].tls_failures++;
+  const std::string where = endpoint.role == EndpointRole::kListen
+                                ? "TLS handshake with " + peer + " on " + endpoint.Address()
+                                : "TLS handshake with " + endpoint.Address();
+  LogClientEvent(context_, identity, "tls", LogLevel::kWarning,
+                 where + " (" + identity.Describe() + ") failed: " + outcome.error);
 }
 
 void Server::RequestPump() {

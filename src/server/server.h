@@ -25,6 +25,7 @@
 #include "sandbox/seccomp_filter.h"
 #include "server/daemon_status.h"
 #include "server/service_notifier.h"
+#include "tls/tls_context.h"
 #include "server/stats.h"
 #include "sources/source_set.h"
 #include "transport/connector.h"
@@ -97,10 +98,12 @@ class Server final : public SessionHost {
   // Starts the source, connectors and listeners and runs until a stop signal. Returns 0.
   int Run();
 
-  std::shared_ptr<Session> Adopt(Session::Socket socket, const EndpointSpec& endpoint,
+  std::shared_ptr<Session> Adopt(Session::Transport transport, const EndpointSpec& endpoint,
                                  std::string peer, ClientIdentity identity,
                                  std::function<void()> on_closed) override;
   bool Refuse(const EndpointSpec& endpoint, const ClientIdentity& identity) override;
+  void TlsHandshakeFailed(const EndpointSpec& endpoint, const ClientIdentity& identity,
+                          const std::string& peer, const TlsHandshakeOutcome& outcome) override;
 
   // Reads the configuration again (the file and the command line that overrides it).
   // How file: sources open their path (SourceFactoryContext::open_file); set before
@@ -152,6 +155,8 @@ class Server final : public SessionHost {
   // Binds a listener or UDP socket (or adopts a passed one), or makes a connector
   // (started later).
   Status OpenEndpoint(const EndpointSpec& endpoint, EndpointObjects& into);
+  // A TLS endpoint's context, its files read now (nullptr for a plain endpoint).
+  static Result<std::shared_ptr<const TlsContext>> MakeEndpointTls(const EndpointSpec& endpoint);
   // Adds to `config` an endpoint for each passed socket none of its endpoints claims
   // (see SetInheritedSockets).
   Status AddInheritedEndpoints(ServeConfig& config) const;
@@ -256,6 +261,7 @@ class Server final : public SessionHost {
     std::uint64_t served_bytes = 0;
     std::uint64_t denied = 0;
     std::uint64_t refused = 0;
+    std::uint64_t tls_failures = 0;
   };
   std::unordered_map<std::string, EndpointTotals> endpoint_totals_;
   std::unordered_map<Session*, std::string> session_endpoints_;  // EndpointSpec::id

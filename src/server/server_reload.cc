@@ -162,6 +162,15 @@ Result<std::string> Server::Apply(ServeConfig next) {
   for (const EndpointSpec& old : config_.endpoints) {
     if (next_ids.count(old.id) == 0) removed.insert(old.id);
   }
+  // TLS endpoints that stay read their certificates, keys, CAs and CRLs again: a
+  // renewed certificate applies without a restart, and a broken file changes nothing.
+  std::map<std::string, std::shared_ptr<const TlsContext>> tls_contexts;
+  for (const EndpointSpec& endpoint : next.endpoints) {
+    if (std::find(added.begin(), added.end(), &endpoint) != added.end()) continue;
+    auto tls = MakeEndpointTls(endpoint);
+    if (!tls.ok()) return tls.status();
+    tls_contexts[endpoint.id] = std::move(tls).value();
+  }
   EndpointObjects opened;
   for (const EndpointSpec* endpoint : added) {
     if (Status status = OpenEndpoint(*endpoint, opened); !status.ok()) {
@@ -229,6 +238,11 @@ Result<std::string> Server::Apply(ServeConfig next) {
     LOG_INFO("endpoint ", endpoint->id, " changed: ", endpoint->Describe());
   }
 
+  for (const auto& [id, tls] : tls_contexts) {
+    if (Listener* listener = FindById(listeners_, id)) listener->SetTlsContext(tls);
+    if (Connector* connector = FindById(connectors_, id)) connector->SetTlsContext(tls);
+    if (tls) changes.push_back("TLS files of " + id + " read again");
+  }
   for (auto& listener : opened.listeners) {
     listener->Start();
     LOG_INFO("listening on ", listener->bound_address());

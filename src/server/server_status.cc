@@ -208,6 +208,7 @@ DaemonStatus Server::CollectStatus() const {
     if (auto it = endpoint_totals_.find(spec.id); it != endpoint_totals_.end()) {
       endpoint.served_bytes += it->second.served_bytes;
       endpoint.denied = it->second.denied;
+      endpoint.tls_failures = it->second.tls_failures;
       endpoint.refused = it->second.refused;
     }
     status.endpoints.push_back(std::move(endpoint));

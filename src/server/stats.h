@@ -42,6 +42,10 @@ struct ServerCounters {
   std::atomic<std::uint64_t> control_refused_peers{0};
   std::atomic<std::uint64_t> control_bad_requests{0};
   std::atomic<std::uint64_t> metrics_bad_requests{0};
+  // TLS endpoints (both sides): handshakes done, and failed (timeouts included).
+  std::atomic<std::uint64_t> tls_handshakes{0};
+  std::atomic<std::uint64_t> tls_handshake_failures{0};
+  std::atomic<std::uint64_t> tls_handshake_timeouts{0};
 };
 
 // One line of "key=value" pairs: what SIGUSR1 logs and tests parse.

@@ -17,6 +17,8 @@
 #include <charconv>
 #include <cstring>
 
+#include "tls/tls_context.h"
+
 namespace rngmux {
 namespace {
 
@@ -62,6 +64,15 @@ std::optional<Id> ParseId(const std::string& text) {
 
 }  // namespace
 
+void AddCertificate(ClientIdentity& identity, const std::optional<PeerCertificate>& certificate) {
+  identity.tls = true;
+  if (!certificate) return;
+  identity.certificate_names = certificate->names;
+  identity.subject = !certificate->common_name.empty() ? certificate->common_name
+                     : !certificate->names.empty()      ? certificate->names.front()
+                                                         : certificate->distinguished_name;
+}
+
 std::string ClientIdentity::Key() const {
   if (!subject.empty()) return "cert:" + subject;
   if (uid) return "uid:" + std::to_string(*uid);
@@ -70,7 +81,7 @@ std::string ClientIdentity::Key() const {
 
 std::string ClientIdentity::Describe() const {
   std::string text;
-  if (!subject.empty()) text = "subject=" + subject;
+  if (!subject.empty()) text = "cert=" + subject;
   if (uid) {
     if (!text.empty()) text += ' ';
     text += "uid=" + std::to_string(*uid);

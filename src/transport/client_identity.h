@@ -28,7 +28,11 @@ struct ClientIdentity {
   std::optional<pid_t> pid;     // unix peers only; informative, never a key
   std::string address;          // "127.0.0.1", "::1"; "" for unix peers
   std::optional<IpAddress> ip;  // the same, for address filters
-  std::string subject;          // a verified certificate's subject, when there is one
+  std::string subject;          // a verified certificate's subject CN (or first name)
+  // TLS: the handshake is done, and `certificate_names` are the verified certificate's
+  // names (CN, DNS and IP SANs; empty if the peer was not verified).
+  bool tls = false;
+  std::vector<std::string> certificate_names;
 
   // What the fair share and the limits key on: "cert:SUBJECT", "uid:N", or
   // "addr:ADDRESS". A uid outranks an address (loopback TCP from two users are two
@@ -37,6 +41,11 @@ struct ClientIdentity {
   // For logs: "uid=1000(alice) pid=4242", "uid=0(root) 127.0.0.1", "10.0.0.5".
   std::string Describe() const;
 };
+
+// Adds what a TLS handshake verified: the certificate's CN (or its first name) becomes
+// the subject, which then outranks uid and address as the key.
+struct PeerCertificate;
+void AddCertificate(ClientIdentity& identity, const std::optional<PeerCertificate>& certificate);
 
 // Reads the identity of a connected stream socket. `unix_socket` says which kind
 // the caller accepted it as. Never fails: what cannot be read is left empty (the

@@ -114,6 +114,29 @@ std::string Connector::TimeoutText() {
 void Connector::OnConnected(Session::Socket socket) {
   ++attempt_;  // whatever timeout handler is still queued for this attempt is now stale
   socket_ = Session::Socket(io_);
+  const bool unix_socket =
+      spec_.transport == TransportKind::kUnix || spec_.transport == TransportKind::kVhostUser;
+  ClientIdentity identity = IdentifyStreamPeer(socket.native_handle(), unix_socket);
+  if (!tls_ || spec_.transport != TransportKind::kTcp) {
+    return OnEstablished(std::move(socket), std::move(identity));
+  }
+  ConfigureStreamSocket(socket);
+  const unsigned attempt = attempt_;
+  StartTlsHandshake(tls_, std::move(socket), spec_.host,
+                    [this, alive = std::weak_ptr<char>(alive_), attempt,
+                     identity = std::move(identity)](TlsHandshakeOutcome outcome) mutable {
+                      if (alive.expired() || stopped_ || attempt != attempt_) return;
+                      if (!outcome.stream) {
+                        host_.TlsHandshakeFailed(spec_, identity, spec_.Address(), outcome);
+                        return OnFailure("TLS handshake: " + outcome.error, true);
+                      }
+                      AddCertificate(identity, outcome.certificate);
+                      OnEstablished(Session::Transport(std::move(outcome.stream)),
+                                    std::move(identity));
+                    });
+}
+
+void Connector::OnEstablished(Session::Transport transport, ClientIdentity identity) {
   if (failures_ > 0) {
     LOG_INFO("connected to ", spec_.Describe(), " after ", failures_, " failed attempts");
   } else {
@@ -130,25 +153,23 @@ void Connector::OnConnected(Session::Socket socket) {
     LOG_INFO("connection to ", spec_.Address(), " ended; reconnecting in ", delay.count(), " ms");
     ScheduleAttempt(delay);
   };
-  const bool unix_socket =
-      spec_.transport == TransportKind::kUnix || spec_.transport == TransportKind::kVhostUser;
-  ClientIdentity identity = IdentifyStreamPeer(socket.native_handle(), unix_socket);
   if (spec_.transport == TransportKind::kVhostUser) {
-    std::string peer = DescribeUnixPeer(socket.native_handle(), spec_.Address());
-    vhost_device_ = host_.AdoptVhostUser(std::move(socket), spec_, std::move(peer),
+    std::string peer = DescribeUnixPeer(transport.socket.native_handle(), spec_.Address());
+    vhost_device_ = host_.AdoptVhostUser(std::move(transport.socket), spec_, std::move(peer),
                                          std::move(identity), on_closed);
     return;
   }
-  ConfigureStreamSocket(socket);
-  session_ = host_.Adopt(std::move(socket), spec_, spec_.Address(), std::move(identity), on_closed);
+  if (!transport.tls) ConfigureStreamSocket(transport.socket);
+  session_ =
+      host_.Adopt(std::move(transport), spec_, spec_.Address(), std::move(identity), on_closed);
 }
 
-void Connector::OnFailure(const std::string& reason) {
+void Connector::OnFailure(const std::string& reason, bool logged) {
   asio::error_code ignored;
   socket_.close(ignored);
   ++failures_;
   const auto delay = backoff_.NextDelay();
-  if (failures_ == 1) {
+  if (failures_ == 1 && !logged) {
     LOG_WARNING("cannot connect to ", spec_.Address(), ": ", reason,
                 " (retrying with back-off up to ", kMaxDelay.count() / 1000,
                 " s; logging again on success)");

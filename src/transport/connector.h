@@ -10,6 +10,7 @@
 
 #include "common/backoff.h"
 #include "endpoint/endpoint_spec.h"
+#include "tls/tls_context.h"
 #include "transport/session_host.h"
 
 namespace rngmux {
@@ -29,6 +30,8 @@ class Connector {
   // A reload changed this endpoint's options (same address): the next connection
   // gets them; the live one keeps those it was opened with.
   void UpdateSpec(const EndpointSpec& spec) { spec_ = spec; }
+  // TLS endpoints: the context the next connection is made with (see Listener).
+  void SetTlsContext(std::shared_ptr<const TlsContext> context) { tls_ = std::move(context); }
 
  private:
   void Attempt();
@@ -36,7 +39,10 @@ class Connector {
   unsigned ArmTimeout();  // starts a new step (resolve or connect); returns its number
   static std::string TimeoutText();
   void OnConnected(Session::Socket socket);
-  void OnFailure(const std::string& reason);
+  // Connected (and, over TLS, the handshake done): hands the stream to the host.
+  void OnEstablished(Session::Transport transport, ClientIdentity identity);
+  // `logged`: the reason was logged already (a TLS failure the host reported).
+  void OnFailure(const std::string& reason, bool logged = false);
   void ScheduleAttempt(std::chrono::milliseconds delay);
 
   asio::io_context& io_;
@@ -58,6 +64,7 @@ class Connector {
   bool timed_out_ = false;  // the current step was cut off by the timeout
   unsigned failures_ = 0;   // consecutive failed attempts since the last connection
   bool stopped_ = true;
+  std::shared_ptr<const TlsContext> tls_;
 };
 
 }  // namespace rngmux

@@ -221,7 +221,37 @@ void Listener::Welcome(int fd) {
   ConfigureStreamSocket(socket);
   std::string peer = unix_socket ? spec_.Address() + "#" + std::to_string(fd)
                                  : DescribePeer(socket.native_handle());
+  if (tls_) return StartHandshake(std::move(socket), std::move(peer), std::move(identity));
   host_.Adopt(std::move(socket), spec_, std::move(peer), std::move(identity), nullptr);
+}
+
+void Listener::StartHandshake(Session::Socket socket, std::string peer, ClientIdentity identity) {
+  if (handshakes_ >= kMaxHandshakes) {
+    asio::error_code ignored;
+    socket.close(ignored);
+    TlsHandshakeOutcome outcome;
+    outcome.error = std::to_string(kMaxHandshakes) +
+                    " TLS handshakes already in progress on this endpoint; closed at once";
+    host_.TlsHandshakeFailed(spec_, identity, peer, outcome);
+    return;
+  }
+  ++handshakes_;
+  StartTlsHandshake(
+      tls_, std::move(socket), "",
+      [this, alive = std::weak_ptr<char>(alive_), peer = std::move(peer),
+       identity = std::move(identity)](TlsHandshakeOutcome outcome) mutable {
+        if (alive.expired()) return;  // retired by a reload: the stream closes with it
+        --handshakes_;
+        if (stopped_) return;
+        if (!outcome.stream) {
+          host_.TlsHandshakeFailed(spec_, identity, peer, outcome);
+          return;
+        }
+        AddCertificate(identity, outcome.certificate);
+        if (host_.Refuse(spec_, identity)) return;  // allow-subject=; the stream closes
+        host_.Adopt(Session::Transport(std::move(outcome.stream)), spec_, std::move(peer),
+                    std::move(identity), nullptr);
+      });
 }
 
 }  // namespace rngmux

@@ -11,6 +11,7 @@
 
 #include "common/status.h"
 #include "endpoint/endpoint_spec.h"
+#include "tls/tls_context.h"
 #include "transport/session_host.h"
 
 namespace rngmux {
@@ -39,6 +40,12 @@ class Listener {
   // A reload changed this endpoint's options (same address): connections accepted
   // from now on get them. The socket stays bound (a changed mode= needs a restart).
   void UpdateSpec(const EndpointSpec& spec);
+  // TLS endpoints: the context new connections are made with (made from the spec's
+  // files at start-up and at every reload, so renewed certificates apply at once).
+  void SetTlsContext(std::shared_ptr<const TlsContext> context) { tls_ = std::move(context); }
+  // Handshakes in progress at once, per listener; beyond it connections are closed at
+  // once (a flood of handshakes costs CPU, not established clients their service).
+  static constexpr int kMaxHandshakes = 64;
 
  private:
   using Acceptor = asio::basic_socket_acceptor<asio::generic::stream_protocol>;
@@ -47,6 +54,7 @@ class Listener {
   void RetryLater(const std::string& error);
   // Identifies, admits (or refuses) and hands over one accepted socket.
   void Welcome(int fd);
+  void StartHandshake(Session::Socket socket, std::string peer, ClientIdentity identity);
 
   EndpointSpec spec_;
   SessionHost& host_;
@@ -58,6 +66,10 @@ class Listener {
   dev_t socket_file_device_ = 0;
   ino_t socket_file_inode_ = 0;
   bool stopped_ = false;
+  std::shared_ptr<const TlsContext> tls_;
+  int handshakes_ = 0;
+  // Handshakes may finish after a reload retired this listener: they check this first.
+  std::shared_ptr<char> alive_ = std::make_shared<char>();
 };
 
 }  // namespace rngmux

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <asio/post.hpp>
+#include <asio/ssl/error.hpp>
 #include <asio/write.hpp>
 #include <cstdio>
 #include <utility>
@@ -28,10 +29,15 @@ std::span<std::uint8_t> SharedReadBuffer() {
 
 }  // namespace
 
-Session::Session(Socket socket, SessionContext& context, SessionOptions options, std::string peer)
-    : EgdSession(context, options, std::move(peer), kOutputHighWater, socket.get_executor()),
-      socket_(std::move(socket)),
-      in_flight_(OutputCapacity(kOutputHighWater)) {}
+Session::Session(Transport transport, SessionContext& context, SessionOptions options,
+                 std::string peer)
+    : EgdSession(context, options, std::move(peer), kOutputHighWater,
+                 transport.lowest().get_executor()),
+      transport_(std::move(transport)),
+      socket_(transport_.lowest()),
+      in_flight_(OutputCapacity(kOutputHighWater)) {
+  if (transport_.tls) tls_input_ = std::make_unique<std::array<std::uint8_t, 16 * 1024>>();
+}
 
 void Session::Start(std::function<void()> on_closed) {
   Begin(std::move(on_closed));
@@ -59,6 +65,7 @@ void Session::CloseTransport() {
 
 void Session::WaitReadable() {
   if (closed() || reading_) return;
+  if (transport_.tls) return ReadTls();
   reading_ = true;
   socket_.async_wait(asio::socket_base::wait_read,
                      [self = shared_from_this()](const asio::error_code& ec) {
@@ -105,6 +112,33 @@ void Session::OnReadable() {
   });
 }
 
+void Session::ReadTls() {
+  // TLS may hold decrypted bytes the socket no longer signals: read through it.
+  reading_ = true;
+  transport_.tls->async_read_some(
+      asio::buffer(*tls_input_), [self = shared_from_this()](const asio::error_code& ec,
+                                                             std::size_t n) {
+        self->reading_ = false;
+        if (self->closed()) return;
+        if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) {
+          self->InputClosed();
+          return;
+        }
+        if (ec) {
+          self->Close("read: " + DescribeTlsFailure(self->transport_.tls->native_handle(),
+                                                    ec.message()));
+          return;
+        }
+        if (self->quick_ack_) {
+          const int one = 1;
+          setsockopt(self->socket_.native_handle(), IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+        }
+        if (self->OnInput(std::span<const std::uint8_t>(self->tls_input_->data(), n))) {
+          self->ReadTls();
+        }
+      });
+}
+
 bool Session::OnInput(std::span<const std::uint8_t> input) {
   if (options().raw) return true;  // Raw consumers send nothing meaningful.
   while (!input.empty()) {
@@ -114,7 +148,13 @@ bool Session::OnInput(std::span<const std::uint8_t> input) {
       context().counters.bad_requests++;
       char hex[8];
       std::snprintf(hex, sizeof hex, "0x%02x", step.bad_byte);
-      Close(std::string("unknown EGD command ") + hex, true);
+      // 0x16 opens a TLS ClientHello: say so, QEMU will not.
+      Close(std::string("unknown EGD command ") + hex +
+                (step.bad_byte == 0x16 && !transport_.tls
+                     ? " (a TLS handshake: this endpoint is plain TCP; give it tls-dir= or "
+                       "connect without TLS)"
+                     : ""),
+            true);
       return false;
     }
     if (step.outcome == EgdParser::Outcome::kRequest && !Enqueue(step.request)) return false;
@@ -127,8 +167,7 @@ void Session::Flush() {
   if (closed() || writing_ || pending_.empty()) return;
   in_flight_.Swap(pending_);
   writing_ = true;
-  asio::async_write(socket_, asio::buffer(in_flight_.data(), in_flight_.size()),
-                    [self = shared_from_this()](const asio::error_code& ec, std::size_t sent) {
+  auto on_written = [self = shared_from_this()](const asio::error_code& ec, std::size_t sent) {
                       self->writing_ = false;
                       if (ec && !self->closed()) {
                         self->context().counters.wiped_undelivered_bytes +=
@@ -146,7 +185,14 @@ void Session::Flush() {
                         return;
                       }
                       self->ProcessQueue();
-                    });
+  };
+  if (transport_.tls) {
+    asio::async_write(*transport_.tls, asio::buffer(in_flight_.data(), in_flight_.size()),
+                      std::move(on_written));
+  } else {
+    asio::async_write(socket_, asio::buffer(in_flight_.data(), in_flight_.size()),
+                      std::move(on_written));
+  }
   UpdateDemand();  // pending_ has room again: let the pump fill it during the write.
 }
 

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <asio/generic/stream_protocol.hpp>
 #include <cstddef>
 #include <cstdint>
@@ -12,6 +13,7 @@
 #include "endpoint/endpoint_spec.h"
 #include "protocol/egd_parser.h"
 #include "transport/egd_session.h"
+#include "transport/tls_handshake.h"
 
 namespace rngmux {
 
@@ -25,6 +27,9 @@ namespace rngmux {
 // A peer that closes its sending side (shutdown(SHUT_WR), `nc -N`) still gets the
 // replies to everything it asked; a raw stream keeps flowing until writes fail.
 //
+// Over TLS (a stream whose handshake is done) it reads through the TLS layer
+// instead of polling the socket; everything else is the same.
+//
 // Lifetime: owned by shared_ptr; pending asynchronous operations hold a reference.
 // Event-loop thread only.
 class Session final : public EgdSession, public std::enable_shared_from_this<Session> {
@@ -32,7 +37,17 @@ class Session final : public EgdSession, public std::enable_shared_from_this<Ses
   using Socket = asio::generic::stream_protocol::socket;
   static constexpr std::size_t kOutputHighWater = 64 * 1024;
 
-  Session(Socket socket, SessionContext& context, SessionOptions options, std::string peer);
+  // A connected stream: a plain socket, or a TLS stream after its handshake.
+  struct Transport {
+    Transport(Socket plain) : socket(std::move(plain)) {}  // NOLINT: implicit by design
+    explicit Transport(std::unique_ptr<TlsStream> stream)
+        : socket(stream->get_executor()), tls(std::move(stream)) {}
+    Socket socket;  // unused (closed) when tls is set
+    std::unique_ptr<TlsStream> tls;
+    Socket& lowest() { return tls ? tls->next_layer() : socket; }
+  };
+
+  Session(Transport transport, SessionContext& context, SessionOptions options, std::string peer);
 
   // Starts the session; `on_closed` runs once, on the event loop, after Close().
   void Start(std::function<void()> on_closed);
@@ -42,6 +57,7 @@ class Session final : public EgdSession, public std::enable_shared_from_this<Ses
  private:
   void WaitReadable();
   void OnReadable();
+  void ReadTls();
   // Returns false if the session closed.
   bool OnInput(std::span<const std::uint8_t> input);
 
@@ -50,7 +66,9 @@ class Session final : public EgdSession, public std::enable_shared_from_this<Ses
   bool TransportIdle() const override { return !writing_; }
   void CloseTransport() override;
 
-  Socket socket_;
+  Transport transport_;
+  Socket& socket_;  // the TCP or unix socket under it all
+  std::unique_ptr<std::array<std::uint8_t, 16 * 1024>> tls_input_;  // TLS: the read buffer
   EgdParser parser_;
   OutputBuffer in_flight_;
   bool writing_ = false;

@@ -1,0 +1,40 @@
+#pragma once
+
+#include <asio/generic/stream_protocol.hpp>
+#include <asio/ssl/stream.hpp>
+#include <asio/steady_timer.hpp>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "tls/tls_context.h"
+
+namespace rngmux {
+
+using TlsStream = asio::ssl::stream<asio::generic::stream_protocol::socket>;
+
+// One TLS handshake on a connected socket, on the event loop, bounded by the
+// context's handshake timeout. On the server side it first peeks at the peer's
+// first byte, so a plain EGD client on a TLS endpoint is told apart from a broken
+// handshake ("sent plain data (0x02, an EGD request), not a TLS handshake").
+//
+// `done` runs once, on the socket's executor: with the stream and the peer's
+// certificate (nullopt if none, or if it was not verified) on success; with a
+// null stream and the reason on failure (the socket is then closed). Nothing is
+// logged here: the caller knows the peer and the endpoint.
+struct TlsHandshakeOutcome {
+  std::unique_ptr<TlsStream> stream;  // nullptr: failed
+  std::optional<PeerCertificate> certificate;
+  std::string error;       // why it failed
+  bool timed_out = false;  // it failed by the timeout
+};
+using TlsHandshakeDone = std::function<void(TlsHandshakeOutcome)>;
+
+// `server_name`: client side, the name the server's certificate must carry (the
+// context's tls-name= wins); ignored on the server side.
+void StartTlsHandshake(std::shared_ptr<const TlsContext> context,
+                       asio::generic::stream_protocol::socket socket,
+                       const std::string& server_name, TlsHandshakeDone done);
+
+}  // namespace rngmux
