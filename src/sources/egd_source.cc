@@ -344,6 +344,12 @@ class EgdSource final : public Source {
       }
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
+      if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) {
+        // The upstream hung up: what it sent before is still to be read, and the
+        // read that finds the end says so.
+        outgoing_.clear();
+        return false;
+      }
       return ErrnoStatus("send", errno);
     }
     (void)want_read;
@@ -375,6 +381,7 @@ class EgdSource final : public Source {
         *want_read = true;
         return std::size_t{0};
       }
+      if (errno == ECONNRESET) return Closed();
       return ErrnoStatus("recv", errno);
     }
   }
