@@ -21,6 +21,10 @@ Benchmarks (each prints one result line; --only runs a subset):
   operate    with 200 clients streaming: `rngmux reload` (a changed log level) and
              `rngmux status --json` round trips through the control socket, and a
              /metrics scrape (time and size)
+  relay      relay hops over loopback TCP, plain and TLS: a client of the entropy host A,
+             of a relay B drawing from A (one hop) and of a relay C drawing from B (two
+             hops): throughput of one bulk reader (256 x 02 FF pipelined) and p50/p99 of
+             a single `02 40` outstanding
   guest      QEMU guest /dev/hwrng throughput through rngmux over TCP and unix,
              against QEMU's rng-random and rng-builtin (tests/integration/guest_throughput.py)
 
@@ -432,6 +436,59 @@ def run_operate(binary, workdir, quick):
                                      summary(scrape_ms), scrape_bytes, runs))
 
 
+def relay_pki(workdir):
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, in QEMU's layout."""
+    from test_relay import make_pki
+    root = os.path.join(workdir, "relay-pki")
+    make_pki(root, servers={"server": "127.0.0.1"}, clients=("client",))
+    return os.path.join(root, "server"), os.path.join(root, "client")
+
+
+def run_relay(binary, workdir, quick):
+    """A -> B -> C over loopback TCP. The relays claim 8 bits/byte (an rngmux upstream), so
+    bytes pass through unconditioned: what is measured is the hop, not SHA-256."""
+    seconds = "3" if quick else "10"
+    lines = []
+    for mode in ("plain", "TLS"):
+        server_tls = client_tls = ""
+        if mode == "TLS":
+            server_dir, client_dir = relay_pki(workdir)
+            server_tls = ",tls-dir=" + server_dir
+            client_tls = ",tls-dir=" + client_dir
+        ports = []
+        for _ in range(3):
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                ports.append(probe.getsockname()[1])
+        daemons = []
+        try:
+            upstream = None
+            for name, port in zip("ABC", ports):
+                source = (["--source", "test:7", "--allow-test-source"] if upstream is None else
+                          ["--source", "egd:tcp:127.0.0.1:%d,entropy=8,requests=16%s"
+                           % (upstream, client_tls)])
+                daemons.append(Serve(binary, source + [
+                    "--listen", "unix:" + os.path.join(workdir, "relay-%s.sock" % name),
+                    "--listen", "tcp:127.0.0.1:%d%s" % (port, server_tls)], workdir, 2))
+                upstream = port
+            results = []
+            for name in "ABC":
+                ep = "unix:" + os.path.join(workdir, "relay-%s.sock" % name)
+                bulk = bench(binary, ep, "-c", "1", "-d", "256", "-s", "255", "-t", seconds,
+                             "--warmup", "1")
+                probe = bench(binary, ep, "-c", "0", "--probe", "-t", seconds)
+                results.append((name, bulk, probe))
+        finally:
+            for d in reversed(daemons):
+                d.stop()
+        lines.append("relay %s: " % mode + "; ".join(
+            "%s %.1f MB/s, 02 40 p50 %.0f us p99 %.0f us" % (
+                {"A": "direct", "B": "1 hop", "C": "2 hops"}[name],
+                bulk["bytes_per_second"] / 1e6, probe["p50_us"], probe["p99_us"])
+            for name, bulk, probe in results))
+    return "\n".join(lines)
+
+
 def run_guest(binary, workdir, quick):
     os.environ["RNGMUX_BINARY"] = binary
     import guest_throughput
@@ -442,7 +499,7 @@ def run_guest(binary, workdir, quick):
 
 BENCHMARKS = {"capacity": run_capacity, "latency": run_latency, "slow": run_slow,
               "scale": run_scale, "startup": run_startup, "tenants": run_tenants,
-              "operate": run_operate, "guest": run_guest}
+              "operate": run_operate, "relay": run_relay, "guest": run_guest}
 
 
 def main():

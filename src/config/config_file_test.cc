@@ -148,7 +148,7 @@ TEST(ConfigFileTest, BadValuesNameFileLineAndKey) {
             "rngmux.toml:3: listen[0].mode: mode applies only to unix listen endpoints");
   EXPECT_EQ(ErrorOf("[[source]]\nspec = \"bogus:1\"\n"),
             "rngmux.toml:2: source[0].spec: unknown kind \"bogus\" (known: auto, getrandom, "
-            "rdseed, file:PATH, qwqng, test:SEED)");
+            "rdseed, file:PATH, qwqng, egd:ENDPOINT, test:SEED)");
   EXPECT_EQ(ErrorOf("[[source]]\nspec = \"getrandom\"\nfips = \"maybe\"\n"),
             "rngmux.toml:3: source[0].fips: fips must be on or off, got \"maybe\"");
   EXPECT_EQ(ErrorOf("[[source]]\nentropy = 4\n"), "rngmux.toml:1: source[0]: missing key \"spec\"");

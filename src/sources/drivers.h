@@ -45,6 +45,28 @@ Result<std::unique_ptr<Source>> CreateFileSource(const SourceSpec& spec,
                                                  const SourceFactoryContext& context);
 Result<std::unique_ptr<Source>> CreateTestSource(const SourceSpec& spec,
                                                  const SourceFactoryContext& context);
+// egd:ENDPOINT, a relay from an upstream EGD server (egd_source.cc).
+Result<std::unique_ptr<Source>> CreateEgdSource(const SourceSpec& spec,
+                                                const SourceFactoryContext& context);
+// Its options beyond entropy=, block= and fips=: requests=, timeout= and the TLS
+// options of tls/tls_options.h that a connecting side takes.
+const std::set<std::string>& EgdOptionNames();
+inline constexpr std::size_t kDefaultEgdRequests = 8;  // "02 FF" requests outstanding
+inline constexpr std::size_t kMaxEgdRequests = 64;
+inline constexpr unsigned kDefaultEgdTimeoutSeconds = 5;
+inline constexpr unsigned kMaxEgdTimeoutSeconds = 300;
+
+// The upstream of an egd: source: "tcp:HOST:PORT" (an IPv6 host in brackets) or
+// "unix:PATH". Errors name the text: `egd upstream "tcp:x": expected tcp:HOST:PORT`.
+struct EgdUpstream {
+  std::string text;  // as written, "tcp:10.0.0.1:7000"
+  bool unix_socket = false;
+  std::string host;  // tcp, without brackets
+  std::uint16_t port = 0;
+  std::string path;  // unix
+};
+Result<EgdUpstream> ParseEgdUpstream(const std::string& text);
+
 Result<std::unique_ptr<Source>> CreateQwqngSource(const SourceSpec& spec,
                                                   const SourceFactoryContext& context);
 // Whether this build has libqwqng support (rngmux-qwqng-worker was built).

@@ -74,6 +74,12 @@ Result<SourceSpec> ParseSourceSpec(const std::string& text) {
   for (const OptionItem& item : *items) {
     if (item.empty) return SpecTextError(text, "empty option between commas");
     if (item.key.empty()) return SpecTextError(text, "option \"" + item.text + "\" has no name");
+    // "tls" alone switches TLS on (egd: sources); it is kept with an empty value.
+    if (item.key == "tls" && !item.has_value) {
+      if (item.repeated) return SpecTextError(text, "option \"tls\" given twice");
+      spec.options.emplace(item.key, "");
+      continue;
+    }
     if (!item.has_value || item.value.empty()) {
       return SpecTextError(text,
                            "option \"" + item.key + "\" needs a value (" + item.key + "=...)");
@@ -140,6 +146,10 @@ const std::vector<SourceKind>& SourceKinds() {
        "a QNG PQ4000KU through libqwqng, in a worker process; worker=PATH, timeout=SECONDS",
        {"worker", "sysfs", "timeout"},
        CreateQwqngSource},
+      {"egd", "egd:ENDPOINT",
+       "a relay from an upstream EGD server (another rngmux): egd:tcp:HOST:PORT or "
+       "egd:unix:PATH; requests=N, timeout=SECONDS, TLS options",
+       EgdOptionNames(), CreateEgdSource},
       {"test",
        "test:SEED",
        "TEST ONLY: predictable AES-CTR bytes from SEED; rate=BYTES_PER_SEC",

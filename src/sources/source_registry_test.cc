@@ -104,17 +104,17 @@ TEST(SourceKindsTest, RowsAreFoundByName) {
     EXPECT_FALSE(kind.description.empty()) << kind.name;
     EXPECT_TRUE(kind.create) << kind.name;
   }
-  EXPECT_EQ(names,
-            (std::vector<std::string>{"auto", "getrandom", "rdseed", "file", "qwqng", "test"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"auto", "getrandom", "rdseed", "file", "qwqng", "egd",
+                                             "test"}));
 }
 
 TEST(CreateSourceTest, UnknownKindListsTheKnownOnes) {
   EXPECT_EQ(ErrorOf("foo"),
             "source \"foo\": unknown kind \"foo\" (known: auto, getrandom, rdseed, file:PATH, "
-            "qwqng, test:SEED)");
+            "qwqng, egd:ENDPOINT, test:SEED)");
   EXPECT_EQ(ErrorOf("hwrng:/dev/hwrng"),
             "source \"hwrng:/dev/hwrng\": unknown kind \"hwrng\" (known: auto, getrandom, rdseed, "
-            "file:PATH, qwqng, test:SEED)");
+            "file:PATH, qwqng, egd:ENDPOINT, test:SEED)");
 }
 
 TEST(CreateSourceTest, UnknownOptionsNameOptionAndSpec) {
@@ -170,6 +170,63 @@ TEST(CreateSourceTest, ArgumentsWhereNeededAndOnlyThere) {
   EXPECT_EQ(ErrorOf("file"), "source \"file\": file needs an argument (file:PATH)");
   EXPECT_EQ(ErrorOf("file:"), "source \"file:\": file needs an argument (file:PATH)");
   EXPECT_EQ(ErrorOf("test", AllowTest()), "source \"test\": test needs an argument (test:SEED)");
+}
+
+TEST(CreateSourceTest, EgdSpecsAreCheckedWhenMade) {
+  EXPECT_EQ(ErrorOf("egd"), "source \"egd\": egd needs an argument (egd:ENDPOINT)");
+  EXPECT_EQ(ErrorOf("egd:foo:1"),
+            "source \"egd:foo:1\": egd upstream \"foo:1\": expected tcp:HOST:PORT or unix:PATH");
+  EXPECT_EQ(ErrorOf("egd:tcp:host"),
+            "source \"egd:tcp:host\": egd upstream \"tcp:host\": expected tcp:HOST:PORT");
+  EXPECT_EQ(ErrorOf("egd:tcp::7000"),
+            "source \"egd:tcp::7000\": egd upstream \"tcp::7000\": missing host (tcp:HOST:PORT)");
+  EXPECT_EQ(ErrorOf("egd:tcp:host:0"),
+            "source \"egd:tcp:host:0\": egd upstream \"tcp:host:0\": port must be 1-65535");
+  EXPECT_EQ(ErrorOf("egd:tcp:::1:7000"),
+            "source \"egd:tcp:::1:7000\": egd upstream \"tcp:::1:7000\": an IPv6 address needs "
+            "brackets (tcp:[::1]:PORT)");
+  EXPECT_EQ(ErrorOf("egd:unix:"),
+            "source \"egd:unix:\": egd upstream \"unix:\": unix: needs a socket path (unix:PATH)");
+  EXPECT_EQ(ErrorOf("egd:tcp:h:1,requests=0"),
+            "source \"egd:tcp:h:1,requests=0\": requests must be 1-64, got \"0\"");
+  EXPECT_EQ(ErrorOf("egd:tcp:h:1,requests=65"),
+            "source \"egd:tcp:h:1,requests=65\": requests must be 1-64, got \"65\"");
+  EXPECT_EQ(ErrorOf("egd:tcp:h:1,timeout=0"),
+            "source \"egd:tcp:h:1,timeout=0\": timeout must be 1-300 seconds, got \"0\"");
+  EXPECT_EQ(ErrorOf("egd:unix:/run/egd.sock,tls"),
+            "source \"egd:unix:/run/egd.sock,tls\": TLS options need a tcp: upstream");
+  EXPECT_EQ(ErrorOf("egd:tcp:h:1,tls=maybe"),
+            "source \"egd:tcp:h:1,tls=maybe\": tls takes no value, or on|off, got \"maybe\"");
+  EXPECT_EQ(ErrorOf("egd:unix:/run/egd.sock,tls=off"), "OK");
+  EXPECT_EQ(ErrorOf("egd:tcp:h:1,tls,tls"),
+            "source \"egd:tcp:h:1,tls,tls\": option \"tls\" given twice");
+  EXPECT_EQ(ErrorOf("egd:tcp:h:1,tls-verify=maybe"),
+            "source \"egd:tcp:h:1,tls-verify=maybe\": tls-verify must be on or off");
+  EXPECT_EQ(ErrorOf("egd:tcp:h:1,tls-dir=/nonexistent"),
+            "source \"egd:tcp:h:1,tls-dir=/nonexistent\": tls-ca /nonexistent/ca-cert.pem: No "
+            "such file or directory");
+  EXPECT_EQ(ErrorOf("egd:tcp:h:1,allow-subject=relay1"),
+            "source \"egd:tcp:h:1,allow-subject=relay1\": unknown option \"allow-subject\" (known: "
+            "entropy, block, requests, timeout, tls, tls-ca, tls-cert, tls-crl, tls-dir, tls-key, "
+            "tls-min, tls-name, tls-timeout, tls-verify)");
+  EXPECT_EQ(ErrorOf("getrandom,tls"),
+            "source \"getrandom,tls\": unknown option \"tls\" (known: entropy, block)");
+  // Valid specs make a source without connecting.
+  EXPECT_EQ(ErrorOf("egd:tcp:[::1]:7000,requests=64,timeout=300"), "OK");
+  EXPECT_EQ(ErrorOf("egd:unix:/run/rngmux/egd.sock,fips=on"), "OK");
+  EXPECT_EQ(ErrorOf("egd:tcp:127.0.0.1:7000,tls,tls-verify=off"), "OK");
+  Result<SourceSpec> validated = ValidateSourceSpec("egd:tcp:h:1,tls,tls-name=upstream");
+  EXPECT_TRUE(validated.ok()) << validated.status().message();
+}
+
+TEST(CreateSourceTest, EgdClaimsSixBitsUnlessTold) {
+  Result<std::unique_ptr<Source>> source = CreateSource("egd:tcp:127.0.0.1:7000", {});
+  ASSERT_TRUE(source.ok()) << source.status().message();
+  EXPECT_EQ((*source)->name(), "egd:tcp:127.0.0.1:7000");
+  EXPECT_EQ((*source)->claimed_entropy_bits_per_byte(), 6.0);
+  source = CreateSource("egd:tcp:127.0.0.1:7000,entropy=8", {});
+  ASSERT_TRUE(source.ok());
+  EXPECT_EQ((*source)->claimed_entropy_bits_per_byte(), 8.0);
 }
 
 TEST(GetrandomSourceTest, ReadsAndClaimsFullEntropy) {
