@@ -29,17 +29,20 @@ struct QemuOption {
   std::string_view value;
 };
 
-// The position of the next " -chardev", " -object" or " -device" (followed by a space
-// or "=") at or after `from`, and which flag it is.
+bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+// The position of the next " -chardev", " -object" or " -device" (any white space before,
+// a space or "=" after) at or after `from`, and which flag it is.
 std::size_t FindFlag(std::string_view text, std::size_t from, std::string_view& flag) {
-  for (std::size_t at = text.find(" -", from); at != std::string_view::npos;
-       at = text.find(" -", at + 1)) {
+  for (std::size_t at = text.find('-', from); at != std::string_view::npos;
+       at = text.find('-', at + 1)) {
+    if (at == 0 || !IsSpace(text[at - 1])) continue;
     for (std::string_view candidate : {kChardevFlag, kObjectFlag, kDeviceFlag}) {
-      const std::size_t end = at + 1 + candidate.size();
-      if (text.substr(at + 1, candidate.size()) == candidate && end < text.size() &&
-          (text[end] == ' ' || text[end] == '=')) {
+      const std::size_t end = at + candidate.size();
+      if (text.substr(at, candidate.size()) == candidate && end < text.size() &&
+          (IsSpace(text[end]) || text[end] == '=')) {
         flag = candidate;
-        return at;
+        return at - 1;
       }
     }
   }
@@ -56,15 +59,15 @@ std::vector<QemuOption> SplitQemuOptions(std::string_view text) {
   std::size_t at = FindFlag(body, 0, flag);
   const auto trimmed = [&](std::size_t begin, std::size_t end) {
     std::string_view part = body.substr(begin, end - begin);
-    while (!part.empty() && (part.front() == ' ' || part.front() == '=')) part.remove_prefix(1);
-    while (!part.empty() && part.back() == ' ') part.remove_suffix(1);
+    while (!part.empty() && (IsSpace(part.front()) || part.front() == '=')) part.remove_prefix(1);
+    while (!part.empty() && IsSpace(part.back())) part.remove_suffix(1);
     // Views into `text`, which outlives the result (padded does not).
     return text.substr(part.data() - body.data() - 1, part.size());
   };
   if (at != 0) options.push_back({{}, trimmed(0, at)});
   while (at != std::string_view::npos) {
     std::string_view next_flag;
-    const std::size_t next = FindFlag(body, at + 1, next_flag);
+    const std::size_t next = FindFlag(body, at + 2, next_flag);
     options.push_back({flag, trimmed(at + 1 + flag.size(), next)});
     at = next;
     flag = next_flag;

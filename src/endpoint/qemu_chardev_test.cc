@@ -390,6 +390,15 @@ TEST(QemuChardevTlsTest, ObjectsMayComeFirstAndInAnyNumber) {
             Described(EndpointRole::kListen, "tcp:127.0.0.1:4444,qemu,tls-dir=/pki"));
 }
 
+TEST(QemuChardevTlsTest, LinesMayBeBrokenAsInAShellScript) {
+  const EndpointSpec spec = ParseOk(
+      "-object tls-creds-x509,id=t0,dir=/pki,endpoint=client\n  "
+      "-chardev\tsocket,id=c0,host=127.0.0.1,"
+      "port=4444,tls-creds=t0\n");
+  EXPECT_EQ(spec.Describe(),
+            Described(EndpointRole::kListen, "tcp:127.0.0.1:4444,qemu,tls-dir=/pki"));
+}
+
 TEST(QemuChardevTlsTest, ExtraOptionsStillApply) {
   const EndpointSpec spec =
       ParseOk(std::string("socket,id=c0,host=127.0.0.1,port=4444,tls-creds=t0") + kClientCreds,
