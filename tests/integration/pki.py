@@ -24,7 +24,8 @@ Directories (the constants are their names):
   BOTH            a libvirt-style directory holding both pairs (server CN=rngmux,
                   client CN=rngmux): one tls-dir for a daemon that listens and connects
 Certificates a verifying peer must refuse (ca-cert.pem is the good CA, so the holder
-itself trusts its peer; only its own certificate is bad):
+itself trusts its peer; only its own certificate is bad; QEMU refuses to start with any of
+them unless its tls-creds-x509 object says sanity-check=off, seen for OTHER_CA_CLIENT):
   OTHER_CA_CLIENT, OTHER_CA_SERVER     signed by another CA (CN=qemu-vm1 / CN=rngmux,
                                        SANs as above): "unknown CA"
   EXPIRED_CLIENT, EXPIRED_SERVER       valid 2020-01-01 to 2021-01-01 only (QEMU itself
