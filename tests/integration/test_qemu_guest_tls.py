@@ -179,7 +179,6 @@ class QemuGuestTlsTest(RngmuxTestCase):
                          % g.console()[-2000:])
         stats = d.stats()
         self.assertEqual(stats["served_bytes"], 0, stats)
-        self.assertEqual(stats.get("clients", 0), 0, stats)
         # QEMU (reconnect=1) kept trying; every attempt was refused and logged
         self.assertGreaterEqual(len([ln for ln in d.log_lines() if refusal.search(ln)]), 2,
                                 "QEMU reconnects every second: expected a refusal per attempt")
