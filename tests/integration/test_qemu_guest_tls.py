@@ -10,6 +10,9 @@ authentication:
     says which peer failed and why (QEMU logs nothing);
   * QEMU as TLS server with rngmux restarted mid-read: after the new TLS handshake the
     lead cures QEMU's stall (the request lost with the first connection).
+The first case also guards a QEMU 7.2 trap (seen through a TLS proxy in front of a plain
+rngmux): when the 4096-byte lead arrives in one 4096-byte TLS record the guest stalls
+after its first bytes, while records of up to 2048 bytes are read to the end.
 Integrity is checked as in test_qemu_guest.py: the guest's bytes are one contiguous slice
 of the test source's reference stream (see assert_contiguous there).
 """
