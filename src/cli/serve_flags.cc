@@ -45,8 +45,10 @@ void AddServeFlags(CLI::App& app, ServeFlags& flags) {
   note(app.add_option("--qemu-chardev", s.qemu_chardev,
                       "The -chardev value given to QEMU (e.g. 'socket,id=c0,host=127.0.0.1,"
                       "port=1024' or 'udp,id=c0,host=127.0.0.1,port=1024'), or for vhost-user "
-                      "'socket,id=c0,path=P -device vhost-user-rng-pci,chardev=c0'; rngmux "
-                      "takes the other side with QEMU compatibility on (repeatable)"),
+                      "'socket,id=c0,path=P -device vhost-user-rng-pci,chardev=c0', or with "
+                      "TLS '...,tls-creds=t0 -object tls-creds-x509,id=t0,dir=DIR,endpoint=...' "
+                      "(rngmux reads DIR in the other role); rngmux takes the other side with "
+                      "QEMU compatibility on (repeatable)"),
        "qemu-chardev");
   note(app.add_option("--pool-size", s.pool_bytes, "Bytes of tested entropy to keep ready")
            ->capture_default_str(),

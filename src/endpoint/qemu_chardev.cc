@@ -10,10 +10,70 @@
 namespace rngmux {
 namespace {
 
+// The QEMU options a --qemu-chardev value may hold besides the chardev itself.
 constexpr std::string_view kChardevFlag = "-chardev";
-// What follows the chardev when the guest's device is vhost-user-rng.
-constexpr std::string_view kVhostUserDeviceFlag = " -device ";
+constexpr std::string_view kObjectFlag = "-object";
+constexpr std::string_view kDeviceFlag = "-device";
 constexpr std::string_view kVhostUserDevices[] = {"vhost-user-rng-pci", "vhost-user-rng"};
+// Objects that belong to QEMU alone: the chardev's tls-authz names one, and rngmux has
+// nothing to take from it (QEMU enforces it when it listens).
+constexpr std::string_view kAuthzObjects[] = {"authz-simple", "authz-list", "authz-listfile",
+                                              "authz-pam"};
+// Spelling of QEMU's own refusal (char-socket.c), kept so the admin recognises it.
+constexpr std::string_view kTlsOnUnixProblem =
+    "'tls_creds' option is incompatible with 'unix' address type";
+
+// One QEMU option of the value: "-object" and its argument.
+struct QemuOption {
+  std::string_view flag;  // kChardevFlag, kObjectFlag or kDeviceFlag; empty for a bare chardev
+  std::string_view value;
+};
+
+bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+// The position of the next " -chardev", " -object" or " -device" (any white space before,
+// a space or "=" after) at or after `from`, and which flag it is.
+std::size_t FindFlag(std::string_view text, std::size_t from, std::string_view& flag) {
+  for (std::size_t at = text.find('-', from); at != std::string_view::npos;
+       at = text.find('-', at + 1)) {
+    if (at == 0 || !IsSpace(text[at - 1])) continue;
+    for (std::string_view candidate : {kChardevFlag, kObjectFlag, kDeviceFlag}) {
+      const std::size_t end = at + candidate.size();
+      if (text.substr(at, candidate.size()) == candidate && end < text.size() &&
+          (IsSpace(text[end]) || text[end] == '=')) {
+        flag = candidate;
+        return at - 1;
+      }
+    }
+  }
+  return std::string_view::npos;
+}
+
+// Splits "[-chardev] CHARDEV [-object OBJ]... [-device DEV]" (any order) into options.
+std::vector<QemuOption> SplitQemuOptions(std::string_view text) {
+  std::vector<QemuOption> options;
+  // A leading flag is found like the others.
+  std::string padded = " " + std::string(text);
+  std::string_view body = padded;
+  std::string_view flag;
+  std::size_t at = FindFlag(body, 0, flag);
+  const auto trimmed = [&](std::size_t begin, std::size_t end) {
+    std::string_view part = body.substr(begin, end - begin);
+    while (!part.empty() && (IsSpace(part.front()) || part.front() == '=')) part.remove_prefix(1);
+    while (!part.empty() && IsSpace(part.back())) part.remove_suffix(1);
+    // Views into `text`, which outlives the result (padded does not).
+    return text.substr(part.data() - body.data() - 1, part.size());
+  };
+  if (at != 0) options.push_back({{}, trimmed(0, at)});
+  while (at != std::string_view::npos) {
+    std::string_view next_flag;
+    const std::size_t next = FindFlag(body, at + 2, next_flag);
+    options.push_back({flag, trimmed(at + 1 + flag.size(), next)});
+    at = next;
+    flag = next_flag;
+  }
+  return options;
+}
 
 std::string Quoted(std::string_view text) { return "\"" + std::string(text) + "\""; }
 
@@ -35,6 +95,13 @@ bool IsBooleanKey(std::string_view key) {
   return key == "server" || key == "wait" || key == "nodelay" || key == "ipv4" || key == "ipv6";
 }
 
+// What rngmux takes from QEMU's -object tls-creds-x509.
+struct TlsCreds {
+  std::string id;
+  std::string dir;
+  bool server = false;  // endpoint=server (QEMU's default is client)
+};
+
 class ChardevParser {
  public:
   ChardevParser(const std::string& text, const std::string& extra_options)
@@ -43,27 +110,31 @@ class ChardevParser {
   Result<EndpointSpec> Parse() {
     // inet_pton would stop at a NUL ("host=::1\0junk" as "::1").
     if (HasNulByte(text_)) return Error(std::string(kNulByteProblem));
-    std::string_view body = text_;
-    if (body.substr(0, kChardevFlag.size()) == kChardevFlag) {
-      body.remove_prefix(kChardevFlag.size());
-      if (!body.empty() && body.front() != ' ' && body.front() != '=') {
-        return Error("expected a chardev like socket,id=c0,host=H,port=P");
+    std::optional<std::string_view> chardev;
+    bool device_seen = false;
+    for (const QemuOption& option : SplitQemuOptions(text_)) {
+      if (option.flag == kObjectFlag) {
+        if (Status status = ParseObject(option.value); !status.ok()) return status;
+      } else if (option.flag == kDeviceFlag) {
+        if (device_seen) return Error("give one -device (the vhost-user-rng-pci)");
+        device_seen = true;
+        std::string_view driver = option.value.substr(0, option.value.find(','));
+        bool known = false;
+        for (std::string_view name : kVhostUserDevices) known = known || driver == name;
+        if (!known) {
+          return Error("device " + Quoted(driver) +
+                       " is not vhost-user-rng-pci (an rng-egd guest needs only the -chardev)");
+        }
+        vhost_user_ = true;
+      } else {
+        if (chardev) return Error("give one -chardev");
+        chardev = option.value;
       }
-      while (!body.empty() && (body.front() == ' ' || body.front() == '=')) body.remove_prefix(1);
     }
-    if (const std::size_t device = body.find(kVhostUserDeviceFlag);
-        device != std::string_view::npos) {
-      std::string_view driver = body.substr(device + kVhostUserDeviceFlag.size());
-      driver = driver.substr(0, driver.find(','));
-      bool known = false;
-      for (std::string_view name : kVhostUserDevices) known = known || driver == name;
-      if (!known) {
-        return Error("device " + Quoted(driver) +
-                     " is not vhost-user-rng-pci (an rng-egd guest needs only the -chardev)");
-      }
-      vhost_user_ = true;
-      body = body.substr(0, device);
+    if (!chardev || chardev->empty() || chardev->front() == '-') {
+      return Error("expected a chardev like socket,id=c0,host=H,port=P");
     }
+    std::string_view body = *chardev;
     // QEMU's option syntax: ",," is a literal comma.
     const std::optional<std::vector<OptionItem>> parts =
         ParseOptionList(body, {.double_comma_escape = true});
@@ -95,9 +166,6 @@ class ChardevParser {
     std::optional<std::string> value;
     if (part.has_value) value = part.value;
 
-    if (!udp_ && (key == "tls-creds" || key == "tls-authz")) {
-      return Error("TLS is not supported yet");
-    }
     if (!value) {
       // QEMU's legacy boolean flags: "server" means server=on, "nowait" wait=off.
       if (IsBooleanKey(key)) {
@@ -143,6 +211,12 @@ class ChardevParser {
       }
     } else if (key == "localport") {
       local_port_ = *value;
+    } else if (key == "tls-creds") {
+      tls_creds_ = *value;
+    } else if (key == "tls-authz") {
+      // QEMU's own check of who may connect when it listens (its authz object): nothing
+      // for rngmux to do but present a certificate that passes it.
+      tls_authz_ = true;
     } else if (key == "reconnect" || key == "reconnect-ms") {  // -ms: QEMU 9.2 and later
       if (!IsDigits(*value)) {
         return Error(std::string(key) +
@@ -155,7 +229,84 @@ class ChardevParser {
 
   static bool IsKnownValueKey(std::string_view key) {
     return key == "id" || key == "host" || key == "port" || key == "path" || key == "reconnect" ||
-           key == "reconnect-ms" || key == "localaddr" || key == "localport";
+           key == "reconnect-ms" || key == "localaddr" || key == "localport" ||
+           key == "tls-creds" || key == "tls-authz";
+  }
+
+  // One -object: tls-creds-x509 is remembered by id; QEMU's authz objects are ignored.
+  Status ParseObject(std::string_view text) {
+    const std::optional<std::vector<OptionItem>> parts =
+        ParseOptionList(text, {.double_comma_escape = true});
+    if (!parts) return Error(std::string(kNulByteProblem));
+    std::string type = parts->front().text;
+    if (type.rfind("qom-type=", 0) == 0) type.erase(0, 9);
+    for (std::string_view authz : kAuthzObjects) {
+      if (type == authz) return Status::Ok();
+    }
+    if (type == "tls-creds-psk" || type == "tls-creds-anon") {
+      return Error("object " + Quoted(type) +
+                   " is not supported: rngmux takes x509 credentials (tls-creds-x509)");
+    }
+    if (type != "tls-creds-x509") {
+      return Error("object " + Quoted(type) +
+                   " is not part of the chardev (give its tls-creds-x509 and authz objects)");
+    }
+    TlsCreds creds;
+    std::set<std::string> seen;
+    for (std::size_t i = 1; i < parts->size(); ++i) {
+      const OptionItem& part = (*parts)[i];
+      const std::string where = "tls-creds-x509 " + part.key;
+      if (!seen.insert(part.key).second) return Error(where + " given twice");
+      if (!part.has_value) return Error(where + ": expected a value (" + part.key + "=...)");
+      if (part.key == "id") {
+        creds.id = part.value;
+      } else if (part.key == "dir") {
+        creds.dir = part.value;
+      } else if (part.key == "endpoint") {
+        if (part.value != "client" && part.value != "server") {
+          return Error(where + ": expected client or server");
+        }
+        creds.server = part.value == "server";
+      } else if (part.key == "verify-peer" || part.key == "sanity-check" || part.key == "loaded") {
+        // QEMU's checks of its own side: rngmux checks the peer by its own tls-verify.
+        if (!ParseQemuBool(part.value)) return Error(where + ": expected on or off");
+      } else if (part.key != "priority" && part.key != "passwordid") {
+        // priority= (GnuTLS's cipher list) and passwordid= (QEMU's key password) concern
+        // QEMU's side only.
+        return Error("unknown key " + Quoted(part.key) + " for a tls-creds-x509 object");
+      }
+    }
+    if (creds.id.empty()) return Error("-object tls-creds-x509 needs id=");
+    if (creds.dir.empty()) return Error("-object tls-creds-x509,id=" + creds.id + " needs dir=");
+    for (const TlsCreds& other : tls_objects_) {
+      if (other.id == creds.id) return Error("two objects with id " + Quoted(creds.id));
+    }
+    tls_objects_.push_back(std::move(creds));
+    return Status::Ok();
+  }
+
+  // The endpoint option for the chardev's tls-creds: rngmux reads the same directory,
+  // in the other role (server-*.pem when it listens, client-*.pem when it connects).
+  Result<std::string> TlsOption() const {
+    const TlsCreds* creds = nullptr;
+    for (const TlsCreds& object : tls_objects_) {
+      if (object.id == *tls_creds_) creds = &object;
+    }
+    if (creds == nullptr) {
+      return Error("tls-creds=" + *tls_creds_ +
+                   " names no -object tls-creds-x509,id=" + *tls_creds_ +
+                   " (give it too, as on QEMU's command line: rngmux reads its dir=)");
+    }
+    if (creds->server != server_) {
+      return Error("tls-creds=" + creds->id +
+                   " has endpoint=" + (creds->server ? "server" : "client") + " but the chardev " +
+                   (server_ ? "listens (server=on)" : "connects") +
+                   ": QEMU expects endpoint=" + (server_ ? "server" : "client"));
+    }
+    if (creds->dir.find(',') != std::string::npos) {
+      return Error("tls-creds-x509 dir with \",\" is not supported");
+    }
+    return ",tls-dir=" + creds->dir;
   }
 
   static bool IsUdpKey(std::string_view key) {
@@ -200,6 +351,9 @@ class ChardevParser {
     if (inet && path_) return Error("give host/port or path, not both");
     if (!path_ && !(host_ && port_)) return Error("needs host= and port=, or path=");
     if (server_ && reconnect_) return Error("QEMU refuses reconnect on a server socket");
+    if (tls_authz_ && !tls_creds_) return Error("tls-authz needs tls-creds (QEMU refuses it too)");
+    if (tls_creds_ && path_)
+      return Error(std::string(kTlsOnUnixProblem) + " (QEMU refuses it too)");
 
     if (vhost_user_) return MakeVhostUserEndpoint();
     std::string spec;
@@ -211,6 +365,11 @@ class ChardevParser {
       spec = "tcp:" + (bracket ? "[" + *host_ + "]" : *host_) + ":" + *port_;
     }
     spec += ",qemu";
+    if (tls_creds_) {
+      Result<std::string> tls = TlsOption();
+      if (!tls.ok()) return tls.status();
+      spec += *tls;
+    }
     if (!extra_options_.empty()) spec += "," + extra_options_;
     // A QEMU server socket is one rngmux connects to, and the other way round.
     const EndpointRole role = server_ ? EndpointRole::kConnect : EndpointRole::kListen;
@@ -243,6 +402,9 @@ class ChardevParser {
   std::optional<std::string> path_;
   std::optional<std::string> local_host_;
   std::optional<std::string> local_port_;
+  std::optional<std::string> tls_creds_;
+  bool tls_authz_ = false;
+  std::vector<TlsCreds> tls_objects_;
   bool udp_ = false;
   bool server_ = false;
   bool reconnect_ = false;

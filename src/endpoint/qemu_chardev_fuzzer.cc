@@ -41,12 +41,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   EndpointSpec bound = spec.value();
   if (bound.transport == TransportKind::kTcp && bound.port == 0) bound.port = 4555;
   const std::string arguments = QemuArgumentsFor(bound);
-  const std::string prefix = "-chardev ";
-  Check(arguments.compare(0, prefix.size(), prefix) == 0);
-  const std::size_t end = arguments.find(' ', prefix.size());
-  Check(end != std::string::npos);
-  const Result<EndpointSpec> back =
-      ParseQemuChardev(arguments.substr(prefix.size(), end - prefix.size()));
+  // What --qemu-chardev takes of it: for rng-egd everything before QEMU's rng-egd object
+  // (the -chardev, after the tls-creds-x509 object of a TLS endpoint); for vhost-user the
+  // -chardev and the -device after it (not the shared memory before).
+  const std::size_t chardev = arguments.find("-chardev ");
+  Check(chardev != std::string::npos);
+  std::string given;
+  if (bound.transport == TransportKind::kVhostUser) {
+    given = arguments.substr(chardev);
+  } else {
+    const std::size_t end = arguments.find(" -object rng-egd", chardev);
+    Check(end != std::string::npos);
+    given = arguments.substr(0, end);
+  }
+  const Result<EndpointSpec> back = ParseQemuChardev(given);
   if (bound.transport == TransportKind::kUnix) {
     // A path with a comma or a space is not written back escaped; nothing to compare.
     if (bound.path.find_first_of(", ") != std::string::npos) return 0;

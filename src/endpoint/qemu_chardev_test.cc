@@ -119,7 +119,9 @@ TEST(QemuChardevTest, DocumentedErrors) {
   EXPECT_EQ(ParseError("socket,host=h,port=1,path=/x"),
             "qemu-chardev \"socket,host=h,port=1,path=/x\": give host/port or path, not both");
   EXPECT_EQ(ParseError("socket,id=c0,host=h,port=1,tls-creds=t0"),
-            "qemu-chardev \"socket,id=c0,host=h,port=1,tls-creds=t0\": TLS is not supported yet");
+            "qemu-chardev \"socket,id=c0,host=h,port=1,tls-creds=t0\": tls-creds=t0 names no "
+            "-object tls-creds-x509,id=t0 (give it too, as on QEMU's command line: rngmux reads "
+            "its dir=)");
   EXPECT_EQ(ParseError("file,path=/x"),
             "qemu-chardev \"file,path=/x\": chardev backend \"file\" cannot carry EGD (expected "
             "socket or udp)");
@@ -338,6 +340,131 @@ TEST(QemuChardevVhostUserTest, ArgumentsIncludeSharedMemory) {
             "-m 1024 -object memory-backend-memfd,id=mem,size=1024M,share=on -numa "
             "node,memdev=mem -chardev socket,id=rng0chr,path=/q.sock,server=on,wait=on -device "
             "vhost-user-rng-pci,chardev=rng0chr");
+}
+
+}  // namespace
+}  // namespace rngmux
+
+namespace rngmux {
+namespace {
+
+// What the equivalent --listen/--connect endpoint describes itself as.
+std::string Described(EndpointRole role, const std::string& spec) {
+  Result<EndpointSpec> endpoint = ParseEndpointSpec(role, spec);
+  return endpoint.ok() ? endpoint->Describe() : "error: " + endpoint.status().message();
+}
+
+constexpr char kClientCreds[] = " -object tls-creds-x509,id=t0,dir=/etc/pki/qemu,endpoint=client";
+constexpr char kServerCreds[] =
+    " -object tls-creds-x509,id=t0,dir=/etc/pki/qemu,endpoint=server,verify-peer=on";
+
+// QEMU as TLS client: rngmux listens with the same directory (its server-*.pem).
+TEST(QemuChardevTlsTest, QemuClientMeansRngmuxListensWithTlsDir) {
+  const EndpointSpec spec = ParseOk(
+      std::string("socket,id=c0,host=127.0.0.1,port=4444,reconnect=1,tls-creds=t0") + kClientCreds);
+  EXPECT_EQ(spec.role, EndpointRole::kListen);
+  EXPECT_EQ(spec.port, 4444);
+  EXPECT_EQ(spec.Describe(),
+            Described(EndpointRole::kListen, "tcp:127.0.0.1:4444,qemu,tls-dir=/etc/pki/qemu"));
+}
+
+// QEMU as TLS server: rngmux connects (its client-*.pem); tls-authz is QEMU's business.
+TEST(QemuChardevTlsTest, QemuServerMeansRngmuxConnectsWithTlsDir) {
+  const std::string chardev =
+      "-chardev socket,id=c0,host=127.0.0.1,port=4444,server=on,wait=off,tls-creds=t0,"
+      "tls-authz=authz0";
+  const EndpointSpec spec = ParseOk(chardev + kServerCreds +
+                                    " -object authz-simple,id=authz0,identity=O=acme,,CN=rngmux");
+  EXPECT_EQ(spec.role, EndpointRole::kConnect);
+  EXPECT_EQ(spec.Describe(),
+            Described(EndpointRole::kConnect, "tcp:127.0.0.1:4444,qemu,tls-dir=/etc/pki/qemu"));
+}
+
+TEST(QemuChardevTlsTest, ObjectsMayComeFirstAndInAnyNumber) {
+  const EndpointSpec spec = ParseOk(
+      "-object tls-creds-x509,id=other,dir=/x,endpoint=server -object "
+      "tls-creds-x509,id=t0,dir=/pki,endpoint=client,priority=NORMAL,sanity-check=off "
+      "-chardev socket,id=c0,host=127.0.0.1,port=4444,tls-creds=t0");
+  EXPECT_EQ(spec.role, EndpointRole::kListen);
+  EXPECT_EQ(spec.Describe(),
+            Described(EndpointRole::kListen, "tcp:127.0.0.1:4444,qemu,tls-dir=/pki"));
+}
+
+TEST(QemuChardevTlsTest, LinesMayBeBrokenAsInAShellScript) {
+  const EndpointSpec spec = ParseOk(
+      "-object tls-creds-x509,id=t0,dir=/pki,endpoint=client\n  "
+      "-chardev\tsocket,id=c0,host=127.0.0.1,"
+      "port=4444,tls-creds=t0\n");
+  EXPECT_EQ(spec.Describe(),
+            Described(EndpointRole::kListen, "tcp:127.0.0.1:4444,qemu,tls-dir=/pki"));
+}
+
+TEST(QemuChardevTlsTest, ExtraOptionsStillApply) {
+  const EndpointSpec spec =
+      ParseOk(std::string("socket,id=c0,host=127.0.0.1,port=4444,tls-creds=t0") + kClientCreds,
+              "allow-subject=qemu-vm1");
+  EXPECT_EQ(spec.Describe(),
+            Described(EndpointRole::kListen,
+                      "tcp:127.0.0.1:4444,qemu,tls-dir=/etc/pki/qemu,allow-subject=qemu-vm1"));
+}
+
+TEST(QemuChardevTlsTest, Errors) {
+  const auto error = [](const std::string& text) {
+    return ParseQemuChardev(text).status().message();
+  };
+  const std::string unix_chardev = "socket,id=c0,path=/p.sock,tls-creds=t0";
+  EXPECT_EQ(error(unix_chardev + kClientCreds),
+            "qemu-chardev \"" + unix_chardev + kClientCreds +
+                "\": 'tls_creds' option is incompatible with 'unix' address type (QEMU refuses "
+                "it too)");
+  const std::string server_chardev = "socket,id=c0,host=h,port=1,server=on,tls-creds=t0";
+  EXPECT_EQ(error(server_chardev + kClientCreds),
+            "qemu-chardev \"" + server_chardev + kClientCreds +
+                "\": tls-creds=t0 has endpoint=client but the chardev listens (server=on): QEMU "
+                "expects endpoint=server");
+  const std::string client_chardev = "socket,id=c0,host=h,port=1,tls-creds=t0";
+  EXPECT_EQ(error(client_chardev + kServerCreds),
+            "qemu-chardev \"" + client_chardev + kServerCreds +
+                "\": tls-creds=t0 has endpoint=server but the chardev connects: QEMU expects "
+                "endpoint=client");
+  EXPECT_EQ(error("socket,id=c0,host=h,port=1,tls-authz=a0"),
+            "qemu-chardev \"socket,id=c0,host=h,port=1,tls-authz=a0\": tls-authz needs "
+            "tls-creds (QEMU refuses it too)");
+  EXPECT_EQ(error("socket,host=h,port=1,tls-creds=t0 -object tls-creds-x509,id=t0"),
+            "qemu-chardev \"socket,host=h,port=1,tls-creds=t0 -object tls-creds-x509,id=t0\": "
+            "-object tls-creds-x509,id=t0 needs dir=");
+  EXPECT_EQ(error("socket,host=h,port=1 -object tls-creds-psk,id=t0,dir=/d"),
+            "qemu-chardev \"socket,host=h,port=1 -object tls-creds-psk,id=t0,dir=/d\": object "
+            "\"tls-creds-psk\" is not supported: rngmux takes x509 credentials (tls-creds-x509)");
+  EXPECT_EQ(error("socket,host=h,port=1 -object rng-egd,id=r0,chardev=c0"),
+            "qemu-chardev \"socket,host=h,port=1 -object rng-egd,id=r0,chardev=c0\": object "
+            "\"rng-egd\" is not part of the chardev (give its tls-creds-x509 and authz objects)");
+  EXPECT_EQ(error("socket,host=h,port=1 -object tls-creds-x509,id=t0,dir=/d,endpoint=both"),
+            "qemu-chardev \"socket,host=h,port=1 -object "
+            "tls-creds-x509,id=t0,dir=/d,endpoint=both\": tls-creds-x509 endpoint: expected "
+            "client or server");
+  EXPECT_EQ(error("socket,host=h,port=1 -object tls-creds-x509,id=t0,dir=/d,colour=red"),
+            "qemu-chardev \"socket,host=h,port=1 -object "
+            "tls-creds-x509,id=t0,dir=/d,colour=red\": unknown key \"colour\" for a "
+            "tls-creds-x509 object");
+  EXPECT_EQ(error("socket,host=h,port=1 -object tls-creds-x509,id=t0,dir=/d -object "
+                  "tls-creds-x509,id=t0,dir=/e"),
+            "qemu-chardev \"socket,host=h,port=1 -object tls-creds-x509,id=t0,dir=/d -object "
+            "tls-creds-x509,id=t0,dir=/e\": two objects with id \"t0\"");
+  EXPECT_EQ(error("socket,host=h,port=1 -chardev socket,host=g,port=2"),
+            "qemu-chardev \"socket,host=h,port=1 -chardev socket,host=g,port=2\": give one "
+            "-chardev");
+  EXPECT_EQ(error("-object tls-creds-x509,id=t0,dir=/d"),
+            "qemu-chardev \"-object tls-creds-x509,id=t0,dir=/d\": expected a chardev like "
+            "socket,id=c0,host=H,port=P");
+  EXPECT_EQ(error("udp,host=h,port=1,tls-creds=t0"),
+            "qemu-chardev \"udp,host=h,port=1,tls-creds=t0\": unknown key \"tls-creds\" for a "
+            "udp chardev");
+  const std::string vhost =
+      "socket,id=c0,path=/p,tls-creds=t0 -device vhost-user-rng-pci" + std::string(kClientCreds);
+  EXPECT_NE(error(vhost).find("'tls_creds' option is incompatible with 'unix' address type"),
+            std::string::npos)
+      << error(vhost);
 }
 
 }  // namespace

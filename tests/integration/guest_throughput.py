@@ -1,9 +1,10 @@
 """Guest /dev/hwrng throughput: rngmux (rng-egd over TCP and unix, and vhost-user-rng-pci)
 against QEMU's own rng-random (/dev/urandom) and rng-builtin, in the same run, on the same
-machine; and the daemon's CPU time per MiB served, rng-egd against vhost-user.
+machine; and the daemon's CPU time per MiB served, rng-egd against vhost-user. With --tls,
+rng-egd over TLS too (QEMU's tls-creds-x509 with pki.py's certificates) against plain TCP.
 
     cd tests/integration
-    RNGMUX_BINARY=../../build/rngmux python3 guest_throughput.py [--bytes N] [--rounds R]
+    RNGMUX_BINARY=../../build/rngmux python3 guest_throughput.py [--bytes N] [--rounds R] [--tls]
 
 Each round boots one guest per backend (in rotating order, so slow drift of the machine
 does not favour one backend), each reading N bytes from /dev/hwrng in 4 KiB reads. The
@@ -14,19 +15,24 @@ comparison is about the path, not the source. Boots under TCG like the test suit
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import sys
 import tempfile
 
 from guest import VHOST_USER, Guest, ensure_guest
-from harness import Daemon, sanitizer_reports
+from harness import Daemon, free_tcp_port, sanitizer_reports
 
 BACKENDS = ("rngmux-tcp", "rngmux-unix", "rngmux-vhost-user", "rng-random", "rng-builtin")
 # rngmux streaming raw endpoints: they answer no request (QEMU's headers are read and
 # dropped) and only keep the socket full, so these are rng-egd's own cost in QEMU with the
 # daemon's request handling taken out. A diagnostic, not a way to run it.
 RAW_FLOOR = ("rngmux-tcp-raw", "rngmux-unix-raw")
+# rng-egd over TLS (pki.py's certificates, mutual authentication), for the cost of TLS
+# against rngmux-tcp in the same run: QEMU as TLS client (rngmux listens), and QEMU as TLS
+# server (rngmux connects).
+TLS_BACKENDS = ("rngmux-tcp-tls", "rngmux-tcp-tls-qemu-listens")
 READ_BLOCK = 4096
 BOOT_TIMEOUT = 90
 
@@ -38,7 +44,9 @@ def boot_once(backend, nbytes, workdir, tag, source="getrandom"):
     extra = "rngbs=%d rngtries=1 rngsync=0" % READ_BLOCK
     daemon = None
     try:
-        if backend.startswith("rngmux-"):
+        if backend in TLS_BACKENDS:
+            guest, daemon = start_tls(backend, nbytes, logdir, extra, source)
+        elif backend.startswith("rngmux-"):
             mode = "raw" if backend in RAW_FLOOR else "qemu"
             guest_backend = "egd"
             if backend == "rngmux-vhost-user":
@@ -83,6 +91,35 @@ def boot_once(backend, nbytes, workdir, tag, source="getrandom"):
                                      % (backend, reports[0], daemon.log_text()[-20000:]))
 
 
+def start_tls(backend, nbytes, logdir, extra, source):
+    """For a TLS backend: starts rngmux (listening, or connecting to QEMU's TLS server
+    socket) and returns (guest not yet started, daemon)."""
+    import pki
+    p = pki.get()
+    os.makedirs(logdir, exist_ok=True)
+    args = ["--source", source] + (["--allow-test-source"] if source.startswith("test:") else [])
+    if backend == "rngmux-tcp-tls":
+        daemon = Daemon(logdir, args + ["--listen", "tcp:127.0.0.1:0,qemu,tls-dir=%s"
+                                        % p.dir(pki.RNGMUX_SERVER)], name="rngmux")
+        port = int(re.match(r"tcp:.*:(\d+)(?:,|$)", daemon.start()[0]).group(1))
+        chardev = ["-object", "tls-creds-x509,id=tls0,dir=%s,endpoint=client"
+                   % p.dir(pki.QEMU_CLIENT),
+                   "-chardev", "socket,id=c0,host=127.0.0.1,port=%d,reconnect=1,tls-creds=tls0"
+                   % port]
+    else:
+        port = free_tcp_port()
+        chardev = ["-object", "tls-creds-x509,id=tls0,dir=%s,endpoint=server,verify-peer=on"
+                   % p.dir(pki.QEMU_SERVER),
+                   "-chardev", "socket,id=c0,host=127.0.0.1,port=%d,server=on,wait=off,"
+                   "tls-creds=tls0" % port]
+        # rngmux keeps retrying until QEMU listens; the lead un-sticks a request made before
+        daemon = Daemon(logdir, args + ["--connect", "tcp:127.0.0.1:%d,qemu,tls-dir=%s"
+                                        % (port, p.dir(pki.RNGMUX_CLIENT))], name="rngmux")
+        daemon.start(expect_listen=0)
+    guest = Guest(chardev, nbytes=nbytes, append_extra=extra, name=backend, logdir=logdir)
+    return guest, daemon
+
+
 def daemon_cpu_seconds(pid):
     """User + system CPU time of a process so far (all its threads), in seconds."""
     with open("/proc/%d/stat" % pid) as f:
@@ -117,6 +154,7 @@ def measure(nbytes, rounds, workdir, out=sys.stdout, backends=BACKENDS, source="
 
 def table(rates, nbytes):
     base = statistics.median(rates["rng-random"])
+    plain = statistics.median(rates["rngmux-tcp"]) if "rngmux-tcp" in rates else None
     lines = ["guest /dev/hwrng throughput, %d bytes in %d-byte reads, TCG, median of %d:"
              % (nbytes, READ_BLOCK, len(rates["rng-random"]))]
     for backend in rates:
@@ -130,6 +168,10 @@ def table(rates, nbytes):
             if backend.startswith("rngmux-"):
                 lines.append("  %-15s %.2fx rng-builtin" % (
                     backend, statistics.median(rates[backend]) / builtin))
+    for backend in TLS_BACKENDS:
+        if backend in rates and plain:
+            lines.append("  %-15s %.2fx rngmux-tcp (TLS against plain TCP, same run)"
+                         % (backend, statistics.median(rates[backend]) / plain))
     for backend, values in CPU.items():
         lines.append("  daemon CPU, %-15s %6.1f ms per MiB served (runs: %s; whole process, "
                      "source thread included)" % (backend, statistics.median(values),
@@ -141,6 +183,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bytes", type=int, default=1 << 20, help="bytes each guest reads")
     ap.add_argument("--rounds", type=int, default=5, help="boots per backend")
+    ap.add_argument("--tls", action="store_true",
+                    help="also boot against rngmux over TLS (QEMU as TLS client and as TLS "
+                    "server, mutual authentication): TLS's cost against rngmux-tcp")
     ap.add_argument("--raw-floor", action="store_true",
                     help="also boot against raw rngmux TCP and unix endpoints (answer no request): "
                     "what rng-egd costs inside QEMU alone")
@@ -152,7 +197,8 @@ def main():
     workdir = tempfile.mkdtemp(prefix="rngmux-guest-throughput-")
     try:
         rates = measure(args.bytes, args.rounds, workdir,
-                        backends=BACKENDS + (RAW_FLOOR if args.raw_floor else ()))
+                        backends=BACKENDS + (RAW_FLOOR if args.raw_floor else ())
+                        + (TLS_BACKENDS if args.tls else ()))
     except AssertionError as e:
         sys.stderr.write("%s\nlogs kept in %s\n" % (e, workdir))
         return 1
