@@ -410,6 +410,9 @@ class ChardevParser {
   bool reconnect_ = false;
 };
 
+// The dir= printed for QEMU when the endpoint names its TLS files one by one.
+constexpr char kQemuTlsDirPlaceholder[] = "QEMU_PKI_DIR";
+
 // QEMU must reach a listener on a wildcard address through a concrete one.
 std::string ReachableHost(const std::string& host) {
   if (host == "0.0.0.0") return "127.0.0.1";
@@ -450,6 +453,15 @@ std::string QemuArgumentsFor(const EndpointSpec& endpoint) {
     return "-chardev " + chardev + device_args;
   }
   std::string chardev = "socket,id=rng0chr,";
+  // QEMU reads its credentials from a directory: tls-dir's, or one the admin fills.
+  std::string tls_object;
+  if (endpoint.transport == TransportKind::kTcp && endpoint.tls.enabled) {
+    const std::string dir = endpoint.tls.dir.empty() ? kQemuTlsDirPlaceholder : endpoint.tls.dir;
+    // QEMU takes the other role: the TLS client when rngmux listens.
+    tls_object =
+        std::string("-object tls-creds-x509,id=rng0tls,dir=") + dir +
+        (endpoint.role == EndpointRole::kListen ? ",endpoint=client " : ",endpoint=server ");
+  }
   if (endpoint.transport == TransportKind::kUnix) {
     chardev += "path=" + endpoint.path;
   } else {
@@ -459,7 +471,8 @@ std::string QemuArgumentsFor(const EndpointSpec& endpoint) {
   }
   // QEMU refuses reconnect on a server socket; there rngmux does the reconnecting.
   chardev += endpoint.role == EndpointRole::kListen ? ",reconnect=1" : ",server=on,wait=off";
-  return "-chardev " + chardev + device_args;
+  if (!tls_object.empty()) chardev += ",tls-creds=rng0tls";
+  return tls_object + "-chardev " + chardev + device_args;
 }
 
 }  // namespace rngmux

@@ -408,6 +408,31 @@ TEST(QemuChardevTlsTest, ExtraOptionsStillApply) {
                       "tcp:127.0.0.1:4444,qemu,tls-dir=/etc/pki/qemu,allow-subject=qemu-vm1"));
 }
 
+TEST(QemuArgumentsForTest, TlsEndpointsGiveQemuTheCredentialsObject) {
+  auto listen =
+      ParseEndpointSpec(EndpointRole::kListen, "tcp:127.0.0.1:4444,qemu,tls-dir=/etc/pki/qemu");
+  ASSERT_TRUE(listen.ok()) << listen.status().message();
+  EXPECT_EQ(QemuArgumentsFor(*listen),
+            std::string("-object tls-creds-x509,id=rng0tls,dir=/etc/pki/qemu,endpoint=client "
+                        "-chardev socket,id=rng0chr,host=127.0.0.1,port=4444,reconnect=1,"
+                        "tls-creds=rng0tls") +
+                kDeviceArgs);
+  auto connect =
+      ParseEndpointSpec(EndpointRole::kConnect, "tcp:127.0.0.1:4444,qemu,tls-dir=/etc/pki/qemu");
+  ASSERT_TRUE(connect.ok()) << connect.status().message();
+  EXPECT_EQ(QemuArgumentsFor(*connect),
+            std::string("-object tls-creds-x509,id=rng0tls,dir=/etc/pki/qemu,endpoint=server "
+                        "-chardev socket,id=rng0chr,host=127.0.0.1,port=4444,server=on,wait=off,"
+                        "tls-creds=rng0tls") +
+                kDeviceArgs);
+  // what rngmux prints leads back to the same endpoint
+  const std::string printed = QemuArgumentsFor(*listen);
+  const Result<EndpointSpec> back =
+      ParseQemuChardev(printed.substr(0, printed.find(" -object rng-egd")));
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_EQ(back->Describe(), listen->Describe());
+}
+
 TEST(QemuChardevTlsTest, Errors) {
   const auto error = [](const std::string& text) {
     return ParseQemuChardev(text).status().message();

@@ -87,6 +87,10 @@ Result<std::shared_ptr<TlsContext>> TlsContext::Make(const TlsOptions& options, 
                                SSL_OP_CIPHER_SERVER_PREFERENCE);
   SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                             SSL_MODE_RELEASE_BUFFERS);
+  // QEMU 7.2 reads a TLS chardev only when its socket turns readable: bytes left
+  // decrypted but unread inside its TLS library wait for the next record. With the
+  // 4096-byte lead in one record a guest stalls; records of 2048 bytes keep it moving.
+  SSL_CTX_set_max_send_fragment(ctx, kTlsMaxRecordBytes);
 
   const bool load_cert = !files.cert.empty() && !(files.cert_optional && !FileExists(files.cert));
   if (load_cert) {

@@ -11,6 +11,9 @@
 
 namespace rngmux {
 
+// The largest TLS record rngmux sends (see TlsContext::Make).
+inline constexpr int kTlsMaxRecordBytes = 2048;
+
 // An OpenSSL context made from TlsOptions: the files are read here, so a reload
 // that makes a new one picks up renewed certificates and keys. TLS 1.2 or later
 // (1.3 preferred), Debian's default cipher policy, no renegotiation, no
