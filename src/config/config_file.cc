@@ -345,6 +345,11 @@ class ConfigParser {
         if (value == nullptr) return TypeError(entry, key_name, "a boolean");
         return value->get() ? entry.key : std::string();
       }
+      case EndpointKeyType::kOnOff: {
+        const auto* value = entry.node->as_boolean();
+        if (value == nullptr) return TypeError(entry, key_name, "a boolean");
+        return entry.key + (value->get() ? "=on" : "=off");
+      }
       case EndpointKeyType::kInteger: {
         const auto* value = entry.node->as_integer();
         if (value == nullptr) return TypeError(entry, key_name, "an integer");
@@ -470,6 +475,12 @@ std::optional<EndpointKeyType> EndpointKeyTypeOf(std::string_view key) {
       {"share", EndpointKeyType::kString},      {"local", EndpointKeyType::kString},
       {"allow", EndpointKeyType::kList},        {"allow-user", EndpointKeyType::kList},
       {"allow-group", EndpointKeyType::kList},  {"name", EndpointKeyType::kString},
+      {"tls", EndpointKeyType::kFlag},          {"tls-dir", EndpointKeyType::kString},
+      {"tls-cert", EndpointKeyType::kString},   {"tls-key", EndpointKeyType::kString},
+      {"tls-ca", EndpointKeyType::kString},     {"tls-crl", EndpointKeyType::kString},
+      {"tls-verify", EndpointKeyType::kOnOff},  {"tls-min", EndpointKeyType::kString},
+      {"tls-name", EndpointKeyType::kString},   {"tls-timeout", EndpointKeyType::kInteger},
+      {"allow-subject", EndpointKeyType::kList},
   };
   const auto it = kTypes.find(key);
   if (it == kTypes.end()) return std::nullopt;

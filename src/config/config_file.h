@@ -60,6 +60,7 @@ enum class EndpointKeyType {
   kInteger,  // weight = 2         -> ",weight=2"
   kString,   // mode = "0660"      -> ",mode=0660"
   kList,     // allow = ["a", "b"] -> ",allow=a+b"
+  kOnOff,    // tls-verify = false -> ",tls-verify=off"
 };
 // The type of an endpoint option key, or nothing for a key the grammar does not have.
 std::optional<EndpointKeyType> EndpointKeyTypeOf(std::string_view key);

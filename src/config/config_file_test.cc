@@ -73,6 +73,43 @@ TEST(ConfigFileTest, TablesBecomeSpecTexts) {
             std::vector<std::string>{"udp:127.0.0.1:4555,local=127.0.0.1:4556,qemu"});
 }
 
+TEST(ConfigFileTest, TlsKeysBecomeEndpointOptions) {
+  Result<ServeSettings> settings = ParseConfig(
+      "[[listen]]\n"
+      "address = \"tcp:127.0.0.1:1024\"\n"
+      "tls-dir = \"/etc/pki/qemu\"\n"
+      "tls-verify = false\n"
+      "tls-min = \"1.3\"\n"
+      "tls-timeout = 3\n"
+      "[[connect]]\n"
+      "address = \"tcp:127.0.0.1:1025\"\n"
+      "tls = true\n"
+      "tls-ca = \"/pki/ca.pem\"\n"
+      "tls-name = \"entropy1\"\n"
+      "[[listen]]\n"
+      "address = \"tcp:127.0.0.1:1026\"\n"
+      "tls-cert = \"/pki/c.pem\"\n"
+      "tls-key = \"/pki/k.pem\"\n"
+      "tls-ca = \"/pki/ca.pem\"\n"
+      "tls-crl = \"/pki/crl.pem\"\n"
+      "allow-subject = [\"vm1\", \"vm2\"]\n",
+      "rngmux.toml");
+  ASSERT_TRUE(settings.ok()) << settings.status().message();
+  EXPECT_EQ(settings->listen,
+            (std::vector<std::string>{
+                "tcp:127.0.0.1:1024,tls-dir=/etc/pki/qemu,tls-verify=off,tls-min=1.3,tls-timeout=3",
+                "tcp:127.0.0.1:1026,tls-cert=/pki/c.pem,tls-key=/pki/k.pem,tls-ca=/pki/ca.pem,"
+                "tls-crl=/pki/crl.pem,allow-subject=vm1+vm2"}));
+  EXPECT_EQ(settings->connect, std::vector<std::string>{
+                                   "tcp:127.0.0.1:1025,tls,tls-ca=/pki/ca.pem,tls-name=entropy1"});
+  EXPECT_EQ(ErrorOf("[[listen]]\naddress = \"tcp:127.0.0.1:1\"\ntls-dir = \"/p\"\n"
+                    "tls-verify = \"on\"\n"),
+            "rngmux.toml:4: listen[0].tls-verify: expected a boolean, got a string");
+  EXPECT_EQ(ErrorOf("[[listen]]\naddress = \"unix:/tmp/x.sock\"\ntls-dir = \"/p\"\n"),
+            "rngmux.toml:3: listen[0].tls-dir: tls-dir applies only to tcp endpoints (QEMU's TLS "
+            "chardevs are tcp only)");
+}
+
 TEST(ConfigFileTest, SyntaxErrorNamesTheLine) {
   EXPECT_EQ(
       ErrorOf("log-level = \"info\"\npool-size = = 3\n"),
@@ -196,7 +233,11 @@ TEST(ConfigFileTest, RenderedConfigurationRoundTrips) {
       "[[listen]]\naddress = \"tcp:127.0.0.1:1024\"\nweight = 2\nqemu = true\n"
       "allow = [\"127.0.0.0/8\", \"::1\"]\nrate = 5000\n"
       "[[listen]]\naddress = \"unix:/tmp/x.sock\"\nmode = \"0660\"\n"
-      "[[connect]]\naddress = \"vhost-user:/tmp/vm.sock\"\n",
+      "[[listen]]\naddress = \"tcp:127.0.0.1:1025\"\ntls-dir = \"/etc/pki/qemu\"\n"
+      "tls-verify = true\nallow-subject = [\"vm1\", \"vm2\"]\ntls-timeout = 5\n"
+      "[[connect]]\naddress = \"vhost-user:/tmp/vm.sock\"\n"
+      "[[connect]]\naddress = \"tcp:127.0.0.1:1026\"\ntls = true\ntls-verify = false\n"
+      "tls-min = \"1.3\"\n",
       "rngmux.toml");
   ASSERT_TRUE(settings.ok()) << settings.status().message();
   Result<ServeConfig> config = BuildServeConfig(*settings);

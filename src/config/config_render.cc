@@ -31,6 +31,8 @@ toml::table EndpointTable(const EndpointSpec& endpoint) {
       table.insert(item.key, item.value);
     } else if (*type == EndpointKeyType::kFlag) {
       table.insert(item.key, true);
+    } else if (*type == EndpointKeyType::kOnOff) {
+      table.insert(item.key, item.value == "on");
     } else if (*type == EndpointKeyType::kInteger &&
                std::from_chars(item.value.data(), end, number).ptr == end) {
       table.insert(item.key, number);

@@ -47,7 +47,10 @@ std::string FormatStats(const ServerCounters& server, const EntropyPool& pool,
       << " udp_peer_limit_datagrams=" << server.udp_peer_limit_datagrams
       << " udp_expired_peers=" << server.udp_expired_peers
       << " vhost_user_bad_messages=" << server.vhost_user_bad_messages
-      << " vhost_user_bad_rings=" << server.vhost_user_bad_rings;
+      << " vhost_user_bad_rings=" << server.vhost_user_bad_rings
+      << " tls_handshakes=" << server.tls_handshakes
+      << " tls_handshake_failures=" << server.tls_handshake_failures
+      << " tls_handshake_timeouts=" << server.tls_handshake_timeouts;
   return out.str();
 }
 
