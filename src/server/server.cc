@@ -298,7 +298,6 @@ std::shared_ptr<Session> Server::Adopt(Session::Transport transport, const Endpo
 
   auto session =
       std::make_shared<Session>(std::move(transport), context_, endpoint.session, std::move(peer));
-  if (identity.tls) counters_.tls_handshakes++;
   session->set_identity(identity);
   if (endpoint.share.per_connection) {
     session->SetShareGroup(MakeGroup(session->peer(), endpoint));
@@ -421,8 +420,12 @@ std::optional<std::string> Server::AccessDenied(const EndpointSpec& endpoint,
   return std::nullopt;
 }
 
-void Server::TlsHandshakeFailed(const EndpointSpec& endpoint, const ClientIdentity& identity,
-                                const std::string& peer, const TlsHandshakeOutcome& outcome) {
+void Server::TlsHandshakeFinished(const EndpointSpec& endpoint, const ClientIdentity& identity,
+                                  const std::string& peer, const TlsHandshakeOutcome& outcome) {
+  if (outcome.stream) {
+    counters_.tls_handshakes++;
+    return;
+  }
   counters_.tls_handshake_failures++;
   if (outcome.timed_out) counters_.tls_handshake_timeouts++;
   endpoint_totals_[endpoint.id].tls_failures++;

@@ -102,7 +102,7 @@ class Server final : public SessionHost {
                                  std::string peer, ClientIdentity identity,
                                  std::function<void()> on_closed) override;
   bool Refuse(const EndpointSpec& endpoint, const ClientIdentity& identity) override;
-  void TlsHandshakeFailed(const EndpointSpec& endpoint, const ClientIdentity& identity,
+  void TlsHandshakeFinished(const EndpointSpec& endpoint, const ClientIdentity& identity,
                           const std::string& peer, const TlsHandshakeOutcome& outcome) override;
 
   // Reads the configuration again (the file and the command line that overrides it).

@@ -219,10 +219,19 @@ std::string DescribeTlsFailure(SSL* ssl, const std::string& fallback) {
              X509_verify_cert_error_string(verify);
     }
   }
-  if (errors.find("peer did not return a certificate") != std::string::npos) {
-    return "peer sent no certificate";
+  std::string text = errors.empty() ? fallback : errors;
+  // Asio's messages end in OpenSSL's library name: not news to the reader.
+  const std::string library = " (SSL routines)";
+  if (text.size() > library.size() && text.ends_with(library)) {
+    text.resize(text.size() - library.size());
   }
-  return errors.empty() ? fallback : errors;
+  if (text.find("peer did not return a certificate") != std::string::npos) {
+    // GnuTLS (QEMU) and OpenSSL pick the certificate they send by the CA names the
+    // server lists: a client holding only one from another CA sends none.
+    return "the client sent no certificate (a client whose certificate the CA in the "
+           "server's ca-cert.pem did not sign sends none)";
+  }
+  return text;
 }
 
 }  // namespace rngmux

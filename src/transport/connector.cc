@@ -126,10 +126,8 @@ void Connector::OnConnected(Session::Socket socket) {
                     [this, alive = std::weak_ptr<char>(alive_), attempt,
                      identity = std::move(identity)](TlsHandshakeOutcome outcome) mutable {
                       if (alive.expired() || stopped_ || attempt != attempt_) return;
-                      if (!outcome.stream) {
-                        host_.TlsHandshakeFailed(spec_, identity, spec_.Address(), outcome);
-                        return OnFailure("TLS handshake: " + outcome.error, true);
-                      }
+                      host_.TlsHandshakeFinished(spec_, identity, spec_.Address(), outcome);
+                      if (!outcome.stream) return OnFailure("TLS handshake: " + outcome.error, true);
                       AddCertificate(identity, outcome.certificate);
                       OnEstablished(Session::Transport(std::move(outcome.stream)),
                                     std::move(identity));

@@ -232,7 +232,7 @@ void Listener::StartHandshake(Session::Socket socket, std::string peer, ClientId
     TlsHandshakeOutcome outcome;
     outcome.error = std::to_string(kMaxHandshakes) +
                     " TLS handshakes already in progress on this endpoint; closed at once";
-    host_.TlsHandshakeFailed(spec_, identity, peer, outcome);
+    host_.TlsHandshakeFinished(spec_, identity, peer, outcome);
     return;
   }
   ++handshakes_;
@@ -243,10 +243,8 @@ void Listener::StartHandshake(Session::Socket socket, std::string peer, ClientId
         if (alive.expired()) return;  // retired by a reload: the stream closes with it
         --handshakes_;
         if (stopped_) return;
-        if (!outcome.stream) {
-          host_.TlsHandshakeFailed(spec_, identity, peer, outcome);
-          return;
-        }
+        host_.TlsHandshakeFinished(spec_, identity, peer, outcome);
+        if (!outcome.stream) return;
         AddCertificate(identity, outcome.certificate);
         if (host_.Refuse(spec_, identity)) return;  // allow-subject=; the stream closes
         host_.Adopt(Session::Transport(std::move(outcome.stream)), spec_, std::move(peer),

@@ -29,9 +29,9 @@ class SessionHost {
   // On a TLS listen endpoint it is asked twice: before the handshake (the address,
   // the client limit) and after it, with the verified certificate (allow-subject=).
   virtual bool Refuse(const EndpointSpec& endpoint, const ClientIdentity& identity) = 0;
-  // A TLS handshake on `endpoint` failed (either side): the host logs one line with
-  // the peer and the reason, and counts it.
-  virtual void TlsHandshakeFailed(const EndpointSpec& endpoint, const ClientIdentity& identity,
+  // A TLS handshake on `endpoint` ended (either side): counted; when it failed
+  // (outcome.stream is null) the host logs one line with the peer and the reason.
+  virtual void TlsHandshakeFinished(const EndpointSpec& endpoint, const ClientIdentity& identity,
                                   const std::string& peer, const TlsHandshakeOutcome& outcome) = 0;
   // A connection on a vhost-user endpoint: one virtio-rng device, a consumer of its
   // own in the fair share. `peer` names it; `identity` is its unix peer credentials.
