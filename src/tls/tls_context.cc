@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <utility>
 
 namespace rngmux {
@@ -36,11 +37,25 @@ Status Readable(const char* what, const std::string& path) {
     return Status::Error(std::string(what) + " " + path + ": " + std::strerror(errno));
   }
   if (!S_ISREG(st.st_mode)) return Status::Error(std::string(what) + " " + path + ": not a file");
+  if (std::ifstream(path).fail()) {  // after stat: errno is open's
+    return Status::Error(std::string(what) + " " + path + ": " + std::strerror(errno));
+  }
   return Status::Ok();
 }
 
 Status LoadError(const char* what, const std::string& path) {
   return Status::Error(std::string(what) + " " + path + ": " + OpenSslErrors());
+}
+
+// A PEM key that needs a pass phrase: PKCS#8 "ENCRYPTED PRIVATE KEY" or the older
+// "Proc-Type: 4,ENCRYPTED" header.
+bool IsEncryptedKey(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  for (int i = 0; i < 8 && std::getline(in, line); ++i) {
+    if (line.find("ENCRYPTED") != std::string::npos) return true;
+  }
+  return false;
 }
 
 bool FileExists(const std::string& path) {
@@ -91,6 +106,8 @@ Result<std::shared_ptr<TlsContext>> TlsContext::Make(const TlsOptions& options, 
   // decrypted but unread inside its TLS library wait for the next record. With the
   // 4096-byte lead in one record a guest stalls; records of 2048 bytes keep it moving.
   SSL_CTX_set_max_send_fragment(ctx, kTlsMaxRecordBytes);
+  // An encrypted key must fail to load, not make OpenSSL ask on the terminal.
+  SSL_CTX_set_default_passwd_cb(ctx, [](char*, int, int, void*) { return 0; });
 
   const bool load_cert = !files.cert.empty() && !(files.cert_optional && !FileExists(files.cert));
   if (load_cert) {
@@ -102,6 +119,12 @@ Result<std::shared_ptr<TlsContext>> TlsContext::Make(const TlsOptions& options, 
     readable = Readable("tls-key", files.key);
     if (!readable.ok()) return readable;
     if (SSL_CTX_use_PrivateKey_file(ctx, files.key.c_str(), SSL_FILETYPE_PEM) != 1) {
+      if (IsEncryptedKey(files.key)) {
+        ERR_clear_error();
+        return Status::Error("tls-key " + files.key +
+                             ": the key is encrypted; rngmux takes an unencrypted key (keep it "
+                             "readable by the daemon's user only)");
+      }
       return LoadError("tls-key", files.key);
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {

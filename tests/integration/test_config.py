@@ -183,9 +183,10 @@ class ConfigTest(RngmuxTestCase):
         keys = {k for t in data.get("listen", []) + data.get("connect", []) for k in t}
         for key in ("address", "qemu", "lead", "allow", "allow-user", "allow-group",
                     "weight", "share", "max-conns", "rate", "burst", "mode", "idle", "peers",
-                    "local"):
+                    "local", "tls-dir", "tls-cert", "tls-verify", "tls-min", "tls-timeout",
+                    "allow-subject"):
             self.assertIn(key, keys, "the example file does not show endpoint key %r" % key)
-        self.assertEqual(len(data["source"]), 4)
+        self.assertEqual(len(data["source"]), 5)
 
     def test_docs_examples_are_valid(self):
         blocks = []
