@@ -467,19 +467,19 @@ class ConfigParser {
 
 std::optional<EndpointKeyType> EndpointKeyTypeOf(std::string_view key) {
   static const std::map<std::string, EndpointKeyType, std::less<>> kTypes = {
-      {"qemu", EndpointKeyType::kFlag},         {"raw", EndpointKeyType::kFlag},
-      {"lead", EndpointKeyType::kInteger},      {"weight", EndpointKeyType::kInteger},
-      {"rate", EndpointKeyType::kInteger},      {"burst", EndpointKeyType::kInteger},
-      {"max-conns", EndpointKeyType::kInteger}, {"idle", EndpointKeyType::kInteger},
-      {"peers", EndpointKeyType::kInteger},     {"mode", EndpointKeyType::kString},
-      {"share", EndpointKeyType::kString},      {"local", EndpointKeyType::kString},
-      {"allow", EndpointKeyType::kList},        {"allow-user", EndpointKeyType::kList},
-      {"allow-group", EndpointKeyType::kList},  {"name", EndpointKeyType::kString},
-      {"tls", EndpointKeyType::kFlag},          {"tls-dir", EndpointKeyType::kString},
-      {"tls-cert", EndpointKeyType::kString},   {"tls-key", EndpointKeyType::kString},
-      {"tls-ca", EndpointKeyType::kString},     {"tls-crl", EndpointKeyType::kString},
-      {"tls-verify", EndpointKeyType::kOnOff},  {"tls-min", EndpointKeyType::kString},
-      {"tls-name", EndpointKeyType::kString},   {"tls-timeout", EndpointKeyType::kInteger},
+      {"qemu", EndpointKeyType::kFlag},          {"raw", EndpointKeyType::kFlag},
+      {"lead", EndpointKeyType::kInteger},       {"weight", EndpointKeyType::kInteger},
+      {"rate", EndpointKeyType::kInteger},       {"burst", EndpointKeyType::kInteger},
+      {"max-conns", EndpointKeyType::kInteger},  {"idle", EndpointKeyType::kInteger},
+      {"peers", EndpointKeyType::kInteger},      {"mode", EndpointKeyType::kString},
+      {"share", EndpointKeyType::kString},       {"local", EndpointKeyType::kString},
+      {"allow", EndpointKeyType::kList},         {"allow-user", EndpointKeyType::kList},
+      {"allow-group", EndpointKeyType::kList},   {"name", EndpointKeyType::kString},
+      {"tls", EndpointKeyType::kFlag},           {"tls-dir", EndpointKeyType::kString},
+      {"tls-cert", EndpointKeyType::kString},    {"tls-key", EndpointKeyType::kString},
+      {"tls-ca", EndpointKeyType::kString},      {"tls-crl", EndpointKeyType::kString},
+      {"tls-verify", EndpointKeyType::kOnOff},   {"tls-min", EndpointKeyType::kString},
+      {"tls-name", EndpointKeyType::kString},    {"tls-timeout", EndpointKeyType::kInteger},
       {"allow-subject", EndpointKeyType::kList},
   };
   const auto it = kTypes.find(key);

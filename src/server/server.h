@@ -25,9 +25,9 @@
 #include "sandbox/seccomp_filter.h"
 #include "server/daemon_status.h"
 #include "server/service_notifier.h"
-#include "tls/tls_context.h"
 #include "server/stats.h"
 #include "sources/source_set.h"
+#include "tls/tls_context.h"
 #include "transport/connector.h"
 #include "transport/inherited_sockets.h"
 #include "transport/listener.h"
@@ -103,7 +103,7 @@ class Server final : public SessionHost {
                                  std::function<void()> on_closed) override;
   bool Refuse(const EndpointSpec& endpoint, const ClientIdentity& identity) override;
   void TlsHandshakeFinished(const EndpointSpec& endpoint, const ClientIdentity& identity,
-                          const std::string& peer, const TlsHandshakeOutcome& outcome) override;
+                            const std::string& peer, const TlsHandshakeOutcome& outcome) override;
 
   // Reads the configuration again (the file and the command line that overrides it).
   // How file: sources open their path (SourceFactoryContext::open_file); set before

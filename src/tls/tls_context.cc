@@ -98,8 +98,8 @@ Result<std::shared_ptr<TlsContext>> TlsContext::Make(const TlsOptions& options, 
   std::shared_ptr<TlsContext> context(new TlsContext(raw, server, options, files));
   SSL_CTX* ctx = context->ctx_;
   SSL_CTX_set_min_proto_version(ctx, options.min_tls13 ? TLS1_3_VERSION : TLS1_2_VERSION);
-  SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
-                               SSL_OP_CIPHER_SERVER_PREFERENCE);
+  SSL_CTX_set_options(
+      ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
   SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                             SSL_MODE_RELEASE_BUFFERS);
   // QEMU 7.2 reads a TLS chardev only when its socket turns readable: bytes left
@@ -149,9 +149,8 @@ Result<std::shared_ptr<TlsContext>> TlsContext::Make(const TlsOptions& options, 
     if (!crl.ok()) return crl;
   }
   if (files.verify) {
-    SSL_CTX_set_verify(ctx, server ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
-                                   : SSL_VERIFY_PEER,
-                       nullptr);
+    SSL_CTX_set_verify(
+        ctx, server ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT : SSL_VERIFY_PEER, nullptr);
   } else {
     SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);
   }
@@ -195,8 +194,8 @@ std::optional<PeerCertificate> ReadPeerCertificate(SSL* ssl) {
     if (length > 0) out.distinguished_name.assign(data, static_cast<std::size_t>(length));
     BIO_free(bio);
   }
-  auto* sans = static_cast<GENERAL_NAMES*>(
-      X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  auto* sans =
+      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
   for (int i = 0; sans != nullptr && i < sk_GENERAL_NAME_num(sans); ++i) {
     const GENERAL_NAME* san = sk_GENERAL_NAME_value(sans, i);
     std::string name;
@@ -238,8 +237,7 @@ std::string DescribeTlsFailure(SSL* ssl, const std::string& fallback) {
   if (ssl != nullptr) {
     const long verify = SSL_get_verify_result(ssl);
     if (verify != X509_V_OK) {
-      return std::string("certificate verify failed: ") +
-             X509_verify_cert_error_string(verify);
+      return std::string("certificate verify failed: ") + X509_verify_cert_error_string(verify);
     }
   }
   std::string text = errors.empty() ? fallback : errors;

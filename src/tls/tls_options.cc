@@ -126,9 +126,7 @@ TlsFiles ResolveTlsFiles(const TlsOptions& options, bool server) {
   TlsFiles files;
   const std::string dir = options.dir.empty() ? "" : options.dir + "/";
   const char* role = server ? "server" : "client";
-  files.cert = !options.cert.empty()  ? options.cert
-               : !dir.empty()         ? dir + role + "-cert.pem"
-                                      : "";
+  files.cert = !options.cert.empty() ? options.cert : !dir.empty() ? dir + role + "-cert.pem" : "";
   files.key = !options.key.empty() ? options.key : !dir.empty() ? dir + role + "-key.pem" : "";
   files.cert_optional = !server && options.cert.empty() && !dir.empty();
   files.ca = !options.ca.empty() ? options.ca : !dir.empty() ? dir + "ca-cert.pem" : "";

@@ -69,8 +69,8 @@ void AddCertificate(ClientIdentity& identity, const std::optional<PeerCertificat
   if (!certificate) return;
   identity.certificate_names = certificate->names;
   identity.subject = !certificate->common_name.empty() ? certificate->common_name
-                     : !certificate->names.empty()      ? certificate->names.front()
-                                                         : certificate->distinguished_name;
+                     : !certificate->names.empty()     ? certificate->names.front()
+                                                       : certificate->distinguished_name;
 }
 
 std::string ClientIdentity::Key() const {

@@ -127,7 +127,8 @@ void Connector::OnConnected(Session::Socket socket) {
                      identity = std::move(identity)](TlsHandshakeOutcome outcome) mutable {
                       if (alive.expired() || stopped_ || attempt != attempt_) return;
                       host_.TlsHandshakeFinished(spec_, identity, spec_.Address(), outcome);
-                      if (!outcome.stream) return OnFailure("TLS handshake: " + outcome.error, true);
+                      if (!outcome.stream)
+                        return OnFailure("TLS handshake: " + outcome.error, true);
                       AddCertificate(identity, outcome.certificate);
                       OnEstablished(Session::Transport(std::move(outcome.stream)),
                                     std::move(identity));

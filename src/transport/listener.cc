@@ -236,20 +236,21 @@ void Listener::StartHandshake(Session::Socket socket, std::string peer, ClientId
     return;
   }
   ++handshakes_;
-  StartTlsHandshake(
-      tls_, std::move(socket), "",
-      [this, alive = std::weak_ptr<char>(alive_), peer = std::move(peer),
-       identity = std::move(identity)](TlsHandshakeOutcome outcome) mutable {
-        if (alive.expired()) return;  // retired by a reload: the stream closes with it
-        --handshakes_;
-        if (stopped_) return;
-        host_.TlsHandshakeFinished(spec_, identity, peer, outcome);
-        if (!outcome.stream) return;
-        AddCertificate(identity, outcome.certificate);
-        if (host_.Refuse(spec_, identity)) return;  // allow-subject=; the stream closes
-        host_.Adopt(Session::Transport(std::move(outcome.stream)), spec_, std::move(peer),
-                    std::move(identity), nullptr);
-      });
+  StartTlsHandshake(tls_, std::move(socket), "",
+                    [this, alive = std::weak_ptr<char>(alive_), peer = std::move(peer),
+                     identity = std::move(identity)](TlsHandshakeOutcome outcome) mutable {
+                      if (alive.expired())
+                        return;  // retired by a reload: the stream closes with it
+                      --handshakes_;
+                      if (stopped_) return;
+                      host_.TlsHandshakeFinished(spec_, identity, peer, outcome);
+                      if (!outcome.stream) return;
+                      AddCertificate(identity, outcome.certificate);
+                      if (host_.Refuse(spec_, identity))
+                        return;  // allow-subject=; the stream closes
+                      host_.Adopt(Session::Transport(std::move(outcome.stream)), spec_,
+                                  std::move(peer), std::move(identity), nullptr);
+                    });
 }
 
 }  // namespace rngmux

@@ -116,8 +116,8 @@ void Session::ReadTls() {
   // TLS may hold decrypted bytes the socket no longer signals: read through it.
   reading_ = true;
   transport_.tls->async_read_some(
-      asio::buffer(*tls_input_), [self = shared_from_this()](const asio::error_code& ec,
-                                                             std::size_t n) {
+      asio::buffer(*tls_input_),
+      [self = shared_from_this()](const asio::error_code& ec, std::size_t n) {
         self->reading_ = false;
         if (self->closed()) return;
         if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) {
@@ -125,8 +125,8 @@ void Session::ReadTls() {
           return;
         }
         if (ec) {
-          self->Close("read: " + DescribeTlsFailure(self->transport_.tls->native_handle(),
-                                                    ec.message()));
+          self->Close("read: " +
+                      DescribeTlsFailure(self->transport_.tls->native_handle(), ec.message()));
           return;
         }
         if (self->quick_ack_) {
@@ -168,23 +168,22 @@ void Session::Flush() {
   in_flight_.Swap(pending_);
   writing_ = true;
   auto on_written = [self = shared_from_this()](const asio::error_code& ec, std::size_t sent) {
-                      self->writing_ = false;
-                      if (ec && !self->closed()) {
-                        self->context().counters.wiped_undelivered_bytes +=
-                            self->in_flight_.size() - sent;
-                      }
-                      self->in_flight_.Clear();
-                      if (self->closed()) return;
-                      // Going idle: hold no buffer memory (thousands of idle guests).
-                      if (self->pending_.empty()) {
-                        self->in_flight_.Release();
-                        self->pending_.Release();
-                      }
-                      if (ec) {
-                        self->Close("write: " + ec.message());
-                        return;
-                      }
-                      self->ProcessQueue();
+    self->writing_ = false;
+    if (ec && !self->closed()) {
+      self->context().counters.wiped_undelivered_bytes += self->in_flight_.size() - sent;
+    }
+    self->in_flight_.Clear();
+    if (self->closed()) return;
+    // Going idle: hold no buffer memory (thousands of idle guests).
+    if (self->pending_.empty()) {
+      self->in_flight_.Release();
+      self->pending_.Release();
+    }
+    if (ec) {
+      self->Close("write: " + ec.message());
+      return;
+    }
+    self->ProcessQueue();
   };
   if (transport_.tls) {
     asio::async_write(*transport_.tls, asio::buffer(in_flight_.data(), in_flight_.size()),

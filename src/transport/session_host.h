@@ -32,7 +32,8 @@ class SessionHost {
   // A TLS handshake on `endpoint` ended (either side): counted; when it failed
   // (outcome.stream is null) the host logs one line with the peer and the reason.
   virtual void TlsHandshakeFinished(const EndpointSpec& endpoint, const ClientIdentity& identity,
-                                  const std::string& peer, const TlsHandshakeOutcome& outcome) = 0;
+                                    const std::string& peer,
+                                    const TlsHandshakeOutcome& outcome) = 0;
   // A connection on a vhost-user endpoint: one virtio-rng device, a consumer of its
   // own in the fair share. `peer` names it; `identity` is its unix peer credentials.
   virtual std::shared_ptr<VhostUserConnection> AdoptVhostUser(Session::Socket socket,

@@ -4,8 +4,8 @@
 
 #include <asio/ssl/error.hpp>
 #include <cerrno>
-#include <cstring>
 #include <cstdio>
+#include <cstring>
 #include <utility>
 
 #include "transport/socket_util.h"
@@ -26,8 +26,8 @@ std::string DescribeFirstByte(unsigned char byte) {
 
 class Handshake : public std::enable_shared_from_this<Handshake> {
  public:
-  Handshake(std::shared_ptr<const TlsContext> context, asio::generic::stream_protocol::socket socket,
-            SSL* ssl, TlsHandshakeDone done)
+  Handshake(std::shared_ptr<const TlsContext> context,
+            asio::generic::stream_protocol::socket socket, SSL* ssl, TlsHandshakeDone done)
       : context_(std::move(context)),
         stream_(std::make_unique<TlsStream>(std::move(socket), ssl)),
         timer_(stream_->get_executor()),
@@ -100,10 +100,10 @@ class Handshake : public std::enable_shared_from_this<Handshake> {
     ERR_clear_error();
     TlsHandshakeOutcome outcome;
     outcome.timed_out = timed_out_;
-    outcome.error = timed_out_ ? "TLS handshake timed out after " +
-                                     std::to_string(context_->options().handshake_timeout.count()) +
-                                     " s"
-                               : reason;
+    outcome.error = timed_out_
+                        ? "TLS handshake timed out after " +
+                              std::to_string(context_->options().handshake_timeout.count()) + " s"
+                        : reason;
     asio::error_code ignored;
     stream_->lowest_layer().close(ignored);
     done_(std::move(outcome));
@@ -131,8 +131,7 @@ void StartTlsHandshake(std::shared_ptr<const TlsContext> context,
     done(std::move(outcome));
     return;
   }
-  std::make_shared<Handshake>(std::move(context), std::move(socket), ssl, std::move(done))
-      ->Start();
+  std::make_shared<Handshake>(std::move(context), std::move(socket), ssl, std::move(done))->Start();
 }
 
 }  // namespace rngmux
