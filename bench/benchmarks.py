@@ -73,6 +73,9 @@ class Serve:
 
     def __init__(self, binary, args, workdir, listeners=1):
         self.log = os.path.join(workdir, "serve.%d.log" % time.monotonic_ns())
+        # Daemons here run side by side: none takes the default control socket.
+        if not any(a in ("--control", "--config") for a in args):
+            args = list(args) + ["--control", "none"]
         self.proc = subprocess.Popen([binary, "serve"] + args, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=open(self.log, "wb"))
         self.endpoints = []
@@ -436,12 +439,12 @@ def run_operate(binary, workdir, quick):
                                      summary(scrape_ms), scrape_bytes, runs))
 
 
-def relay_pki(workdir):
-    """A CA, a server certificate for 127.0.0.1 and a client certificate, in QEMU's layout."""
-    from test_relay import make_pki
-    root = os.path.join(workdir, "relay-pki")
-    make_pki(root, servers={"server": "127.0.0.1"}, clients=("client",))
-    return os.path.join(root, "server"), os.path.join(root, "client")
+def relay_pki():
+    """The test PKI's directories in QEMU's layout: a server certificate for 127.0.0.1 and
+    a client certificate (tests/integration/pki.py, reused through $RNGMUX_TEST_PKI)."""
+    import pki
+    p = pki.get()
+    return p.dir(pki.RNGMUX_SERVER), p.dir(pki.RNGMUX_CLIENT)
 
 
 def run_relay(binary, workdir, quick):
@@ -452,7 +455,7 @@ def run_relay(binary, workdir, quick):
     for mode in ("plain", "TLS"):
         server_tls = client_tls = ""
         if mode == "TLS":
-            server_dir, client_dir = relay_pki(workdir)
+            server_dir, client_dir = relay_pki()
             server_tls = ",tls-dir=" + server_dir
             client_tls = ",tls-dir=" + client_dir
         ports = []

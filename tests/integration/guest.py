@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 
-from harness import parse_key_values, reference_stream
+from harness import RngmuxTestCase, parse_key_values, reference_stream
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BUILD_SCRIPT = os.path.normpath(os.path.join(HERE, "..", "guest", "build-guest.sh"))
@@ -369,4 +369,44 @@ def print_summary(title, lines):
         sys.stdout.write("\n%s\n" % title)
         for line in lines:
             sys.stdout.write("  %s\n" % line)
+        sys.stdout.flush()
+
+
+class GuestTestCase(RngmuxTestCase):
+    """A test class booting guests against rngmux: the guest image is made once, every
+    case's rate is recorded, and the rates are printed under SUMMARY_TITLE at the end."""
+
+    NBYTES = 32768
+    SUMMARY_TITLE = "guest /dev/hwrng through rngmux (%d bytes in 64-byte reads, TCG):"
+    MODE_WIDTH = 34
+
+    @classmethod
+    def setUpClass(cls):
+        ensure_guest()
+        cls.summary = []
+
+    @classmethod
+    def tearDownClass(cls):
+        print_summary(cls.SUMMARY_TITLE % cls.NBYTES, cls.summary)
+
+    def daemon_args(self, seed, *endpoint_args, rate=None):
+        source = "test:%d" % seed + (",rate=%d" % rate if rate else "")
+        return ["--source", source, "--allow-test-source", "--log-level", "debug"] \
+            + list(endpoint_args)
+
+    def check(self, mode, seed, result, d):
+        """One connection served the guest one contiguous slice of the reference stream."""
+        stats = d.stats()
+        self.assertEqual(stats["connections_total"], 1,
+                         "expected exactly one connection (a reconnect loses in-flight bytes "
+                         "by design): %r" % stats)
+        off = assert_contiguous(self, seed, result, self.NBYTES, stats)
+        self.record(mode, result, "offset %d, served %d" % (off, stats["served_bytes"]))
+
+    def record(self, mode, result, detail):
+        line = ("%-*s %7.0f kB/s  (%d bytes in %.1f ms, %s, boot %.1f s)"
+                % (self.MODE_WIDTH, mode, result["bytes_per_s"] / 1000, result["bytes"],
+                   result["ns"] / 1e6, detail, result["boot_seconds"]))
+        self.summary.append(line)
+        sys.stdout.write("\n%s\n" % line)
         sys.stdout.flush()

@@ -9,11 +9,10 @@ source changed and changed back.
 
 import os
 import random
-import select
 import threading
 import time
 
-from harness import RngmuxTestCase, connect, egd_read, wait_until
+from harness import Collector, RngmuxTestCase, wait_until
 
 CHUNK = 4096
 STUCK_BYTES = 600  # more than one 512-byte block: at least one whole block is stuck
@@ -61,61 +60,12 @@ class FifoSource(threading.Thread):
             return bytes(self.good)
 
 
-class Collector(threading.Thread):
-    """An EGD client keeping 8 `02 FF` in flight, keeping every byte it gets."""
-
-    def __init__(self, ep, max_seconds=60):
-        super().__init__(daemon=True)
-        self.ep = ep
-        self.data = bytearray()
-        self.stop_event = threading.Event()
-        self.deadline = time.monotonic() + max_seconds
-        self.lock = threading.Lock()
-        self.error = None
-
-    def run(self):
-        try:
-            with connect(self.ep) as s:
-                asked = 0
-                while not self.stop_event.is_set() and time.monotonic() < self.deadline:
-                    while asked - len(self.data) < 8 * 255:
-                        s.sendall(egd_read(255))
-                        asked += 255
-                    if select.select([s], [], [], 0.2)[0]:
-                        chunk = s.recv(65536)
-                        if not chunk:
-                            raise AssertionError("EOF from the daemon")
-                        with self.lock:
-                            self.data += chunk
-        except Exception as e:  # reported by the test
-            self.error = e
-
-    def size(self):
-        with self.lock:
-            return len(self.data)
-
-    def stop(self):
-        self.stop_event.set()
-        self.join(10)
-        return bytes(self.data)
-
-
 class FailoverTest(RngmuxTestCase):
     def start_sources(self, n):
         sources = [FifoSource(self.path("src%d.fifo" % i), seed=1000 + i) for i in range(n)]
         for s in sources:
             s.start()
         return sources
-
-    def wait_stats(self, d, pred, what, timeout=20):
-        last = {}
-
-        def check():
-            last.update(d.stats())
-            return pred(last)
-        self.assertTrue(wait_until(check, timeout, interval=0.2),
-                        "%s within %ds; last stats %r" % (what, timeout, last))
-        return dict(last)
 
     def assert_only_good_bytes(self, data, sources):
         self.assertNotIn(bytes(32), data, "stuck bytes reached the client")

@@ -33,9 +33,8 @@ import signal
 import sys
 import time
 
-from harness import RngmuxTestCase, free_tcp_port, render_config, wait_until
-from guest import (Guest, assert_contiguous, ensure_guest, find_once, print_summary,
-                   reference)
+from harness import free_tcp_port, render_config, wait_until
+from guest import Guest, GuestTestCase, assert_contiguous, find_once, reference
 import guest_throughput
 
 NBYTES = 32768
@@ -43,18 +42,9 @@ BOOT_TIMEOUT = 60      # a boot to the result line takes about 3-5 s under TCG
 READY_RE = r"rngmux-guest: hwrng virtio_rng\S* ready"
 READING_RE = r"rngmux-guest: reading \d+ bytes"
 
-_summary = []
 
-
-class QemuGuestTest(RngmuxTestCase):
-    @classmethod
-    def setUpClass(cls):
-        ensure_guest()
-
-    @classmethod
-    def tearDownClass(cls):
-        print_summary("guest /dev/hwrng through rngmux (%d bytes in 64-byte reads, TCG):"
-                      % NBYTES, _summary)
+class QemuGuestTest(GuestTestCase):
+    NBYTES = NBYTES
 
     # -- helpers ---------------------------------------------------------------------------
     def guest(self, chardev, name, nbytes=NBYTES, append_extra="", **kw):
@@ -63,11 +53,6 @@ class QemuGuestTest(RngmuxTestCase):
                   logdir=self.path("guest-" + name), **kw)
         self.addCleanup(g.close)
         return g
-
-    def daemon_args(self, seed, *endpoint_args, rate=None):
-        source = "test:%d" % seed + (",rate=%d" % rate if rate else "")
-        return ["--source", source, "--allow-test-source", "--log-level", "debug"] \
-            + list(endpoint_args)
 
     def boot(self, mode, chardev, daemon_args, seed, daemon_first, expect_listen=None):
         """Boots the guest with `chardev`, runs rngmux with `daemon_args` (before QEMU when
@@ -83,22 +68,6 @@ class QemuGuestTest(RngmuxTestCase):
             d = self.start_daemon(args, name="rngmux-" + mode, expect_listen=0)
             d.wait_log(r"connected to ", timeout=15)
         return g.wait_result(BOOT_TIMEOUT), d
-
-    def check(self, mode, seed, result, d):
-        stats = d.stats()
-        self.assertEqual(stats["connections_total"], 1,
-                         "expected exactly one connection (a reconnect loses in-flight bytes "
-                         "by design): %r" % stats)
-        off = assert_contiguous(self, seed, result, NBYTES, stats)
-        self.record(mode, result, "offset %d, served %d" % (off, stats["served_bytes"]))
-
-    def record(self, mode, result, detail):
-        line = ("%-34s %7.0f kB/s  (%d bytes in %.1f ms, %s, boot %.1f s)"
-                % (mode, result["bytes_per_s"] / 1000, result["bytes"], result["ns"] / 1e6,
-                   detail, result["boot_seconds"]))
-        _summary.append(line)
-        sys.stdout.write("\n%s\n" % line)
-        sys.stdout.flush()
 
     # -- 1. TCP, QEMU connects, rngmux listens -------------------------------------------------
     def test_tcp_qemu_connects(self):

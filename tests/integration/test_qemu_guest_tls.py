@@ -18,10 +18,9 @@ of the test source's reference stream (see assert_contiguous there).
 """
 
 import re
-import sys
 
-from harness import RngmuxTestCase, free_tcp_port, wait_until
-from guest import Guest, assert_contiguous, ensure_guest, find_once, print_summary, reference
+from harness import free_tcp_port, wait_until
+from guest import Guest, GuestTestCase, find_once, reference
 import pki
 
 NBYTES = 32768
@@ -32,8 +31,6 @@ TLS_ID = "tls0"
 AUTHZ_ID = "authz0"
 # How long a guest whose certificate is refused is watched for bytes it must not get.
 REFUSED_WATCH_SECONDS = 8
-
-_summary = []
 
 
 def qemu_escape(value):
@@ -58,16 +55,15 @@ def tls_object(directory, endpoint, verify_peer=True, sanity_check=True):
         "" if sanity_check else ",sanity-check=off")
 
 
-class QemuGuestTlsTest(RngmuxTestCase):
-    @classmethod
-    def setUpClass(cls):
-        ensure_guest()
-        cls.pki = pki.get()
+class QemuGuestTlsTest(GuestTestCase):
+    NBYTES = NBYTES
+    SUMMARY_TITLE = "guest /dev/hwrng through rngmux over TLS (%d bytes in 64-byte reads, TCG):"
+    MODE_WIDTH = 40
 
     @classmethod
-    def tearDownClass(cls):
-        print_summary("guest /dev/hwrng through rngmux over TLS (%d bytes in 64-byte reads, "
-                      "TCG):" % NBYTES, _summary)
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.pki = pki.get()
 
     # -- helpers ---------------------------------------------------------------------------
     def guest(self, args, name, nbytes=NBYTES, append_extra=""):
@@ -77,11 +73,6 @@ class QemuGuestTlsTest(RngmuxTestCase):
         self.addCleanup(g.close)
         return g
 
-    def daemon_args(self, seed, *endpoint_args, rate=None):
-        source = "test:%d" % seed + (",rate=%d" % rate if rate else "")
-        return ["--source", source, "--allow-test-source", "--log-level", "debug"] \
-            + list(endpoint_args)
-
     def qemu_server_args(self, port, directory, authz_identity):
         """QEMU listening with TLS, verifying its peer and admitting only `authz_identity`."""
         return ["-object", tls_object(directory, "server"),
@@ -89,22 +80,6 @@ class QemuGuestTlsTest(RngmuxTestCase):
                                                                qemu_escape(authz_identity)),
                 "-chardev", "socket,id=c0,host=127.0.0.1,port=%d,server=on,wait=off,"
                 "tls-creds=%s,tls-authz=%s" % (port, TLS_ID, AUTHZ_ID)]
-
-    def check(self, mode, seed, result, d):
-        stats = d.stats()
-        self.assertEqual(stats["connections_total"], 1,
-                         "expected exactly one connection (a reconnect loses in-flight bytes "
-                         "by design): %r" % stats)
-        off = assert_contiguous(self, seed, result, NBYTES, stats)
-        self.record(mode, result, "offset %d, served %d" % (off, stats["served_bytes"]))
-
-    def record(self, mode, result, detail):
-        line = ("%-40s %7.0f kB/s  (%d bytes in %.1f ms, %s, boot %.1f s)"
-                % (mode, result["bytes_per_s"] / 1000, result["bytes"], result["ns"] / 1e6,
-                   detail, result["boot_seconds"]))
-        _summary.append(line)
-        sys.stdout.write("\n%s\n" % line)
-        sys.stdout.flush()
 
     # -- (a) QEMU as TLS client, rngmux listens, mutual TLS ----------------------------------
     def test_qemu_tls_client_mutual(self):

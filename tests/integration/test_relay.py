@@ -14,60 +14,11 @@ import subprocess
 import threading
 import time
 
-from harness import (RngmuxTestCase, ReferenceIndex, check_disjoint, connect, egd_read,
-                     free_tcp_port, reference_stream, wait_until)
+from harness import (Collector, RngmuxTestCase, ReferenceIndex, check_disjoint, connect,
+                     egd_read, free_tcp_port, reference_stream, wait_until)
 
 REFERENCE_BYTES = 6 << 20
 POOL = "65536"
-
-
-class Collector(threading.Thread):
-    """An EGD client keeping 8 `02 FF` in flight and every byte it gets; bounded in time.
-    times: (monotonic time, total bytes) after every receive."""
-
-    def __init__(self, ep, max_seconds=90):
-        super().__init__(daemon=True)
-        self.ep = ep
-        self.data = bytearray()
-        self.times = []
-        self.stop_event = threading.Event()
-        self.deadline = time.monotonic() + max_seconds
-        self.lock = threading.Lock()
-        self.error = None
-
-    def run(self):
-        try:
-            with connect(self.ep) as s:
-                asked = 0
-                while not self.stop_event.is_set() and time.monotonic() < self.deadline:
-                    while asked - len(self.data) < 8 * 255:
-                        s.sendall(egd_read(255))
-                        asked += 255
-                    if select.select([s], [], [], 0.2)[0]:
-                        chunk = s.recv(65536)
-                        if not chunk:
-                            raise AssertionError("EOF from the relay")
-                        with self.lock:
-                            self.data += chunk
-                            self.times.append((time.monotonic(), len(self.data)))
-        except Exception as e:  # reported by the test
-            self.error = e
-
-    def size(self):
-        with self.lock:
-            return len(self.data)
-
-    def stop(self):
-        self.stop_event.set()
-        self.join(10)
-        return bytes(self.data)
-
-    def longest_gap(self, since):
-        """The longest time without a byte after `since` (monotonic), until now."""
-        with self.lock:
-            stamps = [t for t, _ in self.times if t >= since]
-        points = [since] + stamps + [time.monotonic()]
-        return max(b - a for a, b in zip(points, points[1:]))
 
 
 class ScriptedUpstream(threading.Thread):
@@ -186,17 +137,6 @@ class RelayTestCase(RngmuxTestCase):
         if tcp_port is not None:
             args += ["--listen", "tcp:127.0.0.1:%d" % tcp_port]
         return self.start_daemon(args + list(extra), name=name)
-
-    def wait_stats(self, d, pred, what, timeout=20):
-        last = {}
-
-        def check():
-            last.clear()
-            last.update(d.stats())
-            return pred(last)
-        self.assertTrue(wait_until(check, timeout, interval=0.2),
-                        "%s within %ds; last stats %r" % (what, timeout, last))
-        return dict(last)
 
     def assert_served_once(self, served, seeds):
         """served: {client: bytes}. Every byte is located in one of the seeds' reference

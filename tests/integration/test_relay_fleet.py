@@ -17,7 +17,8 @@ import subprocess
 import time
 
 from harness import wait_until
-from test_relay import Collector, RelayTestCase, make_pki
+from harness import Collector
+from test_relay import RelayTestCase, make_pki
 
 SUBNET = "10.77.0"
 PORT = 7000

@@ -24,7 +24,7 @@ import threading
 import time
 
 from harness import (RngmuxTestCase, ReferenceIndex, connect, egd_read, free_tcp_port,
-                     recv_exact, reference_stream, wait_closed, wait_until)
+                     recv_exact, reference_stream, wait_closed)
 import pki
 
 SEED = 41
@@ -363,16 +363,6 @@ class TlsListenTest(TlsTestCase):
             self.assertEqual(server_serial(), after)
             self.assertEqual(len(tls_read(kept, 4096)), 4096)
 
-    def wait_stats(self, d, pred, what, timeout=20):
-        last = {}
-
-        def check():
-            last.clear()
-            last.update(d.stats())
-            return pred(last)
-        self.assertTrue(wait_until(check, timeout, interval=0.2),
-                        "%s within %ds; last stats %r" % (what, timeout, last))
-        return dict(last)
 
 
 class TlsConnectTest(TlsTestCase):
