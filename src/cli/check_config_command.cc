@@ -5,6 +5,7 @@
 #include "cli/commands.h"
 #include "cli/serve_flags.h"
 #include "config/config_render.h"
+#include "tls/tls_context.h"
 
 namespace rngmux {
 
@@ -13,11 +14,22 @@ Command AddCheckConfigCommand(CLI::App& root) {
   CLI::App* app = root.add_subcommand(
       "check-config",
       "Validate the configuration serve would run with (--config and serve's flags) and "
-      "print it as a configuration file; opens nothing.");
+      "print it as a configuration file; reads the TLS files endpoints name, opens no "
+      "socket.");
   AddServeFlags(*app, *flags);
   return Command{app, [flags] {
                    auto config = LoadServeConfig(*flags);
                    if (!config.ok()) return ReportUsageError(config.status().message());
+                   // Certificates and keys load now, as serve would load them.
+                   for (const EndpointSpec& endpoint : config->endpoints) {
+                     if (!endpoint.tls.enabled) continue;
+                     const bool listen = endpoint.role == EndpointRole::kListen;
+                     auto tls = TlsContext::Make(endpoint.tls, listen);
+                     if (!tls.ok()) {
+                       return ReportUsageError(std::string(listen ? "listen" : "connect") + " \"" +
+                                               endpoint.text + "\": " + tls.status().message());
+                     }
+                   }
                    for (const std::string& warning : ServeConfigWarnings(*config)) {
                      std::fprintf(stderr, "rngmux: warning: %s\n", warning.c_str());
                    }

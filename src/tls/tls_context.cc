@@ -125,7 +125,10 @@ Result<std::shared_ptr<TlsContext>> TlsContext::Make(const TlsOptions& options, 
                              ": the key is encrypted; rngmux takes an unencrypted key (keep it "
                              "readable by the daemon's user only)");
       }
-      return LoadError("tls-key", files.key);
+      Status error = LoadError("tls-key", files.key);
+      if (error.message().find("key values mismatch") == std::string::npos) return error;
+      return Status::Error("tls-key " + files.key + ": does not match the certificate " +
+                           files.cert);
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
       ERR_clear_error();

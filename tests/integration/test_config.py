@@ -9,6 +9,7 @@ import unittest
 
 from harness import (RngmuxTestCase, connect, egd_read, free_tcp_port, recv_exact,
                      reference_stream, render_config, run_cli, wait_closed)
+import pki
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLE = os.path.join(REPO, "etc", "rngmux.toml")
@@ -177,7 +178,12 @@ class ConfigTest(RngmuxTestCase):
         for line in lines[first_table:]:
             m = re.match(r"^# ((\[\[\w+\]\])|([a-z-]+ = .*))$", line)
             uncommented.append(m.group(1) if m else line)
-        path = self.write("\n".join(uncommented) + "\n", "uncommented.toml")
+        # check-config loads the TLS files: the example's paths point at the test PKI.
+        p = pki.get()
+        text = "\n".join(uncommented) + "\n"
+        text = text.replace("/etc/pki/rngmux/cert.pem", p.file(pki.BOTH, "server-cert.pem"))
+        text = text.replace("/etc/pki/libvirt-chardev", p.dir(pki.BOTH))
+        path = self.write(text, "uncommented.toml")
         # (its test:1 source needs allow-test-source, which the example leaves off)
         data = tomllib.loads(self.check_config(["--config", path, "--allow-test-source"]))
         keys = {k for t in data.get("listen", []) + data.get("connect", []) for k in t}

@@ -17,6 +17,7 @@ to a TLS server that speaks EGD the way QEMU's rng-egd does. Checked:
 """
 
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -24,7 +25,7 @@ import threading
 import time
 
 from harness import (RngmuxTestCase, ReferenceIndex, connect, egd_read, free_tcp_port,
-                     recv_exact, reference_stream, wait_closed)
+                     recv_exact, reference_stream, run_cli, wait_closed)
 import pki
 
 SEED = 41
@@ -251,6 +252,29 @@ class TlsListenTest(TlsTestCase):
                 # The client already served goes on being served.
                 self.assertEqual(len(tls_read(served, 4096)), 4096)
             d.stop()
+
+    def test_files_that_do_not_load_are_named_at_start_and_by_check_config(self):
+        broken = self.path("broken")
+        shutil.copytree(self.pki.dir(pki.RNGMUX_SERVER), broken)
+        # a key that is not the certificate's
+        shutil.copyfile(self.pki.file(pki.QEMU_SERVER, "server-key.pem"),
+                        os.path.join(broken, "server-key.pem"))
+        cases = [
+            (",tls-dir=/nonexistent", r"tls-cert /nonexistent/server-cert\.pem: No such file"),
+            (",tls-dir=%s" % broken, r"tls-key %s/server-key\.pem: does not match the "
+                                     r"certificate" % broken),
+            (",tls-dir=%s,tls-crl=%s" % (self.pki.dir(pki.RNGMUX_SERVER),
+                                         self.pki.file(pki.RNGMUX_SERVER, "server-cert.pem")),
+             r"tls-crl .*server-cert\.pem: "),
+        ]
+        for options, message in cases:
+            spec = "tcp:127.0.0.1:%d%s" % (free_tcp_port(), options)
+            for command in (["check-config"], ["serve", "--control", "none"]):
+                p = run_cli(command + ["--source", "getrandom", "--listen", spec], timeout=20)
+                self.assertNotEqual(p.returncode, 0, (command, spec))
+                lines = p.stderr.decode().strip().splitlines()
+                self.assertRegex(lines[-1], r'^rngmux: error: listen "%s": %s'
+                                 % (re.escape(spec), message))
 
     def test_a_client_trusting_another_ca_refuses_rngmux(self):
         d, port = self.tls_daemon("")
