@@ -123,7 +123,8 @@ class EgdSource final : public Source {
  public:
   EgdSource(std::string name, EgdUpstream upstream, CommonSourceOptions options,
             std::size_t requests, std::chrono::seconds timeout,
-            std::chrono::seconds handshake_timeout, std::shared_ptr<TlsContext> tls)
+            std::chrono::seconds handshake_timeout, TlsOptions tls_options,
+            std::shared_ptr<const TlsContext> tls)
       : name_(std::move(name)),
         upstream_(std::move(upstream)),
         label_("egd:" + upstream_.text),
@@ -131,6 +132,7 @@ class EgdSource final : public Source {
         requests_(requests),
         timeout_(timeout),
         handshake_timeout_(handshake_timeout),
+        tls_options_(std::move(tls_options)),
         tls_(std::move(tls)) {}
   ~EgdSource() override { Disconnect(); }
 
@@ -172,7 +174,7 @@ class EgdSource final : public Source {
       }
       short events = 0;
       if (want_read) events |= POLLIN;
-      if (want_write || (!outgoing_.empty() && !tls_)) events |= POLLOUT;
+      if (want_write || (!outgoing_.empty() && !tls_options_.enabled)) events |= POLLOUT;
       Result<Wait> waited = WaitFor(fd_, events, deadline, stop);
       if (!waited.ok()) return Fail(waited.status().message());
       if (*waited == Wait::kStopped) return std::size_t{0};
@@ -186,7 +188,7 @@ class EgdSource final : public Source {
     const std::uint64_t connects = connects_;
     return {
         {"upstream", upstream_.text},
-        {"upstream_tls", tls_ ? "yes" : "no"},
+        {"upstream_tls", tls_options_.enabled ? "yes" : "no"},
         {"upstream_connected", connected_ ? "yes" : "no"},
         {"upstream_reconnects", std::to_string(connects == 0 ? 0 : connects - 1)},
         {"upstream_bytes", std::to_string(bytes_received_.load())},
@@ -201,7 +203,7 @@ class EgdSource final : public Source {
       Disconnect();
       return opened;
     }
-    if (tls_) {
+    if (tls_options_.enabled) {
       Result<bool> shook = Handshake(stop);
       if (!shook.ok() || !*shook) {
         Disconnect();
@@ -277,6 +279,11 @@ class EgdSource final : public Source {
   }
 
   Result<bool> Handshake(const Interrupt& stop) {
+    // The files are read again for every connection: a renewed certificate, key or CRL
+    // is used from the next connection on, without a restart or a reload.
+    Result<std::shared_ptr<TlsContext>> renewed = TlsContext::Make(tls_options_, false);
+    if (!renewed.ok()) return renewed.status();
+    tls_ = std::move(renewed).value();
     ERR_clear_error();
     ssl_ = tls_->NewConnection(upstream_.host);
     if (ssl_ == nullptr || SSL_set_fd(ssl_, fd_) != 1) {
@@ -387,7 +394,7 @@ class EgdSource final : public Source {
   }
 
   Status Closed() const {
-    if (received_on_connection_ == 0 && tls_) {
+    if (received_on_connection_ == 0 && tls_options_.enabled) {
       // A TLS 1.3 server checks the client's certificate after the client has
       // finished its handshake: a refusal shows up here, as a hang-up.
       return Status::Error(
@@ -436,7 +443,8 @@ class EgdSource final : public Source {
   const std::size_t requests_;
   const std::chrono::seconds timeout_;
   const std::chrono::seconds handshake_timeout_;
-  const std::shared_ptr<TlsContext> tls_;  // null: plain EGD
+  const TlsOptions tls_options_;           // enabled == false: plain EGD
+  std::shared_ptr<const TlsContext> tls_;  // Read's thread only; null: plain EGD
 
   // The connection: Read's thread only.
   int fd_ = -1;
@@ -495,7 +503,7 @@ Result<std::unique_ptr<Source>> CreateEgdSource(const SourceSpec& spec,
     Status parsed = ParseTlsOption(tls_options, key, switch_on ? "" : value, !switch_on, false);
     if (!parsed.ok()) return SourceSpecError(spec, parsed.message());
   }
-  std::shared_ptr<TlsContext> tls;
+  std::shared_ptr<const TlsContext> tls;  // made here too: bad files fail at start
   std::chrono::seconds handshake_timeout = timeout;
   if (tls_options.enabled) {
     if (upstream->unix_socket) return SourceSpecError(spec, "TLS options need a tcp: upstream");
@@ -504,8 +512,9 @@ Result<std::unique_ptr<Source>> CreateEgdSource(const SourceSpec& spec,
     tls = *made;
     if (spec.options.contains("tls-timeout")) handshake_timeout = tls_options.handshake_timeout;
   }
-  return std::unique_ptr<Source>(std::make_unique<EgdSource>(
-      spec.text, *upstream, *options, requests, timeout, handshake_timeout, std::move(tls)));
+  return std::unique_ptr<Source>(
+      std::make_unique<EgdSource>(spec.text, *upstream, *options, requests, timeout,
+                                  handshake_timeout, std::move(tls_options), std::move(tls)));
 }
 
 const std::set<std::string>& EgdOptionNames() {

@@ -443,6 +443,31 @@ class TlsConnectTest(TlsTestCase):
         self.assertGreaterEqual(len(server.data), server.want)
 
 
+class TlsRelayTest(TlsTestCase):
+    def test_a_relay_uses_a_renewed_client_certificate_at_its_next_connection(self):
+        # The entropy host admits CN=rngmux only; the relay starts with CN=qemu-vm1.
+        a, port = self.tls_daemon(",allow-subject=rngmux", name="entropy")
+        relay_dir = self.path("relay-pki")
+        shutil.copytree(self.pki.dir(pki.QEMU_CLIENT), relay_dir)
+        spec = "egd:tcp:127.0.0.1:%d,entropy=8,tls-dir=%s" % (port, relay_dir)
+        b = self.start_daemon(["--source", spec, "--pool-size", "16384",
+                               "--listen", "unix:%s" % self.path("b.sock")], name="relay")
+        a.wait_log(r"denied cert=qemu-vm1 .*not in allow-subject=rngmux")
+        self.wait_stats(b, lambda s: s["read_errors"] >= 1, "the relay is refused")
+        # Renewed in place: the next connection presents CN=rngmux.
+        for f in ("client-cert.pem", "client-key.pem"):
+            shutil.copyfile(self.pki.file(pki.RNGMUX_CLIENT, f), os.path.join(relay_dir, f))
+        st = self.wait_stats(b, lambda s: s["upstream_connected"] == "yes" and
+                             s["upstream_bytes"] > 16384, "the relay draws again", timeout=40)
+        self.assertEqual(st["upstream_tls"], "yes")
+        with connect(b.endpoints[0]) as c:
+            c.sendall(egd_read(255) * 16)
+            data = recv_exact(c, 255 * 16)
+        ref, _ = self.reference()
+        self.assert_from_reference(data, ref, "relayed bytes")
+        self.assertGreaterEqual(a.stats()["tls_handshakes"], 2)
+
+
 if __name__ == "__main__":
     import unittest
     unittest.main()
