@@ -156,22 +156,32 @@ class EgdSource final : public Source {
         Result<bool> flushed = Flush(&want_read, &want_write);
         if (!flushed.ok()) return Fail(flushed.status().message());
       }
-      // One byte more than owed: if it arrives, the upstream sent what nobody asked for.
-      const std::span<std::uint8_t> into = out.first(std::min(out.size(), owed_ + 1));
-      Result<std::size_t> got = Receive(into, &want_read, &want_write);
-      if (!got.ok()) return Fail(got.status().message());
-      if (*got > owed_) {
-        SecureWipe(into.first(*got));
-        return Fail("upstream sent bytes that were not requested (more than the " +
-                    std::to_string(requested_on_connection_) +
-                    " requested on this connection; not a strict EGD server?)");
-      }
-      if (*got > 0) {
+      // Everything there is now, up to `out`: fewer, larger reads (and, with TLS, whole
+      // records at once) per block.
+      std::size_t total = 0;
+      while (total < out.size()) {
+        // One byte more than owed: if it arrives, the upstream sent what nobody asked for.
+        const std::span<std::uint8_t> into =
+            out.subspan(total).first(std::min(out.size() - total, owed_ + 1));
+        Result<std::size_t> got = Receive(into, &want_read, &want_write);
+        if (!got.ok()) {
+          // What came before the error is the upstream's; the next Read reports it.
+          if (total > 0) return total;
+          return Fail(got.status().message());
+        }
+        if (*got > owed_) {
+          SecureWipe(out.first(total + *got));
+          return Fail("upstream sent bytes that were not requested (more than the " +
+                      std::to_string(requested_on_connection_) +
+                      " requested on this connection; not a strict EGD server?)");
+        }
+        if (*got == 0) break;
         owed_ -= *got;
         received_on_connection_ += *got;
         bytes_received_ += *got;
-        return *got;
+        total += *got;
       }
+      if (total > 0) return total;
       short events = 0;
       if (want_read) events |= POLLIN;
       if (want_write || (!outgoing_.empty() && !tls_options_.enabled)) events |= POLLOUT;
@@ -289,6 +299,9 @@ class EgdSource final : public Source {
     if (ssl_ == nullptr || SSL_set_fd(ssl_, fd_) != 1) {
       return Status::Error("TLS: " + DescribeTlsFailure(nullptr, "cannot make a connection"));
     }
+    // Whole socket reads, not a header and then a body per record; Receive always
+    // asks OpenSSL before it waits on the socket, so buffered records are not missed.
+    SSL_set_read_ahead(ssl_, 1);
     // Received plaintext is wiped inside OpenSSL once handed over; an upstream that
     // hangs up without close_notify has merely closed the connection.
     SSL_set_options(ssl_, SSL_OP_CLEANSE_PLAINTEXT | SSL_OP_IGNORE_UNEXPECTED_EOF);
