@@ -32,7 +32,8 @@ toml::table EndpointTable(const EndpointSpec& endpoint) {
     } else if (*type == EndpointKeyType::kFlag) {
       table.insert(item.key, true);
     } else if (*type == EndpointKeyType::kOnOff) {
-      table.insert(item.key, item.value == "on");
+      // The spellings the endpoint grammar takes for "on" (tls-verify=yes too).
+      table.insert(item.key, item.value == "on" || item.value == "yes" || item.value == "true");
     } else if (*type == EndpointKeyType::kInteger &&
                std::from_chars(item.value.data(), end, number).ptr == end) {
       table.insert(item.key, number);

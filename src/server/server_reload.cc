@@ -241,7 +241,7 @@ Result<std::string> Server::Apply(ServeConfig next) {
   for (const auto& [id, tls] : tls_contexts) {
     if (Listener* listener = FindById(listeners_, id)) listener->SetTlsContext(tls);
     if (Connector* connector = FindById(connectors_, id)) connector->SetTlsContext(tls);
-    if (tls) changes.push_back("TLS files of " + id + " read again");
+    if (tls) LOG_INFO("endpoint ", id, ": TLS files read again");
   }
   for (auto& listener : opened.listeners) {
     listener->Start();
@@ -319,6 +319,15 @@ void Server::CloseEndpointClients(const std::string& endpoint_id, const std::str
 void Server::ApplyToClients(const EndpointSpec& endpoint) {
   std::set<ShareGroup*> updated;
   for (auto& session : SessionsOf(endpoint.id)) {
+    // TLS switched on (or off) at the same address: a connection made the other way
+    // goes; a client reconnects (a connector at once) the way the endpoint now speaks.
+    if (session->identity().tls != endpoint.tls.enabled) {
+      session->Close(std::string("the endpoint ") +
+                         (endpoint.tls.enabled ? "requires TLS" : "no longer speaks TLS") +
+                         " after a reload",
+                     true);
+      continue;
+    }
     if (endpoint.role == EndpointRole::kListen) {
       if (std::optional<std::string> why = AccessDenied(endpoint, session->identity())) {
         counters_.denied_connections++;

@@ -71,7 +71,9 @@ Status LoadCrl(SSL_CTX* ctx, const std::string& path) {
   if (lookup == nullptr || X509_load_crl_file(lookup, path.c_str(), X509_FILETYPE_PEM) <= 0) {
     return LoadError("tls-crl", path);
   }
-  X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+  // The peer's own certificate is checked against its issuer's CRL (as GnuTLS does in
+  // QEMU); a chain's intermediate CAs need no CRL of their own.
+  X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
   return Status::Ok();
 }
 
@@ -185,10 +187,24 @@ std::optional<PeerCertificate> ReadPeerCertificate(SSL* ssl) {
   if (cert == nullptr) return std::nullopt;
   PeerCertificate out;
   X509_NAME* subject = X509_get_subject_name(cert);
-  char cn[256] = {};
-  if (X509_NAME_get_text_by_NID(subject, NID_commonName, cn, sizeof cn) > 0) {
-    out.common_name = cn;
-    out.names.push_back(cn);
+  // The CN as UTF-8, whole: a name with a NUL or a control character in it is no name
+  // (it must not match allow-subject= by its prefix, nor reach the log).
+  const int cn_index = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
+  if (cn_index >= 0) {
+    unsigned char* utf8 = nullptr;
+    const int length = ASN1_STRING_to_UTF8(
+        &utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, cn_index)));
+    if (length > 0) {
+      std::string cn(reinterpret_cast<const char*>(utf8), static_cast<std::size_t>(length));
+      const bool clean = std::none_of(cn.begin(), cn.end(), [](char c) {
+        return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+      });
+      if (clean) {
+        out.common_name = cn;
+        out.names.push_back(cn);
+      }
+    }
+    OPENSSL_free(utf8);
   }
   if (BIO* bio = BIO_new(BIO_s_mem())) {
     X509_NAME_print_ex(bio, subject, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
@@ -237,7 +253,8 @@ std::string DescribeTlsFailure(SSL* ssl, const std::string& fallback) {
     if (!errors.empty()) errors += "; ";
     errors += reason;
   }
-  if (ssl != nullptr) {
+  // Without tls-verify the chain is still looked at and its result kept: not the reason.
+  if (ssl != nullptr && (SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER) != 0) {
     const long verify = SSL_get_verify_result(ssl);
     if (verify != X509_V_OK) {
       return std::string("certificate verify failed: ") + X509_verify_cert_error_string(verify);

@@ -15,6 +15,8 @@ constexpr Backoff::Duration kMaxDelay{10000};
 // Without a limit a connect whose SYNs go unanswered (a peer behind a filter that drops,
 // a listener whose accept queue is full) hangs for the kernel's two minutes of retries.
 constexpr std::chrono::seconds kConnectTimeout{10};
+// A connection closed sooner than this counts as a failed attempt (back-off grows).
+constexpr std::chrono::seconds kStableConnection{2};
 
 }  // namespace
 
@@ -40,6 +42,7 @@ void Connector::Stop() {
   resolver_.cancel();
   asio::error_code ignored;
   socket_.close(ignored);
+  if (auto handshake = handshake_.lock()) handshake->Cancel();
   if (auto session = session_.lock()) session->Close("shutting down");
   if (auto device = vhost_device_.lock()) device->Close("shutting down");
 }
@@ -122,17 +125,16 @@ void Connector::OnConnected(Session::Socket socket) {
   }
   ConfigureStreamSocket(socket);
   const unsigned attempt = attempt_;
-  StartTlsHandshake(tls_, std::move(socket), spec_.host,
-                    [this, alive = std::weak_ptr<char>(alive_), attempt,
-                     identity = std::move(identity)](TlsHandshakeOutcome outcome) mutable {
-                      if (alive.expired() || stopped_ || attempt != attempt_) return;
-                      host_.TlsHandshakeFinished(spec_, identity, spec_.Address(), outcome);
-                      if (!outcome.stream)
-                        return OnFailure("TLS handshake: " + outcome.error, true);
-                      AddCertificate(identity, outcome.certificate);
-                      OnEstablished(Session::Transport(std::move(outcome.stream)),
-                                    std::move(identity));
-                    });
+  handshake_ = StartTlsHandshake(
+      tls_, std::move(socket), spec_.host,
+      [this, alive = std::weak_ptr<char>(alive_), attempt,
+       identity = std::move(identity)](TlsHandshakeOutcome outcome) mutable {
+        if (alive.expired() || stopped_ || attempt != attempt_) return;
+        host_.TlsHandshakeFinished(spec_, identity, spec_.Address(), outcome);
+        if (!outcome.stream) return OnFailure("TLS handshake: " + outcome.error, true);
+        AddCertificate(identity, outcome.certificate);
+        OnEstablished(Session::Transport(std::move(outcome.stream)), std::move(identity));
+      });
 }
 
 void Connector::OnEstablished(Session::Transport transport, ClientIdentity identity) {
@@ -141,13 +143,32 @@ void Connector::OnEstablished(Session::Transport transport, ClientIdentity ident
   } else {
     LOG_INFO("connected to ", spec_.Describe());
   }
-  failures_ = 0;
-  // A restarted VM should not wait out the delays its downtime built up.
-  backoff_.Reset();
-  auto on_closed = [this, alive = std::weak_ptr<char>(alive_)] {
+  const auto established = std::chrono::steady_clock::now();
+  auto on_closed = [this, alive = std::weak_ptr<char>(alive_), established] {
     if (alive.expired() || stopped_) return;
-    // Reset at connect, so a peer that keeps accepting and dropping at once is
-    // retried at the initial delay, never in a tight loop.
+    if (std::chrono::steady_clock::now() - established < kStableConnection) {
+      // Closed at once: a peer that accepts and drops (QEMU's tls-authz refusing this
+      // certificate does just that, silently) backs off like a refused connect, so
+      // neither the log nor leads drawn from the pool come in a loop.
+      ++failures_;
+      const auto delay = backoff_.NextDelay();
+      const std::string why =
+          spec_.tls.enabled ? " (did the server refuse this certificate, e.g. QEMU's tls-authz?)"
+                            : "";
+      if (failures_ == 1) {
+        LOG_WARNING("connection to ", spec_.Address(), " closed by the peer at once", why,
+                    "; retrying with back-off up to ", kMaxDelay.count() / 1000, " s");
+      } else {
+        LOG_DEBUG("connection to ", spec_.Address(), " closed at once (", failures_,
+                  " times); next attempt in ", delay.count(), " ms");
+      }
+      ScheduleAttempt(delay);
+      return;
+    }
+    // A connection that lasted: the next attempt comes at the initial delay (a restarted
+    // VM should not wait out the delays its downtime built up).
+    failures_ = 0;
+    backoff_.Reset();
     const auto delay = backoff_.NextDelay();
     LOG_INFO("connection to ", spec_.Address(), " ended; reconnecting in ", delay.count(), " ms");
     ScheduleAttempt(delay);

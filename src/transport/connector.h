@@ -65,6 +65,7 @@ class Connector {
   unsigned failures_ = 0;   // consecutive failed attempts since the last connection
   bool stopped_ = true;
   std::shared_ptr<const TlsContext> tls_;
+  std::weak_ptr<TlsHandshake> handshake_;  // the one under way, cancelled by Stop()
 };
 
 }  // namespace rngmux

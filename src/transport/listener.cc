@@ -153,6 +153,11 @@ void Listener::Stop() {
   stopped_ = true;
   asio::error_code ignored;
   retry_timer_.cancel();
+  // Handshakes under way end now, not at their timeout (a shutdown waits for them).
+  for (const auto& handshake : pending_handshakes_) {
+    if (auto h = handshake.lock()) h->Cancel();
+  }
+  pending_handshakes_.clear();
   if (acceptor_.is_open()) {
     acceptor_.close(ignored);
     struct stat st {};
@@ -236,21 +241,23 @@ void Listener::StartHandshake(Session::Socket socket, std::string peer, ClientId
     return;
   }
   ++handshakes_;
-  StartTlsHandshake(tls_, std::move(socket), "",
-                    [this, alive = std::weak_ptr<char>(alive_), peer = std::move(peer),
-                     identity = std::move(identity)](TlsHandshakeOutcome outcome) mutable {
-                      if (alive.expired())
-                        return;  // retired by a reload: the stream closes with it
-                      --handshakes_;
-                      if (stopped_) return;
-                      host_.TlsHandshakeFinished(spec_, identity, peer, outcome);
-                      if (!outcome.stream) return;
-                      AddCertificate(identity, outcome.certificate);
-                      if (host_.Refuse(spec_, identity))
-                        return;  // allow-subject=; the stream closes
-                      host_.Adopt(Session::Transport(std::move(outcome.stream)), spec_,
-                                  std::move(peer), std::move(identity), nullptr);
-                    });
+  std::erase_if(pending_handshakes_, [](const auto& h) { return h.expired(); });
+  pending_handshakes_.push_back(
+      StartTlsHandshake(tls_, std::move(socket), "",
+                        [this, alive = std::weak_ptr<char>(alive_), peer = std::move(peer),
+                         identity = std::move(identity)](TlsHandshakeOutcome outcome) mutable {
+                          if (alive.expired())
+                            return;  // retired by a reload: the stream closes with it
+                          --handshakes_;
+                          if (stopped_) return;
+                          host_.TlsHandshakeFinished(spec_, identity, peer, outcome);
+                          if (!outcome.stream) return;
+                          AddCertificate(identity, outcome.certificate);
+                          if (host_.Refuse(spec_, identity))
+                            return;  // allow-subject=; the stream closes
+                          host_.Adopt(Session::Transport(std::move(outcome.stream)), spec_,
+                                      std::move(peer), std::move(identity), nullptr);
+                        }));
 }
 
 }  // namespace rngmux

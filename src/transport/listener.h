@@ -8,11 +8,13 @@
 #include <asio/steady_timer.hpp>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "endpoint/endpoint_spec.h"
 #include "tls/tls_context.h"
 #include "transport/session_host.h"
+#include "transport/tls_handshake.h"
 
 namespace rngmux {
 
@@ -68,6 +70,7 @@ class Listener {
   bool stopped_ = false;
   std::shared_ptr<const TlsContext> tls_;
   int handshakes_ = 0;
+  std::vector<std::weak_ptr<TlsHandshake>> pending_handshakes_;  // cancelled by Stop()
   // Handshakes may finish after a reload retired this listener: they check this first.
   std::shared_ptr<char> alive_ = std::make_shared<char>();
 };

@@ -24,7 +24,7 @@ std::string DescribeFirstByte(unsigned char byte) {
   return text + "), not a TLS handshake: is the client set up for TLS?";
 }
 
-class Handshake : public std::enable_shared_from_this<Handshake> {
+class Handshake final : public TlsHandshake, public std::enable_shared_from_this<Handshake> {
  public:
   Handshake(std::shared_ptr<const TlsContext> context,
             asio::generic::stream_protocol::socket socket, SSL* ssl, TlsHandshakeDone done)
@@ -46,6 +46,13 @@ class Handshake : public std::enable_shared_from_this<Handshake> {
     } else {
       Shake(asio::ssl::stream_base::client);
     }
+  }
+
+  void Cancel() override {
+    if (finished_) return;
+    asio::error_code ignored;
+    stream_->lowest_layer().close(ignored);  // the pending operation completes
+    timer_.cancel();
   }
 
  private:
@@ -82,6 +89,8 @@ class Handshake : public std::enable_shared_from_this<Handshake> {
         }
         return self->Fail(reason);
       }
+      // The timer fired in the same turn: its closing of the socket stands.
+      if (self->timed_out_) return self->Fail("");
       self->finished_ = true;
       self->timer_.cancel();
       TlsHandshakeOutcome outcome;
@@ -119,9 +128,10 @@ class Handshake : public std::enable_shared_from_this<Handshake> {
 
 }  // namespace
 
-void StartTlsHandshake(std::shared_ptr<const TlsContext> context,
-                       asio::generic::stream_protocol::socket socket,
-                       const std::string& server_name, TlsHandshakeDone done) {
+std::weak_ptr<TlsHandshake> StartTlsHandshake(std::shared_ptr<const TlsContext> context,
+                                              asio::generic::stream_protocol::socket socket,
+                                              const std::string& server_name,
+                                              TlsHandshakeDone done) {
   SSL* ssl = context->NewConnection(server_name);
   if (ssl == nullptr) {
     asio::error_code ignored;
@@ -129,9 +139,12 @@ void StartTlsHandshake(std::shared_ptr<const TlsContext> context,
     TlsHandshakeOutcome outcome;
     outcome.error = "TLS: " + DescribeTlsFailure(nullptr, "cannot make a connection object");
     done(std::move(outcome));
-    return;
+    return {};
   }
-  std::make_shared<Handshake>(std::move(context), std::move(socket), ssl, std::move(done))->Start();
+  auto handshake =
+      std::make_shared<Handshake>(std::move(context), std::move(socket), ssl, std::move(done));
+  handshake->Start();
+  return handshake;
 }
 
 }  // namespace rngmux

@@ -31,10 +31,20 @@ struct TlsHandshakeOutcome {
 };
 using TlsHandshakeDone = std::function<void(TlsHandshakeOutcome)>;
 
+// A handshake under way. Cancel() closes its socket now: `done` then runs with a
+// failure (a listener or connector that stops does not wait for the timeout).
+class TlsHandshake {
+ public:
+  virtual ~TlsHandshake() = default;
+  virtual void Cancel() = 0;
+};
+
 // `server_name`: client side, the name the server's certificate must carry (the
-// context's tls-name= wins); ignored on the server side.
-void StartTlsHandshake(std::shared_ptr<const TlsContext> context,
-                       asio::generic::stream_protocol::socket socket,
-                       const std::string& server_name, TlsHandshakeDone done);
+// context's tls-name= wins); ignored on the server side. The handle expires when
+// the handshake is over.
+std::weak_ptr<TlsHandshake> StartTlsHandshake(std::shared_ptr<const TlsContext> context,
+                                              asio::generic::stream_protocol::socket socket,
+                                              const std::string& server_name,
+                                              TlsHandshakeDone done);
 
 }  // namespace rngmux

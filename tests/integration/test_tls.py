@@ -276,6 +276,37 @@ class TlsListenTest(TlsTestCase):
                 self.assertRegex(lines[-1], r'^rngmux: error: listen "%s": %s'
                                  % (re.escape(spec), message))
 
+    def test_shutdown_does_not_wait_for_stalled_handshakes(self):
+        d, port = self.tls_daemon(",tls-timeout=300")
+        stalled = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(3)]
+        time.sleep(0.3)
+        start = time.monotonic()
+        d.stop()
+        self.assertLess(time.monotonic() - start, 5, "shutdown waited for the handshakes")
+        for s in stalled:
+            s.close()
+
+    def test_reload_that_turns_tls_on_closes_plain_connections(self):
+        port = free_tcp_port()
+        config = self.path("rngmux.toml")
+        head = ('allow-test-source = true\ncontrol = "none"\n[[source]]\nspec = "test:%d"\n'
+                '[[listen]]\naddress = "tcp:127.0.0.1:%d"\n' % (SEED, port))
+        with open(config, "w") as f:
+            f.write(head)
+        d = self.start_daemon(["--config", config], name="rngmux-plain", expect_listen=1)
+        with connect("tcp:127.0.0.1:%d" % port) as plain:
+            plain.sendall(egd_read(64))
+            self.assertEqual(len(recv_exact(plain, 64)), 64)
+            with open(config, "w") as f:
+                f.write(head + 'tls-dir = "%s"\nallow-subject = ["qemu-vm1"]\n'
+                        % self.pki.dir(pki.RNGMUX_SERVER))
+            d.proc.send_signal(1)
+            d.wait_log(r"reloaded: ")
+            self.assertTrue(wait_closed(plain)[0], "a plain client kept its connection")
+        d.wait_log(r"closing: the endpoint requires TLS after a reload")
+        with tls_connect(port, client_context(self.pki.dir(pki.QEMU_CLIENT))) as s:
+            self.assertEqual(len(tls_read(s, 4096)), 4096)
+
     def test_a_client_trusting_another_ca_refuses_rngmux(self):
         d, port = self.tls_daemon("")
         ctx = client_context(self.pki.dir(pki.QEMU_CLIENT),
@@ -428,6 +459,39 @@ class TlsConnectTest(TlsTestCase):
             self.assertEqual(bytes(server.data), b"", name)
             self.assertGreaterEqual(d.stats()["tls_handshake_failures"], 1)
             d.stop()
+
+    def test_a_server_that_drops_after_the_handshake_is_backed_off(self):
+        """QEMU's tls-authz refuses after the handshake by closing: rngmux must back off
+        and say so, not reconnect (and draw a lead) every 100 ms."""
+        ctx = server_context(self.pki.dir(pki.QEMU_SERVER))
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        listener.settimeout(0.2)
+        self.addCleanup(listener.close)
+        port = listener.getsockname()[1]
+        d = self.start_daemon(["--source", "test:%d" % SEED, "--allow-test-source", "--connect",
+                               "tcp:127.0.0.1:%d,qemu,tls-dir=%s"
+                               % (port, self.pki.dir(pki.RNGMUX_CLIENT))],
+                              name="rngmux-dropped", expect_listen=0)
+        accepted = 0
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline:
+            try:
+                raw, _ = listener.accept()
+            except socket.timeout:
+                continue
+            accepted += 1
+            try:
+                with ctx.wrap_socket(raw, server_side=True):
+                    pass  # handshake done, then closed at once
+            except (ssl.SSLError, OSError):
+                raw.close()
+        d.wait_log(r"connection to tcp:127\.0\.0\.1:%d closed by the peer at once \(did the "
+                   r"server refuse this certificate" % port)
+        # 100 ms doubling: about 6 attempts in 6 s, not 60.
+        self.assertLessEqual(accepted, 10, "%d connections in 6 s" % accepted)
+        self.assertGreaterEqual(accepted, 3)
 
     def test_tls_name_checks_another_name(self):
         server = EgdTlsServer(server_context(self.pki.dir(pki.QEMU_SERVER)))
