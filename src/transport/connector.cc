@@ -42,7 +42,7 @@ void Connector::Stop() {
   resolver_.cancel();
   asio::error_code ignored;
   socket_.close(ignored);
-  if (auto handshake = handshake_.lock()) handshake->Cancel();
+  if (auto handshake = handshake_.lock()) handshake->Cancel("the endpoint stopped");
   if (auto session = session_.lock()) session->Close("shutting down");
   if (auto device = vhost_device_.lock()) device->Close("shutting down");
 }

@@ -155,7 +155,7 @@ void Listener::Stop() {
   retry_timer_.cancel();
   // Handshakes under way end now, not at their timeout (a shutdown waits for them).
   for (const auto& handshake : pending_handshakes_) {
-    if (auto h = handshake.lock()) h->Cancel();
+    if (auto h = handshake.lock()) h->Cancel("the endpoint stopped");
   }
   pending_handshakes_.clear();
   if (acceptor_.is_open()) {
@@ -231,17 +231,17 @@ void Listener::Welcome(int fd) {
 }
 
 void Listener::StartHandshake(Session::Socket socket, std::string peer, ClientIdentity identity) {
-  if (handshakes_ >= kMaxHandshakes) {
-    asio::error_code ignored;
-    socket.close(ignored);
-    TlsHandshakeOutcome outcome;
-    outcome.error = std::to_string(kMaxHandshakes) +
-                    " TLS handshakes already in progress on this endpoint; closed at once";
-    host_.TlsHandshakeFinished(spec_, identity, peer, outcome);
-    return;
+  std::erase_if(pending_handshakes_, [](const auto& h) { return h.expired(); });
+  if (handshakes_ >= kMaxHandshakes && !pending_handshakes_.empty()) {
+    // At the limit the oldest handshake gives way: a flood of stalled connections
+    // cannot keep a real client out (a real handshake takes milliseconds).
+    if (auto oldest = pending_handshakes_.front().lock()) {
+      oldest->Cancel("closed to make room: " + std::to_string(kMaxHandshakes) +
+                     " TLS handshakes were under way on this endpoint, this the oldest");
+    }
+    pending_handshakes_.erase(pending_handshakes_.begin());
   }
   ++handshakes_;
-  std::erase_if(pending_handshakes_, [](const auto& h) { return h.expired(); });
   pending_handshakes_.push_back(
       StartTlsHandshake(tls_, std::move(socket), "",
                         [this, alive = std::weak_ptr<char>(alive_), peer = std::move(peer),

@@ -45,8 +45,9 @@ class Listener {
   // TLS endpoints: the context new connections are made with (made from the spec's
   // files at start-up and at every reload, so renewed certificates apply at once).
   void SetTlsContext(std::shared_ptr<const TlsContext> context) { tls_ = std::move(context); }
-  // Handshakes in progress at once, per listener; beyond it connections are closed at
-  // once (a flood of handshakes costs CPU, not established clients their service).
+  // Handshakes in progress at once, per listener; a connection beyond it closes the
+  // oldest handshake (a flood of handshakes costs CPU, not established clients their
+  // service, and stalled ones cannot keep new clients out).
   static constexpr int kMaxHandshakes = 64;
 
  private:

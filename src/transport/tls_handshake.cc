@@ -48,8 +48,9 @@ class Handshake final : public TlsHandshake, public std::enable_shared_from_this
     }
   }
 
-  void Cancel() override {
+  void Cancel(const std::string& reason) override {
     if (finished_) return;
+    cancel_reason_ = reason;
     asio::error_code ignored;
     stream_->lowest_layer().close(ignored);  // the pending operation completes
     timer_.cancel();
@@ -109,10 +110,14 @@ class Handshake final : public TlsHandshake, public std::enable_shared_from_this
     ERR_clear_error();
     TlsHandshakeOutcome outcome;
     outcome.timed_out = timed_out_;
-    outcome.error = timed_out_
-                        ? "TLS handshake timed out after " +
-                              std::to_string(context_->options().handshake_timeout.count()) + " s"
-                        : reason;
+    if (!cancel_reason_.empty()) {
+      outcome.error = cancel_reason_;
+    } else if (timed_out_) {
+      outcome.error = "TLS handshake timed out after " +
+                      std::to_string(context_->options().handshake_timeout.count()) + " s";
+    } else {
+      outcome.error = reason;
+    }
     asio::error_code ignored;
     stream_->lowest_layer().close(ignored);
     done_(std::move(outcome));
@@ -124,6 +129,7 @@ class Handshake final : public TlsHandshake, public std::enable_shared_from_this
   TlsHandshakeDone done_;
   bool timed_out_ = false;
   bool finished_ = false;
+  std::string cancel_reason_;
 };
 
 }  // namespace

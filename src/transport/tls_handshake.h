@@ -31,12 +31,13 @@ struct TlsHandshakeOutcome {
 };
 using TlsHandshakeDone = std::function<void(TlsHandshakeOutcome)>;
 
-// A handshake under way. Cancel() closes its socket now: `done` then runs with a
-// failure (a listener or connector that stops does not wait for the timeout).
+// A handshake under way. Cancel(reason) closes its socket now: `done` then runs with
+// a failure, `reason` its error (a listener or connector that stops does not wait for
+// the timeout; a listener at its limit drops its oldest handshake).
 class TlsHandshake {
  public:
   virtual ~TlsHandshake() = default;
-  virtual void Cancel() = 0;
+  virtual void Cancel(const std::string& reason) = 0;
 };
 
 // `server_name`: client side, the name the server's certificate must carry (the

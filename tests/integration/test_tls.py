@@ -276,6 +276,21 @@ class TlsListenTest(TlsTestCase):
                 self.assertRegex(lines[-1], r'^rngmux: error: listen "%s": %s'
                                  % (re.escape(spec), message))
 
+    def test_stalled_handshakes_beyond_the_limit_do_not_keep_a_client_out(self):
+        d, port = self.tls_daemon(",tls-timeout=60")
+        stalled = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(70)]
+        self.addCleanup(lambda: [s.close() for s in stalled])
+        self.wait_stats(d, lambda s: s["tls_handshake_failures"] >= 6,
+                        "the oldest stalled handshakes make room")
+        start = time.monotonic()
+        with tls_connect(port, client_context(self.pki.dir(pki.QEMU_CLIENT))) as s:
+            self.assertEqual(len(tls_read(s, 4096)), 4096)
+        self.assertLess(time.monotonic() - start, 5)
+        d.wait_log(r"failed: closed to make room: 64 TLS handshakes were under way")
+        st = d.stats()
+        self.assertEqual(st["tls_handshake_timeouts"], 0)
+        self.assertEqual(st["tls_handshakes"], 1)
+
     def test_shutdown_does_not_wait_for_stalled_handshakes(self):
         d, port = self.tls_daemon(",tls-timeout=300")
         stalled = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(3)]
