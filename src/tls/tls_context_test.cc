@@ -288,6 +288,40 @@ TEST_F(TlsContextTest, DnsNameAndTlsNameAreChecked) {
   EXPECT_TRUE(pair.client_outcome.ok) << pair.client_outcome.error;
 }
 
+TEST_F(TlsContextTest, ClientSendsServerNameForDnsNamesOnly) {
+  auto client = Make(ClientOptions("client"), false);
+  ASSERT_NE(client, nullptr);
+  SSL* by_name = client->NewConnection("localhost");
+  SSL* by_address = client->NewConnection("127.0.0.1");
+  ASSERT_TRUE(by_name && by_address);
+  const char* sni = SSL_get_servername(by_name, TLSEXT_NAMETYPE_host_name);
+  EXPECT_STREQ(sni != nullptr ? sni : "(none)", "localhost");
+  EXPECT_EQ(SSL_get_servername(by_address, TLSEXT_NAMETYPE_host_name), nullptr);  // RFC 6066
+  SSL_free(by_name);
+  SSL_free(by_address);
+}
+
+TEST_F(TlsContextTest, VerifyOffTrustsAnyServer) {
+  // A server of another CA that asks for no client certificate.
+  TlsOptions server_options;
+  server_options.enabled = true;
+  server_options.cert = Path("other-cert.pem");
+  server_options.key = Path("other-key.pem");
+  auto server = Make(server_options, true);
+  ASSERT_NE(server, nullptr);
+  EXPECT_FALSE(server->verify());
+  TlsOptions unverified;
+  unverified.enabled = true;
+  unverified.verify = false;
+  auto client = Make(unverified, false);
+  ASSERT_NE(client, nullptr);
+  SslPair pair(*server, *client, "10.9.9.9");
+  pair.Handshake();
+  EXPECT_TRUE(pair.client_outcome.ok) << pair.client_outcome.error;
+  EXPECT_TRUE(pair.server_outcome.ok) << pair.server_outcome.error;
+  EXPECT_FALSE(ReadPeerCertificate(pair.server()).has_value());  // none was asked for
+}
+
 TEST_F(TlsContextTest, WrongAddressIsRefused) {
   auto server = Make(ServerOptions(), true);
   auto client = Make(ClientOptions("client"), false);
