@@ -264,6 +264,20 @@ TEST_F(TlsContextTest, MutualTlsSucceedsAndNamesThePeers) {
             (std::vector<std::string>{"rngmux test server", "127.0.0.1", "localhost"}));
 }
 
+TEST_F(TlsContextTest, PeerNamesWithoutCommonName) {
+  auto server = Make(ServerOptions(), true);
+  auto client = Make(ClientOptions("unnamed"), false);
+  ASSERT_TRUE(server && client);
+  SslPair pair(*server, *client, "127.0.0.1");
+  pair.Handshake();
+  ASSERT_TRUE(pair.server_outcome.ok) << pair.server_outcome.error;
+  auto peer = ReadPeerCertificate(pair.server());
+  ASSERT_TRUE(peer.has_value());
+  EXPECT_EQ(peer->common_name, "");
+  EXPECT_EQ(peer->distinguished_name, "O=rngmux test");
+  EXPECT_EQ(peer->names, (std::vector<std::string>{"vm2.example", "::1"}));  // no repeats
+}
+
 TEST_F(TlsContextTest, DnsNameAndTlsNameAreChecked) {
   auto server = Make(ServerOptions(), true);
   auto client = Make(ClientOptions("client"), false);

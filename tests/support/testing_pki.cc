@@ -170,6 +170,8 @@ Status WriteTestPki(const std::string& dir) {
   made.push_back({"revoked", spec({{"CN", "vm-revoked"}}, kRevokedSerial), false});
   made.push_back({"other", spec({{"CN", "vm-other"}}, 2), true});
   made.back().spec.san = "IP:127.0.0.1";
+  made.push_back({"unnamed", spec({{"O", "rngmux test"}}, 5), false});
+  made.back().spec.san = "DNS:vm2.example,IP:::1,DNS:vm2.example";
   Status status = WriteIdentity(dir, "ca", *ca, /*with_key=*/false);
   if (!status.ok()) return status;
   status = WriteIdentity(dir, "other-ca", *other_ca, /*with_key=*/false);

@@ -16,6 +16,8 @@ namespace rngmux {
 //   client-cert.pem, -key.pem    "CN=vm1,O=rngmux test"
 //   expired-cert.pem, -key.pem   CN=vm-expired, valid until yesterday
 //   revoked-cert.pem, -key.pem   CN=vm-revoked, listed in ca-crl.pem
+//   unnamed-cert.pem, -key.pem   "O=rngmux test" (no CN), SAN DNS:vm2.example, IP:::1,
+//                                DNS:vm2.example again
 //   other-ca-cert.pem            an unrelated CA
 //   other-cert.pem, -key.pem     CN=vm-other, SAN IP:127.0.0.1, signed by the other CA
 //
