@@ -6,6 +6,7 @@
 #include <array>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
+#include <asio/post.hpp>
 #include <asio/read.hpp>
 #include <asio/write.hpp>
 #include <chrono>
@@ -77,13 +78,15 @@ class TlsHandshakeTest : public ::testing::Test {
   }
 
   // Starts a handshake whose outcome lands in `*out`.
-  static void Start(std::shared_ptr<const TlsContext> context, asio::ip::tcp::socket socket,
-                    const std::string& server_name, std::optional<TlsHandshakeOutcome>* out) {
-    StartTlsHandshake(std::move(context), GenericSocket(std::move(socket)), server_name,
-                      [out](TlsHandshakeOutcome outcome) {
-                        EXPECT_FALSE(out->has_value()) << "done ran twice";
-                        *out = std::move(outcome);
-                      });
+  static std::weak_ptr<TlsHandshake> Start(std::shared_ptr<const TlsContext> context,
+                                           asio::ip::tcp::socket socket,
+                                           const std::string& server_name,
+                                           std::optional<TlsHandshakeOutcome>* out) {
+    return StartTlsHandshake(std::move(context), GenericSocket(std::move(socket)), server_name,
+                             [out](TlsHandshakeOutcome outcome) {
+                               EXPECT_FALSE(out->has_value()) << "done ran twice";
+                               *out = std::move(outcome);
+                             });
   }
 
   // Runs the loop until no work is left (or kLoopLimit); returns how long it took.
@@ -140,6 +143,36 @@ TEST_F(TlsHandshakeTest, SuccessGivesStreamsAndCertificates) {
   std::string echoed(reply.size(), '\0');
   asio::read(*client->stream, asio::buffer(echoed));
   EXPECT_EQ(echoed, reply);
+}
+
+TEST_F(TlsHandshakeTest, HandleExpiresWhenTheHandshakeIsOver) {
+  auto [accepted, connecting] = Connect();
+  std::optional<TlsHandshakeOutcome> server, client;
+  auto handle = Start(ServerContext(std::chrono::seconds(10)), std::move(accepted), "", &server);
+  Start(ClientContext("client", std::chrono::seconds(10)), std::move(connecting), "127.0.0.1",
+        &client);
+  EXPECT_FALSE(handle.expired());
+  Run();
+  ASSERT_TRUE(server.has_value());
+  EXPECT_NE(server->stream, nullptr) << server->error;
+  EXPECT_TRUE(handle.expired());
+}
+
+TEST_F(TlsHandshakeTest, CancelEndsAHandshakeAtOnce) {
+  auto [accepted, connecting] = Connect();
+  std::optional<TlsHandshakeOutcome> server;
+  auto handle = Start(ServerContext(std::chrono::seconds(30)), std::move(accepted), "", &server);
+  asio::post(io_, [handle] {
+    if (auto handshake = handle.lock()) handshake->Cancel("the endpoint stopped");
+  });
+  const Clock::duration took = Run();
+  ASSERT_TRUE(server.has_value());
+  EXPECT_EQ(server->stream, nullptr);
+  EXPECT_EQ(server->error, "the endpoint stopped");
+  EXPECT_FALSE(server->timed_out);
+  EXPECT_LT(took, std::chrono::seconds(5));  // not the 30 s timeout
+  EXPECT_TRUE(handle.expired());
+  EXPECT_TRUE(SeesEof(connecting));
 }
 
 TEST_F(TlsHandshakeTest, FailedVerificationSaysWhy) {

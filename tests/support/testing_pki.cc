@@ -61,8 +61,8 @@ Result<Identity> MakeIdentity(const CertSpec& spec, const Identity* issuer) {
   X509_NAME* name = X509_get_subject_name(cert);
   for (const auto& [field, value] : spec.subject) {
     if (X509_NAME_add_entry_by_txt(name, field, MBSTRING_UTF8,
-                                   reinterpret_cast<const unsigned char*>(value.c_str()), -1, -1,
-                                   0) != 1) {
+                                   reinterpret_cast<const unsigned char*>(value.data()),
+                                   static_cast<int>(value.size()), -1, 0) != 1) {
       return Status::Error(std::string("subject field ") + field);
     }
   }
@@ -170,6 +170,7 @@ Status WriteTestPki(const std::string& dir) {
   made.push_back({"revoked", spec({{"CN", "vm-revoked"}}, kRevokedSerial), false});
   made.push_back({"other", spec({{"CN", "vm-other"}}, 2), true});
   made.back().spec.san = "IP:127.0.0.1";
+  made.push_back({"nul-cn", spec({{"CN", std::string("vm1\0.evil", 9)}}, 6), false});
   made.push_back({"unnamed", spec({{"O", "rngmux test"}}, 5), false});
   made.back().spec.san = "DNS:vm2.example,IP:::1,DNS:vm2.example";
   Status status = WriteIdentity(dir, "ca", *ca, /*with_key=*/false);

@@ -18,6 +18,7 @@ namespace rngmux {
 //   revoked-cert.pem, -key.pem   CN=vm-revoked, listed in ca-crl.pem
 //   unnamed-cert.pem, -key.pem   "O=rngmux test" (no CN), SAN DNS:vm2.example, IP:::1,
 //                                DNS:vm2.example again
+//   nul-cn-cert.pem, -key.pem    CN "vm1\0.evil" (a NUL inside)
 //   other-ca-cert.pem            an unrelated CA
 //   other-cert.pem, -key.pem     CN=vm-other, SAN IP:127.0.0.1, signed by the other CA
 //
