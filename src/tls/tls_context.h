@@ -59,7 +59,7 @@ std::optional<PeerCertificate> ReadPeerCertificate(SSL* ssl);
 
 // Why a handshake failed, in words, from the verify result and OpenSSL's error
 // queue (which it empties): "certificate verify failed: certificate has expired",
-// "peer sent no certificate", "wrong version number". `fallback` when neither says.
+// "the client sent no certificate (...)", "wrong version number". `fallback` when neither says.
 std::string DescribeTlsFailure(SSL* ssl, const std::string& fallback);
 
 }  // namespace rngmux
