@@ -77,7 +77,8 @@ struct TlsFiles {
 TlsFiles ResolveTlsFiles(const TlsOptions& options, bool server);
 
 // Checks the combination without touching files, e.g.
-//   "TLS on a listen endpoint needs a certificate and key: tls-dir=DIR or tls-cert=FILE and tls-key=FILE"
+//   "TLS on a listen endpoint needs a certificate and key: tls-dir=DIR or
+//    tls-cert=FILE and tls-key=FILE"
 //   "tls-verify=on needs a CA: tls-ca=FILE or tls-dir=DIR"
 //   "allow-subject needs verified client certificates (a CA, and not tls-verify=off)"
 //   "tls-name applies only to the connecting side"
