@@ -95,15 +95,13 @@ constexpr const char* kNoClientCertificate =
 class TlsContextTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    char dir_template[] = "/tmp/rngmux-tls-test-XXXXXX";
-    ASSERT_NE(mkdtemp(dir_template), nullptr);
-    dir_ = dir_template;
-    Status pki = WriteTestPki(dir_);
-    ASSERT_TRUE(pki.ok()) << pki.message();
+    pki_ = new TemporaryTestPki();
+    ASSERT_TRUE(pki_->status().ok()) << pki_->status().message();
+    dir_ = pki_->dir();
   }
   static void TearDownTestSuite() {
-    std::error_code ignored;
-    std::filesystem::remove_all(dir_, ignored);
+    delete pki_;
+    pki_ = nullptr;
   }
 
   static std::string Path(const std::string& name) { return dir_ + "/" + name; }
@@ -139,9 +137,11 @@ class TlsContextTest : public ::testing::Test {
     return context.ok() ? "OK" : context.status().message();
   }
 
+  static TemporaryTestPki* pki_;
   static std::string dir_;
 };
 
+TemporaryTestPki* TlsContextTest::pki_ = nullptr;
 std::string TlsContextTest::dir_;
 
 TEST_F(TlsContextTest, MissingFilesAreNamed) {

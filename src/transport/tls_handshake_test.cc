@@ -29,15 +29,13 @@ constexpr std::chrono::seconds kLoopLimit{10};
 class TlsHandshakeTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    char dir_template[] = "/tmp/rngmux-tls-handshake-test-XXXXXX";
-    ASSERT_NE(mkdtemp(dir_template), nullptr);
-    dir_ = dir_template;
-    Status pki = WriteTestPki(dir_);
-    ASSERT_TRUE(pki.ok()) << pki.message();
+    pki_ = new TemporaryTestPki();
+    ASSERT_TRUE(pki_->status().ok()) << pki_->status().message();
+    dir_ = pki_->dir();
   }
   static void TearDownTestSuite() {
-    std::error_code ignored;
-    std::filesystem::remove_all(dir_, ignored);
+    delete pki_;
+    pki_ = nullptr;
   }
 
   void SetUp() override {
@@ -104,11 +102,13 @@ class TlsHandshakeTest : public ::testing::Test {
     return ec == asio::error::eof || ec == asio::error::connection_reset;
   }
 
+  static TemporaryTestPki* pki_;
   static std::string dir_;
   asio::io_context io_;
   asio::ip::tcp::acceptor acceptor_{io_};
 };
 
+TemporaryTestPki* TlsHandshakeTest::pki_ = nullptr;
 std::string TlsHandshakeTest::dir_;
 
 TEST_F(TlsHandshakeTest, SuccessGivesStreamsAndCertificates) {

@@ -7,6 +7,8 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -187,6 +189,22 @@ Status WriteTestPki(const std::string& dir) {
   if (!crl.ok()) return crl.status();
   return WriteFile(dir, "ca-crl.pem",
                    [&](std::FILE* f) { return PEM_write_X509_CRL(f, crl->get()) == 1; });
+}
+
+TemporaryTestPki::TemporaryTestPki() {
+  char dir_template[] = "/tmp/rngmux-test-pki-XXXXXX";
+  if (mkdtemp(dir_template) == nullptr) {
+    status_ = Status::FromErrno("mkdtemp", errno);
+    return;
+  }
+  dir_ = dir_template;
+  status_ = WriteTestPki(dir_);
+}
+
+TemporaryTestPki::~TemporaryTestPki() {
+  if (dir_.empty()) return;
+  std::error_code ignored;
+  std::filesystem::remove_all(dir_, ignored);
 }
 
 }  // namespace rngmux

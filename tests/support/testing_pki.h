@@ -25,4 +25,21 @@ namespace rngmux {
 // Errors name the step that failed ("server-cert.pem: write: ...").
 Status WriteTestPki(const std::string& dir);
 
+// WriteTestPki into a fresh temporary directory, removed again by the destructor.
+// For a test suite's SetUpTestSuite: check status() before using dir().
+class TemporaryTestPki {
+ public:
+  TemporaryTestPki();
+  ~TemporaryTestPki();
+  TemporaryTestPki(const TemporaryTestPki&) = delete;
+  TemporaryTestPki& operator=(const TemporaryTestPki&) = delete;
+
+  const std::string& dir() const { return dir_; }
+  const Status& status() const { return status_; }
+
+ private:
+  std::string dir_;
+  Status status_;
+};
+
 }  // namespace rngmux
