@@ -15,7 +15,7 @@ constexpr Backoff::Duration kMaxDelay{10000};
 // Without a limit a connect whose SYNs go unanswered (a peer behind a filter that drops,
 // a listener whose accept queue is full) hangs for the kernel's two minutes of retries.
 constexpr std::chrono::seconds kConnectTimeout{10};
-// A connection closed sooner than this counts as a failed attempt (back-off grows).
+// A TLS connection closed sooner than this counts as a failed attempt (back-off grows).
 constexpr std::chrono::seconds kStableConnection{2};
 
 }  // namespace
@@ -146,17 +146,16 @@ void Connector::OnEstablished(Session::Transport transport, ClientIdentity ident
   const auto established = std::chrono::steady_clock::now();
   auto on_closed = [this, alive = std::weak_ptr<char>(alive_), established] {
     if (alive.expired() || stopped_) return;
-    if (std::chrono::steady_clock::now() - established < kStableConnection) {
-      // Closed at once: a peer that accepts and drops (QEMU's tls-authz refusing this
-      // certificate does just that, silently) backs off like a refused connect, so
-      // neither the log nor leads drawn from the pool come in a loop.
+    if (spec_.tls.enabled && std::chrono::steady_clock::now() - established < kStableConnection) {
+      // A TLS connection closed at once: QEMU's tls-authz refusing this certificate
+      // does just that, after the handshake and silently. It backs off like a refused
+      // connect, so neither the log nor leads drawn from the pool come in a loop.
       ++failures_;
       const auto delay = backoff_.NextDelay();
-      const std::string why =
-          spec_.tls.enabled ? " (did the server refuse this certificate, e.g. QEMU's tls-authz?)"
-                            : "";
       if (failures_ == 1) {
-        LOG_WARNING("connection to ", spec_.Address(), " closed by the peer at once", why,
+        LOG_WARNING("connection to ", spec_.Address(),
+                    " closed by the peer at once (did the server refuse this certificate, e.g. "
+                    "QEMU's tls-authz?)",
                     "; retrying with back-off up to ", kMaxDelay.count() / 1000, " s");
       } else {
         LOG_DEBUG("connection to ", spec_.Address(), " closed at once (", failures_,
