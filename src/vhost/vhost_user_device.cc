@@ -249,6 +249,7 @@ void VhostUserDevice::StopRing() {
   if (held_) {
     queue_.Unpop(1);
     held_.reset();
+    held_filled_ = 0;
   }
   base_ = queue_.next_avail();
   queue_.Stop();
@@ -286,6 +287,7 @@ Status VhostUserDevice::TakeBuffer(bool* signal) {
           continue;
         }
         held_ = std::move(scratch_);
+        held_filled_ = 0;
         scratch_ = {};
         return Status::Ok();
     }
@@ -293,25 +295,39 @@ Status VhostUserDevice::TakeBuffer(bool* signal) {
   return Status::Ok();
 }
 
+std::size_t VhostUserDevice::HeldSize() const {
+  return static_cast<std::size_t>(std::min<std::uint64_t>(held_->capacity, kMaxFillBytes));
+}
+
 std::size_t VhostUserDevice::Wanted() const {
   if (!held_ || !running()) return 0;
-  return static_cast<std::size_t>(std::min<std::uint64_t>(held_->capacity, kMaxFillBytes));
+  return HeldSize() - held_filled_;
 }
 
 bool VhostUserDevice::Fill(std::span<const std::uint8_t> bytes) {
   if (!held_) return false;
+  std::size_t skip = held_filled_;  // bytes already in the buffer's first segments
   std::size_t done = 0;
   for (const SplitVirtqueue::Segment& segment : held_->segments) {
     if (done == bytes.size()) break;
-    const std::size_t n = std::min<std::size_t>(segment.len, bytes.size() - done);
-    std::memcpy(segment.host, bytes.data() + done, n);
+    if (skip >= segment.len) {
+      skip -= segment.len;
+      continue;
+    }
+    const std::size_t n = std::min<std::size_t>(segment.len - skip, bytes.size() - done);
+    std::memcpy(segment.host + skip, bytes.data() + done, n);
+    skip = 0;
     done += n;
   }
-  const std::uint16_t head = held_->head;
-  held_.reset();
-  ++buffers_used_;
+  held_filled_ += done;
   bytes_written_ += done;
-  return queue_.Push(head, static_cast<std::uint32_t>(done));
+  if (held_filled_ < HeldSize()) return false;
+  const std::uint16_t head = held_->head;
+  const auto length = static_cast<std::uint32_t>(held_filled_);
+  held_.reset();
+  held_filled_ = 0;
+  ++buffers_used_;
+  return queue_.Push(head, length);
 }
 
 }  // namespace rngmux

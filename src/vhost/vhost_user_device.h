@@ -57,7 +57,14 @@ class MmapRegionMapper final : public RegionMapper {
 //
 // Buffers: the device holds at most one guest buffer (Linux keeps one 64-byte
 // request outstanding). TakeBuffer() pops the next one; Fill() writes bytes into
-// it and marks it used with exactly that length. Event-loop thread only.
+// it, after those already there, and marks it used once it is full (its capacity,
+// at most kMaxFillBytes), with exactly that length. A buffer is never handed back
+// short, although the spec allows it: Debian 12's guest kernel (6.1.0-57, whose
+// virtio-rng copy_data() takes the bytes left for the end offset) hangs for good
+// on the read after a 33..63-byte fill of its 64-byte buffer: it is left with
+// bytes it cannot copy, no request outstanding and a wait nobody completes. The
+// fair share hands out pieces whenever the pool runs short, so without this a
+// slow source stalls such guests. Event-loop thread only.
 class VhostUserDevice {
  public:
   static constexpr std::uint64_t kFeatureIndirectDesc = 1ull << 28;
@@ -96,10 +103,11 @@ class VhostUserDevice {
   // used at once, and set *signal if the driver should be signalled). Not ok: the
   // ring is bad (close).
   Status TakeBuffer(bool* signal);
-  // Bytes the held buffer can take now (0 if none or the ring is stopped).
+  // Bytes the held buffer still takes (0 if none or the ring is stopped).
   std::size_t Wanted() const;
-  // Writes `bytes` (size <= Wanted()) into the held buffer and marks it used with
-  // exactly bytes.size(). Returns true if the driver should be signalled.
+  // Writes `bytes` (size <= Wanted()) into the held buffer after the bytes written
+  // before; once it is full, marks it used with its whole length. Returns true if
+  // the driver should be signalled (only ever when a buffer was marked used).
   bool Fill(std::span<const std::uint8_t> bytes);
 
   std::uint64_t buffers_used() const { return buffers_used_; }
@@ -110,8 +118,11 @@ class VhostUserDevice {
   Status SetMemTable(const VhostUserMessage& message, std::vector<UniqueFd>& fds);
   // Starts the ring if everything it needs is there. Not ok: its addresses are bad.
   Status MaybeStart(std::string* note);
-  // Stops the ring, giving back a held buffer; `base_` keeps the next avail index.
+  // Stops the ring, giving back a held buffer (bytes written into it are lost,
+  // never served twice); `base_` keeps the next avail index.
   void StopRing();
+  // The most the held buffer takes: its capacity, at most kMaxFillBytes.
+  std::size_t HeldSize() const;
   void Reset();
 
   RegionMapper& mapper_;
@@ -129,6 +140,7 @@ class VhostUserDevice {
   UniqueFd call_;
   UniqueFd err_;
   std::optional<SplitVirtqueue::Chain> held_;
+  std::size_t held_filled_ = 0;  // bytes written into *held_ so far
   SplitVirtqueue::Chain scratch_;
   std::uint64_t buffers_used_ = 0;
   std::uint64_t bytes_written_ = 0;

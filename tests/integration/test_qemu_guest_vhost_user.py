@@ -198,6 +198,31 @@ class QemuVhostUserTest(RngmuxTestCase):
         egd_guest.start()
         self.assert_fair(d, [vhost, egd_guest], rate, nbytes)
 
+    # -- 7. three guests on a slower source: every guest finishes ---------------------------
+    def test_three_guests_on_a_slow_source_all_finish(self):
+        # The pool runs dry all the time, so the fair share hands each device pieces of its
+        # 64-byte buffer. Handed back short (33..63 bytes), such a buffer hangs Debian 12's
+        # guest kernel on its next read for good; this failed on every run before devices
+        # held buffers until full.
+        seed, rate, nbytes = 208, 6000, 65536
+        path = self.path("vm.sock")
+        d = self.start_daemon(self.daemon_args(seed, "--listen", "vhost-user:%s" % path,
+                                               "--pool-size", "4096", rate=rate),
+                              name="rngmux-three")
+        guests = [self.guest("socket,id=c0,path=%s" % path, "slow-%d" % i, nbytes,
+                             append_extra="rngtries=1 rngsync=0") for i in (1, 2, 3)]
+        for g in guests:
+            g.start()
+        sums = set()
+        for g in guests:
+            # three readers of 64 KiB at 6 kB/s: about 35 s for all, far less than this
+            r = g.wait_result(BOOT_TIMEOUT + 60)
+            self.assertEqual(r.get("bytes"), nbytes, r["line"])
+            sums.add(r["sha256"])
+        self.assertEqual(len(sums), 3, "two guests read the same bytes")
+        stats = d.stats()
+        self.assertEqual(stats["vhost_user_bad_messages"] + stats["vhost_user_bad_rings"], 0)
+
     def assert_fair(self, d, guests, rate, nbytes):
         """While both guests read, each gets 35-65% of what is served; both finish."""
         for g in guests:
