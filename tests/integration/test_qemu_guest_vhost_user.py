@@ -235,7 +235,7 @@ class QemuVhostUserTest(RngmuxTestCase):
         first = per_client()
         start = time.monotonic()
         second, window = None, 0.0
-        for _ in range(8):
+        for _ in range(16):  # up to 8 s: a longer window, a steadier split
             time.sleep(0.5)
             snap = per_client()
             if any("RNGMUX-RESULT" in g.console() for g in guests) \
