@@ -9,7 +9,7 @@ PACKAGES=(
   build-essential cmake g++ clang-14 clang-format libclang-rt-14-dev git
   libasio-dev libcli11-dev libssl-dev libgtest-dev googletest nlohmann-json3-dev
   libtomlplusplus-dev
-  python3 rng-tools5 ent ekeyd-egd-linux socat iproute2
+  python3 rng-tools5 ent ekeyd-egd-linux socat iproute2 openssl
   pkg-config libftdi1-dev strace libsystemd-dev libseccomp-dev
   scdoc man-db
   debhelper dpkg-dev lintian mmdebstrap systemd util-linux

@@ -16,7 +16,7 @@
 #
 # Arguments name the parts to run (format release asan tsan fuzz package; default all).
 #
-# RNGMUX_REQUIRE (default here: ipv6,unshare,port1024,qwqng, which a fresh Debian 12
+# RNGMUX_REQUIRE (default here: ipv6,unshare,port1024,qwqng,netns, which a fresh Debian 12
 # machine run as root always has) turns those skips into failures; set RNGMUX_REQUIRE=
 # (empty) on a host that lacks one of them. See tests/integration/harness.py.
 set -euo pipefail
@@ -24,7 +24,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 JOBS="${JOBS:-2}"
 FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
-export RNGMUX_REQUIRE="${RNGMUX_REQUIRE-ipv6,unshare,port1024,qwqng}"
+export RNGMUX_REQUIRE="${RNGMUX_REQUIRE-ipv6,unshare,port1024,qwqng,netns}"
 
 bash scripts/install-deps.sh
 

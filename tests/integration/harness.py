@@ -45,8 +45,9 @@ CAPABILITIES = {
     "port1024": "a free 127.0.0.1:1024 (the default endpoint)",
     "qwqng": "the QNG source (rngmux built with -DRNGMUX_WITH_QWQNG=ON)",
     "root": "root (to start rngmux as root and watch it drop to another user)",
+    "netns": "network namespaces (`ip netns` as root, and the openssl CLI)",
 }
-CI_REQUIRED = ("ipv6", "unshare", "port1024", "root")
+CI_REQUIRED = ("ipv6", "unshare", "port1024", "root", "netns")
 
 
 # --------------------------------------------------------------------------

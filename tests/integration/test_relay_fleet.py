@@ -72,12 +72,12 @@ class Fleet:
 class RelayFleetTest(RelayTestCase):
     def setUp(self):
         super().setUp()
-        if os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("openssl") is None:
-            self.skipTest("the fleet test needs root, `ip` and `openssl` (network namespaces)")
+        have = os.geteuid() == 0 and shutil.which("ip") and shutil.which("openssl")
+        self.skip_unless("netns", have, "the fleet test needs root, `ip` and `openssl`")
         probe = subprocess.run(["ip", "netns", "list"], stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, timeout=10)
-        if probe.returncode != 0:
-            self.skipTest("`ip netns` does not work here: %s" % probe.stdout.decode().strip())
+        self.skip_unless("netns", probe.returncode == 0,
+                         "`ip netns` does not work here: %s" % probe.stdout.decode().strip())
 
     def stop_daemons(self):
         for d in self.daemons:
