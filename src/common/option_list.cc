@@ -32,4 +32,10 @@ std::optional<std::vector<OptionItem>> ParseOptionList(std::string_view text,
   return items;
 }
 
+std::optional<bool> ParseSwitch(std::string_view value) {
+  if (value == "on" || value == "yes" || value == "true") return true;
+  if (value == "off" || value == "no" || value == "false") return false;
+  return std::nullopt;
+}
+
 }  // namespace rngmux

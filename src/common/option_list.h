@@ -38,6 +38,9 @@ std::optional<std::vector<OptionItem>> ParseOptionList(std::string_view text,
 // True if `text` holds a NUL byte; the parsers refuse such specs with one message.
 bool HasNulByte(std::string_view text);
 
+// A switch as QEMU spells it: on/yes/true or off/no/false; nothing for any other word.
+std::optional<bool> ParseSwitch(std::string_view value);
+
 // The error text every spec parser gives for a NUL byte.
 inline constexpr std::string_view kNulByteProblem = "contains a NUL byte";
 

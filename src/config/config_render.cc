@@ -32,8 +32,7 @@ toml::table EndpointTable(const EndpointSpec& endpoint) {
     } else if (*type == EndpointKeyType::kFlag) {
       table.insert(item.key, true);
     } else if (*type == EndpointKeyType::kOnOff) {
-      // The spellings the endpoint grammar takes for "on" (tls-verify=yes too).
-      table.insert(item.key, item.value == "on" || item.value == "yes" || item.value == "true");
+      table.insert(item.key, ParseSwitch(item.value).value_or(false));
     } else if (*type == EndpointKeyType::kInteger &&
                std::from_chars(item.value.data(), end, number).ptr == end) {
       table.insert(item.key, number);

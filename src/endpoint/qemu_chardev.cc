@@ -77,12 +77,6 @@ std::vector<QemuOption> SplitQemuOptions(std::string_view text) {
 
 std::string Quoted(std::string_view text) { return "\"" + std::string(text) + "\""; }
 
-std::optional<bool> ParseQemuBool(std::string_view value) {
-  if (value == "on" || value == "yes" || value == "true") return true;
-  if (value == "off" || value == "no" || value == "false") return false;
-  return std::nullopt;
-}
-
 bool IsDigits(std::string_view text) {
   if (text.empty()) return false;
   for (char c : text) {
@@ -188,7 +182,7 @@ class ChardevParser {
     if (!seen_.insert(key).second) return Error("key " + Quoted(key) + " given twice");
 
     if (IsBooleanKey(key)) {
-      const std::optional<bool> flag = ParseQemuBool(*value);
+      const std::optional<bool> flag = ParseSwitch(*value);
       if (!flag) return Error(key + ": expected on or off");
       if (key == "server") server_ = *flag;
       // wait, nodelay, ipv4 and ipv6 change how QEMU opens the socket, not where.
@@ -269,7 +263,7 @@ class ChardevParser {
         creds.server = part.value == "server";
       } else if (part.key == "verify-peer" || part.key == "sanity-check" || part.key == "loaded") {
         // QEMU's checks of its own side: rngmux checks the peer by its own tls-verify.
-        if (!ParseQemuBool(part.value)) return Error(where + ": expected on or off");
+        if (!ParseSwitch(part.value)) return Error(where + ": expected on or off");
       } else if (part.key != "priority" && part.key != "passwordid") {
         // priority= (GnuTLS's cipher list) and passwordid= (QEMU's key password) concern
         // QEMU's side only.

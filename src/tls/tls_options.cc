@@ -1,6 +1,7 @@
 #include "tls/tls_options.h"
 
 #include "common/number_text.h"
+#include "common/option_list.h"
 
 namespace rngmux {
 namespace {
@@ -53,13 +54,9 @@ Status ParseTlsOption(TlsOptions& options, std::string_view key, std::string_vie
     return Status::Ok();
   }
   if (key == "tls-verify") {
-    if (value == "on" || value == "yes" || value == "true") {
-      options.verify = true;
-    } else if (value == "off" || value == "no" || value == "false") {
-      options.verify = false;
-    } else {
-      return Status::Error("tls-verify must be on or off");
-    }
+    const std::optional<bool> verify = ParseSwitch(value);
+    if (!verify) return Status::Error("tls-verify must be on or off");
+    options.verify = verify;
     return Status::Ok();
   }
   if (key == "tls-min") {
