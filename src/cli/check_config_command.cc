@@ -5,7 +5,7 @@
 #include "cli/commands.h"
 #include "cli/serve_flags.h"
 #include "config/config_render.h"
-#include "tls/tls_context.h"
+#include "transport/tls_handshake.h"
 
 namespace rngmux {
 
@@ -22,13 +22,8 @@ Command AddCheckConfigCommand(CLI::App& root) {
                    if (!config.ok()) return ReportUsageError(config.status().message());
                    // Certificates and keys load now, as serve would load them.
                    for (const EndpointSpec& endpoint : config->endpoints) {
-                     if (!endpoint.tls.enabled) continue;
-                     const bool listen = endpoint.role == EndpointRole::kListen;
-                     auto tls = TlsContext::Make(endpoint.tls, listen);
-                     if (!tls.ok()) {
-                       return ReportUsageError(std::string(listen ? "listen" : "connect") + " \"" +
-                                               endpoint.text + "\": " + tls.status().message());
-                     }
+                     auto tls = MakeEndpointTlsContext(endpoint);
+                     if (!tls.ok()) return ReportUsageError(tls.status().message());
                    }
                    for (const std::string& warning : ServeConfigWarnings(*config)) {
                      std::fprintf(stderr, "rngmux: warning: %s\n", warning.c_str());

@@ -175,7 +175,7 @@ Status Server::OpenEndpoint(const EndpointSpec& endpoint, EndpointObjects& into)
     into.udp.push_back(std::move(udp).value());
     return Status::Ok();
   }
-  auto tls = MakeEndpointTls(endpoint);
+  auto tls = MakeEndpointTlsContext(endpoint);
   if (!tls.ok()) return tls.status();
   if (endpoint.role == EndpointRole::kConnect) {
     into.connectors.push_back(std::make_unique<Connector>(io_, endpoint, *this));
@@ -194,16 +194,6 @@ Status Server::OpenEndpoint(const EndpointSpec& endpoint, EndpointObjects& into)
   (*listener)->SetTlsContext(*tls);
   into.listeners.push_back(std::move(listener).value());
   return Status::Ok();
-}
-
-Result<std::shared_ptr<const TlsContext>> Server::MakeEndpointTls(const EndpointSpec& endpoint) {
-  if (!endpoint.tls.enabled) return std::shared_ptr<const TlsContext>();
-  auto context = TlsContext::Make(endpoint.tls, endpoint.role == EndpointRole::kListen);
-  if (!context.ok()) {
-    return Status::Error((endpoint.role == EndpointRole::kListen ? "listen \"" : "connect \"") +
-                         endpoint.text + "\": " + context.status().message());
-  }
-  return std::shared_ptr<const TlsContext>(std::move(context).value());
 }
 
 Status Server::Open() {

@@ -155,8 +155,6 @@ class Server final : public SessionHost {
   // Binds a listener or UDP socket (or adopts a passed one), or makes a connector
   // (started later).
   Status OpenEndpoint(const EndpointSpec& endpoint, EndpointObjects& into);
-  // A TLS endpoint's context, its files read now (nullptr for a plain endpoint).
-  static Result<std::shared_ptr<const TlsContext>> MakeEndpointTls(const EndpointSpec& endpoint);
   // Adds to `config` an endpoint for each passed socket none of its endpoints claims
   // (see SetInheritedSockets).
   Status AddInheritedEndpoints(ServeConfig& config) const;

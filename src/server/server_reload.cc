@@ -167,7 +167,7 @@ Result<std::string> Server::Apply(ServeConfig next) {
   std::map<std::string, std::shared_ptr<const TlsContext>> tls_contexts;
   for (const EndpointSpec& endpoint : next.endpoints) {
     if (std::find(added.begin(), added.end(), &endpoint) != added.end()) continue;
-    auto tls = MakeEndpointTls(endpoint);
+    auto tls = MakeEndpointTlsContext(endpoint);
     if (!tls.ok()) return tls.status();
     tls_contexts[endpoint.id] = std::move(tls).value();
   }

@@ -134,6 +134,17 @@ class Handshake final : public TlsHandshake, public std::enable_shared_from_this
 
 }  // namespace
 
+Result<std::shared_ptr<const TlsContext>> MakeEndpointTlsContext(const EndpointSpec& endpoint) {
+  if (!endpoint.tls.enabled) return std::shared_ptr<const TlsContext>();
+  const bool listen = endpoint.role == EndpointRole::kListen;
+  auto context = TlsContext::Make(endpoint.tls, listen);
+  if (!context.ok()) {
+    return Status::Error((listen ? "listen \"" : "connect \"") + endpoint.text +
+                         "\": " + context.status().message());
+  }
+  return std::shared_ptr<const TlsContext>(std::move(context).value());
+}
+
 std::weak_ptr<TlsHandshake> StartTlsHandshake(std::shared_ptr<const TlsContext> context,
                                               asio::generic::stream_protocol::socket socket,
                                               const std::string& server_name,

@@ -8,6 +8,8 @@
 #include <optional>
 #include <string>
 
+#include "common/status.h"
+#include "endpoint/endpoint_spec.h"
 #include "tls/tls_context.h"
 
 namespace rngmux {
@@ -30,6 +32,11 @@ struct TlsHandshakeOutcome {
   bool timed_out = false;  // it failed by the timeout
 };
 using TlsHandshakeDone = std::function<void(TlsHandshakeOutcome)>;
+
+// A TCP endpoint's TLS context, its files read now; nullptr for a plain endpoint.
+// Errors name the endpoint as its other errors do: `listen "TEXT": tls-cert FILE: ...`.
+// The daemon makes one at start and at every reload, check-config to check the files.
+Result<std::shared_ptr<const TlsContext>> MakeEndpointTlsContext(const EndpointSpec& endpoint);
 
 // A handshake under way. Cancel(reason) closes its socket now: `done` then runs with
 // a failure, `reason` its error (a listener or connector that stops does not wait for
