@@ -123,8 +123,7 @@ class EgdSource final : public Source {
  public:
   EgdSource(std::string name, EgdUpstream upstream, CommonSourceOptions options,
             std::size_t requests, std::chrono::seconds timeout,
-            std::chrono::seconds handshake_timeout, TlsOptions tls_options,
-            std::shared_ptr<const TlsContext> tls)
+            std::chrono::seconds handshake_timeout, TlsOptions tls_options)
       : name_(std::move(name)),
         upstream_(std::move(upstream)),
         label_("egd:" + upstream_.text),
@@ -132,8 +131,7 @@ class EgdSource final : public Source {
         requests_(requests),
         timeout_(timeout),
         handshake_timeout_(handshake_timeout),
-        tls_options_(std::move(tls_options)),
-        tls_(std::move(tls)) {}
+        tls_options_(std::move(tls_options)) {}
   ~EgdSource() override { Disconnect(); }
 
   const std::string& name() const override { return name_; }
@@ -457,7 +455,7 @@ class EgdSource final : public Source {
   const std::chrono::seconds timeout_;
   const std::chrono::seconds handshake_timeout_;
   const TlsOptions tls_options_;           // enabled == false: plain EGD
-  std::shared_ptr<const TlsContext> tls_;  // Read's thread only; null: plain EGD
+  std::shared_ptr<const TlsContext> tls_;  // Read's thread only: the connection's context
 
   // The connection: Read's thread only.
   int fd_ = -1;
@@ -516,18 +514,18 @@ Result<std::unique_ptr<Source>> CreateEgdSource(const SourceSpec& spec,
     Status parsed = ParseTlsOption(tls_options, key, switch_on ? "" : value, !switch_on, false);
     if (!parsed.ok()) return SourceSpecError(spec, parsed.message());
   }
-  std::shared_ptr<const TlsContext> tls;  // made here too: bad files fail at start
   std::chrono::seconds handshake_timeout = timeout;
   if (tls_options.enabled) {
     if (upstream->unix_socket) return SourceSpecError(spec, "TLS options need a tcp: upstream");
+    // The files are read here once, so bad ones fail at start; each connection reads
+    // them again.
     Result<std::shared_ptr<TlsContext>> made = TlsContext::Make(tls_options, /*server=*/false);
     if (!made.ok()) return SourceSpecError(spec, made.status().message());
-    tls = *made;
     if (spec.options.contains("tls-timeout")) handshake_timeout = tls_options.handshake_timeout;
   }
-  return std::unique_ptr<Source>(
-      std::make_unique<EgdSource>(spec.text, *upstream, *options, requests, timeout,
-                                  handshake_timeout, std::move(tls_options), std::move(tls)));
+  return std::unique_ptr<Source>(std::make_unique<EgdSource>(spec.text, *upstream, *options,
+                                                             requests, timeout, handshake_timeout,
+                                                             std::move(tls_options)));
 }
 
 const std::set<std::string>& EgdOptionNames() {

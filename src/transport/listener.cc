@@ -232,7 +232,7 @@ void Listener::Welcome(int fd) {
 
 void Listener::StartHandshake(Session::Socket socket, std::string peer, ClientIdentity identity) {
   std::erase_if(pending_handshakes_, [](const auto& h) { return h.expired(); });
-  if (handshakes_ >= kMaxHandshakes && !pending_handshakes_.empty()) {
+  if (pending_handshakes_.size() >= kMaxHandshakes) {
     // At the limit the oldest handshake gives way: a flood of stalled connections
     // cannot keep a real client out (a real handshake takes milliseconds).
     if (auto oldest = pending_handshakes_.front().lock()) {
@@ -241,15 +241,12 @@ void Listener::StartHandshake(Session::Socket socket, std::string peer, ClientId
     }
     pending_handshakes_.erase(pending_handshakes_.begin());
   }
-  ++handshakes_;
   pending_handshakes_.push_back(
       StartTlsHandshake(tls_, std::move(socket), "",
                         [this, alive = std::weak_ptr<char>(alive_), peer = std::move(peer),
                          identity = std::move(identity)](TlsHandshakeOutcome outcome) mutable {
-                          if (alive.expired())
-                            return;  // retired by a reload: the stream closes with it
-                          --handshakes_;
-                          if (stopped_) return;
+                          // Retired by a reload, or stopped: the stream closes with it.
+                          if (alive.expired() || stopped_) return;
                           host_.TlsHandshakeFinished(spec_, identity, peer, outcome);
                           if (!outcome.stream) return;
                           AddCertificate(identity, outcome.certificate);

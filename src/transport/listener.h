@@ -48,7 +48,7 @@ class Listener {
   // Handshakes in progress at once, per listener; a connection beyond it closes the
   // oldest handshake (a flood of handshakes costs CPU, not established clients their
   // service, and stalled ones cannot keep new clients out).
-  static constexpr int kMaxHandshakes = 64;
+  static constexpr std::size_t kMaxHandshakes = 64;
 
  private:
   using Acceptor = asio::basic_socket_acceptor<asio::generic::stream_protocol>;
@@ -70,8 +70,8 @@ class Listener {
   ino_t socket_file_inode_ = 0;
   bool stopped_ = false;
   std::shared_ptr<const TlsContext> tls_;
-  int handshakes_ = 0;
-  std::vector<std::weak_ptr<TlsHandshake>> pending_handshakes_;  // cancelled by Stop()
+  // The handshakes under way, oldest first (expired ones are pruned as others start).
+  std::vector<std::weak_ptr<TlsHandshake>> pending_handshakes_;
   // Handshakes may finish after a reload retired this listener: they check this first.
   std::shared_ptr<char> alive_ = std::make_shared<char>();
 };

@@ -96,20 +96,23 @@ void Session::OnReadable() {
       Close("read: " + ec.message());
       return;
     }
-    if (quick_ack_) {
-      // The lead is topped up only every few requests, so no reply carries the ACK that
-      // the peer's next small write waits for under Nagle (QEMU's socket chardev does
-      // not set TCP_NODELAY): 40 ms of delayed ACK per request otherwise. Not sticky in
-      // the kernel, hence after every read.
-      const int one = 1;
-      setsockopt(socket_.native_handle(), IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
-    }
+    AckNow();
     if (!OnInput(buffer.first(n))) return;
   }
   // Still more to read: yield to other handlers, then continue.
   asio::post(socket_.get_executor(), [self = shared_from_this()] {
     if (!self->closed()) self->OnReadable();
   });
+}
+
+void Session::AckNow() {
+  if (!quick_ack_) return;
+  // The lead is topped up only every few requests, so no reply carries the ACK that the
+  // peer's next small write waits for under Nagle (QEMU's socket chardev does not set
+  // TCP_NODELAY): 40 ms of delayed ACK per request otherwise. Not sticky in the kernel,
+  // hence after every read.
+  const int one = 1;
+  setsockopt(socket_.native_handle(), IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
 }
 
 void Session::ReadTls() {
@@ -129,10 +132,7 @@ void Session::ReadTls() {
                       DescribeTlsFailure(self->transport_.tls->native_handle(), ec.message()));
           return;
         }
-        if (self->quick_ack_) {
-          const int one = 1;
-          setsockopt(self->socket_.native_handle(), IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
-        }
+        self->AckNow();
         if (self->OnInput(std::span<const std::uint8_t>(self->tls_input_->data(), n))) {
           self->ReadTls();
         }

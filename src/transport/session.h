@@ -57,6 +57,8 @@ class Session final : public EgdSession, public std::enable_shared_from_this<Ses
  private:
   void WaitReadable();
   void OnReadable();
+  // TCP: acknowledge what was just read at once (see the .cc).
+  void AckNow();
   void ReadTls();
   // Returns false if the session closed.
   bool OnInput(std::span<const std::uint8_t> input);
