@@ -171,6 +171,10 @@ class PrivilegesTest(RngmuxTestCase):
         os.makedirs(os.path.join(sysfs, "devices"))
         os.makedirs(control)
         os.chmod(control, 0o777)  # the double keeps its lock file there
+        # Paced like the fault tests in test_qwqng.py, so that each worker's output stays
+        # inside the reference however long the restart takes on a loaded machine.
+        with open(os.path.join(control, "rate"), "w") as f:
+            f.write("%d\n" % test_qwqng.SLOW_RATE)
         env = {"QWQNG_DOUBLE_SYSFS": sysfs, "QWQNG_DOUBLE_CONTROL": control,
                "QWQNG_DOUBLE_SEED": test_qwqng.SEED}
         saved = {k: os.environ.get(k) for k in env}
