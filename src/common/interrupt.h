@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 
 namespace rngmux {
@@ -7,6 +8,7 @@ namespace rngmux {
 // A one-shot, thread-safe "stop now" signal for threads that block in the kernel
 // (a source reading a tty, a back-off sleep). Backed by an eventfd so that it can
 // sit in a poll() set beside the device's descriptor. Once triggered it stays triggered.
+// triggered() is one atomic load (a source thread asks once per block), no system call.
 class Interrupt {
  public:
   Interrupt();
@@ -23,6 +25,7 @@ class Interrupt {
 
  private:
   int fd_;
+  std::atomic<bool> triggered_{false};
 };
 
 }  // namespace rngmux

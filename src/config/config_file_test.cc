@@ -143,7 +143,7 @@ TEST(ConfigFileTest, UnknownKeys) {
             "rngmux.toml:7: listen[0]: unknown key \"wieght\"");
   EXPECT_EQ(ErrorOf("[[source]]\nspec = \"test:1\"\nrat = 5\n"),
             "rngmux.toml:3: source[0]: unknown key \"rat\" (known: spec, entropy, block, fips, "
-            "rate)");
+            "rate, threads)");
   EXPECT_EQ(ErrorOf("[general]\nx = 1\n"), "rngmux.toml:1: unknown key \"general\"");
 }
 

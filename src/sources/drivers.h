@@ -18,15 +18,17 @@ namespace rngmux {
 struct CommonSourceOptions {
   double entropy_bits_per_byte;  // (0, 8]
   std::size_t block_size;        // [kMinBlockBytes, kMaxBlockBytes]
+  std::size_t threads = 1;       // [1, kMaxReaderThreads]; threads= where the kind takes it
 };
 
 inline constexpr std::size_t kMinBlockBytes = 16;
 inline constexpr std::size_t kMaxBlockBytes = 65536;
 inline constexpr std::size_t kDefaultBlockBytes = 4096;
+inline constexpr std::size_t kMaxReaderThreads = 64;
 
 // Checks that `spec` has no options beyond entropy=, block= and `extra_options`,
 // and returns entropy/block with the driver's defaults filled in. Errors name the
-// spec: `source "getrandom,foo=1": unknown option "foo" (known: entropy, block)`.
+// spec: `source "getrandom,foo=1": unknown option "foo" (known: entropy, block, threads)`.
 Result<CommonSourceOptions> ParseCommonSourceOptions(
     const SourceSpec& spec, double default_entropy_bits_per_byte, std::size_t default_block_size,
     const std::set<std::string>& extra_options = {});

@@ -17,6 +17,10 @@ class GetrandomSource final : public Source {
   const std::string& name() const override { return name_; }
   double claimed_entropy_bits_per_byte() const override { return options_.entropy_bits_per_byte; }
   std::size_t preferred_block_size() const override { return options_.block_size; }
+  std::size_t reader_threads() const override { return options_.threads; }
+  std::unique_ptr<Source> NewReader(std::size_t /*k*/) const override {
+    return std::make_unique<GetrandomSource>(name_, options_);
+  }
 
   Result<std::size_t> Read(std::span<std::uint8_t> out, const Interrupt& /*stop*/) override {
     // Flags 0: blocks only until the kernel's pool is first initialised (early boot),
@@ -37,7 +41,8 @@ class GetrandomSource final : public Source {
 
 Result<std::unique_ptr<Source>> CreateGetrandomSource(const SourceSpec& spec,
                                                       const SourceFactoryContext& /*context*/) {
-  Result<CommonSourceOptions> options = ParseCommonSourceOptions(spec, 8, kDefaultBlockBytes);
+  Result<CommonSourceOptions> options =
+      ParseCommonSourceOptions(spec, 8, kDefaultBlockBytes, {"threads"});
   if (!options.ok()) return options.status();
   return std::unique_ptr<Source>(std::make_unique<GetrandomSource>(spec.text, *options));
 }

@@ -38,6 +38,10 @@ class RdseedSource final : public Source {
   const std::string& name() const override { return name_; }
   double claimed_entropy_bits_per_byte() const override { return options_.entropy_bits_per_byte; }
   std::size_t preferred_block_size() const override { return options_.block_size; }
+  std::size_t reader_threads() const override { return options_.threads; }
+  std::unique_ptr<Source> NewReader(std::size_t /*k*/) const override {
+    return std::make_unique<RdseedSource>(name_, options_);
+  }
 
   Result<std::size_t> Read(std::span<std::uint8_t> out, const Interrupt& stop) override {
     std::size_t filled = 0;
@@ -79,7 +83,8 @@ bool CpuHasRdseed() {
 
 Result<std::unique_ptr<Source>> CreateRdseedSource(const SourceSpec& spec,
                                                    const SourceFactoryContext& /*context*/) {
-  Result<CommonSourceOptions> options = ParseCommonSourceOptions(spec, 8, kDefaultBlockBytes);
+  Result<CommonSourceOptions> options =
+      ParseCommonSourceOptions(spec, 8, kDefaultBlockBytes, {"threads"});
   if (!options.ok()) return options.status();
   if (!CpuHasRdseed()) return Status::Error("rdseed: this CPU has no RDSEED instruction");
   return std::unique_ptr<Source>(std::make_unique<RdseedSource>(spec.text, *options));

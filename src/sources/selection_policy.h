@@ -29,6 +29,9 @@ struct SourceStatus {
   bool tried = false;             // has passed or failed at least once
   bool standby = false;           // parked until wanted
   bool waiting_for_room = false;  // blocked handing bytes over: not silent
+  // Threads of this source blocked handing bytes over (a source read on several
+  // threads); waiting_for_room while there is one.
+  std::size_t producers_waiting = 0;
   Clock::TimePoint last_activity{};
 };
 

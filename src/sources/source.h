@@ -41,6 +41,14 @@ class Source {
   // Preferred block size for reading and health-testing, in bytes.
   virtual std::size_t preferred_block_size() const { return 4096; }
 
+  // How many threads the runner reads this source on (threads=N on the fast
+  // sources, where one thread is the ceiling); 1 for the rest.
+  virtual std::size_t reader_threads() const { return 1; }
+  // Another reader of the same generator for the runner's thread k, 1 <= k <
+  // reader_threads(), with state of its own (each thread's stream is health-tested on
+  // its own). Null if the driver cannot be read on more than one thread.
+  virtual std::unique_ptr<Source> NewReader(std::size_t /*k*/) const { return nullptr; }
+
   // Driver-specific "key=value" pairs for the stats line (a device's own
   // statistics, a helper process's restarts): keys in a stable order, values
   // without spaces. Unlike Read, called from any thread: a driver that has such

@@ -120,6 +120,15 @@ Result<CommonSourceOptions> ParseCommonSourceOptions(const SourceSpec& spec,
     }
     options.block_size = *bytes;
   }
+  if (const auto it = spec.options.find("threads"); it != spec.options.end()) {
+    const std::optional<std::size_t> n = ParseNumber(it->second, std::size_t{1}, kMaxReaderThreads);
+    if (!n) {
+      return SourceSpecError(spec, "threads must be a number from 1 to " +
+                                       std::to_string(kMaxReaderThreads) + ", got \"" + it->second +
+                                       "\"");
+    }
+    options.threads = *n;
+  }
   return options;
 }
 
@@ -132,10 +141,14 @@ const std::vector<SourceKind>& SourceKinds() {
        CreateAutoSource},
       {"getrandom",
        "getrandom",
-       "the kernel's CSPRNG via getrandom(2); not a hardware source",
-       {},
+       "the kernel's CSPRNG via getrandom(2); not a hardware source; threads=N",
+       {"threads"},
        CreateGetrandomSource},
-      {"rdseed", "rdseed", "the CPU's RDSEED instruction (x86-64)", {}, CreateRdseedSource},
+      {"rdseed",
+       "rdseed",
+       "the CPU's RDSEED instruction (x86-64); threads=N",
+       {"threads"},
+       CreateRdseedSource},
       {"file",
        "file:PATH",
        "a device, tty or FIFO: /dev/hwrng, a serial TRNG",
@@ -152,8 +165,8 @@ const std::vector<SourceKind>& SourceKinds() {
        EgdOptionNames(), CreateEgdSource},
       {"test",
        "test:SEED",
-       "TEST ONLY: predictable AES-CTR bytes from SEED; rate=BYTES_PER_SEC",
-       {"rate"},
+       "TEST ONLY: predictable AES-CTR bytes from SEED; rate=BYTES_PER_SEC, threads=N",
+       {"rate", "threads"},
        CreateTestSource},
   };
   return kinds;

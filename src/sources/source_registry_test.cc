@@ -119,11 +119,32 @@ TEST(CreateSourceTest, UnknownKindListsTheKnownOnes) {
 
 TEST(CreateSourceTest, UnknownOptionsNameOptionAndSpec) {
   EXPECT_EQ(ErrorOf("getrandom,foo=1"),
-            "source \"getrandom,foo=1\": unknown option \"foo\" (known: entropy, block)");
+            "source \"getrandom,foo=1\": unknown option \"foo\" (known: entropy, block, threads)");
   EXPECT_EQ(ErrorOf("file:/dev/hwrng,rate=5"),
             "source \"file:/dev/hwrng,rate=5\": unknown option \"rate\" (known: entropy, block)");
-  EXPECT_EQ(ErrorOf("test:1,speed=5", AllowTest()),
-            "source \"test:1,speed=5\": unknown option \"speed\" (known: entropy, block, rate)");
+  EXPECT_EQ(
+      ErrorOf("test:1,speed=5", AllowTest()),
+      "source \"test:1,speed=5\": unknown option \"speed\" (known: entropy, block, rate, threads)");
+}
+
+TEST(CreateSourceTest, ThreadsOnlyOnFastSourcesAndInRange) {
+  for (const char* spec : {"getrandom,threads=0", "getrandom,threads=65", "getrandom,threads=x"}) {
+    EXPECT_EQ(ErrorOf(spec), std::string("source \"") + spec +
+                                 "\": threads must be a number from 1 to 64, got \"" +
+                                 std::string(spec).substr(std::string(spec).find('=') + 1) + "\"");
+  }
+  EXPECT_EQ(ErrorOf("file:/dev/hwrng,threads=2"),
+            "source \"file:/dev/hwrng,threads=2\": unknown option \"threads\" (known: entropy, "
+            "block)");
+  EXPECT_EQ(ErrorOf("test:1,rate=5,threads=2", AllowTest()),
+            "source \"test:1,rate=5,threads=2\": rate= paces one stream; give it without threads=");
+  auto made = CreateSource("getrandom,threads=3", SourceFactoryContext{});
+  ASSERT_TRUE(made.ok()) << made.status().message();
+  EXPECT_EQ((*made)->reader_threads(), 3u);
+  ASSERT_NE((*made)->NewReader(1), nullptr);
+  auto single = CreateSource("getrandom", SourceFactoryContext{});
+  ASSERT_TRUE(single.ok());
+  EXPECT_EQ((*single)->reader_threads(), 1u);
 }
 
 TEST(CreateSourceTest, EntropyMustBeInRange) {
@@ -210,7 +231,7 @@ TEST(CreateSourceTest, EgdSpecsAreCheckedWhenMade) {
             "entropy, block, requests, timeout, tls, tls-ca, tls-cert, tls-crl, tls-dir, tls-key, "
             "tls-min, tls-name, tls-timeout, tls-verify)");
   EXPECT_EQ(ErrorOf("getrandom,tls"),
-            "source \"getrandom,tls\": unknown option \"tls\" (known: entropy, block)");
+            "source \"getrandom,tls\": unknown option \"tls\" (known: entropy, block, threads)");
   // Valid specs make a source without connecting.
   EXPECT_EQ(ErrorOf("egd:tcp:[::1]:7000,requests=64,timeout=300"), "OK");
   EXPECT_EQ(ErrorOf("egd:unix:/run/rngmux/egd.sock,fips=on"), "OK");

@@ -1,6 +1,8 @@
 #include "sources/source_runner.h"
 
+#include <algorithm>
 #include <exception>
+#include <string>
 
 #include "common/log.h"
 #include "common/secure_memory.h"
@@ -46,27 +48,43 @@ SourceRunner::SourceRunner(std::unique_ptr<Source> source, BlockSink& sink, std:
 SourceRunner::~SourceRunner() { Stop(); }
 
 void SourceRunner::Start() {
-  if (thread_.joinable() || stop_.triggered()) return;
-  thread_ = std::thread([this] {
-    try {
-      Run();
-    } catch (const std::exception& e) {
-      // One broken source must not take the daemon down; it just stops serving (and
-      // the sink must know, or a mix would wait for it forever).
-      SetHealthy(false);
-      LOG_ERROR("source ", name(), ": stopped after an internal error: ", e.what());
-    }
-  });
+  if (!threads_.empty() || stop_.triggered()) return;
+  readers_.clear();
+  for (std::size_t k = 1; k < source_->reader_threads(); ++k) {
+    std::unique_ptr<Source> reader = source_->NewReader(k);
+    if (!reader) break;
+    readers_.push_back(std::move(reader));
+  }
+  {
+    std::lock_guard<std::mutex> lock(health_mutex_);
+    thread_health_.assign(1 + readers_.size(), Health::kStarting);
+  }
+  for (std::size_t k = 0; k <= readers_.size(); ++k) {
+    Source& reader = k == 0 ? *source_ : *readers_[k - 1];
+    threads_.emplace_back([this, &reader, k] {
+      try {
+        Run(reader, k);
+      } catch (const std::exception& e) {
+        // One broken source must not take the daemon down; it just stops serving (and
+        // the sink must know, or a mix would wait for it forever).
+        SetHealth(k, Health::kFailed);
+        LOG_ERROR("source ", name(), ": stopped after an internal error: ", e.what());
+      }
+    });
+  }
 }
 
 void SourceRunner::Stop() {
   stop_.Trigger();
   sink_.WakeProducers();
-  if (thread_.joinable()) thread_.join();
+  for (std::thread& thread : threads_) {
+    if (thread.joinable()) thread.join();
+  }
 }
 
 std::unique_ptr<Source> SourceRunner::TakeSource() {
   Stop();
+  readers_.clear();  // the next runner makes its own
   return std::move(source_);
 }
 
@@ -85,10 +103,19 @@ std::string SourceRunner::last_error() const {
   return last_error_;
 }
 
-void SourceRunner::SetHealthy(bool healthy) {
+void SourceRunner::SetHealth(std::size_t k, Health health) {
+  // Under the lock, so that two threads' changes reach the sink in the order they
+  // were made (the sink never calls back into the runner).
+  std::lock_guard<std::mutex> lock(health_mutex_);
+  thread_health_[k] = health;
+  const bool any_failed = std::find(thread_health_.begin(), thread_health_.end(),
+                                    Health::kFailed) != thread_health_.end();
+  const bool any_healthy = std::find(thread_health_.begin(), thread_health_.end(),
+                                     Health::kHealthy) != thread_health_.end();
+  const bool healthy = any_healthy && !any_failed;
   // Every failure is reported, even when already unhealthy: a sink may be waiting
   // to see whether a preferred source gets anywhere.
-  if (counters_.healthy.exchange(healthy) != healthy || !healthy) {
+  if (counters_.healthy.exchange(healthy) != healthy || health == Health::kFailed) {
     sink_.HealthChanged(index_, healthy);
   }
 }
@@ -96,8 +123,12 @@ void SourceRunner::SetHealthy(bool healthy) {
 // A thin shell around the BlockGate: read a whole block, let the gate judge it, hand
 // what passes to the sink; on a read error or a failed block, wipe, count, log, back
 // off and start over.
-void SourceRunner::Run() {
-  const std::string& source_name = name();
+void SourceRunner::Run(Source& reader, std::size_t k) {
+  const std::size_t threads = 1 + readers_.size();
+  // Thread k's lines say which stream they are about.
+  const std::string source_name = threads == 1 ? name()
+                                               : name() + " (thread " + std::to_string(k + 1) +
+                                                     "/" + std::to_string(threads) + ")";
   const double claim = source_->claimed_entropy_bits_per_byte();
   BlockGate::Options gate_options;
   gate_options.alpha_log2 = options_.alpha_log2;
@@ -105,19 +136,24 @@ void SourceRunner::Run() {
   BlockGate gate(claim, gate_options);
   const HealthCutoffs cutoffs = gate.cutoffs();
   const std::string described = gate.Describe();
-  LOG_INFO("source ", source_name, ": started; claims ", claim, " bits/byte; health cutoffs RCT ",
-           cutoffs.rct_cutoff, ", APT ", cutoffs.apt_cutoff, "/", cutoffs.apt_window, " (alpha 2^-",
-           options_.alpha_log2, ")", described.empty() ? "" : "; ", described);
+  if (k == 0) {
+    LOG_INFO("source ", name(), ": started; claims ", claim, " bits/byte; health cutoffs RCT ",
+             cutoffs.rct_cutoff, ", APT ", cutoffs.apt_cutoff, "/", cutoffs.apt_window,
+             " (alpha 2^-", options_.alpha_log2, ")", described.empty() ? "" : "; ", described,
+             threads == 1 ? ""
+                          : "; read on " + std::to_string(threads) +
+                                " threads, each stream tested on its own");
+  }
 
   // Raw bytes are secret until dropped: locked memory, wiped after every block.
-  SecureBuffer block(BlockGate::BlockBytesFor(source_->preferred_block_size(), gate_options.fips));
+  SecureBuffer block(BlockGate::BlockBytesFor(reader.preferred_block_size(), gate_options.fips));
   Backoff backoff(options_.backoff_initial, options_.backoff_max);
   std::uint64_t error_streak = 0;    // read errors since the last full block
   std::uint64_t failure_streak = 0;  // failed blocks since the last passed one
   // After any break in the stream (error, failure, standby), everything is proven again.
-  auto start_over = [&] {
+  auto start_over = [&](Health why) {
     gate.Reset();
-    SetHealthy(false);
+    SetHealth(k, why);
   };
 
   while (!stop_.triggered()) {
@@ -125,11 +161,11 @@ void SourceRunner::Run() {
     if (!sink_.WaitUntilWanted(index_, stop_, &waited)) break;
     if (waited) {
       // It sat idle while a preferred source served: its last test result is stale.
-      start_over();
+      start_over(Health::kStarting);
       LOG_INFO("source ", source_name, ": reading again (start-up test first)");
     }
 
-    Result<std::size_t> filled = ReadBlock(block.span());
+    Result<std::size_t> filled = ReadBlock(reader, block.span());
     if (!filled.ok()) {
       {
         std::lock_guard<std::mutex> lock(last_error_mutex_);
@@ -138,7 +174,7 @@ void SourceRunner::Run() {
       ++counters_.read_errors;
       // The bytes on either side of a failed read are not one contiguous stream,
       // and a reopened device may not be the same device: prove it again.
-      start_over();
+      start_over(Health::kFailed);
       if (error_streak++ == 0) {
         LOG_WARNING("source ", source_name, ": ", filled.status().message(),
                     "; retrying with back-off");
@@ -156,7 +192,7 @@ void SourceRunner::Run() {
     const BlockGate::Outcome outcome = gate.Check(block.span());
     switch (outcome.verdict) {
       case BlockGate::Verdict::kPass: {
-        SetHealthy(true);
+        SetHealth(k, Health::kHealthy);
         const std::size_t put =
             outcome.output.empty() ? 0 : sink_.Put(index_, outcome.output, stop_);
         gate.WipeOutput();
@@ -177,7 +213,7 @@ void SourceRunner::Run() {
         ++counters_.blocks_failed;
         if (outcome.fips_failed) ++counters_.fips_failures;
         SecureWipe(block.span());
-        start_over();
+        start_over(Health::kFailed);
         // Warn when a healthy source goes bad; while it stays bad, the repeats
         // (one per back-off) are only worth a debug line.
         if (failure_streak++ == 0) {
@@ -192,15 +228,15 @@ void SourceRunner::Run() {
       }
     }
     SecureWipe(block.span());
-    if (gate.startup_complete()) SetHealthy(true);
+    if (gate.startup_complete()) SetHealth(k, Health::kHealthy);
   }
-  LOG_INFO("source ", source_name, ": stopped");
+  if (k == 0) LOG_INFO("source ", name(), ": stopped");
 }
 
-Result<std::size_t> SourceRunner::ReadBlock(std::span<std::uint8_t> block) {
+Result<std::size_t> SourceRunner::ReadBlock(Source& reader, std::span<std::uint8_t> block) {
   std::size_t filled = 0;
   while (filled < block.size()) {
-    Result<std::size_t> got = source_->Read(block.subspan(filled), stop_);
+    Result<std::size_t> got = reader.Read(block.subspan(filled), stop_);
     if (!got.ok()) {
       SecureWipe(block.data(), filled);
       return got.status();

@@ -53,6 +53,12 @@ class BlockSink {
 // (SP 800-90B RCT/APT, optionally FIPS 140-2, conditioning below 8 bits/byte), and
 // hand what passes to the sink; on a read error or a failed block, wipe, count, log,
 // back off and retry. Blocking reads never touch the event loop.
+//
+// A fast source with threads=N (Source::reader_threads) runs on N threads, each with
+// a reader of its own (Source::NewReader) and a BlockGate of its own: every thread's
+// stream passes its own start-up and continuous tests before any of it is put. The
+// source is healthy once a thread has passed start-up, and not while any thread's
+// stream has failed (until that thread passes start-up again).
 class SourceRunner {
  public:
   struct Options {
@@ -88,12 +94,17 @@ class SourceRunner {
   }
 
  private:
-  void Run();
-  // Fills `block` from the source: its full size, fewer bytes only on stop (then
+  // Thread k's loop over `reader` (source_ for k = 0).
+  void Run(Source& reader, std::size_t k);
+  // Fills `block` from `reader`: its full size, fewer bytes only on stop (then
   // wiped), or the read error (the partial block wiped).
-  Result<std::size_t> ReadBlock(std::span<std::uint8_t> block);
-  // Sets counters_.healthy and tells the sink when it changes.
-  void SetHealthy(bool healthy);
+  Result<std::size_t> ReadBlock(Source& reader, std::span<std::uint8_t> block);
+  // A thread's stream: proving itself (start-up tests, at first and after a pause),
+  // healthy, or failed (a read error or a failed block, until start-up passes again).
+  enum class Health { kStarting, kHealthy, kFailed };
+  // Records thread k's state, sets counters_.healthy (some thread healthy and none
+  // failed) and tells the sink when that changes, and of every failure.
+  void SetHealth(std::size_t k, Health health);
 
   std::unique_ptr<BlockSink> own_sink_;  // the pool's, when constructed with a pool
   std::unique_ptr<Source> source_;
@@ -104,7 +115,10 @@ class SourceRunner {
   SourceCounters counters_;
   mutable std::mutex last_error_mutex_;
   std::string last_error_;  // guarded by last_error_mutex_
-  std::thread thread_;
+  std::mutex health_mutex_;
+  std::vector<Health> thread_health_;             // guarded by health_mutex_
+  std::vector<std::unique_ptr<Source>> readers_;  // threads 1..N-1
+  std::vector<std::thread> threads_;
 };
 
 }  // namespace rngmux

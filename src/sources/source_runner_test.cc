@@ -58,6 +58,104 @@ std::vector<std::uint8_t> Slice(const std::vector<std::uint8_t>& good, std::size
           good.begin() + static_cast<std::ptrdiff_t>(end)};
 }
 
+// A source read on two threads: thread 1 gets `second` (another seed), kept here to
+// be inspected once the runner has stopped.
+class TwoReaderSource final : public Source {
+ public:
+  TwoReaderSource(std::vector<Step> first, std::vector<Step> second)
+      : first_(std::move(first), 1),
+        second_(std::make_unique<ScriptedSource>(std::move(second), 2)),
+        second_view_(second_.get()) {}
+  const std::string& name() const override { return first_.name(); }
+  double claimed_entropy_bits_per_byte() const override { return 8; }
+  std::size_t preferred_block_size() const override { return kBlock; }
+  Result<std::size_t> Read(std::span<std::uint8_t> out, const Interrupt& stop) override {
+    return first_.Read(out, stop);
+  }
+  std::size_t reader_threads() const override { return 2; }
+  std::unique_ptr<Source> NewReader(std::size_t k) const override {
+    EXPECT_EQ(k, 1u);
+    return std::move(second_);
+  }
+  const ScriptedSource& first() const { return first_; }
+  const ScriptedSource& second() const { return *second_view_; }
+
+ private:
+  ScriptedSource first_;
+  mutable std::unique_ptr<ScriptedSource> second_;
+  const ScriptedSource* second_view_;
+};
+
+// Whether `pooled` is an interleaving, block by block, of `a` and `b` from their
+// starts, with every block of both used.
+bool InterleavesBlocks(const std::vector<std::uint8_t>& pooled, const std::vector<std::uint8_t>& a,
+                       const std::vector<std::uint8_t>& b) {
+  if (pooled.size() != a.size() + b.size() || pooled.size() % kBlock != 0) return false;
+  std::size_t ia = 0, ib = 0;
+  for (std::size_t at = 0; at < pooled.size(); at += kBlock) {
+    const auto block = pooled.begin() + static_cast<std::ptrdiff_t>(at);
+    if (ia < a.size() &&
+        std::equal(block, block + kBlock, a.begin() + static_cast<std::ptrdiff_t>(ia))) {
+      ia += kBlock;
+    } else if (ib < b.size() &&
+               std::equal(block, block + kBlock, b.begin() + static_cast<std::ptrdiff_t>(ib))) {
+      ib += kBlock;
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
+TEST(SourceRunnerTest, TwoThreadsEachPassTheirOwnStartUpAndEveryBlockArrivesOnce) {
+  EntropyPool pool(1 << 20);
+  constexpr std::size_t kGoodBlocks = 8;
+  auto owned =
+      std::make_unique<TwoReaderSource>(std::vector<Step>{{Step::kGood, kGoodBlocks * kBlock}},
+                                        std::vector<Step>{{Step::kGood, kGoodBlocks * kBlock}});
+  TwoReaderSource& source = *owned;
+  SourceRunner runner(std::move(owned), pool, FastBackoff());
+  runner.Start();
+  const SourceCounters& counters = runner.counters();
+  ASSERT_TRUE(Eventually([&] {
+    return source.first().script_done() && source.second().script_done() &&
+           counters.blocks_passed + counters.startup_blocks == 2 * kGoodBlocks;
+  }));
+  EXPECT_TRUE(counters.healthy);
+  runner.Stop();
+  EXPECT_EQ(counters.startup_blocks, 2 * kStartupBlocks);  // one start-up per thread
+  EXPECT_EQ(counters.bytes_read, 2 * kGoodBlocks * kBlock);
+  const std::size_t startup = HealthMonitor::kStartupSamples;
+  const std::vector<std::uint8_t> a = Slice(source.first().good(), startup, kGoodBlocks * kBlock);
+  const std::vector<std::uint8_t> b = Slice(source.second().good(), startup, kGoodBlocks * kBlock);
+  ASSERT_NE(a, b);  // two streams, not one read twice
+  EXPECT_TRUE(InterleavesBlocks(TakeAll(pool), a, b));
+}
+
+TEST(SourceRunnerTest, AStuckThreadPutsNothingAndTheSourceIsUnhealthy) {
+  EntropyPool pool(1 << 20);
+  constexpr std::size_t kGoodBlocks = 8;
+  auto owned = std::make_unique<TwoReaderSource>(
+      std::vector<Step>{{Step::kGood, kGoodBlocks * kBlock}},
+      std::vector<Step>{{Step::kStuck, ScriptedSource::kForever}});
+  TwoReaderSource& source = *owned;
+  SourceRunner runner(std::move(owned), pool, FastBackoff());
+  runner.Start();
+  const SourceCounters& counters = runner.counters();
+  ASSERT_TRUE(Eventually([&] {
+    return source.first().script_done() && counters.blocks_failed >= 5 &&
+           counters.blocks_passed == kGoodBlocks - kStartupBlocks;
+  }));
+  EXPECT_FALSE(counters.healthy);  // one thread's stream fails: the source is not healthy
+  runner.Stop();
+  const std::vector<std::uint8_t> pooled = TakeAll(pool);
+  EXPECT_EQ(pooled,
+            Slice(source.first().good(), HealthMonitor::kStartupSamples, kGoodBlocks * kBlock));
+  const std::vector<std::uint8_t> stuck_run(ComputeCutoffs(8).rct_cutoff, kStuckValue);
+  EXPECT_EQ(std::search(pooled.begin(), pooled.end(), stuck_run.begin(), stuck_run.end()),
+            pooled.end());
+}
+
 TEST(SourceRunnerTest, StuckSourceNeverReachesThePool) {
   EntropyPool pool(1 << 20);
   auto owned =

@@ -64,7 +64,14 @@ SourceSelector::Offer SourceSelector::OnBlock(std::size_t i, std::span<const std
 }
 
 void SourceSelector::OnWaitingForRoom(std::size_t i, bool waiting, TimePoint now) {
-  state_.sources[i].waiting_for_room = waiting;
+  // Several threads of one source may wait at once: it waits while any does.
+  SourceStatus& s = state_.sources[i];
+  if (waiting) {
+    ++s.producers_waiting;
+  } else if (s.producers_waiting > 0) {
+    --s.producers_waiting;
+  }
+  s.waiting_for_room = s.producers_waiting > 0;
   state_.sources[i].last_activity = now;
 }
 

@@ -121,6 +121,22 @@ TEST_F(SelectorTest, AFullPoolIsNotSilence) {
   EXPECT_EQ(s().NextDeadline(now()), now() + seconds(5) + Clock::Duration(1));
 }
 
+TEST_F(SelectorTest, ASourceReadOnTwoThreadsWaitsWhileEitherDoes) {
+  Make(SourceMode::kFailover, 2);
+  s().OnHealth(0, true, now());
+  EXPECT_EQ(s().OnBlock(0, Bytes(512, 3), now()), Offer::kPassThrough);
+  s().OnWaitingForRoom(0, true, now());   // thread 1 blocks on a full pool
+  s().OnWaitingForRoom(0, true, now());   // thread 2 too
+  s().OnWaitingForRoom(0, false, now());  // thread 1 got its bytes in
+  clock_.Advance(seconds(600));
+  EXPECT_EQ(s().Serving(now()), "A") << "thread 2 still waits for room: not silent";
+  s().OnWaitingForRoom(0, false, now());
+  EXPECT_EQ(s().Serving(now()), "A");
+  clock_.Advance(seconds(6));
+  s().NoteServing(now());
+  EXPECT_EQ(s().Serving(now()), "none") << "neither waits nor delivers: silent";
+}
+
 TEST_F(SelectorTest, FailoverParkingMakesASourceProveItselfAgain) {
   Make(SourceMode::kFailover, 2);
   clock_.Advance(seconds(3));

@@ -35,6 +35,7 @@ class TestSource final : public Source {
   TestSource(std::string name, const std::string& seed, CommonSourceOptions options,
              std::uint64_t rate_bytes_per_second, const Clock& clock)
       : name_(std::move(name)),
+        seed_(seed),
         options_(options),
         rate_(rate_bytes_per_second),
         clock_(clock),
@@ -56,6 +57,13 @@ class TestSource final : public Source {
   const std::string& name() const override { return name_; }
   double claimed_entropy_bits_per_byte() const override { return options_.entropy_bits_per_byte; }
   std::size_t preferred_block_size() const override { return options_.block_size; }
+  std::size_t reader_threads() const override { return options_.threads; }
+  // Thread k > 0 reads the stream of seed "SEED/k": every byte served is still in a
+  // stream a test can compute.
+  std::unique_ptr<Source> NewReader(std::size_t k) const override {
+    return std::make_unique<TestSource>(name_, seed_ + "/" + std::to_string(k), options_, rate_,
+                                        clock_);
+  }
 
   Result<std::size_t> Read(std::span<std::uint8_t> out, const Interrupt& stop) override {
     std::size_t size = out.size();
@@ -91,6 +99,7 @@ class TestSource final : public Source {
 
  private:
   std::string name_;
+  std::string seed_;
   CommonSourceOptions options_;
   std::uint64_t rate_;  // bytes per second, 0 = unlimited
   const Clock& clock_;
@@ -109,7 +118,7 @@ Result<std::unique_ptr<Source>> CreateTestSource(const SourceSpec& spec,
         spec, "test sources produce predictable bytes; pass --allow-test-source to use one");
   }
   Result<CommonSourceOptions> options =
-      ParseCommonSourceOptions(spec, 8, kDefaultBlockBytes, {"rate"});
+      ParseCommonSourceOptions(spec, 8, kDefaultBlockBytes, {"rate", "threads"});
   if (!options.ok()) return options.status();
   std::uint64_t rate = 0;
   if (const auto it = spec.options.find("rate"); it != spec.options.end()) {
@@ -120,6 +129,9 @@ Result<std::unique_ptr<Source>> CreateTestSource(const SourceSpec& spec,
           spec, "rate must be a positive number of bytes per second, got \"" + it->second + "\"");
     }
     rate = *parsed;
+    if (options->threads > 1) {
+      return SourceSpecError(spec, "rate= paces one stream; give it without threads=");
+    }
   }
   LOG_WARNING("source ", spec.text, ": TEST SOURCE, its bytes are predictable from the seed");
   return std::unique_ptr<Source>(std::make_unique<TestSource>(

@@ -117,6 +117,32 @@ class ConcurrencyTest(RngmuxTestCase):
         self.assertGreaterEqual(stats["connections_total"], 16)
         d.stop()
 
+    def test_a_source_read_on_two_threads_serves_both_streams_once(self):
+        # threads=2: thread 1 reads the stream of seed "SEED/1", health-tested on its own.
+        d = self.start_daemon([
+            "--source", "test:%d,threads=2" % SEED, "--allow-test-source",
+            "--pool-size", str(POOL_SIZE), "--max-queued-requests", "4096",
+            "--listen", "unix:%s" % self.path("egd.sock")])
+        first = reference_stream(SEED, REFERENCE_BYTES)
+        second = reference_stream("%d/1" % SEED, REFERENCE_BYTES)
+        index = ReferenceIndex(first + second)
+        clients = [Client(d.endpoints[0], "unix%d" % i) for i in range(8)]
+        for c in clients:
+            c.start()
+        for c in clients:
+            c.join(90)
+        for c in clients:
+            self.assertFalse(c.is_alive(), "%s still running" % c.name)
+            self.assertIsNone(c.error, "%s: %r" % (c.name, c.error))
+            self.assertEqual(len(c.data), PER_CLIENT, c.name)
+        self.assert_each_byte_served_once(index, {c.name: c.data for c in clients})
+        # Both threads' streams were served.
+        starts = [a for c in clients for a, _, _ in index.claims(c.data)[0]]
+        self.assertTrue(any(a < len(first) for a in starts), "nothing from the first stream")
+        self.assertTrue(any(a >= len(first) for a in starts), "nothing from the second stream")
+        self.assertIn("read on 2 threads", d.log_text())
+        self.assertEqual(d.stats()["source_healthy"], 1)
+
     def test_other_commands_in_one_pipeline_keep_order(self):
         d = self.start()
         ref = reference_stream(SEED, REFERENCE_BYTES)

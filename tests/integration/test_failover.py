@@ -195,7 +195,7 @@ class FailoverTest(RngmuxTestCase):
         self.assertIn('--source-mode "both": expected failover or mix', proc.stderr.decode())
         # Every spec problem is found by the one validation, before anything opens.
         for spec, message in (("getrandom,fips=maybe", 'fips must be on or off, got "maybe"'),
-                              ("getrandom,foo=1", 'unknown option "foo" (known: entropy, block)'),
+                              ("getrandom,foo=1", 'unknown option "foo" (known: entropy, block, threads)'),
                               ("nope", 'unknown kind "nope"'),
                               ("test:1,speed=5", 'unknown option "speed"')):
             with self.subTest(spec=spec):

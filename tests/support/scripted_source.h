@@ -28,7 +28,8 @@ class ScriptedSource final : public Source {
   static constexpr std::size_t kBlockBytes = 512;
   static constexpr std::uint8_t kStuckValue = 0xAA;
 
-  explicit ScriptedSource(std::vector<Step> steps) : steps_(steps.begin(), steps.end()) {}
+  explicit ScriptedSource(std::vector<Step> steps, std::uint32_t seed = 12345)
+      : steps_(steps.begin(), steps.end()), rng_(seed) {}
 
   const std::string& name() const override { return name_; }
   double claimed_entropy_bits_per_byte() const override { return 8; }
@@ -64,7 +65,7 @@ class ScriptedSource final : public Source {
  private:
   std::string name_ = "scripted";
   std::deque<Step> steps_;
-  std::mt19937 rng_{12345};
+  std::mt19937 rng_;
   std::vector<std::uint8_t> good_;
   std::atomic<bool> script_done_{false};
   std::atomic<int> reads_{0};
