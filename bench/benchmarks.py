@@ -242,8 +242,10 @@ def run_scale(binary, workdir, quick):
         s.stop()
     # The test source (AES-CTR from libcrypto) for the rest: it fills the pool at once.
     sock = os.path.join(workdir, "scale.sock")
-    s = Serve(binary, ["--source", "test:4", "--allow-test-source",
-                       "--listen", "unix:" + sock], workdir)
+    # One uid holds every connection: lift the per-identity cap (max-conns, 1024 by
+    # default) so that the daemon keeps all n.
+    s = Serve(binary, ["--source", "test:4", "--allow-test-source", "--max-clients", str(n + 100),
+                       "--listen", "unix:%s,max-conns=%d" % (sock, n + 100)], workdir)
     conns = []
     try:
         time.sleep(1.0)  # pool filled, source parked
@@ -259,6 +261,8 @@ def run_scale(binary, workdir, quick):
         while s.stats()["clients"] < n and time.monotonic() < deadline:
             time.sleep(0.2)
         clients = s.stats()["clients"]
+        if clients != n:
+            raise RuntimeError("scale: the daemon holds %d of %d idle connections" % (clients, n))
         many_rss = rss_kb(s.proc.pid)
         cpu1 = cpu_seconds(s.proc.pid)
         time.sleep(5.0)
@@ -293,8 +297,11 @@ def run_guests(binary, workdir, quick):
     if not raise_nofile(n):
         return "guests: skipped, RLIMIT_NOFILE hard limit below %d" % (n + 100)
     lines = []
-    for name, listen in (("loopback TCP", "tcp:127.0.0.1:0"),
-                         ("unix socket", "unix:" + os.path.join(workdir, "guests.sock"))):
+    # Every guest here has one identity (one uid, one address): lift the per-identity
+    # connection cap (max-conns, 1024 by default) above n.
+    for name, listen in (("loopback TCP", "tcp:127.0.0.1:0,max-conns=%d" % (n + 100)),
+                         ("unix socket", "unix:%s,max-conns=%d"
+                          % (os.path.join(workdir, "guests.sock"), n + 100))):
         s = Serve(binary, ["--source", "test:12", "--allow-test-source",
                            "--max-clients", str(n + 100), "--listen", listen], workdir)
         try:
@@ -365,7 +372,8 @@ def run_tenants(binary, workdir, quick):
     for lead in (False, True):
         path = os.path.join(workdir, "idle-%d.sock" % lead)
         s = Serve(binary, ["--source", "test:4", "--allow-test-source", "--max-clients",
-                           str(n + 100), "--listen", "unix:%s%s" % (path, ",qemu" if lead else "")],
+                           str(n + 100), "--listen", "unix:%s,max-conns=%d%s" % (path, n + 100,
+                                                                 ",qemu" if lead else "")],
                   workdir)
         conns = []
         try:
@@ -389,7 +397,8 @@ def run_tenants(binary, workdir, quick):
     path = os.path.join(workdir, "idle-probe.sock")
     probe_path = os.path.join(workdir, "probe.sock")
     s = Serve(binary, ["--source", "test:5", "--allow-test-source", "--max-clients", str(n + 100),
-                       "--listen", "unix:%s,qemu" % path, "--listen", "unix:" + probe_path],
+                       "--listen", "unix:%s,qemu,max-conns=%d" % (path, n + 100),
+                       "--listen", "unix:" + probe_path],
               workdir, listeners=2)
     conns = []
     try:
