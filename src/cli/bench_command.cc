@@ -69,6 +69,7 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
  public:
   using Socket = asio::generic::stream_protocol::socket;
   static constexpr std::size_t kRequestsPerDatagram = 16;
+  static constexpr std::size_t kMinReadBytes = 4096, kMaxReadBytes = 65536;
 
   BenchClient(Socket socket, unsigned depth, unsigned size, bool record_latency, bool raw)
       : socket_(std::move(socket)),
@@ -77,7 +78,10 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
         depth_(depth),
         size_(size),
         record_(record_latency),
-        raw_(raw) {}
+        raw_(raw),
+        input_(raw ? kMaxReadBytes
+                   : std::clamp<std::size_t>(std::size_t{depth} * size, kMinReadBytes,
+                                             kMaxReadBytes)) {}
 
   // Ask for at most this many bytes a second on average (a token bucket `depth`
   // requests deep), like a guest reading a device of that speed; 0 is unpaced.
@@ -296,7 +300,9 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
   Clock::time_point measure_from_, refilled_at_;
   std::vector<std::uint8_t> outgoing_, sending_buffer_;
   std::deque<InFlight> in_flight_;
-  std::array<std::uint8_t, 65536> input_{};
+  // Room for what `depth` requests return (a UDP reply datagram at least), up to 64 KiB:
+  // a thousand guests need 64 bytes each, not 64 KiB.
+  std::vector<std::uint8_t> input_;
   std::uint64_t requested_ = 0, received_ = 0, measured_bytes_ = 0;
   std::vector<std::uint32_t> latencies_;
   std::string error_;
