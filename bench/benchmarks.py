@@ -4,11 +4,15 @@
     python3 bench/benchmarks.py [--binary build/rngmux] [--only NAME ...] [--quick]
 
 Benchmarks (each prints one result line; --only runs a subset):
-  capacity   8 EGD clients x 256 pipelined `02 FF` on a unix socket, test source,
-             against socat streaming /dev/urandom to 8 raw readers, same run
+  capacity   8 EGD clients x 256 pipelined `02 FF` on a unix socket, test source and
+             getrandom, against socat streaming /dev/urandom to 8 raw readers, same run;
+             each server's CPU seconds per GB delivered (`rngmux bench --pid`)
   latency    one client with a single `02 40` outstanding (what a Linux guest does)
              while 100 others stream (as fast as answered, then paced to 100 kB/s
              each), and alone, loopback TCP: p50/p99/p99.9
+  guests     1,000 QEMU-like clients (one `02 40` in flight each, paced to 64 kB/s,
+             staggered), loopback TCP and unix: p50/p99/p99.9 of every request, Jain,
+             share of the asked rate delivered, daemon and generator CPU
   slow       a 500 kB/s source, 8 equal clients asking more than it makes, 20 s:
              share of the source's output delivered, and Jain's fairness index
   scale      RSS idle (default source, then the test source), RSS with 10,000 idle
@@ -72,10 +76,16 @@ class Serve:
     """`rngmux serve ARGS` in the background, waiting (bounded) for its listeners."""
 
     def __init__(self, binary, args, workdir, listeners=1):
-        self.log = os.path.join(workdir, "serve.%d.log" % time.monotonic_ns())
-        # Daemons here run side by side: none takes the default control socket.
-        if not any(a in ("--control", "--config") for a in args):
-            args = list(args) + ["--control", "none"]
+        self.binary = binary
+        stamp = time.monotonic_ns()
+        self.log = os.path.join(workdir, "serve.%d.log" % stamp)
+        # Daemons here run side by side: each has a control socket of its own in the
+        # workdir (never the default one), which stats() asks.
+        if "--control" in args:
+            self.control = args[args.index("--control") + 1]
+        else:
+            self.control = os.path.join(workdir, "serve.%d.control" % stamp)
+            args = list(args) + ["--control", self.control]
         self.proc = subprocess.Popen([binary, "serve"] + args, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=open(self.log, "wb"))
         self.endpoints = []
@@ -93,23 +103,13 @@ class Serve:
                                % (args, open(self.log, errors="replace").read()[-2000:]))
 
     def stats(self):
-        before = sum(1 for line in open(self.log, errors="replace")
-                     if " stats: " in line and "client stats:" not in line)
-        self.proc.send_signal(10)  # SIGUSR1
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            # The summary line only: not "client stats:" lines, not a line being written.
-            lines = [line for line in open(self.log, errors="replace")
-                     if " stats: " in line and "client stats:" not in line
-                     and line.endswith("\n")]
-            if len(lines) > before:
-                out = {}
-                for tok in lines[-1].split(" stats: ", 1)[1].split():
-                    k, _, v = tok.partition("=")
-                    out[k] = int(v) if v.isdigit() else v
-                return out
-            time.sleep(0.02)
-        raise RuntimeError("no stats line")
+        """The daemon's counters, through its control socket (`rngmux stats --json`)."""
+        proc = subprocess.run([self.binary, "stats", "--json", "--control", self.control],
+                              capture_output=True, timeout=30)
+        if proc.returncode != 0:
+            raise RuntimeError("rngmux stats --control %s failed: %s"
+                               % (self.control, proc.stderr.decode().strip()))
+        return json.loads(proc.stdout)
 
     def stop(self):
         if self.proc.poll() is None:
@@ -129,15 +129,26 @@ def bench(binary, endpoint, *args, timeout=300):
     return json.loads(proc.stdout)
 
 
+def per_gb(r):
+    """`rngmux bench --pid`'s CPU seconds per GB delivered, as text."""
+    return "%.2f s/GB" % r["daemon_cpu_seconds_per_gb"]
+
+
 def run_capacity(binary, workdir, quick):
+    """rngmux on the test source and on getrandom, and socat streaming /dev/urandom (the
+    kernel generator getrandom reads, with no protocol), to the same 8 clients in one run;
+    each server's CPU per GB delivered (socat's forked children included)."""
     seconds = "3" if quick else "10"
-    sock = os.path.join(workdir, "cap.sock")
-    s = Serve(binary, ["--source", "test:1", "--allow-test-source",
-                       "--listen", "unix:" + sock], workdir)
-    try:
-        r = bench(binary, "unix:" + sock, "-c", "8", "-d", "256", "-s", "255", "-t", seconds)
-    finally:
-        s.stop()
+    rngmux = {}
+    for source in ("test:1", "getrandom"):
+        sock = os.path.join(workdir, "cap-%s.sock" % source.replace(":", ""))
+        s = Serve(binary, ["--source", source, "--allow-test-source",
+                           "--listen", "unix:" + sock], workdir)
+        try:
+            rngmux[source] = bench(binary, "unix:" + sock, "-c", "8", "-d", "256", "-s", "255",
+                                   "-t", seconds, "--pid", str(s.proc.pid))
+        finally:
+            s.stop()
     socat_sock = os.path.join(workdir, "socat.sock")
     socat = subprocess.Popen(["socat", "UNIX-LISTEN:%s,fork" % socat_sock, "OPEN:/dev/urandom"],
                              stderr=subprocess.DEVNULL)
@@ -145,14 +156,23 @@ def run_capacity(binary, workdir, quick):
         deadline = time.monotonic() + 5
         while not os.path.exists(socat_sock) and time.monotonic() < deadline:
             time.sleep(0.02)
-        q = bench(binary, "unix:" + socat_sock, "--raw", "-c", "8", "-t", seconds)
+        q = bench(binary, "unix:" + socat_sock, "--raw", "-c", "8", "-t", seconds,
+                  "--pid", str(socat.pid))
     finally:
         socat.terminate()
         socat.wait(10)
-    return ("capacity: rngmux %.0f MB/s (8 clients x 256 x 02 FF, unix, test source, Jain %.4f); "
-            "socat /dev/urandom %.0f MB/s (8 raw readers); ratio %.2fx"
-            % (r["bytes_per_second"] / 1e6, r["jain"], q["bytes_per_second"] / 1e6,
-               r["bytes_per_second"] / q["bytes_per_second"]))
+    r, g = rngmux["test:1"], rngmux["getrandom"]
+    return ("capacity: rngmux %.0f MB/s (8 clients x 256 x 02 FF, unix, test source, Jain %.4f, "
+            "daemon %s); socat /dev/urandom %.0f MB/s (8 raw readers, %s incl. its forked "
+            "children); ratio %.2fx\n"
+            "capacity, getrandom: rngmux --source getrandom %.0f MB/s (same 8 clients, Jain "
+            "%.4f, daemon %s) against socat /dev/urandom %.0f MB/s: ratio %.2fx; CPU per GB "
+            "%.2fx socat's"
+            % (r["bytes_per_second"] / 1e6, r["jain"], per_gb(r), q["bytes_per_second"] / 1e6,
+               per_gb(q), r["bytes_per_second"] / q["bytes_per_second"],
+               g["bytes_per_second"] / 1e6, g["jain"], per_gb(g), q["bytes_per_second"] / 1e6,
+               g["bytes_per_second"] / q["bytes_per_second"],
+               g["daemon_cpu_seconds_per_gb"] / q["daemon_cpu_seconds_per_gb"]))
 
 
 def run_latency(binary, workdir, quick):
@@ -207,10 +227,8 @@ def run_slow(binary, workdir, quick):
 
 def run_scale(binary, workdir, quick):
     n = 2000 if quick else 10000
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and hard < n + 100:
-        return "scale: skipped, RLIMIT_NOFILE hard limit %d < %d" % (hard, n + 100)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, n + 100), hard))
+    if not raise_nofile(n):
+        return "scale: skipped, RLIMIT_NOFILE hard limit below %d" % (n + 100)
     # Idle as deployed: the default source (`auto`: the best hardware source present),
     # which loads nothing from libcrypto unless a source needs conditioning.
     sock = os.path.join(workdir, "idle.sock")
@@ -224,8 +242,10 @@ def run_scale(binary, workdir, quick):
         s.stop()
     # The test source (AES-CTR from libcrypto) for the rest: it fills the pool at once.
     sock = os.path.join(workdir, "scale.sock")
-    s = Serve(binary, ["--source", "test:4", "--allow-test-source",
-                       "--listen", "unix:" + sock], workdir)
+    # One uid holds every connection: lift the per-identity cap (max-conns, 1024 by
+    # default) so that the daemon keeps all n.
+    s = Serve(binary, ["--source", "test:4", "--allow-test-source", "--max-clients", str(n + 100),
+                       "--listen", "unix:%s,max-conns=%d" % (sock, n + 100)], workdir)
     conns = []
     try:
         time.sleep(1.0)  # pool filled, source parked
@@ -241,6 +261,8 @@ def run_scale(binary, workdir, quick):
         while s.stats()["clients"] < n and time.monotonic() < deadline:
             time.sleep(0.2)
         clients = s.stats()["clients"]
+        if clients != n:
+            raise RuntimeError("scale: the daemon holds %d of %d idle connections" % (clients, n))
         many_rss = rss_kb(s.proc.pid)
         cpu1 = cpu_seconds(s.proc.pid)
         time.sleep(5.0)
@@ -253,6 +275,50 @@ def run_scale(binary, workdir, quick):
             "source: idle RSS %.1f MB, CPU %.2f s in 5 s idle; %d idle connections: RSS %.1f MB, "
             "CPU %.2f s in 5 s" % (default_rss / 1024, default_pss / 1024, default_source,
                                    idle_rss / 1024, idle_cpu, clients, many_rss / 1024, many_cpu))
+
+
+def raise_nofile(n):
+    """Lifts this process's RLIMIT_NOFILE (inherited by the daemon and the bench) to n + 100;
+    returns False if the hard limit is lower."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < n + 100:
+        return False
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, n + 100), hard))
+    return True
+
+
+def run_guests(binary, workdir, quick):
+    """1,000 QEMU-like clients (`rngmux bench --guests`: one `02 40` in flight each, paced
+    to 64 kB/s, phases staggered), loopback TCP and a unix socket, test source. The bench
+    runs two event-loop threads on the same 2 cores as the daemon: its CPU is printed
+    beside the daemon's."""
+    n = 200 if quick else 1000
+    seconds = "3" if quick else "10"
+    if not raise_nofile(n):
+        return "guests: skipped, RLIMIT_NOFILE hard limit below %d" % (n + 100)
+    lines = []
+    # Every guest here has one identity (one uid, one address): lift the per-identity
+    # connection cap (max-conns, 1024 by default) above n.
+    for name, listen in (("loopback TCP", "tcp:127.0.0.1:0,max-conns=%d" % (n + 100)),
+                         ("unix socket", "unix:%s,max-conns=%d"
+                          % (os.path.join(workdir, "guests.sock"), n + 100))):
+        s = Serve(binary, ["--source", "test:12", "--allow-test-source",
+                           "--max-clients", str(n + 100), "--listen", listen], workdir)
+        try:
+            r = bench(binary, s.endpoints[0], "--guests", str(n), "--rate", "64000",
+                      "--threads", "2", "-t", seconds, "--warmup", "1",
+                      "--pid", str(s.proc.pid))
+        finally:
+            s.stop()
+        lines.append("guests, %s: %d clients x 02 40 paced to 64 kB/s, %s s: p50 %.1f us, "
+                     "p99 %.1f us, p99.9 %.1f us (%d requests), Jain %.4f, delivered %.1f %% "
+                     "(lowest client %.1f %%, %d below 90 %%); daemon CPU %.2f s (%s), bench "
+                     "CPU %.2f s"
+                     % (name, n, seconds, r["p50_us"], r["p99_us"], r["p999_us"],
+                        r["latency_samples"], r["jain"], 100 * r["delivered_share"],
+                        100 * r["client_min_share"], r["clients_below_90pct"],
+                        r["daemon_cpu_seconds"], per_gb(r), r["bench_cpu_seconds"]))
+    return "\n".join(lines)
 
 
 def idle_connections(path, n, read_lead):
@@ -306,7 +372,8 @@ def run_tenants(binary, workdir, quick):
     for lead in (False, True):
         path = os.path.join(workdir, "idle-%d.sock" % lead)
         s = Serve(binary, ["--source", "test:4", "--allow-test-source", "--max-clients",
-                           str(n + 100), "--listen", "unix:%s%s" % (path, ",qemu" if lead else "")],
+                           str(n + 100), "--listen", "unix:%s,max-conns=%d%s" % (path, n + 100,
+                                                                 ",qemu" if lead else "")],
                   workdir)
         conns = []
         try:
@@ -330,7 +397,8 @@ def run_tenants(binary, workdir, quick):
     path = os.path.join(workdir, "idle-probe.sock")
     probe_path = os.path.join(workdir, "probe.sock")
     s = Serve(binary, ["--source", "test:5", "--allow-test-source", "--max-clients", str(n + 100),
-                       "--listen", "unix:%s,qemu" % path, "--listen", "unix:" + probe_path],
+                       "--listen", "unix:%s,qemu,max-conns=%d" % (path, n + 100),
+                       "--listen", "unix:" + probe_path],
               workdir, listeners=2)
     conns = []
     try:
@@ -500,7 +568,8 @@ def run_guest(binary, workdir, quick):
     return guest_throughput.table(rates, nbytes)
 
 
-BENCHMARKS = {"capacity": run_capacity, "latency": run_latency, "slow": run_slow,
+BENCHMARKS = {"capacity": run_capacity, "latency": run_latency, "guests": run_guests,
+              "slow": run_slow,
               "scale": run_scale, "startup": run_startup, "tenants": run_tenants,
               "operate": run_operate, "relay": run_relay, "guest": run_guest}
 

@@ -1,3 +1,5 @@
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <array>
 #include <asio/connect.hpp>
@@ -10,6 +12,7 @@
 #include <asio/steady_timer.hpp>
 #include <asio/write.hpp>
 #include <chrono>
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <deque>
@@ -22,6 +25,7 @@
 #include "cli/commands.h"
 #include "cli/egd_client.h"
 #include "cli/output.h"
+#include "cli/process_cpu.h"
 #include "endpoint/endpoint_spec.h"
 #include "protocol/egd_parser.h"
 
@@ -41,7 +45,16 @@ struct BenchFlags {
   bool probe = false;
   bool raw = false;
   bool json = false;
+  unsigned guests = 0;  // QEMU-like clients: one 02 40 in flight each, paced to `rate`
+  unsigned threads = 1;
+  int pid = 0;  // a process whose CPU time to report (0: none)
+  // Which of the options above the command line gave (some exclude --guests).
+  bool clients_given = false, size_given = false, depth_given = false, rate_given = false;
 };
+
+// What a QEMU guest on a Linux kernel's virtio-rng asks: 64 bytes, one request at a time.
+constexpr unsigned kGuestRequestBytes = 64;
+constexpr double kDefaultGuestRate = 64000;  // bytes a second: a 512 kbit/s device
 
 // One EGD client keeping `depth` `02 size` requests in flight. It counts bytes, and
 // times each request from its write to the arrival of its last byte. Replies to
@@ -56,6 +69,7 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
  public:
   using Socket = asio::generic::stream_protocol::socket;
   static constexpr std::size_t kRequestsPerDatagram = 16;
+  static constexpr std::size_t kMinReadBytes = 4096, kMaxReadBytes = 65536;
 
   BenchClient(Socket socket, unsigned depth, unsigned size, bool record_latency, bool raw)
       : socket_(std::move(socket)),
@@ -64,7 +78,10 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
         depth_(depth),
         size_(size),
         record_(record_latency),
-        raw_(raw) {}
+        raw_(raw),
+        input_(raw ? kMaxReadBytes
+                   : std::clamp<std::size_t>(std::size_t{depth} * size, kMinReadBytes,
+                                             kMaxReadBytes)) {}
 
   // Ask for at most this many bytes a second on average (a token bucket `depth`
   // requests deep), like a guest reading a device of that speed; 0 is unpaced.
@@ -75,9 +92,21 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
     next_tick_ = std::chrono::duration_cast<Clock::duration>(kPaceTick * phase);
   }
 
+  // Ask like a guest reading a device of this speed: one request every `interval`,
+  // the first at `start + phase * interval` (so that clients do not ask in lockstep).
+  // A reply that comes later than the next request is due is followed by the next
+  // request at once, and the schedule restarts from there: a client the server holds
+  // up falls behind for good (no burst to catch up), which shows as a delivered share
+  // below 1. Needs depth 1.
+  void PaceAsGuest(Clock::duration interval, double phase) {
+    interval_ = interval;
+    phase_ = phase;
+  }
+
   void Start(Clock::time_point measure_from) {
     measure_from_ = measure_from;
     refilled_at_ = Clock::now();
+    due_ = refilled_at_ + std::chrono::duration_cast<Clock::duration>(interval_ * phase_);
     tokens_ = static_cast<double>(depth_) * size_;
     if (!raw_) SendRequests(depth_);
     Read();
@@ -108,6 +137,7 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
   void SendRequests(unsigned n) {
     if (!sending_) return;
     owed_ += n;
+    if (interval_.count() > 0) return SendWhenDue();
     const Clock::time_point now = Clock::now();
     if (rate_ > 0) {
       // The bucket holds at most `depth` requests' worth: a client held up (by the
@@ -122,6 +152,27 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
       n = owed_;
     }
     owed_ -= n;
+    Send(n, now);
+  }
+
+  void SendWhenDue() {
+    if (owed_ == 0 || pacing_ || !sending_) return;
+    const Clock::time_point now = Clock::now();
+    if (now < due_) {
+      pacing_ = true;
+      pacer_.expires_at(due_);
+      pacer_.async_wait([self = shared_from_this()](const asio::error_code& ec) {
+        self->pacing_ = false;
+        if (!ec) self->SendWhenDue();
+      });
+      return;
+    }
+    due_ = std::max(due_, now - interval_) + interval_;
+    --owed_;
+    Send(1, now);
+  }
+
+  void Send(unsigned n, Clock::time_point now) {
     if (n == 0) return;
     const std::size_t start = outgoing_.size();
     outgoing_.resize(start + 2 * std::size_t{n});
@@ -240,13 +291,18 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
   bool writing_ = false;
   bool pacing_ = false;
   double rate_ = 0;
-  unsigned owed_ = 0;  // requests answered but not yet asked again (pacing)
+  unsigned owed_ = 0;            // requests answered but not yet asked again (pacing)
+  Clock::duration interval_{0};  // guest pacing: time between requests; 0: off
+  double phase_ = 0;
+  Clock::time_point due_;  // guest pacing: when the next request may go
   Clock::duration next_tick_ = kPaceTick;
   double tokens_ = 0;  // bytes this client may still ask for now (pacing)
   Clock::time_point measure_from_, refilled_at_;
   std::vector<std::uint8_t> outgoing_, sending_buffer_;
   std::deque<InFlight> in_flight_;
-  std::array<std::uint8_t, 65536> input_{};
+  // Room for what `depth` requests return (a UDP reply datagram at least), up to 64 KiB:
+  // a thousand guests need 64 bytes each, not 64 KiB.
+  std::vector<std::uint8_t> input_;
   std::uint64_t requested_ = 0, received_ = 0, measured_bytes_ = 0;
   std::vector<std::uint32_t> latencies_;
   std::string error_;
@@ -294,7 +350,70 @@ double Percentile(std::vector<std::uint32_t>& sorted, double p) {
   return sorted[std::min(sorted.size() - 1, i == 0 ? 0 : i - 1)] / 1000.0;  // us
 }
 
-int RunBench(const BenchFlags& flags) {
+// How long clients may take, once the measurement ends, to receive what they asked for.
+constexpr std::chrono::seconds kDrainTime{10};
+
+// One io_context and the clients it drives, run on a thread of its own.
+struct Loop {
+  asio::io_context io;
+  std::vector<std::shared_ptr<BenchClient>> clients;
+  bool drained_in_time = true;
+};
+
+// Runs `loop` until, after `end`, every client has all it asked for (or kDrainTime
+// has passed: drained_in_time becomes false).
+void RunLoop(Loop& loop, Clock::time_point end) {
+  if (loop.clients.empty()) return;
+  asio::steady_timer stop(loop.io), drain(loop.io);
+  stop.expires_at(end);
+  stop.async_wait([&](const asio::error_code&) {
+    for (auto& c : loop.clients) c->StopSending();
+    drain.expires_after(kDrainTime);
+    drain.async_wait([&](const asio::error_code& ec) {
+      if (ec) return;
+      loop.drained_in_time = false;
+      loop.io.stop();
+    });
+  });
+  while (!loop.io.stopped()) {
+    loop.io.run_one();
+    if (Clock::now() > end && std::all_of(loop.clients.begin(), loop.clients.end(),
+                                          [](const auto& c) { return c->done(); })) {
+      break;
+    }
+  }
+}
+
+// CPU seconds (user + system) this process has used, all its threads.
+double OwnCpuSeconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  const auto seconds = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+  };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
+// Fills in what --guests implies, or says which flag contradicts it.
+Status ApplyGuestMode(BenchFlags& flags) {
+  if (flags.guests == 0) return Status::Ok();
+  if (flags.clients_given) return Status::Error("--guests sets the number of clients; drop -c");
+  if (flags.size_given || flags.depth_given) {
+    return Status::Error("--guests asks 02 40 with one request in flight; drop -s/-d");
+  }
+  if (flags.raw) return Status::Error("--guests needs EGD, not --raw");
+  if (flags.probe) return Status::Error("--guests times every request already; drop --probe");
+  if (flags.rate_given && flags.rate <= 0) {
+    return Status::Error("--rate 0: --guests needs a rate above 0");
+  }
+  flags.clients = flags.guests;
+  flags.size = kGuestRequestBytes;
+  flags.depth = 1;
+  if (!flags.rate_given) flags.rate = kDefaultGuestRate;
+  return Status::Ok();
+}
+
+int RunBench(BenchFlags flags) {
   auto spec = ParseEndpointSpec(EndpointRole::kConnect, flags.endpoint);
   if (!spec.ok()) return ReportUsageError(spec.status().message());
   if (spec->session.lead_bytes > 0 || spec->session.raw) {
@@ -302,20 +421,34 @@ int RunBench(const BenchFlags& flags) {
                             "\": bench speaks strict EGD; drop ,qemu/,lead/,raw (use --raw "
                             "for a server that streams without requests)");
   }
+  if (const Status guests = ApplyGuestMode(flags); !guests.ok()) {
+    return ReportUsageError(guests.message());
+  }
   if (flags.raw && flags.rate > 0) return ReportUsageError("--rate needs EGD, not --raw");
   if (flags.raw && flags.probe) return ReportUsageError("--probe needs EGD, not --raw");
   if (flags.raw && spec->transport == TransportKind::kUdp) {
     return ReportUsageError("--raw needs a stream endpoint (tcp: or unix:)");
   }
-  asio::io_context io;
-  // The probe has a thread and loop of its own: behind the streamers' traffic in one
-  // loop, its replies would wait for the bench itself, not for the daemon.
-  asio::io_context probe_io;
+  if (flags.pid != 0) {
+    if (auto cpu = ProcessTreeCpuSeconds(flags.pid); !cpu.ok()) {
+      return ReportUsageError("--pid " + std::to_string(flags.pid) + ": " + cpu.status().message());
+    }
+  }
+  const bool guests = flags.guests > 0;
+  // Streaming clients are spread over `threads` loops; the probe has a loop of its own:
+  // behind the streamers' traffic in one loop, its replies would wait for the bench
+  // itself, not for the daemon.
+  std::vector<std::unique_ptr<Loop>> loops;
+  for (unsigned t = 0; t < flags.threads; ++t) loops.push_back(std::make_unique<Loop>());
+  Loop probe_loop;
   std::vector<std::shared_ptr<BenchClient>> streamers;
   std::shared_ptr<BenchClient> probe;
+  const auto guest_interval = std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double>(guests ? kGuestRequestBytes / flags.rate : 0));
   for (unsigned i = 0; i < flags.clients + (flags.probe ? 1 : 0); ++i) {
     const bool is_probe = flags.probe && i == flags.clients;
-    auto socket = Connect(is_probe ? probe_io : io, *spec);
+    Loop& loop = is_probe ? probe_loop : *loops[i % loops.size()];
+    auto socket = Connect(loop.io, *spec);
     if (!socket.ok()) {
       std::fprintf(stderr, "rngmux: error: %s\n", socket.status().message().c_str());
       return 1;
@@ -324,15 +457,21 @@ int RunBench(const BenchFlags& flags) {
         std::move(socket).value(), is_probe ? 1 : flags.depth, is_probe ? 64 : flags.size,
         is_probe || !flags.probe, flags.raw);
     if (spec->transport == TransportKind::kUdp) {
-      auto udp = ConnectUdp(is_probe ? probe_io : io, *spec);
+      auto udp = ConnectUdp(loop.io, *spec);
       if (!udp.ok()) {
         std::fprintf(stderr, "rngmux: error: %s\n", udp.status().message().c_str());
         return 1;
       }
       client->UseDatagrams(std::move(udp).value());
     }
-    if (!is_probe) client->PaceTo(flags.rate, static_cast<double>(i) / flags.clients);
+    const double phase = static_cast<double>(i) / std::max(1u, flags.clients);
+    if (guests) {
+      client->PaceAsGuest(guest_interval, phase);
+    } else if (!is_probe) {
+      client->PaceTo(flags.rate, phase);
+    }
     (is_probe ? probe : streamers.emplace_back()) = client;
+    loop.clients.push_back(client);
   }
 
   const auto warmup = std::chrono::duration_cast<Clock::duration>(
@@ -340,56 +479,41 @@ int RunBench(const BenchFlags& flags) {
   const auto duration =
       std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(flags.seconds));
   const Clock::time_point start = Clock::now();
-  const Clock::time_point end = start + warmup + duration;
-  bool drained_in_time = true;
-  std::thread probe_thread;
-  bool probe_drained = true;
-  if (probe) {
-    probe->Start(start + warmup);
-    probe_thread = std::thread([&] {
-      asio::steady_timer stop(probe_io), drain(probe_io);
-      stop.expires_at(end);
-      stop.async_wait([&](const asio::error_code&) {
-        probe->StopSending();
-        drain.expires_after(std::chrono::seconds(10));
-        drain.async_wait([&](const asio::error_code& ec) {
-          if (ec) return;
-          probe_drained = false;
-          probe_io.stop();
-        });
-      });
-      while (!probe_io.stopped() && !(Clock::now() > end && probe->done())) probe_io.run_one();
-    });
-  }
-  for (auto& c : streamers) c->Start(start + warmup);
-  asio::steady_timer stop_timer(io), drain_timer(io);
-  stop_timer.expires_at(end);
-  stop_timer.async_wait([&](const asio::error_code&) {
-    for (auto& c : streamers) c->StopSending();
-    drain_timer.expires_after(std::chrono::seconds(10));
-    drain_timer.async_wait([&](const asio::error_code& ec) {
-      if (ec) return;
-      drained_in_time = false;
-      io.stop();
-    });
-  });
-  // Run until every client has all it asked for (or the drain deadline passes).
-  while (!io.stopped() && !streamers.empty()) {
-    io.run_one();
-    if (Clock::now() > end &&
-        std::all_of(streamers.begin(), streamers.end(), [](const auto& c) { return c->done(); })) {
-      break;
+  const Clock::time_point measure_from = start + warmup;
+  const Clock::time_point end = measure_from + duration;
+  for (auto& c : streamers) c->Start(measure_from);
+  if (probe) probe->Start(measure_from);
+  std::vector<std::thread> threads;
+  for (auto& loop : loops) threads.emplace_back([&loop, end] { RunLoop(*loop, end); });
+  threads.emplace_back([&probe_loop, end] { RunLoop(probe_loop, end); });
+
+  // CPU over the measured window: this process's (every loop thread) and, with --pid,
+  // the daemon's, so that a reader can tell the generator's share of the cores.
+  std::string errors;
+  std::this_thread::sleep_until(measure_from);
+  const double bench_cpu_start = OwnCpuSeconds();
+  Result<double> daemon_cpu_start = flags.pid ? ProcessTreeCpuSeconds(flags.pid) : 0.0;
+  std::this_thread::sleep_until(end);
+  const double bench_cpu = OwnCpuSeconds() - bench_cpu_start;
+  double daemon_cpu = NAN;
+  if (flags.pid) {
+    Result<double> daemon_cpu_end = ProcessTreeCpuSeconds(flags.pid);
+    if (daemon_cpu_start.ok() && daemon_cpu_end.ok()) {
+      daemon_cpu = *daemon_cpu_end - *daemon_cpu_start;
+    } else {
+      errors = "--pid " + std::to_string(flags.pid) + ": " +
+               (daemon_cpu_start.ok() ? daemon_cpu_end : daemon_cpu_start).status().message();
     }
   }
-  if (probe_thread.joinable()) probe_thread.join();
-  drained_in_time = drained_in_time && probe_drained;
+  for (auto& t : threads) t.join();
+  bool drained_in_time = probe_loop.drained_in_time;
+  for (const auto& loop : loops) drained_in_time = drained_in_time && loop->drained_in_time;
   std::vector<std::shared_ptr<BenchClient>> all = streamers;
   if (probe) all.push_back(probe);
   const double seconds = flags.seconds;
 
   std::uint64_t total = 0, requested = 0, received = 0;
   double sum = 0, sum_squares = 0, min_client = 1e300, max_client = 0;
-  std::string errors;
   for (const auto& c : streamers) {
     const double b = static_cast<double>(c->measured_bytes());
     total += c->measured_bytes();
@@ -405,6 +529,19 @@ int RunBench(const BenchFlags& flags) {
   }
   const double jain =
       sum_squares > 0 ? sum * sum / (static_cast<double>(streamers.size()) * sum_squares) : 0;
+  // Paced clients: the share of what they asked to be given that they were given. A
+  // client the server (or this machine) cannot keep up with shows below 1.
+  const bool paced = flags.rate > 0 && !streamers.empty();
+  const double asked_per_client = flags.rate * seconds;
+  const double delivered_share =
+      paced ? sum / (asked_per_client * static_cast<double>(streamers.size())) : NAN;
+  const double min_share = paced ? min_client / asked_per_client : NAN;
+  unsigned below_90 = 0;
+  for (const auto& c : streamers) {
+    if (paced && static_cast<double>(c->measured_bytes()) < 0.9 * asked_per_client) ++below_90;
+  }
+  const double daemon_cpu_per_gb =
+      total > 0 ? daemon_cpu / (static_cast<double>(total) / 1e9) : NAN;
   std::vector<std::uint32_t> latencies;
   for (const auto& c : all) {
     latencies.insert(latencies.end(), c->latencies_ns().begin(), c->latencies_ns().end());
@@ -415,12 +552,14 @@ int RunBench(const BenchFlags& flags) {
     // nothing to add
   } else if (errors.empty()) {
     errors = "got " + std::to_string(received) + " of " + std::to_string(requested) +
-             " bytes asked within 10 s of the end";
+             " bytes asked within " + std::to_string(kDrainTime.count()) + " s of the end";
   }
   const double rate = static_cast<double>(total) / seconds;
   const char* latency_of = probe ? "probe (one 02 40 at a time)" : "all requests";
 
   if (flags.json) {
+    JsonReport pid = nullptr;
+    if (flags.pid) pid = flags.pid;
     PrintJsonReport({{"endpoint", flags.endpoint},
                      {"clients", flags.clients},
                      {"depth", flags.depth},
@@ -439,18 +578,47 @@ int RunBench(const BenchFlags& flags) {
                      {"p999_us", Percentile(latencies, 99.9)},
                      {"requested_bytes", requested},
                      {"received_bytes", received},
-                     {"complete", complete}});
+                     {"complete", complete},
+                     {"guests", flags.guests},
+                     {"threads", flags.threads},
+                     {"delivered_share", delivered_share},
+                     {"client_min_share", min_share},
+                     {"clients_below_90pct", below_90},
+                     {"bench_cpu_seconds", bench_cpu},
+                     {"daemon_pid", pid},
+                     {"daemon_cpu_seconds", daemon_cpu},
+                     {"daemon_cpu_seconds_per_gb", daemon_cpu_per_gb}});
   } else {
     char pace[64] = "";
     if (flags.rate > 0) std::snprintf(pace, sizeof pace, ", each paced to %.0f B/s", flags.rate);
-    std::printf("rngmux bench: %s, %u clients x %u requests of %u bytes in flight%s, %.1f s%s\n",
-                flags.endpoint.c_str(), flags.clients, flags.depth, flags.size, pace, seconds,
-                probe ? ", plus a latency probe" : "");
+    if (guests) {
+      std::printf(
+          "rngmux bench: %s, %u QEMU-like clients (one 02 40 in flight)%s, %.1f s, %u "
+          "thread%s\n",
+          flags.endpoint.c_str(), flags.clients, pace, seconds, flags.threads,
+          flags.threads == 1 ? "" : "s");
+    } else {
+      std::printf("rngmux bench: %s, %u clients x %u requests of %u bytes in flight%s, %.1f s%s\n",
+                  flags.endpoint.c_str(), flags.clients, flags.depth, flags.size, pace, seconds,
+                  probe ? ", plus a latency probe" : "");
+    }
     std::printf("  throughput  %.1f MB/s (%llu bytes); per client %.0f..%.0f bytes, Jain %.4f\n",
                 rate / 1e6, static_cast<unsigned long long>(total), min_client, max_client, jain);
+    if (paced) {
+      std::printf(
+          "  delivered   %.1f %% of the asked rate; lowest client %.1f %%, %u of %u "
+          "clients below 90 %%\n",
+          100 * delivered_share, 100 * min_share, below_90, flags.clients);
+    }
     std::printf("  latency     p50 %.1f us, p99 %.1f us, p99.9 %.1f us (%zu requests, %s)\n",
                 Percentile(latencies, 50), Percentile(latencies, 99), Percentile(latencies, 99.9),
                 latencies.size(), latency_of);
+    std::printf("  cpu         bench %.2f s", bench_cpu);
+    if (flags.pid) {
+      std::printf("; pid %d %.2f s (%.2f s per GB delivered)", flags.pid, daemon_cpu,
+                  daemon_cpu_per_gb);
+    }
+    std::printf(" over the %.1f s measured\n", seconds);
     std::printf("  replies     %s\n",
                 complete ? (flags.raw ? "raw stream: not checked"
                                       : "every byte asked for arrived, and never more")
@@ -498,8 +666,31 @@ Command AddBenchCommand(CLI::App& root) {
                 "report its latency");
   app->add_flag("--raw", flags->raw,
                 "Send nothing and just read (for servers that stream, e.g. socat on /dev/urandom)");
+  app->add_option("--guests", flags->guests,
+                  "QEMU-like clients: each keeps one 02 40 in flight, paced to --rate (default "
+                  "64000) with staggered phases; every request is timed (excludes -c, -s, -d, "
+                  "--probe, --raw)")
+      ->check(CLI::Range(1u, 20000u));
+  app->add_option("--threads", flags->threads,
+                  "Event-loop threads of the bench itself; clients are spread over them")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 64u));
+  app->add_option("--pid", flags->pid,
+                  "Report this process's CPU time over the measured window (with its live "
+                  "children: a forking socat), and per GB delivered")
+      ->check(CLI::Range(1, INT_MAX));
   app->add_flag("--json", flags->json, "Print one JSON object");
-  return Command{app, [flags] { return RunBench(*flags); }};
+  const CLI::Option* clients = app->get_option("--clients");
+  const CLI::Option* size = app->get_option("--size");
+  const CLI::Option* depth = app->get_option("--depth");
+  const CLI::Option* rate = app->get_option("--rate");
+  return Command{app, [flags, clients, size, depth, rate] {
+                   flags->clients_given = clients->count() > 0;
+                   flags->size_given = size->count() > 0;
+                   flags->depth_given = depth->count() > 0;
+                   flags->rate_given = rate->count() > 0;
+                   return RunBench(*flags);
+                 }};
 }
 
 }  // namespace rngmux

@@ -105,6 +105,44 @@ class BenchTest(RngmuxTestCase):
         self.assertGreaterEqual(r["bytes"], clients * rate * seconds * 0.5, r)
         d.stop()
 
+    def test_guests_time_every_request_and_report_the_daemons_cpu(self):
+        """--guests: one 02 40 in flight per client, paced; --pid reads the daemon's CPU
+        from /proc over the measured window."""
+        d = self.serve()
+        guests, seconds = 20, 1.0
+        rc, r, err = bench(d.endpoints[0], "--guests", str(guests), "-t", str(seconds),
+                           "--warmup", "0.3", "--threads", "2", "--pid", str(d.pid))
+        self.assertEqual(rc, 0, err)
+        self.assertTrue(r["complete"])
+        self.assertEqual((r["clients"], r["depth"], r["size"]), (guests, 1, 64))
+        self.assertEqual(r["client_rate"], 64000)
+        self.assertEqual(r["threads"], 2)
+        self.assertEqual(r["requested_bytes"], r["received_bytes"])
+        self.assertEqual(r["requested_bytes"] % 64, 0)
+        # Every request of every client is timed: paced to 1,000 requests a second each,
+        # far more than one per client even on a slow (sanitizer) build.
+        self.assertEqual(r["latency_of"], "all")
+        self.assertGreater(r["latency_samples"], guests * 10, r)
+        self.assertGreater(r["delivered_share"], 0, r)
+        self.assertLessEqual(r["delivered_share"], 1.05, r)
+        self.assertLessEqual(r["client_min_share"], r["delivered_share"], r)
+        self.assertGreater(r["daemon_cpu_seconds"], 0, r)
+        self.assertGreater(r["daemon_cpu_seconds_per_gb"], 0, r)
+        self.assertGreaterEqual(r["bench_cpu_seconds"], 0, r)
+        self.assertEqual(r["daemon_pid"], d.pid)
+        d.stop()
+
+    def test_a_missing_pid_is_refused(self):
+        # A pid no process has: beyond the kernel's pid_max.
+        with open("/proc/sys/kernel/pid_max") as f:
+            pid_max = int(f.read())
+        proc = run_cli(["bench", "unix:/nonexistent.sock", "--pid", str(pid_max + 1)])
+        self.assertEqual(proc.returncode, 2, proc.stderr)
+        err = proc.stderr.decode()
+        self.assertEqual(err.count("\n"), 1, err)
+        self.assertIn("--pid %d: /proc/%d/stat: No such file or directory"
+                      % (pid_max + 1, pid_max + 1), err)
+
     def test_a_server_that_sends_too_much_is_caught(self):
         path = self.path("bad.sock")
         server = OverAnsweringServer(path)
@@ -119,10 +157,18 @@ class BenchTest(RngmuxTestCase):
         for args, word in ((["tcp:127.0.0.1:1,qemu"], "bench speaks strict EGD"),
                            (["unix:/x", "--raw", "--probe"], "--probe needs EGD"),
                            (["unix:/x", "--raw", "--rate", "10"], "--rate needs EGD"),
-                           (["unix:/x", "-s", "300"], "--size")):
+                           (["unix:/x", "-s", "300"], "--size"),
+                           (["unix:/x", "--guests", "5", "-c", "3"], "drop -c"),
+                           (["unix:/x", "--guests", "5", "-d", "4"], "drop -s/-d"),
+                           (["unix:/x", "--guests", "5", "--raw"], "--guests needs EGD"),
+                           (["unix:/x", "--guests", "5", "--probe"], "drop --probe"),
+                           (["unix:/x", "--guests", "5", "--rate", "0"], "--rate 0"),
+                           (["unix:/x", "--threads", "0"], "--threads")):
             proc = run_cli(["bench"] + args)
             self.assertEqual(proc.returncode, 2, proc.stderr)
             self.assertIn(word, proc.stderr.decode())
+            if "--guests" in args:
+                self.assertEqual(proc.stderr.decode().count("\n"), 1, proc.stderr)
 
 
 if __name__ == "__main__":
