@@ -85,6 +85,17 @@ class ConcurrencyTest(RngmuxTestCase):
             "--max-queued-requests", "4096", "--log-level", "debug",
             "--listen", "tcp:127.0.0.1:0", "--listen", "unix:%s" % self.path("egd.sock")])
 
+    def run_clients(self, clients):
+        """Runs the clients to their end; each got all it asked for, without error."""
+        for c in clients:
+            c.start()
+        for c in clients:
+            c.join(90)
+        for c in clients:
+            self.assertFalse(c.is_alive(), "%s still running" % c.name)
+            self.assertIsNone(c.error, "%s: %r" % (c.name, c.error))
+            self.assertEqual(len(c.data), PER_CLIENT, c.name)
+
     def test_16_clients_get_exact_unique_pieces_of_the_reference(self):
         d = self.start()
         tcp = [e for e in d.endpoints if e.startswith("tcp:")]
@@ -96,14 +107,8 @@ class ConcurrencyTest(RngmuxTestCase):
 
         clients = [Client(tcp[0], "tcp%d" % i) for i in range(8)]
         clients += [Client(unix[0], "unix%d" % i) for i in range(8)]
+        self.run_clients(clients)
         for c in clients:
-            c.start()
-        for c in clients:
-            c.join(90)
-        for c in clients:
-            self.assertFalse(c.is_alive(), "%s still running" % c.name)
-            self.assertIsNone(c.error, "%s: %r" % (c.name, c.error))
-            self.assertEqual(len(c.data), PER_CLIENT, c.name)
             self.assertEqual(c.trailer_pid, str(d.pid),
                              "%s: reply stream misaligned: PID sentinel after the data read %r"
                              % (c.name, c.trailer_pid))
@@ -127,14 +132,7 @@ class ConcurrencyTest(RngmuxTestCase):
         second = reference_stream("%d/1" % SEED, REFERENCE_BYTES)
         index = ReferenceIndex(first + second)
         clients = [Client(d.endpoints[0], "unix%d" % i) for i in range(8)]
-        for c in clients:
-            c.start()
-        for c in clients:
-            c.join(90)
-        for c in clients:
-            self.assertFalse(c.is_alive(), "%s still running" % c.name)
-            self.assertIsNone(c.error, "%s: %r" % (c.name, c.error))
-            self.assertEqual(len(c.data), PER_CLIENT, c.name)
+        self.run_clients(clients)
         self.assert_each_byte_served_once(index, {c.name: c.data for c in clients})
         # Both threads' streams were served.
         starts = [a for c in clients for a, _, _ in index.claims(c.data)[0]]
