@@ -106,9 +106,14 @@ void ShareGroup::Deliver(std::span<const std::uint8_t> bytes) {
   served_bytes_ += bytes.size();
   // Round-robin over the members that want bytes: each chunk starts with the next
   // member, so within a tenant no connection starves another.
+  // No member takes more than an equal part of the chunk per visit (the loop comes
+  // round again for what is left), so a slow source's small chunks are split, not
+  // handed whole to whoever is at the front.
+  const std::size_t part = std::max<std::size_t>(
+      64, (bytes.size() + waiting_.size() - 1) / std::max<std::size_t>(1, waiting_.size()));
   while (!bytes.empty() && !waiting_.empty()) {
     Consumer* member = waiting_.front();
-    const std::size_t give = std::min(bytes.size(), member->Wanted());
+    const std::size_t give = std::min({bytes.size(), member->Wanted(), part});
     if (give == 0) {
       waiting_.pop_front();
       waiting_index_.erase(member);

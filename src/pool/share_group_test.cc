@@ -80,6 +80,44 @@ TEST(ShareGroupTest, ManyConnectionsOfOneTenantShareOneSlot) {
   guest->Leave(&guest_conn);
 }
 
+// A connection that keeps the same demand outstanding (a client that asks again for
+// every byte it gets, like 16 pipelined `02 FF`).
+class Pipeliner : public Consumer {
+ public:
+  std::size_t Wanted() const override { return 16 * 255; }
+  void Deliver(std::span<const std::uint8_t> bytes) override { got_ += bytes.size(); }
+  std::size_t got() const { return got_; }
+
+ private:
+  std::size_t got_ = 0;
+};
+
+// Eight pipelining connections of one tenant on a slow source (the pool refills in
+// pieces, a Deliver() at a time): each gets an equal part, not alternately a whole
+// demand and the crumbs left over.
+TEST(ShareGroupTest, ConnectionsOfOneTenantSplitSmallChunksEqually) {
+  Fixture f;
+  auto tenant = f.Group();
+  std::vector<std::unique_ptr<Pipeliner>> conns;
+  for (int i = 0; i < 8; ++i) {
+    conns.push_back(std::make_unique<Pipeliner>());
+    tenant->Join(conns.back().get());
+    tenant->Activate(conns.back().get());
+  }
+  for (int i = 0; i < 100; ++i) {
+    f.Fill(25000);
+    f.share.Pump();
+  }
+  std::size_t low = SIZE_MAX, high = 0;
+  for (const auto& c : conns) {
+    low = std::min(low, c->got());
+    high = std::max(high, c->got());
+  }
+  EXPECT_GT(low, 0u);
+  EXPECT_LE(high - low, high / 20) << "between " << low << " and " << high << " bytes";
+  for (const auto& c : conns) tenant->Leave(c.get());
+}
+
 TEST(ShareGroupTest, WeightIsTheGroupsWeight) {
   Fixture f;
   ShareGroup::Limits heavy_limits;
