@@ -17,18 +17,48 @@ std::size_t RoundUpToPages(std::size_t size) {
   return (size + page - 1) / page * page;
 }
 
+// Blocks below half a page are slots carved from dump-excluded chunks, one free list
+// per power-of-two class from 64 bytes up; chunks are kept for the life of the
+// process. A guest's reply buffer comes and goes with every request: that is a
+// free-list pop and push, not an mmap and munmap (whose TLB shootdowns cost a
+// quarter of the daemon's CPU under a thousand guests).
+constexpr std::size_t kSmallestSlot = 64;
+constexpr std::size_t kSlotClasses = 6;  // 64 .. 2048 bytes
+constexpr std::size_t kSlabChunkBytes = 64 * 1024;
+
 // Blocks of 2^order pages; larger ones are mapped and unmapped each time.
 constexpr std::size_t kCachedOrders = 9;  // up to 256 pages (1 MiB with 4 KiB pages)
 constexpr std::size_t kMaxCachedPerOrder = 64;
 
 struct DumpExcludedCache {
   std::mutex mutex;
+  std::array<std::vector<std::uint8_t*>, kSlotClasses> free_slots;
   std::array<std::vector<std::uint8_t*>, kCachedOrders> free;
+  std::size_t mappings = 0;
 };
 
 DumpExcludedCache& Cache() {
   static auto* cache = new DumpExcludedCache();  // never destroyed: used until exit
   return *cache;
+}
+
+std::uint8_t* MapDumpExcluded(DumpExcludedCache& cache, std::size_t bytes) {
+  void* memory = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (memory == MAP_FAILED) throw std::bad_alloc();
+  madvise(memory, bytes, MADV_DONTDUMP);  // a kernel without it dumps; dumps are off anyway
+  cache.mappings++;
+  return static_cast<std::uint8_t*>(memory);
+}
+
+// The slot class that holds `size` bytes, or kSlotClasses when a slot is too small.
+std::size_t SlotClassOf(std::size_t size) {
+  std::size_t slot_class = 0;
+  for (std::size_t slot = kSmallestSlot; slot < size; slot *= 2) {
+    if (++slot_class == kSlotClasses) break;
+  }
+  const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  if (slot_class < kSlotClasses && (kSmallestSlot << slot_class) > page / 2) return kSlotClasses;
+  return slot_class;
 }
 
 // The order of the block that holds `size` bytes, and the block's size in bytes.
@@ -47,36 +77,57 @@ std::size_t OrderOf(std::size_t size, std::size_t* block_bytes) {
 }  // namespace
 
 std::uint8_t* AllocateDumpExcluded(std::size_t size) {
-  std::size_t bytes = 0;
-  const std::size_t order = OrderOf(size ? size : 1, &bytes);
-  if (order < kCachedOrders) {
-    DumpExcludedCache& cache = Cache();
+  DumpExcludedCache& cache = Cache();
+  const std::size_t slot_class = SlotClassOf(size);
+  if (slot_class < kSlotClasses) {
     std::lock_guard<std::mutex> lock(cache.mutex);
-    if (!cache.free[order].empty()) {
-      std::uint8_t* block = cache.free[order].back();
-      cache.free[order].pop_back();
-      return block;
+    std::vector<std::uint8_t*>& slots = cache.free_slots[slot_class];
+    if (slots.empty()) {
+      const std::size_t slot = kSmallestSlot << slot_class;
+      std::uint8_t* chunk = MapDumpExcluded(cache, kSlabChunkBytes);
+      slots.reserve(slots.size() + kSlabChunkBytes / slot);
+      // Handed out from the chunk's start: the last pushed is the first popped.
+      for (std::size_t offset = kSlabChunkBytes; offset > 0; offset -= slot) {
+        slots.push_back(chunk + offset - slot);
+      }
     }
+    std::uint8_t* block = slots.back();
+    slots.pop_back();
+    return block;
   }
-  void* memory = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (memory == MAP_FAILED) throw std::bad_alloc();
-  madvise(memory, bytes, MADV_DONTDUMP);  // a kernel without it dumps; dumps are off anyway
-  return static_cast<std::uint8_t*>(memory);
+  std::size_t bytes = 0;
+  const std::size_t order = OrderOf(size, &bytes);
+  std::lock_guard<std::mutex> lock(cache.mutex);
+  if (order < kCachedOrders && !cache.free[order].empty()) {
+    std::uint8_t* block = cache.free[order].back();
+    cache.free[order].pop_back();
+    return block;
+  }
+  return MapDumpExcluded(cache, bytes);
 }
 
 void FreeDumpExcluded(std::uint8_t* data, std::size_t size) {
   if (data == nullptr) return;
+  DumpExcludedCache& cache = Cache();
+  const std::size_t slot_class = SlotClassOf(size);
+  std::lock_guard<std::mutex> lock(cache.mutex);
+  if (slot_class < kSlotClasses) {
+    cache.free_slots[slot_class].push_back(data);
+    return;
+  }
   std::size_t bytes = 0;
-  const std::size_t order = OrderOf(size ? size : 1, &bytes);
-  if (order < kCachedOrders) {
-    DumpExcludedCache& cache = Cache();
-    std::lock_guard<std::mutex> lock(cache.mutex);
-    if (cache.free[order].size() < kMaxCachedPerOrder) {
-      cache.free[order].push_back(data);
-      return;
-    }
+  const std::size_t order = OrderOf(size, &bytes);
+  if (order < kCachedOrders && cache.free[order].size() < kMaxCachedPerOrder) {
+    cache.free[order].push_back(data);
+    return;
   }
   munmap(data, bytes);
+}
+
+std::size_t DumpExcludedMappingsMade() {
+  DumpExcludedCache& cache = Cache();
+  std::lock_guard<std::mutex> lock(cache.mutex);
+  return cache.mappings;
 }
 
 void SecureWipe(void* data, std::size_t size) {

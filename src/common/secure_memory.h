@@ -36,14 +36,20 @@ class SecureBuffer {
 };
 
 // Storage for buffers that hold random bytes for a short while (a client's output
-// buffer): whole pages excluded from core dumps (MADV_DONTDUMP), not locked, so many
-// of them cost no RLIMIT_MEMLOCK. Sizes are rounded up to a power of two of pages;
-// freed blocks are kept for reuse (a bounded number per size) rather than unmapped,
-// since a busy client's buffer is freed and allocated again with every drain.
-// The caller wipes what it wrote before freeing. Thread-safe. Throws std::bad_alloc.
+// buffer): pages excluded from core dumps (MADV_DONTDUMP), not locked, so many of
+// them cost no RLIMIT_MEMLOCK. A client's buffer is freed and allocated again with
+// every drain, so neither is a system call in the common case:
+// - up to half a page: a slot of a power-of-two size (64 bytes up) from chunks of
+//   such pages that are kept for the life of the process;
+// - larger: whole pages, rounded up to a power of two of pages; freed blocks are
+//   kept for reuse (a bounded number per size) rather than unmapped.
+// Blocks come zero-filled as long as callers keep the rule: the caller wipes what it
+// wrote before freeing. Thread-safe. Throws std::bad_alloc.
 std::uint8_t* AllocateDumpExcluded(std::size_t size);
 // `size` as given to AllocateDumpExcluded.
 void FreeDumpExcluded(std::uint8_t* data, std::size_t size);
+// How many mappings AllocateDumpExcluded has made so far (for tests and benchmarks).
+std::size_t DumpExcludedMappingsMade();
 
 // A unique_ptr deleter for AllocateDumpExcluded's blocks.
 struct DumpExcludedDeleter {

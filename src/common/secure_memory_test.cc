@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace rngmux {
 namespace {
@@ -73,6 +74,57 @@ TEST(SecureBufferTest, DumpExcludedBlocksAreExcludedAndReused) {
   std::uint8_t* again = AllocateDumpExcluded(8000);
   EXPECT_EQ(again, block);
   FreeDumpExcluded(again, 8000);
+}
+
+TEST(SecureBufferTest, SmallBlocksAreDumpExcludedSlotsReusedWithoutNewMappings) {
+  // More than one chunk's worth of 64-byte slots, all live at once (a thousand
+  // guests, each with a reply in flight).
+  constexpr std::size_t kBlocks = 1500;
+  constexpr std::size_t kSize = 64;
+  std::vector<std::uint8_t*> blocks;
+  for (std::size_t i = 0; i < kBlocks; ++i) {
+    std::uint8_t* block = AllocateDumpExcluded(kSize);
+    ASSERT_NE(block, nullptr);
+    for (std::size_t k = 0; k < kSize; ++k) ASSERT_EQ(block[k], 0) << "block " << i;
+    std::memset(block, static_cast<int>(i % 251) + 1, kSize);
+    blocks.push_back(block);
+  }
+  // No two blocks overlap: each still holds its own pattern.
+  for (std::size_t i = 0; i < kBlocks; ++i) {
+    for (std::size_t k = 0; k < kSize; ++k) {
+      ASSERT_EQ(blocks[i][k], static_cast<std::uint8_t>(i % 251 + 1)) << "block " << i;
+    }
+  }
+  const std::string flags = VmFlagsOf(blocks[kBlocks - 1]);
+  ASSERT_FALSE(flags.empty()) << "mapping not found in /proc/self/smaps";
+  EXPECT_NE(flags.find(" dd"), std::string::npos) << flags;
+  for (std::uint8_t* block : blocks) {
+    SecureWipe(block, kSize);
+    FreeDumpExcluded(block, kSize);
+  }
+  // The same number again, twice over: from the free slots, not from new mappings.
+  const std::size_t mappings = DumpExcludedMappingsMade();
+  for (int round = 0; round < 2; ++round) {
+    for (std::size_t i = 0; i < kBlocks; ++i) blocks[i] = AllocateDumpExcluded(kSize);
+    for (std::uint8_t* block : blocks) {
+      for (std::size_t k = 0; k < kSize; ++k) ASSERT_EQ(block[k], 0);
+      FreeDumpExcluded(block, kSize);
+    }
+  }
+  EXPECT_EQ(DumpExcludedMappingsMade(), mappings);
+}
+
+TEST(SecureBufferTest, SlotSizesCoverWhatWasAskedAndLargerBlocksArePages) {
+  const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  for (std::size_t size : {1u, 64u, 65u, 1000u, 2048u}) {
+    std::uint8_t* block = AllocateDumpExcluded(size);
+    std::memset(block, 0x5A, size);  // the whole size is usable (ASan has no view here)
+    SecureWipe(block, size);
+    FreeDumpExcluded(block, size);
+  }
+  std::uint8_t* block = AllocateDumpExcluded(page / 2 + 1);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(block) % page, 0u);
+  FreeDumpExcluded(block, page / 2 + 1);
 }
 
 TEST(SecureBufferTest, SecureWipeZeroesExactlyTheRange) {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <asio/post.hpp>
+#include <bit>
 #include <cstring>
 #include <limits>
 #include <utility>
@@ -25,10 +26,11 @@ void OutputBuffer::Append(std::span<const std::uint8_t> bytes) {
 
 void OutputBuffer::Reserve(std::size_t needed) {
   if (needed <= allocated_) return;
-  // Grow geometrically from one page, within the capacity.
-  constexpr std::size_t kFirstAllocation = 4096;
-  std::size_t next = std::max(allocated_ * 2, kFirstAllocation);
-  next = std::min(std::max(next, needed), std::max(capacity_, needed));
+  // Grow geometrically in powers of two, within the capacity. A guest's 64-byte reply
+  // takes a 64-byte block, not a page: thousands of guests, each with a reply in flight.
+  constexpr std::size_t kFirstAllocation = 64;
+  std::size_t next = std::bit_ceil(std::max({allocated_ * 2, kFirstAllocation, needed}));
+  next = std::min(next, std::max(capacity_, needed));
   std::unique_ptr<std::uint8_t[], DumpExcludedDeleter> grown(AllocateDumpExcluded(next),
                                                              DumpExcludedDeleter{next});
   if (size_ > 0) std::memcpy(grown.get(), data_.get(), size_);

@@ -329,7 +329,7 @@ TEST(OutputBufferTest, GrowsToWhatItHoldsKeepsContentAndReleases) {
   EXPECT_EQ(buffer.allocated(), 0u);
   Bytes first(100, 0xAB);
   buffer.Append(first);
-  EXPECT_EQ(buffer.allocated(), 4096u);
+  EXPECT_EQ(buffer.allocated(), 128u) << "a small reply takes a small block";
   Bytes more(9000);
   for (std::size_t i = 0; i < more.size(); ++i) more[i] = static_cast<std::uint8_t>(i);
   buffer.Append(more);
