@@ -3,7 +3,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
+#include <bit>
 #include <cstring>
 #include <mutex>
 #include <new>
@@ -50,15 +52,13 @@ std::uint8_t* MapDumpExcluded(DumpExcludedCache& cache, std::size_t bytes) {
   return static_cast<std::uint8_t*>(memory);
 }
 
-// The slot class that holds `size` bytes, or kSlotClasses when a slot is too small.
+// The slot class that holds `size` bytes (slot 64 << class), or kSlotClasses when the
+// largest slot is too small. Pages are at least 4 KiB on Linux, so every slot is at
+// most half a page.
 std::size_t SlotClassOf(std::size_t size) {
-  std::size_t slot_class = 0;
-  for (std::size_t slot = kSmallestSlot; slot < size; slot *= 2) {
-    if (++slot_class == kSlotClasses) break;
-  }
-  const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
-  if (slot_class < kSlotClasses && (kSmallestSlot << slot_class) > page / 2) return kSlotClasses;
-  return slot_class;
+  const std::size_t slot = std::bit_ceil(std::max(size, kSmallestSlot));
+  const auto slot_class = static_cast<std::size_t>(std::countr_zero(slot / kSmallestSlot));
+  return std::min(slot_class, kSlotClasses);
 }
 
 // The order of the block that holds `size` bytes, and the block's size in bytes.
