@@ -207,11 +207,38 @@ std::size_t FairShare::TakeImmediate(Consumer* consumer, std::span<std::uint8_t>
   // waiting may a non-blocking read have them.
   const std::size_t others_waiting = active_count() - (entry.idle ? 0 : 1);
   if (taken < out.size() && others_waiting == 0) {
+    // Others may be listed as idle: briefly absent between two requests. A round of
+    // Pump() would set their parts aside; with nobody waiting no round runs, so
+    // this read does it, or a reader spinning on 01 would take every byte that
+    // arrives while a guest sends its next request.
+    SetAsideForIdleOthers(entry);
     const std::size_t free = FreeBytes();
     const std::size_t more = std::min(free, out.size() - taken);
     if (more > 0) taken += pool_.Take(out.subspan(taken, more));
   }
   return taken;
+}
+
+void FairShare::SetAsideForIdleOthers(const Entry& reader) {
+  const std::uint64_t in = pool_.bytes_in();
+  const std::uint64_t arrived = in - split_upto_;
+  split_upto_ = in;
+  if (arrived == 0 || index_.size() < 2) return;
+  // Only what arrived since the last split (here or in a Pump() round) is split,
+  // so nothing is credited twice. The walk is O(listed consumers), like a round,
+  // and runs at most once per Put(): a spinning reader finds nothing new after it.
+  const std::size_t base = static_cast<std::size_t>(std::min<std::uint64_t>(arrived, FreeBytes()));
+  const std::size_t per_weight = base / std::max<std::size_t>(1, total_weight_);
+  const std::size_t total_cap = pool_.capacity() / 2;
+  for (Entry& entry : entries_) {
+    if (total_reserved_ >= total_cap) break;
+    if (&entry == &reader || entry.consumer == nullptr || !entry.idle) continue;
+    const std::size_t room = kMaxReserve - std::min(kMaxReserve, entry.reserve);
+    const std::size_t add =
+        std::min({per_weight * entry.weight, room, total_cap - total_reserved_});
+    entry.reserve += add;
+    total_reserved_ += add;
+  }
 }
 
 std::size_t FairShare::Serve(Entry& entry, std::size_t ask, bool from_reserve,
@@ -268,6 +295,8 @@ std::size_t FairShare::Pump() {
   if (pumping_) return 0;
   const Clock::TimePoint now = clock_.Now();
   ExpireIdle(now);
+  // Rounds split what is free now: a later non-blocking read splits only what comes after.
+  if (active_count() > 0) split_upto_ = pool_.bytes_in();
   pumping_ = true;
   std::array<std::uint8_t, kScratchBytes> scratch;
 

@@ -45,13 +45,19 @@ class Consumer {
 //
 // Costs: Activate(), Remove() and a turn are O(1) in the number of listed
 // consumers (an index finds entries; counters replace walks), so the cost of a
-// request does not grow with the number of clients present. Event-loop thread only.
+// request does not grow with the number of clients present. A non-blocking read
+// that finds new bytes while others are idle walks the list once, as a round does
+// (see TakeImmediate). Event-loop thread only.
 class FairShare {
  public:
   static constexpr std::size_t kMinQuantum = 256;
   // Most bytes one idle consumer may have set aside.
   static constexpr std::size_t kMaxReserve = 4096;
-  static constexpr Clock::Duration kDefaultGrace = std::chrono::milliseconds(50);
+  // A guest on a loaded host can take tens of milliseconds to send its next request
+  // (and the loop as long to read it). With 50 ms, a guest beside a tenant churning
+  // connections lost up to a third of its share whenever the machine was busy
+  // (test_tenants under ASan, or under a parallel build); with 250 ms it kept half.
+  static constexpr Clock::Duration kDefaultGrace = std::chrono::milliseconds(250);
 
   // `grace` is how long an idle consumer keeps its place and reserve; zero turns
   // reserves off (satisfied consumers leave at once).
@@ -68,10 +74,11 @@ class FairShare {
 
   // A non-blocking read (EGD 0x01) by `consumer`: takes at most out.size() bytes
   // now, from its own reserve first, then from the free bytes only while no other
-  // consumer waits for them. Under contention such reads therefore get what the
-  // consumer's turns set aside, its share and no more: the consumer is listed as
-  // idle (accruing its quantum into its reserve on its turns) for as long as it
-  // keeps reading. Returns bytes taken. May be called from Deliver().
+  // consumer waits for them, after setting aside the parts of idle (briefly absent)
+  // consumers of what arrived since the last round or read. Under contention such reads therefore
+  // get what the consumer's turns set aside, its share and no more: the consumer is listed as idle
+  // (accruing its quantum into its reserve on its turns) for as long as it keeps reading. Returns
+  // bytes taken. May be called from Deliver().
   std::size_t TakeImmediate(Consumer* consumer, std::span<std::uint8_t> out);
 
   // Moves bytes from the pool to waiting consumers until no free bytes are left or
@@ -117,11 +124,16 @@ class FairShare {
   // Moves the entry's credit into its reserve, within the caps and the free bytes.
   // Returns false if credit is left only because the free bytes ran out.
   bool KeepAsReserve(Entry& entry);
+  // With nobody waiting, a non-blocking read does what a round would: every other
+  // idle consumer's part of the free bytes goes into its reserve, within the caps.
+  // Splits only what arrived since the last split (pool bytes_in() at that time).
+  void SetAsideForIdleOthers(const Entry& reader);
 
   EntropyPool& pool_;
   const Clock& clock_;
   Clock::Duration grace_;
   std::list<Entry> entries_;
+  std::uint64_t split_upto_ = 0;  // pool_.bytes_in() when free bytes were last split
   std::unordered_map<const Consumer*, EntryIt> index_;  // live entries only
   // Idle transitions in time order, for expiry without a walk; stale items (the
   // entry went active again, or left) are skipped when they come due.

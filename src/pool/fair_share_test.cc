@@ -809,6 +809,39 @@ TEST(FairShareImmediateTest, NonBlockingReadsGetNoMoreThanTheirShare) {
   EXPECT_GT(reader_got, 0.3 * total) << "the reader's share was not set aside for it";
 }
 
+// A guest (one 02 40 in flight) takes a moment to send its next request after each
+// reply. A client spinning on 01 FF meanwhile must not take the bytes that arrive in
+// that moment: the guest is listed as idle, and a non-blocking read that finds free
+// bytes sets the idle consumers' parts aside, as a round of Pump() would have done.
+TEST(FairShareImmediateTest, NonBlockingReaderCannotTakeABrieflyAbsentGuestsShare) {
+  Simulation sim(10'000);
+  TestConsumer guest(&sim.log);
+  TestConsumer reader(&sim.log);  // Wanted() == 0: it never blocks
+  std::size_t reader_got = 0;
+  std::array<std::uint8_t, 255> buffer{};
+  guest.Ask(64);
+  sim.share.Activate(&guest);
+  int asks_again_in = -1;  // ticks until the guest's next request; -1: one is in flight
+  for (int tick = 0; tick < 4000; ++tick) {
+    sim.clock.Advance(milliseconds(1));
+    sim.source.Produce(sim.pool);
+    for (int j = 0; j < 4; ++j) reader_got += sim.share.TakeImmediate(&reader, buffer);
+    if (asks_again_in == 0) {
+      guest.Ask(64);
+      sim.share.Activate(&guest);
+      asks_again_in = -1;
+    } else if (asks_again_in > 0) {
+      --asks_again_in;
+    }
+    sim.share.Pump();
+    if (asks_again_in < 0 && guest.Wanted() == 0) asks_again_in = 3;  // 3 ms to react
+  }
+  const double total = static_cast<double>(reader_got + guest.received());
+  EXPECT_GT(guest.received(), 0.45 * total) << "reader=" << reader_got;
+  EXPECT_GT(reader_got, 0.45 * total);
+  EXPECT_GT(total, 0.9 * static_cast<double>(sim.source.produced()));
+}
+
 TEST(FairShareImmediateTest, UncontendedNonBlockingReadsTakeWhatIsThere) {
   Simulation sim(10'000);
   TestConsumer reader(&sim.log);
