@@ -33,8 +33,10 @@ class EntropyPool {
   explicit EntropyPool(std::size_t capacity,
                        std::chrono::milliseconds stop_poll_interval = kDefaultStopPollInterval);
 
-  // Copies all of `bytes` in, waiting for room as needed. Calls the data-ready
-  // callback (outside the lock) after each chunk that was added. Returns the number
+  // Copies all of `bytes` in, waiting for room as needed: for room for all of the
+  // rest, or for half the pool if that is less, so that a blocked producer adds big
+  // chunks and is woken once per half pool drained, not on every Take(). Calls the
+  // data-ready callback (outside the lock) after each chunk that was added. Returns the number
   // of bytes added, which is less than bytes.size() only if `stop` was triggered.
   std::size_t Put(std::span<const std::uint8_t> bytes, const Interrupt& stop);
 
@@ -65,6 +67,11 @@ class EntropyPool {
   std::atomic<std::uint64_t> bytes_out_{0};  // written under mutex_
   std::function<void()> on_data_;
   std::chrono::milliseconds stop_poll_interval_;
+  // Producers blocked in Put(), and the least room one of them waits for (a stale
+  // smaller value after that one left costs the others a spurious wake-up, no more).
+  static constexpr std::size_t kNoWaiter = static_cast<std::size_t>(-1);
+  std::size_t waiting_producers_ = 0;
+  std::size_t wake_room_ = kNoWaiter;
 };
 
 }  // namespace rngmux

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <array>
+#include <asio/error.hpp>
 #include <asio/post.hpp>
 #include <asio/ssl/error.hpp>
 #include <asio/write.hpp>
@@ -67,16 +68,33 @@ void Session::WaitReadable() {
   if (closed() || reading_) return;
   if (transport_.tls) return ReadTls();
   reading_ = true;
-  socket_.async_wait(asio::socket_base::wait_read,
-                     [self = shared_from_this()](const asio::error_code& ec) {
-                       self->reading_ = false;
-                       if (self->closed()) return;
-                       if (ec) {
-                         self->Close("wait: " + ec.message());
-                         return;
-                       }
-                       self->OnReadable();
-                     });
+  // A small read done by the reactor when the socket signals. A short read (the
+  // usual case: a guest's 2-byte request) tells it the socket is drained, so a
+  // request costs one recv, not a recv and a second one that returns EAGAIN, which
+  // waiting for readiness and reading ourselves would need (the reactor's epoll is
+  // edge-triggered). A full buffer means more may be waiting: the rest is read
+  // through the loop's shared buffer.
+  socket_.async_read_some(
+      asio::buffer(small_input_),
+      [self = shared_from_this()](const asio::error_code& ec, std::size_t n) {
+        self->reading_ = false;
+        if (self->closed()) return;
+        if (ec == asio::error::eof) {
+          self->InputClosed();
+          return;
+        }
+        if (ec) {
+          self->Close("read: " + ec.message());
+          return;
+        }
+        self->AckNow();
+        if (!self->OnInput(std::span<const std::uint8_t>(self->small_input_.data(), n))) return;
+        if (n == self->small_input_.size()) {
+          self->OnReadable();
+        } else {
+          self->WaitReadable();
+        }
+      });
 }
 
 void Session::OnReadable() {

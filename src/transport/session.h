@@ -71,6 +71,8 @@ class Session final : public EgdSession, public std::enable_shared_from_this<Ses
   Transport transport_;
   Socket& socket_;  // the TCP or unix socket under it all
   std::unique_ptr<std::array<std::uint8_t, 16 * 1024>> tls_input_;  // TLS: the read buffer
+  // Plain sockets: the first read after each wait (32 requests), see WaitReadable().
+  std::array<std::uint8_t, 64> small_input_{};
   EgdParser parser_;
   OutputBuffer in_flight_;
   bool writing_ = false;
