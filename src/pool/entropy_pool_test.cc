@@ -169,49 +169,51 @@ TEST(EntropyPoolTest, PutBlocksWhenFullAndResumesAfterTake) {
 // take would add 64 bytes each time (a futex wake, a context switch, a pump posted);
 // it waits instead until its whole block fits (or half the pool is free) and adds it
 // in one piece.
-TEST(EntropyPoolTest, BlockedProducerWaitsForRoomForItsBlockNotForEachSmallTake) {
+// A pool filled to capacity that counts its data-ready callbacks (one so far).
+struct FullPool {
+  explicit FullPool(std::size_t capacity) : pool(capacity) {
+    pool.SetDataReadyCallback([this] { callbacks.Increment(); });
+    EXPECT_EQ(pool.Put(Sequence(capacity, 0), stop), capacity);
+    EXPECT_EQ(callbacks.count(), 1);
+  }
   Interrupt stop;
-  EntropyPool pool(1024);
+  EntropyPool pool;
   CallbackCounter callbacks;
-  pool.SetDataReadyCallback([&] { callbacks.Increment(); });
-  ASSERT_EQ(pool.Put(Sequence(1024, 0), stop), 1024u);
-  ASSERT_EQ(callbacks.count(), 1);
+};
 
+TEST(EntropyPoolTest, BlockedProducerWaitsForRoomForItsBlockNotForEachSmallTake) {
+  FullPool full(1024);
   const auto block = Sequence(256, 7);
   std::atomic<bool> returned{false};
   std::thread producer([&] {
-    EXPECT_EQ(pool.Put(block, stop), 256u);
+    EXPECT_EQ(full.pool.Put(block, full.stop), 256u);
     returned = true;
   });
   std::array<std::uint8_t, 64> out{};
   for (int i = 0; i < 3; ++i) {  // 192 bytes free: less than the block
-    ASSERT_EQ(pool.Take(out), 64u);
+    ASSERT_EQ(full.pool.Take(out), 64u);
     // Time for a producer woken too early to add what fits.
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    EXPECT_EQ(callbacks.count(), 1) << "the producer added part of its block";
-    EXPECT_EQ(pool.Available(), 1024u - 64u * static_cast<std::size_t>(i + 1));
+    EXPECT_EQ(full.callbacks.count(), 1) << "the producer added part of its block";
+    EXPECT_EQ(full.pool.Available(), 1024u - 64u * static_cast<std::size_t>(i + 1));
   }
   EXPECT_FALSE(returned);
-  ASSERT_EQ(pool.Take(out), 64u);  // 256 free: the block fits
+  ASSERT_EQ(full.pool.Take(out), 64u);  // 256 free: the block fits
   producer.join();
-  EXPECT_EQ(callbacks.count(), 2);  // one chunk
-  EXPECT_EQ(pool.Available(), 1024u);
+  EXPECT_EQ(full.callbacks.count(), 2);  // one chunk
+  EXPECT_EQ(full.pool.Available(), 1024u);
 }
 
 // A block larger than half the pool goes in by halves, not all at once at the end.
 TEST(EntropyPoolTest, BlockedProducerWithABlockOverHalfThePoolAddsHalves) {
-  Interrupt stop;
-  EntropyPool pool(256);
-  CallbackCounter callbacks;
-  pool.SetDataReadyCallback([&] { callbacks.Increment(); });
-  ASSERT_EQ(pool.Put(Sequence(256, 0), stop), 256u);
+  FullPool full(256);
   const auto block = Sequence(512, 3);
-  std::thread producer([&] { EXPECT_EQ(pool.Put(block, stop), 512u); });
+  std::thread producer([&] { EXPECT_EQ(full.pool.Put(block, full.stop), 512u); });
   std::vector<std::uint8_t> got;
   std::array<std::uint8_t, 128> out{};
-  // The ring's first 256 bytes, then the block in order; bounded: 64 takes at most.
-  for (int i = 0; i < 64 && got.size() < 768; ++i) {
-    const std::size_t n = pool.Take(out);
+  // The ring's first 256 bytes, then the block in order; bounded (about 2 s at most).
+  for (int i = 0; i < 400 && got.size() < 768; ++i) {
+    const std::size_t n = full.pool.Take(out);
     got.insert(got.end(), out.begin(), out.begin() + static_cast<std::ptrdiff_t>(n));
     if (n == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
@@ -220,8 +222,8 @@ TEST(EntropyPoolTest, BlockedProducerWithABlockOverHalfThePoolAddsHalves) {
   EXPECT_TRUE(std::equal(block.begin(), block.end(), got.begin() + 256));
   // At least two chunks: it never waits for more room than half the pool. At most
   // four: each is half the pool or more (the takes may free more before it runs).
-  EXPECT_GE(callbacks.count(), 1 + 2);
-  EXPECT_LE(callbacks.count(), 1 + 4);
+  EXPECT_GE(full.callbacks.count(), 1 + 2);
+  EXPECT_LE(full.callbacks.count(), 1 + 4);
 }
 
 TEST(EntropyPoolTest, PutReturnsEarlyWhenStopTriggeredAndProducersWoken) {
