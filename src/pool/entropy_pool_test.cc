@@ -165,63 +165,97 @@ TEST(EntropyPoolTest, PutBlocksWhenFullAndResumesAfterTake) {
   EXPECT_EQ(TakeAll(pool), std::vector<std::uint8_t>(bytes.begin() + 4, bytes.end()));
 }
 
+// A pool filled to capacity that counts its data-ready callbacks (one so far), and a
+// producer thread putting one block into it. The stop poll is far longer than the
+// tests, so only Take()'s wake-up can let the producer go on. The destructor stops
+// and joins the producer, so a failed check never leaves it blocked.
+class FullPool {
+ public:
+  explicit FullPool(std::size_t capacity) : pool(capacity, std::chrono::seconds(10)) {
+    pool.SetDataReadyCallback([this] { callbacks.Increment(); });
+    EXPECT_EQ(pool.Put(Sequence(capacity, 0), stop_), capacity);
+    EXPECT_EQ(callbacks.count(), 1);
+  }
+  ~FullPool() {
+    stop_.Trigger();
+    pool.WakeProducers();
+    if (producer_.joinable()) producer_.join();
+  }
+  FullPool(const FullPool&) = delete;
+  FullPool& operator=(const FullPool&) = delete;
+
+  void StartProducer(const std::vector<std::uint8_t>& block) {
+    producer_ = std::thread([this, &block] {
+      put_ = pool.Put(block, stop_);
+      returned_ = true;
+    });
+  }
+  bool returned() const { return returned_; }
+  // Waits (bounded) for the producer to return; the bytes it put.
+  std::size_t WaitForProducer() {
+    for (int i = 0; i < 400 && !returned_; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    EXPECT_TRUE(returned_) << "the producer was not woken";
+    stop_.Trigger();
+    pool.WakeProducers();
+    producer_.join();
+    return put_;
+  }
+
+  EntropyPool pool;
+  CallbackCounter callbacks;
+
+ private:
+  Interrupt stop_;
+  std::thread producer_;
+  std::atomic<bool> returned_{false};
+  std::size_t put_ = 0;
+};
+
 // Guests take 64 bytes a request from a full pool. A producer woken by every such
 // take would add 64 bytes each time (a futex wake, a context switch, a pump posted);
 // it waits instead until its whole block fits (or half the pool is free) and adds it
 // in one piece.
-// A pool filled to capacity that counts its data-ready callbacks (one so far).
-struct FullPool {
-  explicit FullPool(std::size_t capacity) : pool(capacity) {
-    pool.SetDataReadyCallback([this] { callbacks.Increment(); });
-    EXPECT_EQ(pool.Put(Sequence(capacity, 0), stop), capacity);
-    EXPECT_EQ(callbacks.count(), 1);
-  }
-  Interrupt stop;
-  EntropyPool pool;
-  CallbackCounter callbacks;
-};
-
 TEST(EntropyPoolTest, BlockedProducerWaitsForRoomForItsBlockNotForEachSmallTake) {
   FullPool full(1024);
   const auto block = Sequence(256, 7);
-  std::atomic<bool> returned{false};
-  std::thread producer([&] {
-    EXPECT_EQ(full.pool.Put(block, full.stop), 256u);
-    returned = true;
-  });
+  full.StartProducer(block);
   std::array<std::uint8_t, 64> out{};
   for (int i = 0; i < 3; ++i) {  // 192 bytes free: less than the block
-    ASSERT_EQ(full.pool.Take(out), 64u);
+    EXPECT_EQ(full.pool.Take(out), 64u);
     // Time for a producer woken too early to add what fits.
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     EXPECT_EQ(full.callbacks.count(), 1) << "the producer added part of its block";
     EXPECT_EQ(full.pool.Available(), 1024u - 64u * static_cast<std::size_t>(i + 1));
   }
-  EXPECT_FALSE(returned);
-  ASSERT_EQ(full.pool.Take(out), 64u);  // 256 free: the block fits
-  producer.join();
+  EXPECT_FALSE(full.returned());
+  EXPECT_EQ(full.pool.Take(out), 64u);  // 256 free: the block fits
+  EXPECT_EQ(full.WaitForProducer(), 256u);
   EXPECT_EQ(full.callbacks.count(), 2);  // one chunk
   EXPECT_EQ(full.pool.Available(), 1024u);
 }
 
-// A block larger than half the pool goes in by halves, not all at once at the end.
+// A block larger than half the pool goes in by halves at least, in order, and not
+// all at once at the end; taken 64 bytes at a time, never 64 bytes at a time.
 TEST(EntropyPoolTest, BlockedProducerWithABlockOverHalfThePoolAddsHalves) {
   FullPool full(256);
   const auto block = Sequence(512, 3);
-  std::thread producer([&] { EXPECT_EQ(full.pool.Put(block, full.stop), 512u); });
+  full.StartProducer(block);
   std::vector<std::uint8_t> got;
-  std::array<std::uint8_t, 128> out{};
-  // The ring's first 256 bytes, then the block in order; bounded (about 2 s at most).
+  std::array<std::uint8_t, 64> out{};
+  // The ring's first 256 bytes, then the block; bounded (about 2 s at most).
   for (int i = 0; i < 400 && got.size() < 768; ++i) {
     const std::size_t n = full.pool.Take(out);
     got.insert(got.end(), out.begin(), out.begin() + static_cast<std::ptrdiff_t>(n));
     if (n == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
-  producer.join();
+  EXPECT_EQ(full.WaitForProducer(), 512u);
   ASSERT_EQ(got.size(), 768u);
   EXPECT_TRUE(std::equal(block.begin(), block.end(), got.begin() + 256));
   // At least two chunks: it never waits for more room than half the pool. At most
-  // four: each is half the pool or more (the takes may free more before it runs).
+  // four: each is half the pool or more (the takes may free more before it runs),
+  // where waking on every 64-byte take would add up to eight.
   EXPECT_GE(full.callbacks.count(), 1 + 2);
   EXPECT_LE(full.callbacks.count(), 1 + 4);
 }

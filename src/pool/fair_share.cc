@@ -222,13 +222,19 @@ std::size_t FairShare::TakeImmediate(Consumer* consumer, std::span<std::uint8_t>
 void FairShare::SetAsideForIdleOthers(const Entry& reader) {
   const std::uint64_t in = pool_.bytes_in();
   const std::uint64_t arrived = in - split_upto_;
-  split_upto_ = in;
-  if (arrived == 0 || index_.size() < 2) return;
+  if (arrived == 0 || index_.size() < 2) {
+    split_upto_ = in;
+    return;
+  }
   // Only what arrived since the last split (here or in a Pump() round) is split,
   // so nothing is credited twice. The walk is O(listed consumers), like a round,
   // and runs at most once per Put(): a spinning reader finds nothing new after it.
   const std::size_t base = static_cast<std::size_t>(std::min<std::uint64_t>(arrived, FreeBytes()));
   const std::size_t per_weight = base / std::max<std::size_t>(1, total_weight_);
+  // Fewer new bytes than listed weight: wait for more rather than round every idle
+  // consumer's part down to nothing (and hand it all to the reader).
+  if (per_weight == 0) return;
+  split_upto_ = in;
   const std::size_t total_cap = pool_.capacity() / 2;
   for (Entry& entry : entries_) {
     if (total_reserved_ >= total_cap) break;

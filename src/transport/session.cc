@@ -68,12 +68,11 @@ void Session::WaitReadable() {
   if (closed() || reading_) return;
   if (transport_.tls) return ReadTls();
   reading_ = true;
-  // A small read done by the reactor when the socket signals. A short read (the
-  // usual case: a guest's 2-byte request) tells it the socket is drained, so a
-  // request costs one recv, not a recv and a second one that returns EAGAIN, which
-  // waiting for readiness and reading ourselves would need (the reactor's epoll is
-  // edge-triggered). A full buffer means more may be waiting: the rest is read
-  // through the loop's shared buffer.
+  // A small read done by the reactor. Waiting for readiness with async_wait and
+  // reading ourselves made the reactor re-arm the descriptor (an epoll_ctl) on every
+  // wait, that is on every guest request; a read operation needs no re-arm (the
+  // epoll registration is edge-triggered and kept). A full buffer means more may be
+  // waiting: the rest is read through the loop's shared buffer.
   socket_.async_read_some(
       asio::buffer(small_input_),
       [self = shared_from_this()](const asio::error_code& ec, std::size_t n) {
