@@ -36,8 +36,9 @@ class EntropyPool {
   // Copies all of `bytes` in, waiting for room as needed: for room for all of the
   // rest, or for half the pool if that is less, so that a blocked producer adds big
   // chunks and is woken once per half pool drained, not on every Take(). Calls the
-  // data-ready callback (outside the lock) after each chunk that was added. Returns the number
-  // of bytes added, which is less than bytes.size() only if `stop` was triggered.
+  // data-ready callback (outside the lock) after each chunk that was added. Returns
+  // the number of bytes added, which is less than bytes.size() only if `stop` was
+  // triggered.
   std::size_t Put(std::span<const std::uint8_t> bytes, const Interrupt& stop);
 
   // Moves up to out.size() bytes out (wiping them in the ring). Never blocks.

@@ -75,10 +75,11 @@ class FairShare {
   // A non-blocking read (EGD 0x01) by `consumer`: takes at most out.size() bytes
   // now, from its own reserve first, then from the free bytes only while no other
   // consumer waits for them, after setting aside the parts of idle (briefly absent)
-  // consumers of what arrived since the last round or read. Under contention such reads therefore
-  // get what the consumer's turns set aside, its share and no more: the consumer is listed as idle
-  // (accruing its quantum into its reserve on its turns) for as long as it keeps reading. Returns
-  // bytes taken. May be called from Deliver().
+  // consumers of what arrived since the last round or read. Under contention such
+  // reads therefore get what the consumer's turns set aside, its share and no more:
+  // the consumer is listed as idle (accruing its quantum into its reserve on its
+  // turns) for as long as it keeps reading. Returns bytes taken. May be called from
+  // Deliver().
   std::size_t TakeImmediate(Consumer* consumer, std::span<std::uint8_t> out);
 
   // Moves bytes from the pool to waiting consumers until no free bytes are left or

@@ -78,16 +78,9 @@ void Session::WaitReadable() {
       [self = shared_from_this()](const asio::error_code& ec, std::size_t n) {
         self->reading_ = false;
         if (self->closed()) return;
-        if (ec == asio::error::eof) {
-          self->InputClosed();
+        if (!self->OnRead(ec, std::span<const std::uint8_t>(self->small_input_.data(), n))) {
           return;
         }
-        if (ec) {
-          self->Close("read: " + ec.message());
-          return;
-        }
-        self->AckNow();
-        if (!self->OnInput(std::span<const std::uint8_t>(self->small_input_.data(), n))) return;
         if (n == self->small_input_.size()) {
           self->OnReadable();
         } else {
@@ -105,21 +98,25 @@ void Session::OnReadable() {
       WaitReadable();
       return;
     }
-    if (ec == asio::error::eof) {
-      InputClosed();
-      return;
-    }
-    if (ec) {
-      Close("read: " + ec.message());
-      return;
-    }
-    AckNow();
-    if (!OnInput(buffer.first(n))) return;
+    if (!OnRead(ec, buffer.first(n))) return;
   }
   // Still more to read: yield to other handlers, then continue.
   asio::post(socket_.get_executor(), [self = shared_from_this()] {
     if (!self->closed()) self->OnReadable();
   });
+}
+
+bool Session::OnRead(const asio::error_code& ec, std::span<const std::uint8_t> input) {
+  if (ec == asio::error::eof) {
+    InputClosed();
+    return false;
+  }
+  if (ec) {
+    Close("read: " + ec.message());
+    return false;
+  }
+  AckNow();
+  return OnInput(input);
 }
 
 void Session::AckNow() {

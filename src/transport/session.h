@@ -57,6 +57,9 @@ class Session final : public EgdSession, public std::enable_shared_from_this<Ses
  private:
   void WaitReadable();
   void OnReadable();
+  // What a plain socket read returned: EOF, an error, or input for OnInput(). False
+  // when the session stops reading.
+  bool OnRead(const asio::error_code& ec, std::span<const std::uint8_t> input);
   // TCP: acknowledge what was just read at once (see the .cc).
   void AckNow();
   void ReadTls();
