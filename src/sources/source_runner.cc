@@ -6,6 +6,7 @@
 
 #include "common/log.h"
 #include "common/secure_memory.h"
+#include "common/signal_mask.h"
 #include "sources/block_gate.h"
 
 namespace rngmux {
@@ -59,6 +60,8 @@ void SourceRunner::Start() {
     std::lock_guard<std::mutex> lock(health_mutex_);
     thread_health_.assign(1 + readers_.size(), Health::kStarting);
   }
+  // Source threads never take the daemon's signals: the event loop handles them.
+  const ScopedAsyncSignalBlock signals_to_the_loop;
   for (std::size_t k = 0; k <= readers_.size(); ++k) {
     Source& reader = k == 0 ? *source_ : *readers_[k - 1];
     threads_.emplace_back([this, &reader, k] {

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 
 #include <algorithm>
 #include <atomic>
@@ -264,6 +266,54 @@ TEST(SourceRunnerTest, LogsTheClaimAndCutoffsAtStart) {
                      "16/512 (alpha 2^-30)"),
             std::string::npos)
       << log;
+}
+
+// Records, on the thread that reads, which of the daemon's signals that thread blocks.
+class MaskReportingSource final : public Source {
+ public:
+  MaskReportingSource() : inner_(std::vector<Step>{{Step::kGood, ScriptedSource::kForever}}) {}
+  const std::string& name() const override { return inner_.name(); }
+  double claimed_entropy_bits_per_byte() const override { return 8; }
+  std::size_t preferred_block_size() const override { return kBlock; }
+  Result<std::size_t> Read(std::span<std::uint8_t> out, const Interrupt& stop) override {
+    sigset_t mask;
+    pthread_sigmask(SIG_BLOCK, nullptr, &mask);
+    int blocked = 0;
+    for (int sig : {SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2, SIGCHLD}) {
+      blocked += sigismember(&mask, sig) == 1;
+    }
+    blocked_daemon_signals = blocked;
+    segv_blocked = sigismember(&mask, SIGSEGV) == 1;
+    reads++;
+    return inner_.Read(out, stop);
+  }
+  std::atomic<int> blocked_daemon_signals{-1};
+  std::atomic<bool> segv_blocked{true};
+  std::atomic<int> reads{0};
+
+ private:
+  ScriptedSource inner_;
+};
+
+TEST(SourceRunnerTest, SourceThreadsLeaveTheDaemonsSignalsToTheEventLoop) {
+  // A SIGUSR1 or SIGHUP the kernel hands to a source thread would interrupt its device
+  // read and wait until that thread next enters the C library; with the signals blocked
+  // there, only the event loop's thread can take them.
+  sigset_t before;
+  pthread_sigmask(SIG_BLOCK, nullptr, &before);
+  ASSERT_EQ(sigismember(&before, SIGUSR1), 0) << "the test thread itself blocks SIGUSR1";
+  EntropyPool pool(1 << 20);
+  auto owned = std::make_unique<MaskReportingSource>();
+  MaskReportingSource& source = *owned;
+  SourceRunner runner(std::move(owned), pool, FastBackoff());
+  runner.Start();
+  ASSERT_TRUE(Eventually([&] { return source.reads > 0; }));
+  runner.Stop();
+  EXPECT_EQ(source.blocked_daemon_signals, 6);
+  EXPECT_FALSE(source.segv_blocked);  // a fault still reaches its handler
+  sigset_t after;
+  pthread_sigmask(SIG_BLOCK, nullptr, &after);
+  EXPECT_EQ(sigismember(&after, SIGUSR1), 0) << "Start() left its caller's mask changed";
 }
 
 TEST(SourceRunnerTest, StopReturnsPromptlyWhileTheSourceBlocks) {
