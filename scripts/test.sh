@@ -7,7 +7,8 @@
 # ones (the daemon runs under TSan), (d) FUZZ_SECONDS (default 30) of libFuzzer on each
 # parser; and first, that every C++ file is clang-formatted.
 #
-# Counts tests: every ctest test (an integration file that skipped a test counts as
+# Counts tests: every ctest test and every unit test of a sanitizer build (run in one
+# process, counted from GoogleTest's summary) (an integration file that skipped a test counts as
 # skipped, not passed), the format check and each fuzzer; a part that does not build
 # counts as one failure. Ends with the line "N passed, N failed, N skipped" and exits
 # non-zero on any failure. Skips and their reasons are listed above that line.
@@ -76,6 +77,34 @@ run_ctest() {
   return $rc
 }
 
+# The unit test binary $1 in one process (the remaining arguments go to it); its tests
+# are counted from GoogleTest's summary. The sanitizer parts use this: one process per
+# test (as ctest runs them) pays the sanitizer's start-up 550 times, minutes of the
+# test command; the release part keeps a process per test.
+run_gtest() {
+  local bin="$1"
+  shift
+  local log="$bin-output.log" rc=0 p f s
+  # Bounded: a hang fails the part instead of stalling the test command.
+  timeout -k 10 900 "$bin" "$@" 2>&1 | tee "$log" || rc=$?
+  p=$(sed -nE 's/^\[  PASSED  \] ([0-9]+) tests?\.$/\1/p' "$log" | tail -n1)
+  s=$(sed -nE 's/^\[  SKIPPED \] ([0-9]+) tests?, listed below:$/\1/p' "$log" | tail -n1)
+  f=$(sed -nE 's/^\[  FAILED  \] ([0-9]+) tests?, listed below:$/\1/p' "$log" | tail -n1)
+  p=${p:-0} s=${s:-0} f=${f:-0}
+  # A crash or a sanitizer abort ends the binary before its summary: a failure.
+  if [[ $rc -ne 0 && $f -eq 0 ]]; then f=1; failure_notes+=("$bin: exited with $rc before its summary"); fi
+  passed=$((passed + p))
+  failed=$((failed + f))
+  skipped=$((skipped + s))
+  part_counted=$((part_counted + p + f + s))
+  while IFS= read -r line; do skip_reasons+=("$(basename "$bin"): $line"); done < <(
+    sed -nE 's/^\[  SKIPPED \] ([A-Za-z0-9_./]+)$/\1/p' "$log" | sort -u)
+  while IFS= read -r line; do failure_notes+=("$(basename "$bin"): $line: Failed"); done < <(
+    grep -v ', listed below:$' "$log" | sed -nE 's/^\[  FAILED  \] ([A-Za-z0-9_./]+)([ ,].*)?$/\1/p' |
+      sort -u)
+  return $rc
+}
+
 run_part() {
   local name="$1"
   shift
@@ -124,9 +153,14 @@ asan() {
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DRNGMUX_SANITIZE=ON \
     -DCMAKE_CXX_COMPILER="$CLANGXX" "${QWQNG_FLAGS[@]}" || return 1
   cmake --build build-asan -j"$JOBS" || return 1
+  local rc=0
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    run_ctest build-asan -j1 -LE release-only || return 1
+    run_gtest build-asan/rngmux_unit_tests || rc=1
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    run_ctest build-asan -j1 -L integration -LE release-only || rc=1
+  return $rc
 }
 
 tsan() {
@@ -139,8 +173,12 @@ tsan() {
   # The QEMU guest files are left out: the daemon code they drive (TCP and UDP
   # sessions, primers, connect endpoints) is the same the other files drive with
   # Python clients, and under TSan their TCG guests would take most of an hour.
+  local rc=0
   TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-    run_ctest build-tsan -j1 -LE 'guest|release-only' || return 1
+    run_gtest build-tsan/rngmux_unit_tests || rc=1
+  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+    run_ctest build-tsan -j1 -L integration -LE 'guest|release-only' || rc=1
+  return $rc
 }
 
 fuzz() {
