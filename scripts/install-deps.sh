@@ -10,7 +10,7 @@ PACKAGES=(
   libasio-dev libcli11-dev libssl-dev libgtest-dev googletest nlohmann-json3-dev
   libtomlplusplus-dev
   python3 rng-tools5 ent ekeyd-egd-linux socat iproute2 openssl
-  pkg-config libftdi1-dev strace libsystemd-dev libseccomp-dev
+  pkg-config libftdi1-dev strace libseccomp-dev
   scdoc man-db
   debhelper dpkg-dev lintian mmdebstrap systemd util-linux
   prometheus

@@ -1,12 +1,12 @@
 #include "server/service_notifier.h"
 
-#include <systemd/sd-daemon.h>
 #include <time.h>
 
 #include <cstdint>
 #include <cstdlib>
 
 #include "common/log.h"
+#include "common/systemd_protocol.h"
 
 namespace rngmux {
 namespace {
@@ -26,18 +26,18 @@ ServiceNotifier::ServiceNotifier(asio::io_context& io, std::function<std::string
     : watchdog_timer_(io), status_timer_(io), status_(std::move(status)) {
   const char* socket = std::getenv("NOTIFY_SOCKET");
   enabled_ = socket != nullptr && *socket != '\0';
-  std::uint64_t usec = 0;
-  // > 0 only when WATCHDOG_USEC is set (and WATCHDOG_PID, if set, is this process).
-  if (enabled_ && sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
-    watchdog_interval_ = std::chrono::microseconds(usec);
+  // Set only when WATCHDOG_USEC is (and WATCHDOG_PID, if set, is this process).
+  if (enabled_) {
+    if (const auto interval = SystemdWatchdogInterval()) watchdog_interval_ = *interval;
   }
 }
 
 void ServiceNotifier::Send(const std::string& message) {
   if (!enabled_) return;
-  const int rc = sd_notify(0, message.c_str());
-  if (rc < 0) {
-    LOG_WARNING("sd_notify(", message.substr(0, message.find('\n')), "): error ", -rc);
+  const Result<bool> sent = SystemdNotify(message);
+  if (!sent.ok()) {
+    LOG_WARNING("systemd notification ", message.substr(0, message.find('\n')), ": ",
+                sent.status().message());
   }
 }
 

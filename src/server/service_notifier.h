@@ -8,8 +8,8 @@
 
 namespace rngmux {
 
-// Tells the service manager what the daemon is doing, through libsystemd's sd_notify
-// (systemd's Type=notify): READY=1 once every endpoint listens, STATUS= lines,
+// Tells the service manager what the daemon is doing, over systemd's notify protocol
+// (Type=notify; common/systemd_protocol.h): READY=1 once every endpoint listens, STATUS= lines,
 // RELOADING=1 and READY=1 around a reload, STOPPING=1 at shutdown, and WATCHDOG=1.
 //
 // The watchdog is fed by a timer on the event loop, at half the interval the manager

@@ -5,12 +5,13 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <sys/un.h>
-#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+
+#include "common/systemd_protocol.h"
 
 namespace rngmux {
 namespace {
@@ -138,22 +139,13 @@ void InheritedSockets::CloseAll() {
 }
 
 Result<InheritedSockets> InheritedSockets::FromEnvironment() {
-  char** names = nullptr;
-  const int count = sd_listen_fds_with_names(1, &names);
-  if (count < 0) {
-    return Status::FromErrno("socket activation (LISTEN_FDS)", -count);
-  }
-  std::vector<std::pair<int, std::string>> fds;
-  for (int i = 0; i < count; ++i) {
-    // systemd names an unnamed socket "unknown"; no endpoint name= can be that by accident
-    // worth matching, so it counts as unnamed.
-    std::string name = names != nullptr && names[i] != nullptr ? names[i] : "";
+  Result<std::vector<std::pair<int, std::string>>> passed = SystemdListenFds();
+  if (!passed.ok()) return passed.status();
+  std::vector<std::pair<int, std::string>> fds = std::move(passed).value();
+  // systemd names an unnamed socket "unknown"; no endpoint name= can be that by accident
+  // worth matching, so it counts as unnamed.
+  for (auto& [fd, name] : fds) {
     if (name == "unknown") name.clear();
-    fds.emplace_back(SD_LISTEN_FDS_START + i, std::move(name));
-  }
-  if (names != nullptr) {
-    for (int i = 0; i < count; ++i) std::free(names[i]);
-    std::free(names);
   }
   return FromDescriptors(std::move(fds));
 }

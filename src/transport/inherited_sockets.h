@@ -38,7 +38,7 @@ class InheritedSockets {
   InheritedSockets& operator=(const InheritedSockets&) = delete;
   ~InheritedSockets();
 
-  // Takes the sockets systemd passed to this process, if any (sd_listen_fds_with_names,
+  // Takes the sockets systemd passed to this process, if any (SystemdListenFds(),
   // which also unsets the variables so no child sees them). Errors, one line each: a
   // passed descriptor that is not a listening TCP, UDP or unix socket.
   static Result<InheritedSockets> FromEnvironment();
