@@ -210,10 +210,11 @@ for endpoint in tcp:127.0.0.1:1024 unix:/run/rngmux/egd.sock; do
 done
 wait_socket /run/rngmux/control.sock
 if [ "${ACTIVATED:-0}" = 1 ]; then
-  for name in egd-tcp egd-unix; do
-    grep -q "adopts the socket systemd passed: \"$name\"" "$log" || fail "socket $name not adopted"
+  for address in tcp:127.0.0.1:1024 unix:/run/rngmux/egd.sock; do
+    grep -q "endpoint listen $address.* adopts the socket systemd passed: .*($address)" "$log" ||
+      fail "socket $address not adopted by its endpoint"
   done
-  echo "both sockets of rngmux.socket adopted by name"
+  echo "both sockets of rngmux.socket adopted by their endpoints"
 fi
 as_rngmux timeout 10 rngmux status >/tmp/status.txt 2>&1 || { cat /tmp/status.txt; fail "rngmux status"; }
 sed -n 1,6p /tmp/status.txt
@@ -230,17 +231,21 @@ serve_installed() {
   in_root "DAEMON_CMD='rngmux serve --config /etc/rngmux/rngmux.toml'; $CLIENT_SCRIPT"
 }
 
-# systemd-socket-activate with the sockets and names of the installed rngmux.socket.
+# systemd-socket-activate with the sockets of the installed rngmux.socket, named as
+# systemd names them: every socket of a unit gets the unit's FileDescriptorName= (the
+# last one given), or the unit's name when it sets none.
 serve_socket_activated() {
-  local unit="$ROOT/lib/systemd/system/rngmux.socket" listen=() names=()
+  local unit="$ROOT/lib/systemd/system/rngmux.socket" listen=() names=() name
   while IFS= read -r line; do listen+=("-l" "$line"); done < <(sed -n 's/^ListenStream=//p' "$unit")
-  while IFS= read -r line; do names+=("$line"); done < <(sed -n 's/^FileDescriptorName=//p' "$unit")
-  local fdnames
-  fdnames="$(IFS=:; echo "${names[*]}")"
-  [[ ${#listen[@]} -eq 4 && ${#names[@]} -eq 2 ]] || {
-    echo "rngmux.socket: expected 2 ListenStream= and 2 FileDescriptorName=" >&2
+  name="$(sed -n 's/^FileDescriptorName=//p' "$unit" | tail -n1)"
+  name="${name:-rngmux.socket}"
+  [[ ${#listen[@]} -eq 4 ]] || {
+    echo "rngmux.socket: expected 2 ListenStream=" >&2
     return 1
   }
+  names=("$name" "$name")
+  local fdnames
+  fdnames="$(IFS=:; echo "${names[*]}")"
   in_root "ACTIVATED=1; DAEMON_CMD='systemd-socket-activate ${listen[*]} --fdname=$fdnames rngmux serve --config /etc/rngmux/rngmux.toml'; $CLIENT_SCRIPT"
 }
 

@@ -90,9 +90,22 @@ run_gtest() {
   p=$(sed -nE 's/^\[  PASSED  \] ([0-9]+) tests?\.$/\1/p' "$log" | tail -n1)
   s=$(sed -nE 's/^\[  SKIPPED \] ([0-9]+) tests?, listed below:$/\1/p' "$log" | tail -n1)
   f=$(sed -nE 's/^\[  FAILED  \] ([0-9]+) tests?, listed below:$/\1/p' "$log" | tail -n1)
+  # without a summary (the binary died), the tests that ended before it count as they ended
+  [[ -n $p ]] || p=$(grep -cE '^\[       OK \] ' "$log" || true)
   p=${p:-0} s=${s:-0} f=${f:-0}
-  # A crash or a sanitizer abort ends the binary before its summary: a failure.
-  if [[ $rc -ne 0 && $f -eq 0 ]]; then f=1; failure_notes+=("$bin: exited with $rc before its summary"); fi
+  # A crash, a sanitizer abort or the time bound ends the binary before its summary (the
+  # tests after the one running are then not run: fix it and run again); a leak report
+  # comes after the summary. Either way it is a failure, named.
+  if [[ $rc -ne 0 && $f -eq 0 ]]; then
+    f=1
+    if grep -qE '^\[==========\] [0-9]+ tests? from .* ran\.' "$log"; then
+      failure_notes+=("$bin: exited with $rc after its summary (a report at exit, e.g. a leak)")
+    else
+      local running
+      running=$(sed -nE 's/^\[ RUN      \] (.*)$/\1/p' "$log" | tail -n1)
+      failure_notes+=("$bin: exited with $rc while running ${running:-no test}; the tests after it did not run")
+    fi
+  fi
   passed=$((passed + p))
   failed=$((failed + f))
   skipped=$((skipped + s))

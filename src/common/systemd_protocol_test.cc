@@ -7,20 +7,45 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <optional>
+#include <random>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace rngmux {
 namespace {
 
+constexpr const char* kVariables[] = {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
+                                      "LISTEN_PID",    "LISTEN_FDS",    "LISTEN_FDNAMES"};
+
+// Each test starts with none of the variables set and leaves them as it found them (the
+// unit tests may run in one process, and under a service manager that sets them).
 class SystemdProtocolTest : public ::testing::Test {
  protected:
-  void TearDown() override {
-    for (const char* name : {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_PID",
-                             "LISTEN_FDS", "LISTEN_FDNAMES"}) {
+  void SetUp() override {
+    for (const char* name : kVariables) {
+      const char* value = std::getenv(name);
+      saved_.emplace_back(name,
+                          value != nullptr ? std::optional<std::string>(value) : std::nullopt);
       unsetenv(name);
     }
   }
+  void TearDown() override {
+    for (const auto& [name, value] : saved_) {
+      if (value) {
+        setenv(name.c_str(), value->c_str(), 1);
+      } else {
+        unsetenv(name.c_str());
+      }
+    }
+  }
   static std::string Pid() { return std::to_string(getpid()); }
+  // A pid that is not this process's.
+  static std::string OtherPid() { return std::to_string(getpid() + 1); }
+
+ private:
+  std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
 };
 
 // A datagram socket standing in for the service manager's: bound to `name` (a path, or
@@ -57,7 +82,8 @@ TEST_F(SystemdProtocolTest, NotifySendsOneDatagramToAPathOrAnAbstractSocket) {
   unlink(path.c_str());
   rmdir(dir);
 
-  const std::string abstract = "@rngmux-notify-test-" + Pid();
+  const std::string abstract =
+      "@rngmux-notify-test-" + Pid() + "-" + std::to_string(std::random_device{}());
   const int by_name = BoundDatagramSocket(abstract);
   setenv("NOTIFY_SOCKET", abstract.c_str(), 1);
   sent = SystemdNotify("WATCHDOG=1");
@@ -90,7 +116,7 @@ TEST_F(SystemdProtocolTest, WatchdogIntervalOnlyForThisProcess) {
   EXPECT_EQ(SystemdWatchdogInterval()->count(), 3000000);
   setenv("WATCHDOG_PID", Pid().c_str(), 1);
   EXPECT_TRUE(SystemdWatchdogInterval().has_value());
-  setenv("WATCHDOG_PID", "1", 1);  // meant for another process
+  setenv("WATCHDOG_PID", OtherPid().c_str(), 1);  // meant for another process
   EXPECT_FALSE(SystemdWatchdogInterval().has_value());
   unsetenv("WATCHDOG_PID");
   for (const char* bad : {"0", "", "3s", "-5", "99999999999999999999"}) {
@@ -119,7 +145,7 @@ TEST_F(SystemdProtocolTest, ListenFdsNamesEachPassedDescriptorAndUnsetsTheVariab
 }
 
 TEST_F(SystemdProtocolTest, ListenFdsForAnotherProcessOrMalformedAreNotTaken) {
-  setenv("LISTEN_PID", "1", 1);  // passed to our parent, inherited by mistake
+  setenv("LISTEN_PID", OtherPid().c_str(), 1);  // passed to another process, inherited
   setenv("LISTEN_FDS", "2", 1);
   auto passed = SystemdListenFds();
   ASSERT_TRUE(passed.ok());

@@ -297,8 +297,8 @@ class MaskReportingSource final : public Source {
 
 TEST(SourceRunnerTest, SourceThreadsLeaveTheDaemonsSignalsToTheEventLoop) {
   // A SIGUSR1 or SIGHUP the kernel hands to a source thread would interrupt its device
-  // read and wait until that thread next enters the C library; with the signals blocked
-  // there, only the event loop's thread can take them.
+  // read (and, under ThreadSanitizer, wait until that thread next enters the C library);
+  // with the signals blocked there, only the event loop's thread can take them.
   sigset_t before;
   pthread_sigmask(SIG_BLOCK, nullptr, &before);
   ASSERT_EQ(sigismember(&before, SIGUSR1), 0) << "the test thread itself blocks SIGUSR1";

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "common/signal_mask.h"
 #include "transport/socket_util.h"
 #include "vhost/peer_identity.h"
 
@@ -55,6 +56,9 @@ void Connector::Attempt() {
     return ConnectNext();
   }
   const unsigned attempt = ArmTimeout();
+  // Asio starts its resolver thread at the first lookup: made under this block, it
+  // leaves the daemon's signals to the event loop, as the source threads do.
+  const ScopedAsyncSignalBlock signals_to_the_loop;
   resolver_.async_resolve(
       spec_.host, std::to_string(spec_.port),
       [this, attempt](const asio::error_code& ec, asio::ip::tcp::resolver::results_type results) {

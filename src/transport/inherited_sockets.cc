@@ -142,8 +142,9 @@ Result<InheritedSockets> InheritedSockets::FromEnvironment() {
   Result<std::vector<std::pair<int, std::string>>> passed = SystemdListenFds();
   if (!passed.ok()) return passed.status();
   std::vector<std::pair<int, std::string>> fds = std::move(passed).value();
-  // systemd names an unnamed socket "unknown"; no endpoint name= can be that by accident
-  // worth matching, so it counts as unnamed.
+  // libsystemd named every socket "unknown" when LISTEN_FDNAMES was not set (systemd
+  // itself names a unit's sockets after the unit): a manager passing that name means
+  // none, and it counts as unnamed.
   for (auto& [fd, name] : fds) {
     if (name == "unknown") name.clear();
   }
