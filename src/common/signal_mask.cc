@@ -6,17 +6,12 @@
 
 namespace rngmux {
 
-sigset_t ScopedAsyncSignalBlock::AsyncSignals() {
-  sigset_t set;
-  sigfillset(&set);
-  for (int sync : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGSYS}) {
-    sigdelset(&set, sync);
-  }
-  return set;
-}
-
 ScopedAsyncSignalBlock::ScopedAsyncSignalBlock() {
-  const sigset_t block = AsyncSignals();
+  sigset_t block;
+  sigfillset(&block);
+  for (int sync : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGSYS}) {
+    sigdelset(&block, sync);
+  }
   pthread_sigmask(SIG_BLOCK, &block, &previous_);
 }
 

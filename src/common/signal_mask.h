@@ -20,9 +20,6 @@ class ScopedAsyncSignalBlock {
   ScopedAsyncSignalBlock(const ScopedAsyncSignalBlock&) = delete;
   ScopedAsyncSignalBlock& operator=(const ScopedAsyncSignalBlock&) = delete;
 
-  // The set blocked (for tests and for whoever starts a thread by other means).
-  static sigset_t AsyncSignals();
-
  private:
   sigset_t previous_;
 };

@@ -15,8 +15,8 @@ namespace rngmux {
 // variables: the notify protocol (sd_notify(3): one datagram to $NOTIFY_SOCKET) and
 // socket activation (sd_listen_fds(3): $LISTEN_PID, $LISTEN_FDS, $LISTEN_FDNAMES).
 // systemd lists both as stable interfaces. They are implemented here rather than
-// through libsystemd, which would load seven libraries (its compressors, libgcrypt,
-// libcap) into a daemon that guards entropy: about 1 MB of resident memory and 2 ms
+// through libsystemd, which would load itself and six more libraries (compressors,
+// libgcrypt, libcap) into a daemon that guards entropy: about 1 MB of resident memory and 2 ms
 // of start-up for three functions (BENCHMARKS.md, "Start-up and idle memory").
 
 // The first descriptor systemd passes (SD_LISTEN_FDS_START).

@@ -142,9 +142,8 @@ Result<InheritedSockets> InheritedSockets::FromEnvironment() {
   Result<std::vector<std::pair<int, std::string>>> passed = SystemdListenFds();
   if (!passed.ok()) return passed.status();
   std::vector<std::pair<int, std::string>> fds = std::move(passed).value();
-  // libsystemd named every socket "unknown" when LISTEN_FDNAMES was not set (systemd
-  // itself names a unit's sockets after the unit): a manager passing that name means
-  // none, and it counts as unnamed.
+  // "unknown" is sd_listen_fds_with_names(3)'s name for a socket without one (what
+  // systemd-socket-activate passes for descriptors --fdname did not name): unnamed.
   for (auto& [fd, name] : fds) {
     if (name == "unknown") name.clear();
   }
