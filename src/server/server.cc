@@ -431,7 +431,7 @@ void Server::RequestPump() {
   if (pump_posted_.exchange(true)) return;
   asio::post(io_, [this] {
     pump_posted_ = false;
-    fair_share_.Pump();
+    EgdSession::PumpAndFlush(context_);
     if (fair_share_.reserved_bytes() > 0 && fair_share_.active_count() > 0 && !shutting_down_) {
       reserve_timer_.expires_after(FairShare::kDefaultGrace + std::chrono::milliseconds(10));
       reserve_timer_.async_wait([this](const asio::error_code& ec) {

@@ -105,6 +105,11 @@ EgdSession::EgdSession(SessionContext& context, SessionOptions options, std::str
       executor_(std::move(executor)) {}
 
 EgdSession::~EgdSession() {
+  if (flush_deferred_) {
+    for (EgdSession*& listed : context_.deferred_flush) {
+      if (listed == this) listed = nullptr;
+    }
+  }
   if (group_) {
     group_->Leave(this);
   } else {
@@ -197,7 +202,50 @@ void EgdSession::Deliver(std::span<const std::uint8_t> bytes) {
       return;
     }
   }
-  Flush();
+  FlushOrDefer();
+}
+
+void EgdSession::FlushOrDefer() {
+  if (!context_.defer_flush) {
+    Flush();
+    return;
+  }
+  if (flush_deferred_) return;
+  flush_deferred_ = true;
+  context_.deferred_flush.push_back(this);
+}
+
+std::size_t EgdSession::PumpAndFlush(SessionContext& context) {
+  context.defer_flush = true;
+  std::size_t delivered = 0;
+  try {
+    delivered = context.fair_share.Pump();
+  } catch (...) {
+    FlushDeferred(context);  // what was delivered before the failure still leaves
+    throw;
+  }
+  FlushDeferred(context);
+  return delivered;
+}
+
+void EgdSession::FlushDeferred(SessionContext& context) {
+  context.defer_flush = false;
+  auto& listed = context.deferred_flush;
+  std::size_t i = 0;
+  try {
+    // By index: a flush only starts a write (its handler runs later), but a session
+    // destroyed meanwhile would null its entry rather than leave a dangling one.
+    for (; i < listed.size(); ++i) {
+      EgdSession* session = listed[i];
+      if (session == nullptr) continue;
+      session->flush_deferred_ = false;
+      if (!session->closed_) session->Flush();
+    }
+  } catch (...) {
+    listed.erase(listed.begin(), listed.begin() + static_cast<std::ptrdiff_t>(i + 1));
+    throw;
+  }
+  listed.clear();
 }
 
 bool EgdSession::Enqueue(const EgdRequest& request) {
@@ -266,7 +314,7 @@ void EgdSession::ProcessQueue() {
   }
   if (queue_.empty()) blocking_run_bytes_ = 0;
   UpdateDemand();
-  Flush();
+  FlushOrDefer();
   MaybeFinish();
 }
 

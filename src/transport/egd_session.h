@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/log.h"
 #include "common/rate_limit.h"
@@ -22,6 +23,8 @@
 
 namespace rngmux {
 
+class EgdSession;
+
 // What all sessions share. Event-loop thread only.
 struct SessionContext {
   EntropyPool& pool;
@@ -34,6 +37,10 @@ struct SessionContext {
   double entropy_bits_per_byte = 8;
   // Per-connection log lines, limited per client identity (nullptr: not limited).
   KeyedLogLimiter* client_log = nullptr;
+  // Set while the fair share pumps (EgdSession::PumpAndFlush): a session given bytes
+  // then only lists itself here, and is flushed once the pump is over.
+  bool defer_flush = false;
+  std::vector<EgdSession*> deferred_flush{};  // nullptr: destroyed while listed
 };
 
 // Logs a line about one client, at most once per interval per identity and kind
@@ -130,6 +137,14 @@ class EgdSession : public Consumer {
   std::size_t Wanted() const override;
   void Deliver(std::span<const std::uint8_t> bytes) override;
 
+  // Runs the fair share's Pump() and then flushes every session it gave bytes,
+  // once each. A round gives each consumer a quantum per pass; flushing on each
+  // delivery wrote the first pass's quantum at once and the rest of the round in a
+  // second write when that one completed: two system calls per client and round
+  // where one does, and a client that sees half its replies asks in halves.
+  // Returns the bytes delivered.
+  static std::size_t PumpAndFlush(SessionContext& context);
+
  protected:
   // `output_high_water`: most reply bytes held before the session stops asking
   // the FairShare for more (the buffer has room for one 01 FF reply beyond it).
@@ -174,6 +189,9 @@ class EgdSession : public Consumer {
     std::uint8_t count;
   };
 
+  // Flush() now, or once the pump that is running has ended.
+  void FlushOrDefer();
+  static void FlushDeferred(SessionContext& context);
   void AnswerImmediate(const Pending& request);
   void RecomputeBlockingRun();
   // After the peer closed its sending side: close once everything asked is sent.
@@ -194,6 +212,7 @@ class EgdSession : public Consumer {
   std::size_t lead_owed_ = 0;           // unsolicited bytes owed (lead mode)
   bool lead_batch_ = false;             // a top-up (or the first lead) is being sent
   bool closed_ = false;
+  bool flush_deferred_ = false;  // listed in context_.deferred_flush
   std::uint64_t served_bytes_ = 0;
   std::uint64_t requests_ = 0;
 };

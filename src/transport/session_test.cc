@@ -10,8 +10,10 @@
 #include <asio/local/connect_pair.hpp>
 #include <asio/local/stream_protocol.hpp>
 #include <asio/post.hpp>
+#include <algorithm>
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <vector>
 
 namespace rngmux {
@@ -322,6 +324,98 @@ TEST_F(SessionTest, IdleConnectionHoldsNoBufferMemoryAfterItsLead) {
   EXPECT_EQ(Receive(4096), Sequence(0, 4096));
   for (int i = 0; i < 20; ++i) io_.run_for(std::chrono::milliseconds(1));
   EXPECT_EQ(session_->buffered_capacity(), 0u);
+}
+
+// An EGD client whose transport takes whatever is pending at once, counting the
+// hand-overs (each would be one write).
+class CountingSession final : public EgdSession {
+ public:
+  CountingSession(SessionContext& context, asio::io_context& io)
+      : EgdSession(context, SessionOptions{}, "counting", 64 * 1024, io.get_executor()) {
+    Begin([] {});
+  }
+  ~CountingSession() override { Close("test over"); }
+  void Ask(std::uint8_t count, int times) {
+    for (int i = 0; i < times; ++i) {
+      ASSERT_TRUE(Enqueue(EgdRequest{EgdCommand::kReadBlocking, count}));
+    }
+    ProcessQueue();
+  }
+  int writes = 0;
+  Bytes sent;
+
+ private:
+  void Flush() override {
+    if (pending_.empty()) return;
+    ++writes;
+    sent.insert(sent.end(), pending_.data(), pending_.data() + pending_.size());
+    pending_.Clear();
+  }
+  std::size_t BytesInTransport() const override { return 0; }
+  bool TransportIdle() const override { return true; }
+  void CloseTransport() override {}
+};
+
+TEST(SessionPumpTest, OneWritePerClientPerPumpWhateverTheTurns) {
+  // Twelve clients of one tenant, each with 8 x 02 FF outstanding, as the latency
+  // benchmark's streamers: the group hands out its share chunk by chunk, so each
+  // client is given bytes on several turns of one pump. Writing on every turn was
+  // two writes or more per client and pump; the pump's caller now flushes once.
+  EntropyPool pool(256 * 1024);
+  FairShare fair_share(pool);
+  ServerCounters counters;
+  asio::io_context io;
+  int pumps_requested = 0;
+  SessionContext context{pool, fair_share, counters, [&] { ++pumps_requested; }, 64};
+  auto group = std::make_shared<ShareGroup>("tenant", ShareGroup::Limits{}, fair_share,
+                                            SteadyClock::Instance(), [&] { ++pumps_requested; },
+                                            [](Clock::TimePoint) {});
+  std::vector<std::unique_ptr<CountingSession>> clients;
+  for (int i = 0; i < 12; ++i) {
+    clients.push_back(std::make_unique<CountingSession>(context, io));
+    clients.back()->SetShareGroup(group);
+    clients.back()->Ask(255, 8);
+  }
+  Bytes source(12 * 8 * 255);
+  for (std::size_t i = 0; i < source.size(); ++i) source[i] = static_cast<std::uint8_t>(i * 7);
+  Interrupt stop;
+  ASSERT_EQ(pool.Put(source, stop), source.size());
+
+  EXPECT_EQ(EgdSession::PumpAndFlush(context), source.size());
+  Bytes all;
+  for (const auto& client : clients) {
+    EXPECT_EQ(client->writes, 1) << "one write for everything a pump gave the client";
+    EXPECT_EQ(client->sent.size(), 8u * 255) << "every request answered in that write";
+    all.insert(all.end(), client->sent.begin(), client->sent.end());
+  }
+  // Every byte went to exactly one client.
+  std::sort(all.begin(), all.end());
+  Bytes expected = source;
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(all, expected);
+  EXPECT_TRUE(context.deferred_flush.empty());
+  EXPECT_FALSE(context.defer_flush);
+}
+
+TEST(SessionPumpTest, AClientGoneDuringThePumpIsNotFlushed) {
+  // A client closed and destroyed by another's delivery must leave no dangling entry
+  // in the list of clients to flush.
+  EntropyPool pool(8192);
+  FairShare fair_share(pool);
+  ServerCounters counters;
+  asio::io_context io;
+  SessionContext context{pool, fair_share, counters, [] {}, 64};
+  auto first = std::make_unique<CountingSession>(context, io);
+  first->Ask(64, 1);
+  context.defer_flush = true;  // as inside a pump
+  Bytes bytes(64, 0x5A);
+  first->Deliver(bytes);
+  ASSERT_EQ(context.deferred_flush.size(), 1u);
+  EXPECT_EQ(first->writes, 0) << "held until the pump ends";
+  first.reset();
+  EXPECT_EQ(context.deferred_flush[0], nullptr);
+  EXPECT_EQ(EgdSession::PumpAndFlush(context), 0u);
+  EXPECT_TRUE(context.deferred_flush.empty());
 }
 
 TEST(OutputBufferTest, GrowsToWhatItHoldsKeepsContentAndReleases) {
