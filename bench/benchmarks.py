@@ -13,6 +13,9 @@ Benchmarks (each prints one result line; --only runs a subset):
   guests     1,000 QEMU-like clients (one `02 40` in flight each, paced to 64 kB/s,
              staggered), loopback TCP and unix: p50/p99/p99.9 of every request, Jain,
              share of the asked rate delivered, daemon and generator CPU
+  floor      the latency and guests cases against bench/floor_server.c, a responder that
+             only does one recv and one send per readiness (1 and 2 event loops), beside
+             rngmux in the same run: what this machine allows any EGD daemon
   slow       a 500 kB/s source, 8 equal clients asking more than it makes, 20 s:
              share of the source's output delivered, and Jain's fairness index
   scale      RSS idle (default source, then the test source), RSS with 10,000 idle
@@ -321,6 +324,69 @@ def run_guests(binary, workdir, quick):
     return "\n".join(lines)
 
 
+def build_floor_server(workdir):
+    """Compiles bench/floor_server.c into workdir; returns the executable's path."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        raise RuntimeError("no C compiler (cc) to build bench/floor_server.c")
+    out = os.path.join(workdir, "floor_server")
+    proc = subprocess.run([cc, "-O2", "-pthread", "-o", out,
+                           os.path.join(ROOT, "bench", "floor_server.c")],
+                          capture_output=True, timeout=120)
+    if proc.returncode != 0:
+        raise RuntimeError("cannot build floor_server: " + proc.stderr.decode()[-2000:])
+    return out
+
+
+def run_floor(binary, workdir, quick):
+    """The probe beside 100 streamers, and QEMU-like guests at 64 kB/s, against rngmux and
+    against floor_server (one recv and one send per readiness, nothing else) with one and
+    with two event loops, one after the other on the same machine: the share of a miss
+    that no EGD daemon answering with system calls could avoid here. The load generator
+    shares the cores with the server in every case."""
+    n = 200 if quick else 1000
+    seconds = "3" if quick else "5"
+    if not raise_nofile(n):
+        return "floor: skipped, RLIMIT_NOFILE hard limit below %d" % (n + 100)
+    floor_server = build_floor_server(workdir)
+
+    def measure(endpoint, pid):
+        probe = bench(binary, endpoint, "-c", "100", "-d", "8", "-s", "255", "--probe",
+                      "-t", seconds, "--pid", str(pid))
+        guests = bench(binary, endpoint, "--guests", str(n), "--rate", "64000", "--threads",
+                       "2", "-t", seconds, "--warmup", "1", "--pid", str(pid))
+        return ("probe beside 100 streamers p50 %.1f us, p99 %.1f us at %.0f MB/s (server "
+                "%s); %d guests p50 %.1f us, p99 %.1f us, delivered %.1f %% (server %s, "
+                "bench CPU %.2f s)"
+                % (probe["p50_us"], probe["p99_us"], probe["bytes_per_second"] / 1e6,
+                   per_gb(probe), n, guests["p50_us"], guests["p99_us"],
+                   100 * guests["delivered_share"], per_gb(guests), guests["bench_cpu_seconds"]))
+
+    lines = []
+    s = Serve(binary, ["--source", "test:12", "--allow-test-source", "--max-clients",
+                       str(n + 200), "--listen", "tcp:127.0.0.1:0,max-conns=%d" % (n + 200)],
+              workdir)
+    try:
+        lines.append("floor, loopback TCP, %s s each: rngmux (test source): %s"
+                     % (seconds, measure(s.endpoints[0], s.proc.pid)))
+    finally:
+        s.stop()
+    for threads in (1, 2):
+        proc = subprocess.Popen([floor_server, str(threads)], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL)
+        try:
+            address = proc.stdout.readline().decode().strip()
+            if not address:
+                raise RuntimeError("floor_server printed no address")
+            lines.append("  floor_server, %d event loop%s: %s"
+                         % (threads, "s" if threads > 1 else "",
+                            measure("tcp:" + address, proc.pid)))
+        finally:
+            proc.kill()
+            proc.wait(10)
+    return "\n".join(lines)
+
+
 def idle_connections(path, n, read_lead):
     conns = []
     for _ in range(n):
@@ -569,7 +635,7 @@ def run_guest(binary, workdir, quick):
 
 
 BENCHMARKS = {"capacity": run_capacity, "latency": run_latency, "guests": run_guests,
-              "slow": run_slow,
+              "floor": run_floor, "slow": run_slow,
               "scale": run_scale, "startup": run_startup, "tenants": run_tenants,
               "operate": run_operate, "relay": run_relay, "guest": run_guest}
 

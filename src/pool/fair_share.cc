@@ -81,7 +81,7 @@ namespace rngmux {
 namespace {
 
 // Bytes moved per Take()/Deliver() round trip. On the stack, wiped after each use.
-constexpr std::size_t kScratchBytes = 16 * 1024;
+constexpr std::size_t kScratchBytes = FairShare::kMaxStepBytes;
 
 }  // namespace
 

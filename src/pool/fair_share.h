@@ -51,6 +51,8 @@ class Consumer {
 class FairShare {
  public:
   static constexpr std::size_t kMinQuantum = 256;
+  // Most bytes one Take()/Deliver() step moves.
+  static constexpr std::size_t kMaxStepBytes = 16 * 1024;
   // Most bytes one idle consumer may have set aside.
   static constexpr std::size_t kMaxReserve = 4096;
   // A guest on a loaded host can take tens of milliseconds to send its next request

@@ -66,7 +66,9 @@ class ShareGroup final : public Consumer {
   // Bytes the group was given in all: for stats.
   std::uint64_t served_bytes() const { return served_bytes_; }
 
+  // At most kMaxWanted, even when the members together could take more.
   std::size_t Wanted() const override;
+  static constexpr std::size_t kMaxWanted = FairShare::kMaxStepBytes;
   void Deliver(std::span<const std::uint8_t> bytes) override;
   std::size_t Weight() const override { return limits_.weight; }
 

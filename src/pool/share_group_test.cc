@@ -31,6 +31,16 @@ class Member : public Consumer {
   std::size_t got_ = 0;
 };
 
+// A member that counts how often its demand is asked.
+class CountedMember : public Member {
+ public:
+  std::size_t Wanted() const override {
+    ++asked;
+    return Member::Wanted();
+  }
+  mutable std::size_t asked = 0;
+};
+
 struct Fixture {
   Fixture() : pool(1 << 20), share(pool, clock) {}
 
@@ -194,6 +204,45 @@ TEST(ShareGroupTest, OldestIsTheFirstToJoinStill) {
   group->Leave(&b);
   group->Leave(&c);
   EXPECT_EQ(group->Oldest(), nullptr);
+}
+
+// A thousand guests of one tenant, each with one 02 40 waiting: a new request costs
+// the group a look at that guest's demand, not a walk over every waiting guest, and
+// the group's demand is counted up to what one step of the fair share moves.
+TEST(ShareGroupTest, ARequestDoesNotWalkTheWaitingMembers) {
+  Fixture f;
+  auto group = f.Group();
+  std::vector<std::unique_ptr<CountedMember>> guests;
+  for (int i = 0; i < 1000; ++i) {
+    guests.push_back(std::make_unique<CountedMember>());
+    group->Join(guests.back().get());
+    guests.back()->Ask(64);
+    group->Activate(guests.back().get());
+  }
+  std::size_t asked_during_setup = 0;
+  for (auto& guest : guests) asked_during_setup += guest->asked;
+  for (auto& guest : guests) guest->asked = 0;
+  CountedMember& last = *guests.back();
+  last.Ask(64);
+  group->Activate(&last);
+  std::size_t asked_after = 0;
+  for (int i = 0; i < 999; ++i) asked_after += guests[i]->asked;
+  EXPECT_EQ(asked_after, 0u) << "the other 999 guests were asked again";
+  EXPECT_LE(asked_during_setup, 1000u) << "each Activate() walked the guests before it";
+
+  EXPECT_EQ(group->Wanted(), ShareGroup::kMaxWanted) << "1000 x 64 bytes, counted up to a step";
+  std::size_t asked_for_total = 0;
+  for (auto& guest : guests) asked_for_total += guest->asked;
+  EXPECT_LE(asked_for_total, ShareGroup::kMaxWanted / 64 + 2);
+
+  // Capped demand loses nothing: every guest is served in full.
+  f.Fill(1000 * 64 + 64);
+  while (f.share.Pump() > 0) {
+  }
+  std::size_t served = 0;
+  for (auto& guest : guests) served += guest->got();
+  EXPECT_EQ(served, 1000u * 64 + 64);
+  EXPECT_EQ(group->Wanted(), 0u);
 }
 
 }  // namespace

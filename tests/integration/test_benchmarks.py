@@ -48,6 +48,11 @@ class BenchmarksRunTest(unittest.TestCase):
         self.assertIn("loopback TCP", out)
         self.assertIn("unix socket", out)
 
+    def test_floor(self):
+        out = self.run_benchmark("floor")
+        self.assertIn("rngmux (test source)", out)
+        self.assertIn("floor_server, 2 event loops", out)
+
     def test_slow(self):
         self.assertIn("Jain", self.run_benchmark("slow"))
 
