@@ -12,8 +12,8 @@
 // BENCHMARKS.md uses it to say which share of a miss is the machine's.
 //
 // Only `02 NN` is understood (what `rngmux bench` sends); other bytes are counted as
-// requests of their following byte. Loopback only; a client that stops reading for
-// a second is dropped, so no loop waits without bound.
+// requests of their following byte. Loopback only; a client that leaves no room for
+// its replies for about a second is dropped, so no loop waits without bound.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -55,8 +55,10 @@ static void drop(struct client *c) {
   free(c);
 }
 
-// Sends n bytes; waits at most a second for room each time the socket is full.
+// Sends n bytes, waiting for room when the socket is full: at most 100 waits of 10 ms
+// per call, then the client counts as gone (the bench's clients always read).
 static int send_all(int fd, size_t n) {
+  int waits = 0;
   while (n > 0) {
     const size_t chunk = n < sizeof reply_bytes ? n : sizeof reply_bytes;
     const ssize_t sent = send(fd, reply_bytes, chunk, MSG_NOSIGNAL);
@@ -64,9 +66,11 @@ static int send_all(int fd, size_t n) {
       n -= (size_t)sent;
       continue;
     }
-    if (sent < 0 && errno == EAGAIN) {
+    if (sent < 0 && errno == EINTR) continue;
+    if (sent < 0 && errno == EAGAIN && waits++ < 100) {
       struct pollfd p = {.fd = fd, .events = POLLOUT};
-      if (poll(&p, 1, 1000) == 1) continue;
+      poll(&p, 1, 10);
+      continue;
     }
     return -1;
   }
@@ -78,7 +82,10 @@ static void *serve(void *arg) {
   const int one = 1;
   const int epoll_fd = epoll_create1(0);
   struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
-  epoll_ctl(epoll_fd, EPOLL_CTL_ADD, listener, &ev);
+  if (epoll_fd < 0 || epoll_ctl(epoll_fd, EPOLL_CTL_ADD, listener, &ev) != 0) {
+    perror("floor_server: epoll");
+    exit(1);
+  }
   struct epoll_event events[kEvents];
   static __thread unsigned char input[64 * 1024];
   for (;;) {
@@ -87,7 +94,8 @@ static void *serve(void *arg) {
       struct client *c = events[i].data.ptr;
       if (c == NULL) {
         int fd;
-        while ((fd = accept4(listener, NULL, NULL, SOCK_NONBLOCK)) >= 0) {
+        while ((fd = accept4(listener, NULL, NULL, SOCK_NONBLOCK)) >= 0 || errno == EINTR) {
+          if (fd < 0) continue;
           setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
           struct client *added = calloc(1, sizeof *added);
           if (added == NULL) {
@@ -96,12 +104,14 @@ static void *serve(void *arg) {
           }
           added->fd = fd;
           struct epoll_event cev = {.events = EPOLLIN, .data.ptr = added};
-          epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &cev);
+          if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &cev) != 0) drop(added);
         }
+        // Out of descriptors: the listener stays readable, so back off rather than spin.
+        if (errno == EMFILE || errno == ENFILE) poll(NULL, 0, 10);
         continue;
       }
       const ssize_t got = recv(c->fd, input, sizeof input, 0);
-      if (got < 0 && errno == EAGAIN) continue;
+      if (got < 0 && (errno == EAGAIN || errno == EINTR)) continue;
       if (got <= 0) {
         drop(c);
         continue;
@@ -142,7 +152,10 @@ int main(int argc, char **argv) {
   }
   pthread_t ids[kMaxThreads];
   for (int t = 0; t < threads; ++t) {
-    pthread_create(&ids[t], NULL, serve, (void *)(long)listeners[t]);
+    if (pthread_create(&ids[t], NULL, serve, (void *)(long)listeners[t]) != 0) {
+      fprintf(stderr, "floor_server: cannot start a thread\n");
+      return 1;
+    }
   }
   printf("127.0.0.1:%d\n", listen_port);
   fflush(stdout);

@@ -242,7 +242,10 @@ void EgdSession::FlushDeferred(SessionContext& context) {
       if (!session->closed_) session->Flush();
     }
   } catch (...) {
+    // The sessions after the one that failed stay listed (and flagged): the next
+    // pump, asked for here, flushes them, even if nothing else would cause one.
     listed.erase(listed.begin(), listed.begin() + static_cast<std::ptrdiff_t>(i + 1));
+    if (!listed.empty() && context.request_pump) context.request_pump();
     throw;
   }
   listed.clear();

@@ -5,15 +5,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
 #include <asio/local/connect_pair.hpp>
 #include <asio/local/stream_protocol.hpp>
 #include <asio/post.hpp>
-#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <new>
 #include <vector>
 
 namespace rngmux {
@@ -27,7 +28,7 @@ class SessionTest : public ::testing::Test {
  protected:
   SessionTest() : pool_(8192), fair_share_(pool_) {
     // As in the server: new bytes in the pool schedule a pump on the loop.
-    pool_.SetDataReadyCallback([this] { asio::post(io_, [this] { fair_share_.Pump(); }); });
+    pool_.SetDataReadyCallback([this] { asio::post(io_, [this] { Pump(); }); });
   }
 
   void TearDown() override {
@@ -36,10 +37,19 @@ class SessionTest : public ::testing::Test {
     io_.poll();
   }
 
+  // As the server pumps: the sessions given bytes are flushed once the pump is over.
+  void Pump() {
+    if (context_) {
+      EgdSession::PumpAndFlush(*context_);
+    } else {
+      fair_share_.Pump();
+    }
+  }
+
   void StartSession(SessionOptions options, std::size_t max_queued = 64) {
     context_ = std::make_unique<SessionContext>(
         SessionContext{pool_, fair_share_, counters_,
-                       [this] { asio::post(io_, [this] { fair_share_.Pump(); }); }, max_queued});
+                       [this] { asio::post(io_, [this] { Pump(); }); }, max_queued});
     asio::local::stream_protocol::socket server_end(io_), client_end(io_);
     asio::local::connect_pair(server_end, client_end);
     client_fd_ = client_end.release();
@@ -341,12 +351,24 @@ class CountingSession final : public EgdSession {
     }
     ProcessQueue();
   }
+  void Deliver(std::span<const std::uint8_t> bytes) override {
+    delivered += bytes.size();
+    EgdSession::Deliver(bytes);
+    if (on_deliver) on_deliver();
+  }
   int writes = 0;
   Bytes sent;
+  std::size_t delivered = 0;
+  std::function<void()> on_deliver;
+  bool fail_next_flush = false;
 
  private:
   void Flush() override {
     if (pending_.empty()) return;
+    if (fail_next_flush) {
+      fail_next_flush = false;
+      throw std::bad_alloc();
+    }
     ++writes;
     sent.insert(sent.end(), pending_.data(), pending_.data() + pending_.size());
     pending_.Clear();
@@ -367,9 +389,9 @@ TEST(SessionPumpTest, OneWritePerClientPerPumpWhateverTheTurns) {
   asio::io_context io;
   int pumps_requested = 0;
   SessionContext context{pool, fair_share, counters, [&] { ++pumps_requested; }, 64};
-  auto group = std::make_shared<ShareGroup>("tenant", ShareGroup::Limits{}, fair_share,
-                                            SteadyClock::Instance(), [&] { ++pumps_requested; },
-                                            [](Clock::TimePoint) {});
+  auto group = std::make_shared<ShareGroup>(
+      "tenant", ShareGroup::Limits{}, fair_share, SteadyClock::Instance(),
+      [&] { ++pumps_requested; }, [](Clock::TimePoint) {});
   std::vector<std::unique_ptr<CountingSession>> clients;
   for (int i = 0; i < 12; ++i) {
     clients.push_back(std::make_unique<CountingSession>(context, io));
@@ -397,25 +419,67 @@ TEST(SessionPumpTest, OneWritePerClientPerPumpWhateverTheTurns) {
   EXPECT_FALSE(context.defer_flush);
 }
 
-TEST(SessionPumpTest, AClientGoneDuringThePumpIsNotFlushed) {
-  // A client closed and destroyed by another's delivery must leave no dangling entry
-  // in the list of clients to flush.
+TEST(SessionPumpTest, AClientDestroyedByAnothersDeliveryIsNotFlushed) {
+  // Two clients in one pump; whichever is given bytes second destroys the other, which
+  // is by then listed to be flushed. No dangling entry may be flushed, and the
+  // survivor still gets its one write.
   EntropyPool pool(8192);
   FairShare fair_share(pool);
   ServerCounters counters;
   asio::io_context io;
   SessionContext context{pool, fair_share, counters, [] {}, 64};
-  auto first = std::make_unique<CountingSession>(context, io);
-  first->Ask(64, 1);
-  context.defer_flush = true;  // as inside a pump
-  Bytes bytes(64, 0x5A);
-  first->Deliver(bytes);
-  ASSERT_EQ(context.deferred_flush.size(), 1u);
-  EXPECT_EQ(first->writes, 0) << "held until the pump ends";
-  first.reset();
-  EXPECT_EQ(context.deferred_flush[0], nullptr);
+  std::unique_ptr<CountingSession> clients[2];
+  for (auto& client : clients) {
+    client = std::make_unique<CountingSession>(context, io);
+    client->Ask(64, 1);
+  }
+  for (int i = 0; i < 2; ++i) {
+    clients[i]->on_deliver = [&clients, i] {
+      auto& other = clients[1 - i];
+      if (other && other->delivered > 0) other.reset();
+    };
+  }
+  // Beyond what they ask: a satisfied client's unspent turn is set aside for it.
+  Bytes bytes(4096, 0x5A);
+  Interrupt stop;
+  ASSERT_EQ(pool.Put(bytes, stop), bytes.size());
+  EXPECT_EQ(EgdSession::PumpAndFlush(context), 128u);
+  const int survivors = (clients[0] ? 1 : 0) + (clients[1] ? 1 : 0);
+  ASSERT_EQ(survivors, 1);
+  const CountingSession& survivor = clients[0] ? *clients[0] : *clients[1];
+  EXPECT_EQ(survivor.writes, 1);
+  EXPECT_EQ(survivor.sent.size(), 64u);
+  EXPECT_TRUE(context.deferred_flush.empty());
+  EXPECT_EQ(counters.wiped_undelivered_bytes, 64u) << "the destroyed client's reply is wiped";
+}
+
+TEST(SessionPumpTest, AFailedFlushLeavesTheOthersListedAndAsksForAPump) {
+  // One client's write fails (out of memory) in the flush after a pump: the clients
+  // after it are flushed by the next pump, which is asked for at once.
+  EntropyPool pool(8192);
+  FairShare fair_share(pool);
+  ServerCounters counters;
+  asio::io_context io;
+  int pumps_requested = 0;
+  SessionContext context{pool, fair_share, counters, [&] { ++pumps_requested; }, 64};
+  std::vector<std::unique_ptr<CountingSession>> clients;
+  for (int i = 0; i < 3; ++i) {
+    clients.push_back(std::make_unique<CountingSession>(context, io));
+    clients.back()->Ask(64, 1);
+  }
+  pumps_requested = 0;
+  clients[0]->fail_next_flush = true;
+  Bytes bytes(4096, 0x33);
+  Interrupt stop;
+  ASSERT_EQ(pool.Put(bytes, stop), bytes.size());
+  EXPECT_THROW(EgdSession::PumpAndFlush(context), std::bad_alloc);
+  EXPECT_FALSE(context.defer_flush);
+  EXPECT_EQ(pumps_requested, 1);
+  EXPECT_EQ(context.deferred_flush.size(), 2u);
   EXPECT_EQ(EgdSession::PumpAndFlush(context), 0u);
   EXPECT_TRUE(context.deferred_flush.empty());
+  EXPECT_EQ(clients[1]->writes, 1);
+  EXPECT_EQ(clients[2]->writes, 1);
 }
 
 TEST(OutputBufferTest, GrowsToWhatItHoldsKeepsContentAndReleases) {

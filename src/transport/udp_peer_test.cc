@@ -70,9 +70,9 @@ PeerAddress Loopback(std::uint16_t port) {
 class UdpPeerTest : public ::testing::Test {
  protected:
   UdpPeerTest() : pool_(1 << 16), fair_share_(pool_) {
-    context_ = std::make_unique<SessionContext>(
-        SessionContext{pool_, fair_share_, counters_,
-                       [this] { asio::post(io_, [this] { fair_share_.Pump(); }); }, 64});
+    context_ = std::make_unique<SessionContext>(SessionContext{
+        pool_, fair_share_, counters_,
+        [this] { asio::post(io_, [this] { EgdSession::PumpAndFlush(*context_); }); }, 64});
     sink_.expected_to = Loopback(5000);
   }
 
@@ -110,7 +110,7 @@ class UdpPeerTest : public ::testing::Test {
   }
 
   void Run() {
-    fair_share_.Pump();
+    EgdSession::PumpAndFlush(*context_);
     io_.poll();
     io_.restart();
   }
@@ -479,9 +479,9 @@ PeerAddress Ipv4(const char* ip, std::uint16_t port) {
 class UdpEndpointTest : public ::testing::Test {
  protected:
   UdpEndpointTest() : pool_(1 << 20), fair_share_(pool_) {
-    context_ = std::make_unique<SessionContext>(
-        SessionContext{pool_, fair_share_, counters_,
-                       [this] { asio::post(io_, [this] { fair_share_.Pump(); }); }, 64});
+    context_ = std::make_unique<SessionContext>(SessionContext{
+        pool_, fair_share_, counters_,
+        [this] { asio::post(io_, [this] { EgdSession::PumpAndFlush(*context_); }); }, 64});
   }
 
   void Open(const std::string& text) {
@@ -506,7 +506,7 @@ class UdpEndpointTest : public ::testing::Test {
 
   void Run() {
     for (int i = 0; i < 4; ++i) {
-      fair_share_.Pump();
+      EgdSession::PumpAndFlush(*context_);
       io_.poll();
       io_.restart();
     }
