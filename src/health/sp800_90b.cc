@@ -154,16 +154,38 @@ bool RepetitionCountTest::FeedBlock(std::span<const std::uint8_t> samples) {
   const std::size_t n = samples.size();
   while (i < n) {
 #if defined(__SSE2__)
-    // Sixteen samples beside their predecessors (samples[i - 1] is `last`).
-    if (count != 0 && i >= 1 && i + 16 <= n) {
+    // Sixteen samples beside their predecessors (samples[i - 1] is `last`). Bit j of
+    // the mask says sample i + j repeats the one before it. One sample in 256 repeats
+    // its predecessor in a random stream, so about one step in 16 has a bit set: those
+    // are judged from the mask too, rather than a sample at a time.
+    if (count != 0 && i >= 1 && i + 16 <= n && cutoff_ >= 2 && cutoff_ <= 33) {
       const __m128i current = _mm_loadu_si128(reinterpret_cast<const __m128i*>(&samples[i]));
       const __m128i previous = _mm_loadu_si128(reinterpret_cast<const __m128i*>(&samples[i - 1]));
-      if (_mm_movemask_epi8(_mm_cmpeq_epi8(current, previous)) == 0) {
+      const auto repeats =
+          static_cast<std::uint16_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(current, previous)));
+      if (repeats == 0) {
         count = 1;
         last = samples[i + 15];
         i += 16;
         continue;
       }
+      // The run so far (count - 1 repeats, fewer than cutoff - 1 <= 32) sits just below
+      // bit 32, the step's repeats from bit 32 up. A run of cutoff samples is
+      // cutoff - 1 repeats in a row; bit p of `ends` is set where such a row ends.
+      const unsigned carried = count - 1;
+      const std::uint64_t carry =
+          carried == 0 ? 0 : ((std::uint64_t{1} << carried) - 1) << (32 - carried);
+      const std::uint64_t bits = (std::uint64_t{repeats} << 32) | carry;
+      std::uint64_t ends = bits;
+      for (unsigned shift = 1; shift + 1 < cutoff_; ++shift) ends &= bits << shift;
+      if ((ends >> 32) == 0) {
+        const auto trailing = static_cast<unsigned>(std::countl_one(repeats));
+        count = trailing == 16 ? count + 16 : trailing + 1;
+        last = samples[i + 15];
+        i += 16;
+        continue;
+      }
+      // A failure within these sixteen: the steps below find its sample.
     }
 #endif
     if constexpr (std::endian::native == std::endian::little) {

@@ -246,5 +246,45 @@ TEST(HealthTestBlocks, FeedBlockAgreesWithFeed) {
   EXPECT_LT(apt_failures, 290);
 }
 
+// The RCT's block path judges a step with repeats from a bit mask; for every cutoff
+// the daemon can derive (2 and up; the mask covers up to 33, beyond that the samples
+// are stepped through), on streams with runs of every length up to past the cutoff,
+// at every alignment, it must agree with feeding one sample at a time.
+TEST(RepetitionCountTest, FeedBlockAgreesWithFeedForEveryCutoff) {
+  std::mt19937 rng(1234);
+  for (const unsigned cutoff : {2u, 3u, 4u, 5u, 8u, 9u, 16u, 17u, 31u, 32u, 33u, 34u, 40u}) {
+    int failures = 0;
+    for (int trial = 0; trial < 200; ++trial) {
+      // Short streams too, so that even cutoff 2 (any repeat fails) sees passes.
+      std::vector<std::uint8_t> stream(std::array<std::size_t, 3>{2000, 300, 60}[trial / 4 % 3]);
+      // Few symbols make repeats common (pairs, triples, long runs) without a fixed run.
+      const unsigned symbols = std::array<unsigned, 4>{256, 8, 3, 2}[trial % 4];
+      for (auto& b : stream) b = static_cast<std::uint8_t>(rng() % symbols);
+      if (trial % 3 == 0) {
+        // A run of about the cutoff that continues the sample before it, anywhere.
+        const std::size_t length = cutoff - 2 + rng() % 3;  // cutoff - 1 samples or more
+        const std::size_t at = 1 + rng() % (stream.size() - 1);
+        for (std::size_t i = 0; i < length && at + i < stream.size(); ++i) {
+          stream[at + i] = stream[at - 1];
+        }
+      }
+      const std::size_t piece_size = std::array<std::size_t, 5>{2000, 16, 33, 7, 100}[trial % 5];
+      RepetitionCountTest one(cutoff), block(cutoff);
+      bool one_ok = true, block_ok = true;
+      for (std::size_t at = 0; at < stream.size() && one_ok; at += piece_size) {
+        const auto piece =
+            std::span(stream).subspan(at, std::min<std::size_t>(piece_size, stream.size() - at));
+        for (const std::uint8_t b : piece) one_ok = one_ok && one.Feed(b);
+        block_ok = block.FeedBlock(piece);
+        ASSERT_EQ(block_ok, one_ok) << "cutoff " << cutoff << " trial " << trial << " at " << at;
+      }
+      failures += one_ok ? 0 : 1;
+    }
+    // Both verdicts occur for every cutoff.
+    EXPECT_GT(failures, 5) << "cutoff " << cutoff;
+    EXPECT_LT(failures, 195) << "cutoff " << cutoff;
+  }
+}
+
 }  // namespace
 }  // namespace rngmux
