@@ -84,21 +84,9 @@ void Session::WaitReadable() {
         if (n == self->small_input_.size()) {
           self->OnReadable();
         } else {
-          self->ReadAgainLater();
+          self->WaitReadable();
         }
       });
-}
-
-void Session::ReadAgainLater() {
-  // The next read starts after the handlers already queued (the pump among them)
-  // have run, not at once. Asio 1.22 tries every new read on the socket before
-  // waiting for readiness; started at once, that recv nearly always returned
-  // EAGAIN, one wasted system call per request. Started a turn later, a client
-  // that keeps requests in flight has usually sent its next ones by then, and the
-  // same recv reads them. Reading never stops (QEMU blocks on a full socket).
-  asio::post(socket_.get_executor(), [self = shared_from_this()] {
-    if (!self->closed()) self->WaitReadable();
-  });
 }
 
 void Session::OnReadable() {

@@ -56,8 +56,6 @@ class Session final : public EgdSession, public std::enable_shared_from_this<Ses
 
  private:
   void WaitReadable();
-  // WaitReadable(), once the handlers queued now have run.
-  void ReadAgainLater();
   void OnReadable();
   // What a plain socket read returned: EOF, an error, or input for OnInput(). False
   // when the session stops reading.
