@@ -64,6 +64,11 @@ void AddServeFlags(CLI::App& app, ServeFlags& flags) {
                       "Connections served at once; more are closed at once with a log line")
            ->capture_default_str(),
        "max-clients");
+  note(app.add_option("--write-threads", s.write_threads,
+                      "Threads that write replies to plain TCP and unix clients, beside the "
+                      "event loop (0: it writes them itself)")
+           ->capture_default_str(),
+       "write-threads");
   note(app.add_option("--health-alpha", s.health_alpha_log2,
                       "False-alarm rate of the SP 800-90B health tests, as N in 2^-N")
            ->capture_default_str(),

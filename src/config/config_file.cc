@@ -192,6 +192,7 @@ class ConfigParser {
     if (key == "pool-size") return Count(entry, settings_.pool_bytes);
     if (key == "max-queued-requests") return Count(entry, settings_.max_queued_requests);
     if (key == "max-clients") return Count(entry, settings_.max_clients);
+    if (key == "write-threads") return Count(entry, settings_.write_threads);
     if (key == "health-alpha") return Number(entry, settings_.health_alpha_log2);
     if (key == "allow-test-source") return Boolean(entry, settings_.allow_test_source);
     return Error(entry.line, "unknown key \"" + key + "\"");

@@ -63,6 +63,7 @@ std::string RenderConfig(const ServeConfig& config) {
   root.insert("allow-test-source", config.allow_test_source);
   root.insert("max-queued-requests", AsInteger(config.max_queued_requests));
   root.insert("max-clients", AsInteger(config.max_clients));
+  root.insert("write-threads", AsInteger(config.write_threads));
   root.insert("health-alpha", config.health_alpha_log2);
   root.insert("log-level", config.log_level);
   root.insert("control", config.control_path);

@@ -12,6 +12,7 @@ namespace {
 
 // The longest path a unix socket address holds (sun_path less its NUL).
 constexpr std::size_t kMaxUnixPathBytes = 107;
+constexpr std::size_t kMaxWriteThreads = 64;
 
 // How an error names a setting: as it was given, else as the flag that would set it.
 std::string Name(const ServeSettings& settings, const std::string& key) {
@@ -57,6 +58,7 @@ const std::vector<std::string>& ServeSettingKeys() {
                                                 "allow-test-source",
                                                 "max-queued-requests",
                                                 "max-clients",
+                                                "write-threads",
                                                 "health-alpha",
                                                 "log-level",
                                                 "control",
@@ -79,6 +81,7 @@ ServeSettings OverlaySettings(ServeSettings base, const ServeSettings& over) {
     if (key == "allow-test-source") base.allow_test_source = over.allow_test_source;
     if (key == "max-queued-requests") base.max_queued_requests = over.max_queued_requests;
     if (key == "max-clients") base.max_clients = over.max_clients;
+    if (key == "write-threads") base.write_threads = over.write_threads;
     if (key == "health-alpha") base.health_alpha_log2 = over.health_alpha_log2;
     if (key == "log-level") base.log_level = over.log_level;
     if (key == "control") base.control = over.control;
@@ -142,6 +145,12 @@ Result<ServeConfig> BuildServeConfig(const ServeSettings& settings) {
                          std::to_string(settings.max_clients) + ": must be 1 to 1000000");
   }
   config.max_clients = settings.max_clients;
+  if (settings.write_threads > kMaxWriteThreads) {
+    return Status::Error(Name(settings, "write-threads") + " " +
+                         std::to_string(settings.write_threads) + ": must be 0 to " +
+                         std::to_string(kMaxWriteThreads));
+  }
+  config.write_threads = settings.write_threads;
   if (!(settings.health_alpha_log2 >= 20 && settings.health_alpha_log2 <= 40)) {
     return Status::Error(Name(settings, "health-alpha") + ": must be 20 to 40 (alpha = 2^-N)");
   }

@@ -29,6 +29,7 @@ struct ServeSettings {
   bool allow_test_source = false;
   std::size_t max_queued_requests = ServeConfig{}.max_queued_requests;
   std::size_t max_clients = ServeConfig{}.max_clients;
+  std::size_t write_threads = ServeConfig{}.write_threads;
   double health_alpha_log2 = ServeConfig{}.health_alpha_log2;
   std::string log_level = "info";
   std::string control = kDefaultControlPath;  // "" or "none": no control socket

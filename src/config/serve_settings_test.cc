@@ -43,6 +43,14 @@ TEST(ServeSettingsTest, ErrorsNameTheFlagOrTheFileLine) {
   file = ParseConfig("health-alpha = 50\n", "rngmux.toml");
   ASSERT_TRUE(file.ok());
   EXPECT_EQ(BuildError(*file), "rngmux.toml:1: health-alpha: must be 20 to 40 (alpha = 2^-N)");
+  file = ParseConfig("write-threads = 65\n", "rngmux.toml");
+  ASSERT_TRUE(file.ok());
+  EXPECT_EQ(BuildError(*file), "rngmux.toml:1: write-threads 65: must be 0 to 64");
+  settings = ServeSettings{};
+  settings.write_threads = 65;
+  EXPECT_EQ(BuildError(settings), "--write-threads 65: must be 0 to 64");
+  settings.write_threads = 64;
+  EXPECT_EQ(BuildError(settings), "OK");
 }
 
 TEST(ServeSettingsTest, ControlAndMetrics) {

@@ -13,9 +13,9 @@
 #include "endpoint/qemu_chardev.h"
 
 namespace rngmux {
-// Every client is a descriptor; lift the soft limit to the hard one so that
-// --max-clients, not a default of 1024, is what bounds them.
-void RaiseDescriptorLimit(std::size_t max_clients) {
+// Every client is a descriptor (two with write threads); lift the soft limit to the
+// hard one so that --max-clients, not a default of 1024, is what bounds them.
+void RaiseDescriptorLimit(std::size_t max_clients, std::size_t write_threads) {
   rlimit limit{};
   if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
   if (limit.rlim_cur < limit.rlim_max) {
@@ -24,9 +24,13 @@ void RaiseDescriptorLimit(std::size_t max_clients) {
     getrlimit(RLIMIT_NOFILE, &limit);
   }
   constexpr rlim_t kSpareDescriptors = 64;
-  if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < max_clients + kSpareDescriptors) {
-    LOG_WARNING("open file limit ", limit.rlim_cur, " is below --max-clients ", max_clients, " + ",
-                kSpareDescriptors, "; connections beyond it will fail to be accepted");
+  const std::size_t per_client = write_threads > 0 ? 2 : 1;
+  if (limit.rlim_cur != RLIM_INFINITY &&
+      limit.rlim_cur < per_client * max_clients + kSpareDescriptors) {
+    LOG_WARNING("open file limit ", limit.rlim_cur, " is below ", per_client == 2 ? "2 x " : "",
+                "--max-clients ", max_clients, " + ", kSpareDescriptors,
+                per_client == 2 ? " (write threads: two per client)" : "",
+                "; connections beyond it will fail to be accepted");
   }
 }
 
@@ -202,7 +206,7 @@ Status Server::Open() {
   // Sources that claim less than 8 bits/byte are conditioned to full entropy before
   // they enter the pool, so every pooled byte counts 8 bits in 0x00 answers.
   context_.entropy_bits_per_byte = 8;
-  RaiseDescriptorLimit(config_.max_clients);
+  RaiseDescriptorLimit(config_.max_clients, config_.write_threads);
   sources_ = BuildSources(config_, std::move(plan).value(), nullptr);
 
   if (Status adopted = AddInheritedEndpoints(config_); !adopted.ok()) return adopted;
@@ -234,6 +238,12 @@ int Server::Run() {
            : sources_->mode() == SourceMode::kFailover ? " (failover, in this order)"
                                                        : " (" + sources_->Describe() + ")",
            " (pool ", pool_.capacity(), " bytes)");
+  if (config_.write_threads > 0) {
+    write_loops_ = std::make_unique<WriteLoops>(config_.write_threads);
+    context_.write_loops = write_loops_.get();
+    LOG_INFO("writing replies to plain TCP and unix clients on ", config_.write_threads,
+             config_.write_threads == 1 ? " thread" : " threads", " beside the event loop");
+  }
   sources_->Start();
   for (auto& connector : connectors_) connector->Start();
   for (std::size_t i = 0; i < listeners_.size(); ++i) {
@@ -261,6 +271,8 @@ int Server::Run() {
   notifier_.Ready();  // every listener is bound and accepting
   WaitForSignal();
   RunSurvivingHandlerFailures(io_, counters_);
+  // Every session is closed and every write's answer is back (they keep io_ running).
+  if (write_loops_) write_loops_->Stop();
   LOG_INFO("stopped");
   return 0;
 }

@@ -33,6 +33,7 @@
 #include "transport/listener.h"
 #include "transport/session_host.h"
 #include "transport/udp_endpoint.h"
+#include "transport/write_loops.h"
 
 namespace rngmux {
 
@@ -51,6 +52,9 @@ struct ServeConfig {
   bool allow_test_source = false;
   std::size_t max_queued_requests = 4096;
   std::size_t max_clients = 16384;
+  // Threads that write replies to plain TCP and unix clients (WriteLoops); 0: the
+  // event loop writes them itself. Start-up only.
+  std::size_t write_threads = 0;
   double health_alpha_log2 = kDefaultHealthAlphaLog2;
   std::string log_level = "info";  // debug, info, warning or error; applied at reload too
   // The control socket (`rngmux status`, `reload`, `stats`): a unix socket path, or
@@ -77,7 +81,7 @@ struct ServeConfig {
 Status IdentifyEndpoints(std::vector<EndpointSpec>& endpoints);
 
 // Lifts RLIMIT_NOFILE's soft limit so that `max_clients` connections fit.
-void RaiseDescriptorLimit(std::size_t max_clients);
+void RaiseDescriptorLimit(std::size_t max_clients, std::size_t write_threads);
 
 // Runs `io` until it stops. A handler that runs out of memory (std::bad_alloc) is
 // counted and logged, and the loop goes on: one client's failed allocation must not
@@ -211,6 +215,8 @@ class Server final : public SessionHost {
   std::atomic<bool> pump_posted_{false};
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
+  // After io_: gone before it, since a write's answer is posted to io_.
+  std::unique_ptr<WriteLoops> write_loops_;
   asio::signal_set signals_;
   // Re-pumps once reserves for briefly idle clients have expired, so bytes set
   // aside for a client that left reach the waiting ones even if no new bytes come.

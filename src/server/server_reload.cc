@@ -123,6 +123,7 @@ Result<std::string> Server::Apply(ServeConfig next) {
     }
   };
   keep(&ServeConfig::pool_bytes, "pool-size");
+  keep(&ServeConfig::write_threads, "write-threads");
   keep(&ServeConfig::control_path, "control");
   keep(&ServeConfig::metrics_address, "metrics");
   keep(&ServeConfig::user, "user");
@@ -278,7 +279,9 @@ Result<std::string> Server::Apply(ServeConfig next) {
     changes.push_back("max-queued-requests " + std::to_string(next.max_queued_requests));
   }
   context_.max_queued_requests = next.max_queued_requests;
-  if (next.max_clients > config_.max_clients) RaiseDescriptorLimit(next.max_clients);
+  if (next.max_clients > config_.max_clients) {
+    RaiseDescriptorLimit(next.max_clients, config_.write_threads);
+  }
   // What is not running is not configured: a later reload that gives it again opens it.
   std::erase_if(next.endpoints,
                 [&](const EndpointSpec& endpoint) { return not_running.count(endpoint.id) != 0; });

@@ -24,6 +24,7 @@
 namespace rngmux {
 
 class EgdSession;
+class WriteLoops;
 
 // What all sessions share. Event-loop thread only.
 struct SessionContext {
@@ -41,6 +42,9 @@ struct SessionContext {
   // then only lists itself here, and is flushed once the pump is over.
   bool defer_flush = false;
   std::vector<EgdSession*> deferred_flush{};  // nullptr: destroyed while listed
+  // Plain stream sessions hand their writes to these loops (nullptr: they write on
+  // the event loop themselves). Set before the first session starts.
+  WriteLoops* write_loops = nullptr;
 };
 
 // Logs a line about one client, at most once per interval per identity and kind

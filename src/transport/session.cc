@@ -3,16 +3,20 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <array>
 #include <asio/error.hpp>
+#include <asio/execution/outstanding_work.hpp>
 #include <asio/post.hpp>
+#include <asio/prefer.hpp>
 #include <asio/ssl/error.hpp>
 #include <asio/write.hpp>
 #include <cstdio>
 #include <utility>
 
 #include "common/log.h"
+#include "transport/write_loops.h"
 
 namespace rngmux {
 namespace {
@@ -48,6 +52,7 @@ void Session::Start(std::function<void()> on_closed) {
     Close("cannot make socket non-blocking: " + ec.message(), true);
     return;
   }
+  OpenWriteSocket();
   if (options().lead_bytes > 0 && !options().raw) {
     const auto local = socket_.local_endpoint(ec);
     quick_ack_ =
@@ -57,11 +62,20 @@ void Session::Start(std::function<void()> on_closed) {
   WaitReadable();
 }
 
+void Session::OpenWriteSocket() {
+  if (context().write_loops == nullptr || transport_.tls) return;
+  // Without one it writes on the serving loop, as without write loops.
+  write_descriptor_ = WriteDescriptor::Dup(socket_.native_handle());
+  if (write_descriptor_) write_loop_ = &context().write_loops->Next();
+}
+
 void Session::CloseTransport() {
   if (!writing_) in_flight_.Clear();  // Otherwise the aborted write's handler wipes it.
   asio::error_code ignored;
+  // Shutting the connection down fails a write in progress on the write loop too.
   socket_.shutdown(asio::socket_base::shutdown_both, ignored);
   socket_.close(ignored);
+  write_descriptor_.reset();  // closed once a write holding it has returned
 }
 
 void Session::WaitReadable() {
@@ -181,32 +195,68 @@ void Session::Flush() {
   if (closed() || writing_ || pending_.empty()) return;
   in_flight_.Swap(pending_);
   writing_ = true;
-  auto on_written = [self = shared_from_this()](const asio::error_code& ec, std::size_t sent) {
-    self->writing_ = false;
-    if (ec && !self->closed()) {
-      self->context().counters.wiped_undelivered_bytes += self->in_flight_.size() - sent;
-    }
-    self->in_flight_.Clear();
-    if (self->closed()) return;
-    // Going idle: hold no buffer memory (thousands of idle guests).
-    if (self->pending_.empty()) {
-      self->in_flight_.Release();
-      self->pending_.Release();
-    }
-    if (ec) {
-      self->Close("write: " + ec.message());
-      return;
-    }
-    self->ProcessQueue();
-  };
-  if (transport_.tls) {
-    asio::async_write(*transport_.tls, asio::buffer(in_flight_.data(), in_flight_.size()),
-                      std::move(on_written));
+  const auto bytes = asio::buffer(in_flight_.data(), in_flight_.size());
+  if (write_descriptor_) {
+    // Held until the answer is back on this loop, so the buffer outlives the write
+    // and the session is destroyed here, never on the write loop.
+    write_keepalive_ = shared_from_this();
+    // Tracked: the serving loop does not run out of work while a write is away.
+    auto home = asio::prefer(socket_.get_executor(), asio::execution::outstanding_work.tracked);
+    asio::post(*write_loop_,
+               [this, loops = context().write_loops, descriptor = write_descriptor_,
+                home = std::move(home),
+                bytes = std::span<const std::uint8_t>(in_flight_.data(), in_flight_.size())] {
+                 asio::error_code ec;
+                 const std::size_t sent = descriptor->SendSome(bytes, ec);
+                 loops->AddSent(sent);
+                 asio::post(home, [this, ec, sent] { OnSentOnWriteLoop(ec, sent); });
+               });
+  } else if (transport_.tls) {
+    asio::async_write(*transport_.tls, bytes,
+                      [self = shared_from_this()](const asio::error_code& ec, std::size_t sent) {
+                        self->OnWritten(ec, sent);
+                      });
   } else {
-    asio::async_write(socket_, asio::buffer(in_flight_.data(), in_flight_.size()),
-                      std::move(on_written));
+    asio::async_write(socket_, bytes,
+                      [self = shared_from_this()](const asio::error_code& ec, std::size_t sent) {
+                        self->OnWritten(ec, sent);
+                      });
   }
   UpdateDemand();  // pending_ has room again: let the pump fill it during the write.
+}
+
+void Session::OnSentOnWriteLoop(const asio::error_code& ec, std::size_t sent) {
+  if (ec || closed() || sent == in_flight_.size()) {
+    OnWritten(ec, sent);
+    return;
+  }
+  // The client's socket is full: the rest waits for room on this loop's own socket.
+  asio::async_write(
+      socket_, asio::buffer(in_flight_.data() + sent, in_flight_.size() - sent),
+      [self = shared_from_this(), sent](const asio::error_code& rest_ec, std::size_t rest) {
+        self->OnWritten(rest_ec, sent + rest);
+      });
+}
+
+void Session::OnWritten(const asio::error_code& ec, std::size_t sent) {
+  // Released when this returns: the last reference may be this one.
+  const std::shared_ptr<Session> keepalive = std::move(write_keepalive_);
+  writing_ = false;
+  if (ec && !closed()) {
+    context().counters.wiped_undelivered_bytes += in_flight_.size() - sent;
+  }
+  in_flight_.Clear();
+  if (closed()) return;
+  // Going idle: hold no buffer memory (thousands of idle guests).
+  if (pending_.empty()) {
+    in_flight_.Release();
+    pending_.Release();
+  }
+  if (ec) {
+    Close("write: " + ec.message());
+    return;
+  }
+  ProcessQueue();
 }
 
 }  // namespace rngmux

@@ -14,6 +14,7 @@
 #include "protocol/egd_parser.h"
 #include "transport/egd_session.h"
 #include "transport/tls_handshake.h"
+#include "transport/write_loops.h"
 
 namespace rngmux {
 
@@ -31,7 +32,7 @@ namespace rngmux {
 // instead of polling the socket; everything else is the same.
 //
 // Lifetime: owned by shared_ptr; pending asynchronous operations hold a reference.
-// Event-loop thread only.
+// Event-loop thread only, but for the write itself when write loops are in use.
 class Session final : public EgdSession, public std::enable_shared_from_this<Session> {
  public:
   using Socket = asio::generic::stream_protocol::socket;
@@ -53,6 +54,9 @@ class Session final : public EgdSession, public std::enable_shared_from_this<Ses
   void Start(std::function<void()> on_closed);
   // Output buffer storage held now: zero for an idle connection.
   std::size_t buffered_capacity() const { return pending_.allocated() + in_flight_.allocated(); }
+  // A reply is on its way to the socket (and, with write loops, the session is kept
+  // alive until it is back).
+  bool writing() const { return writing_; }
 
  private:
   void WaitReadable();
@@ -67,6 +71,12 @@ class Session final : public EgdSession, public std::enable_shared_from_this<Ses
   bool OnInput(std::span<const std::uint8_t> input);
 
   void Flush() override;
+  // Completes a write (on the serving loop, whichever loop wrote it).
+  void OnWritten(const asio::error_code& ec, std::size_t sent);
+  // With write loops: what the write loop sent; a write that would block goes on here.
+  void OnSentOnWriteLoop(const asio::error_code& ec, std::size_t sent);
+  // With write loops: a second descriptor for this socket, written on one of them.
+  void OpenWriteSocket();
   std::size_t BytesInTransport() const override { return writing_ ? in_flight_.size() : 0; }
   bool TransportIdle() const override { return !writing_; }
   void CloseTransport() override;
@@ -78,6 +88,13 @@ class Session final : public EgdSession, public std::enable_shared_from_this<Ses
   std::array<std::uint8_t, 64> small_input_{};
   EgdParser parser_;
   OutputBuffer in_flight_;
+  // With write loops (SessionContext::write_loops, plain sockets only): a dup() of the
+  // socket that write_loop_ sends each reply on, without blocking. in_flight_ is not
+  // touched here while `writing_`, and the session keeps itself alive until the write
+  // loop's answer has come back.
+  std::shared_ptr<WriteDescriptor> write_descriptor_;
+  asio::io_context* write_loop_ = nullptr;
+  std::shared_ptr<Session> write_keepalive_;
   bool writing_ = false;
   bool reading_ = false;
   bool quick_ack_ = false;  // TCP in lead mode: ACK every read at once

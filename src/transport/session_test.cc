@@ -17,14 +17,17 @@
 #include <new>
 #include <vector>
 
+#include "transport/write_loops.h"
+
 namespace rngmux {
 namespace {
 
 using Bytes = std::vector<std::uint8_t>;
 
 // One session on one end of a socketpair; the test plays the client on the
-// other end with plain non-blocking syscalls.
-class SessionTest : public ::testing::Test {
+// other end with plain non-blocking syscalls. The parameter is the number of write
+// loops (0: the session writes on the test's loop, as by default).
+class SessionTest : public ::testing::TestWithParam<std::size_t> {
  protected:
   SessionTest() : pool_(8192), fair_share_(pool_) {
     // As in the server: new bytes in the pool schedule a pump on the loop.
@@ -34,6 +37,10 @@ class SessionTest : public ::testing::Test {
   void TearDown() override {
     if (client_fd_ >= 0) close(client_fd_);
     if (session_) session_->Close("test over");
+    // A write away on a write loop comes back before the session can go.
+    for (int i = 0; i < 1000 && session_ && !!session_->writing(); ++i) {
+      io_.run_for(std::chrono::milliseconds(1));
+    }
     io_.poll();
   }
 
@@ -46,12 +53,22 @@ class SessionTest : public ::testing::Test {
     }
   }
 
-  void StartSession(SessionOptions options, std::size_t max_queued = 64) {
+  // `send_buffer`: the session's socket's send buffer, if not the default.
+  void StartSession(SessionOptions options, std::size_t max_queued = 64, int send_buffer = 0) {
     context_ = std::make_unique<SessionContext>(
         SessionContext{pool_, fair_share_, counters_,
                        [this] { asio::post(io_, [this] { Pump(); }); }, max_queued});
+    if (GetParam() > 0) {
+      write_loops_ = std::make_unique<WriteLoops>(GetParam());
+      context_->write_loops = write_loops_.get();
+    }
     asio::local::stream_protocol::socket server_end(io_), client_end(io_);
     asio::local::connect_pair(server_end, client_end);
+    if (send_buffer > 0) {
+      ASSERT_EQ(setsockopt(server_end.native_handle(), SOL_SOCKET, SO_SNDBUF, &send_buffer,
+                           sizeof send_buffer),
+                0);
+    }
     client_fd_ = client_end.release();
     fcntl(client_fd_, F_SETFL, O_NONBLOCK);
     Session::Socket socket(io_);
@@ -108,6 +125,7 @@ class SessionTest : public ::testing::Test {
   asio::io_context io_;
   // As in the server: the loop keeps running when no operation is pending.
   asio::executor_work_guard<asio::io_context::executor_type> work_ = asio::make_work_guard(io_);
+  std::unique_ptr<WriteLoops> write_loops_;  // gone before io_, which its answers go to
   EntropyPool pool_;
   FairShare fair_share_;
   ServerCounters counters_;
@@ -124,7 +142,7 @@ Bytes Sequence(unsigned first, std::size_t n) {
   return out;
 }
 
-TEST_F(SessionTest, AnswersEveryCommandInOrder) {
+TEST_P(SessionTest, AnswersEveryCommandInOrder) {
   FillPool(1000);
   StartSession({});
   // 00 | 01 10 | 02 20 | 04 | 03 00 08 03 a b c | 02 00 | 02 05
@@ -147,9 +165,13 @@ TEST_F(SessionTest, AnswersEveryCommandInOrder) {
   EXPECT_EQ(counters_.entropy_offered_bytes, 3u);
   EXPECT_EQ(counters_.served_bytes, 16u + 32 + 5);
   EXPECT_EQ(pool_.Available(), 1000u - 53);
+  // With write loops every reply left on one of them.
+  if (write_loops_) {
+    EXPECT_EQ(write_loops_->sent(), expected);
+  }
 }
 
-TEST_F(SessionTest, EntropyAvailableCountsClaimedBitsNotBytes) {
+TEST_P(SessionTest, EntropyAvailableCountsClaimedBitsNotBytes) {
   FillPool(1000);
   StartSession({});
   context_->entropy_bits_per_byte = 4;
@@ -159,7 +181,7 @@ TEST_F(SessionTest, EntropyAvailableCountsClaimedBitsNotBytes) {
   EXPECT_EQ((got[0] << 24) | (got[1] << 16) | (got[2] << 8) | got[3], 4000);
 }
 
-TEST_F(SessionTest, HalfClosedPeerStillGetsEverythingItAsked) {
+TEST_P(SessionTest, HalfClosedPeerStillGetsEverythingItAsked) {
   StartSession({});
   Send({0x02, 0x20, 0x04, 0x02, 0x10});
   ASSERT_EQ(shutdown(client_fd_, SHUT_WR), 0);
@@ -175,7 +197,7 @@ TEST_F(SessionTest, HalfClosedPeerStillGetsEverythingItAsked) {
   EXPECT_EQ(counters_.wiped_undelivered_bytes, 0u);
 }
 
-TEST_F(SessionTest, ImmediateRequestsDoNotCountAgainstTheQueueLimit) {
+TEST_P(SessionTest, ImmediateRequestsDoNotCountAgainstTheQueueLimit) {
   FillPool(100);
   StartSession({}, 16);
   Bytes requests(1000, 0x00);  // 1000 x "bits available", all answerable at once
@@ -185,7 +207,7 @@ TEST_F(SessionTest, ImmediateRequestsDoNotCountAgainstTheQueueLimit) {
   EXPECT_FALSE(session_->closed());
 }
 
-TEST_F(SessionTest, NonBlockingReadReturnsWhatIsThere) {
+TEST_P(SessionTest, NonBlockingReadReturnsWhatIsThere) {
   FillPool(10);
   StartSession({});
   Send({0x01, 0xff, 0x01, 0x05});
@@ -196,7 +218,7 @@ TEST_F(SessionTest, NonBlockingReadReturnsWhatIsThere) {
   EXPECT_TRUE(NothingMoreArrives());
 }
 
-TEST_F(SessionTest, BlockingReadWaitsAndKeepsReadingRequests) {
+TEST_P(SessionTest, BlockingReadWaitsAndKeepsReadingRequests) {
   StartSession({}, 1000);
   Bytes requests;
   for (int i = 0; i < 300; ++i) requests.insert(requests.end(), {0x02, 0x01});
@@ -209,7 +231,7 @@ TEST_F(SessionTest, BlockingReadWaitsAndKeepsReadingRequests) {
   EXPECT_EQ(got, Sequence(0, 300));
 }
 
-TEST_F(SessionTest, NonRandomReplyWaitsBehindEarlierBlockingRead) {
+TEST_P(SessionTest, NonRandomReplyWaitsBehindEarlierBlockingRead) {
   StartSession({});
   Send({0x02, 0x08, 0x04});
   EXPECT_TRUE(NothingMoreArrives());  // the PID must not overtake the 8 owed bytes
@@ -221,7 +243,7 @@ TEST_F(SessionTest, NonRandomReplyWaitsBehindEarlierBlockingRead) {
   EXPECT_EQ(got[8], pid.size());
 }
 
-TEST_F(SessionTest, UnknownCommandClosesAndCounts) {
+TEST_P(SessionTest, UnknownCommandClosesAndCounts) {
   FillPool(100);
   StartSession({});
   Send({0x02, 0x04, 0x16, 0x03, 0x01});
@@ -233,7 +255,7 @@ TEST_F(SessionTest, UnknownCommandClosesAndCounts) {
   EXPECT_TRUE(closed_callback_ran_);
 }
 
-TEST_F(SessionTest, TooManyQueuedRequestsDisconnects) {
+TEST_P(SessionTest, TooManyQueuedRequestsDisconnects) {
   StartSession({}, 16);
   Bytes requests;
   for (int i = 0; i < 17; ++i) requests.insert(requests.end(), {0x02, 0x10});
@@ -242,7 +264,7 @@ TEST_F(SessionTest, TooManyQueuedRequestsDisconnects) {
   EXPECT_EQ(counters_.queue_overflows, 1u);
 }
 
-TEST_F(SessionTest, LeadSendsUnsolicitedBytesAndTopsUp) {
+TEST_P(SessionTest, LeadSendsUnsolicitedBytesAndTopsUp) {
   FillPool(1000);
   SessionOptions options;
   options.lead_bytes = 64;
@@ -254,7 +276,7 @@ TEST_F(SessionTest, LeadSendsUnsolicitedBytesAndTopsUp) {
   EXPECT_TRUE(NothingMoreArrives());
 }
 
-TEST_F(SessionTest, LeadIsToppedUpInQuarters) {
+TEST_P(SessionTest, LeadIsToppedUpInQuarters) {
   FillPool(8000);
   SessionOptions options;
   options.lead_bytes = 4096;
@@ -269,7 +291,7 @@ TEST_F(SessionTest, LeadIsToppedUpInQuarters) {
   EXPECT_TRUE(NothingMoreArrives());
 }
 
-TEST_F(SessionTest, RawStreamsUntilBackPressure) {
+TEST_P(SessionTest, RawStreamsUntilBackPressure) {
   FillPool(8000);
   SessionOptions options;
   options.raw = true;
@@ -278,7 +300,7 @@ TEST_F(SessionTest, RawStreamsUntilBackPressure) {
   EXPECT_EQ(got, Sequence(0, 8000));
 }
 
-TEST_F(SessionTest, BytesOwedToAClientThatLeavesAreWipedNotReserved) {
+TEST_P(SessionTest, BytesOwedToAClientThatLeavesAreWipedNotReserved) {
   StartSession({});
   Send({0x02, 0xff});
   io_.run_for(std::chrono::milliseconds(5));
@@ -295,7 +317,7 @@ TEST_F(SessionTest, BytesOwedToAClientThatLeavesAreWipedNotReserved) {
 
 // Review finding: with a lead, a peer that asked and then half-closed got only the
 // lead (lead=64, 20 x 02 FF, SHUT_WR delivered 64 of 5,164 bytes).
-TEST_F(SessionTest, HalfClosedPeerWithALeadGetsTheLeadAndEverythingItAsked) {
+TEST_P(SessionTest, HalfClosedPeerWithALeadGetsTheLeadAndEverythingItAsked) {
   SessionOptions options;
   options.lead_bytes = 64;
   StartSession(options);
@@ -314,7 +336,7 @@ TEST_F(SessionTest, HalfClosedPeerWithALeadGetsTheLeadAndEverythingItAsked) {
 
 // A lead that the pool could only partly cover is finished when bytes come, without
 // waiting for a request (the remainder is below the top-up threshold).
-TEST_F(SessionTest, PartlyDeliveredLeadIsFinished) {
+TEST_P(SessionTest, PartlyDeliveredLeadIsFinished) {
   FillPool(4032);
   SessionOptions options;
   options.lead_bytes = 4096;
@@ -326,7 +348,7 @@ TEST_F(SessionTest, PartlyDeliveredLeadIsFinished) {
 }
 
 // An idle connection that has been sent its lead holds no output buffer.
-TEST_F(SessionTest, IdleConnectionHoldsNoBufferMemoryAfterItsLead) {
+TEST_P(SessionTest, IdleConnectionHoldsNoBufferMemoryAfterItsLead) {
   FillPool(8000);
   SessionOptions options;
   options.lead_bytes = 4096;
@@ -335,6 +357,61 @@ TEST_F(SessionTest, IdleConnectionHoldsNoBufferMemoryAfterItsLead) {
   for (int i = 0; i < 20; ++i) io_.run_for(std::chrono::milliseconds(1));
   EXPECT_EQ(session_->buffered_capacity(), 0u);
 }
+
+// A reply larger than the socket takes at once (a client slow to read) is finished
+// in order: with write loops, the rest waits for room on the serving loop's socket.
+TEST_P(SessionTest, AReplyTheSocketCannotTakeAtOnceArrivesWholeAndInOrder) {
+  FillPool(8000);
+  StartSession({}, 64, 1);  // the smallest: about 4.5 kB
+  Bytes requests;
+  for (int i = 0; i < 31; ++i) requests.insert(requests.end(), {0x02, 0xff});
+  Send(requests);
+  for (int i = 0; i < 20; ++i) io_.run_for(std::chrono::milliseconds(1));  // not read yet
+  ASSERT_FALSE(!session_->writing());                                      // the socket is full
+  EXPECT_EQ(Receive(31 * 255), Sequence(0, 31 * 255));
+  EXPECT_TRUE(NothingMoreArrives());
+  EXPECT_EQ(counters_.wiped_undelivered_bytes, 0u);
+  if (write_loops_) {
+    // Part left on a write loop, the rest once the socket had room again.
+    EXPECT_GT(write_loops_->sent(), 0u);
+    EXPECT_LT(write_loops_->sent(), 31u * 255);
+  }
+}
+
+// A client that goes while its reply is stuck in a full socket: the session closes,
+// its bytes are all accounted for, and it is gone once the write is back.
+TEST_P(SessionTest, AClientThatLeavesWithAReplyStuckIsClosedAndAccountedFor) {
+  FillPool(8000);
+  StartSession({}, 64, 1);  // the smallest: about 4.5 kB
+  Bytes requests;
+  for (int i = 0; i < 31; ++i) requests.insert(requests.end(), {0x02, 0xff});
+  Send(requests);
+  for (int i = 0; i < 20; ++i) io_.run_for(std::chrono::milliseconds(1));
+  ASSERT_FALSE(!session_->writing());
+  close(client_fd_);
+  client_fd_ = -1;
+  for (int i = 0; i < 500 && !(closed_callback_ran_ && !session_->writing()); ++i) {
+    io_.run_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_TRUE(session_->closed());
+  EXPECT_TRUE(closed_callback_ran_);
+  EXPECT_TRUE(!session_->writing());
+  EXPECT_EQ(counters_.served_bytes + pool_.Available(), 8000u);
+  // What was handed over and not known to have left is counted as wiped.
+  EXPECT_GT(counters_.wiped_undelivered_bytes, 0u);
+  EXPECT_LE(counters_.wiped_undelivered_bytes, counters_.served_bytes);
+  // The session is not kept alive by a write that never comes back.
+  const std::weak_ptr<Session> gone = session_;
+  session_.reset();
+  io_.poll();
+  EXPECT_TRUE(gone.expired());
+}
+
+INSTANTIATE_TEST_SUITE_P(, SessionTest, ::testing::Values(std::size_t{0}, std::size_t{2}),
+                         [](const ::testing::TestParamInfo<std::size_t>& loops) {
+                           return loops.param == 0 ? std::string("OnTheEventLoop")
+                                                   : std::string("OnTwoWriteLoops");
+                         });
 
 // An EGD client whose transport takes whatever is pending at once, counting the
 // hand-overs (each would be one write).

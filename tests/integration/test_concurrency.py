@@ -1,6 +1,7 @@
 """Many pipelining clients at once: exact reply sizes, bytes from the pool, none twice."""
 
 import bisect
+import socket
 import struct
 import threading
 import time
@@ -141,7 +142,48 @@ class ConcurrencyTest(RngmuxTestCase):
         self.assertIn("read on 2 threads", d.log_text())
         self.assertEqual(d.stats()["source_healthy"], 1)
 
-    def test_other_commands_in_one_pipeline_keep_order(self):
+    def test_replies_written_on_two_write_threads_reach_each_client_once(self):
+        d = self.start_daemon([
+            "--source", "test:%d" % SEED, "--allow-test-source", "--pool-size", str(POOL_SIZE),
+            "--max-queued-requests", "4096", "--write-threads", "2",
+            "--listen", "tcp:127.0.0.1:0", "--listen", "unix:%s" % self.path("egd.sock")])
+        self.assertIn("writing replies to plain TCP and unix clients on 2 threads", d.log_text())
+        tcp = [e for e in d.endpoints if e.startswith("tcp:")][0]
+        unix = [e for e in d.endpoints if e.startswith("unix:")][0]
+        # Clients that leave with replies owed, some of them stuck in a full socket, while
+        # the others are served.
+        for i in range(6):
+            s = connect(tcp if i % 2 else unix)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.sendall(egd_read(255) * 600)
+            time.sleep(0.05)
+            s.close()
+        clients = [Client(tcp, "tcp%d" % i) for i in range(6)]
+        clients += [Client(unix, "unix%d" % i) for i in range(6)]
+        self.run_clients(clients)
+        for c in clients:
+            self.assertEqual(c.trailer_pid, str(d.pid), c.name)
+            self.assertEqual(c.extra, b"", "%s: surplus bytes after the PID reply" % c.name)
+        index = ReferenceIndex(reference_stream(SEED, REFERENCE_BYTES))
+        self.assert_each_byte_served_once(index, {c.name: c.data for c in clients})
+        stats = d.stats()
+        self.assertEqual(stats["bad_requests"], 0)
+        # The leavers were handed bytes too; whatever of theirs did not reach a socket
+        # is counted as wiped, and nothing of the others'.
+        self.assertGreater(stats["served_bytes"], 12 * PER_CLIENT)
+        self.assertLessEqual(stats["wiped_undelivered_bytes"],
+                             stats["served_bytes"] - 12 * PER_CLIENT)
+        # It stops cleanly with writes to a client that reads nothing still owed.
+        stuck = connect(tcp)
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stuck.sendall(egd_read(255) * 400)
+        self.assertTrue(
+            wait_until(lambda: d.stats()["served_bytes"] > stats["served_bytes"] + 8192, 20),
+            "the stuck client was never handed bytes")
+        d.stop()
+        stuck.close()
+
+
         d = self.start()
         ref = reference_stream(SEED, REFERENCE_BYTES)
         payload = bytes((i * 37 + 11) & 0xFF for i in range(255))

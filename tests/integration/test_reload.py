@@ -227,6 +227,22 @@ class ReloadTest(RngmuxTestCase):
         self.assertFalse(client.closed_by_peer)
         self.assertIsNone(client.error)
 
+    def test_write_threads_change_at_the_next_restart(self):
+        port = free_tcp_port()
+        source = "test:%d,rate=%d" % (SEED, RATE)
+        listen = [{"address": "tcp:127.0.0.1:%d" % port}]
+        config = self.write(render_config(self.settings(**{"write-threads": 1}), [source], listen))
+        d = self.start_daemon(["--config", config], expect_listen=1)
+        self.assertIn("clients on 1 thread beside the event loop", d.log_text())
+        self.write(render_config(self.settings(**{"write-threads": 2}), [source], listen))
+        m = self.reload(d)
+        self.assertIn("write-threads changed: takes effect at the next restart", m.group(1))
+        with connect("tcp:127.0.0.1:%d" % port) as s:
+            s.sendall(egd_read(64))
+            self.assertEqual(len(recv_exact(s, 64)), 64)
+        self.assertNotIn("on 2 threads", d.log_text())
+        d.stop()
+
     def test_revoked_access_closes_clients_and_new_limits_apply(self):
         port = free_tcp_port()
         source = "test:%d,rate=%d" % (SEED, RATE)

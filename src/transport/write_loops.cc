@@ -1,0 +1,87 @@
+#include "transport/write_loops.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <asio/error.hpp>
+#include <cerrno>
+#include <new>
+
+#include "common/log.h"
+#include "common/signal_mask.h"
+
+namespace rngmux {
+
+WriteLoops::WriteLoops(std::size_t threads) {
+  const ScopedAsyncSignalBlock signals_to_the_serving_loop;
+  for (std::size_t i = 0; i < threads; ++i) {
+    auto loop = std::make_unique<Loop>();
+    Loop* raw = loop.get();
+    loop->thread = std::thread([raw] {
+      // Bounded, as the serving loop's: a loop that fails on every handler is a bug.
+      constexpr int kMaxFailures = 1000;
+      for (int failures = 0;; ++failures) {
+        try {
+          raw->io.run();
+          return;
+        } catch (const std::bad_alloc&) {
+          LOG_ERROR("out of memory in a write loop's handler; continuing");
+          if (failures + 1 >= kMaxFailures) throw;
+        }
+      }
+    });
+    loops_.push_back(std::move(loop));
+  }
+}
+
+WriteLoops::~WriteLoops() {
+  for (auto& loop : loops_) {
+    loop->work.reset();
+    loop->io.stop();
+  }
+  Stop();
+}
+
+asio::io_context& WriteLoops::Next() {
+  return loops_[next_.fetch_add(1, std::memory_order_relaxed) % loops_.size()]->io;
+}
+
+void WriteLoops::Stop() {
+  for (auto& loop : loops_) loop->work.reset();
+  for (auto& loop : loops_) {
+    if (loop->thread.joinable()) loop->thread.join();
+  }
+}
+
+std::shared_ptr<WriteDescriptor> WriteDescriptor::Dup(int fd) {
+  const int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (copy < 0) return nullptr;
+  return std::shared_ptr<WriteDescriptor>(new WriteDescriptor(copy));
+}
+
+WriteDescriptor::~WriteDescriptor() { ::close(fd_); }
+
+std::size_t WriteDescriptor::SendSome(std::span<const std::uint8_t> bytes,
+                                      asio::error_code& ec) const {
+  ec.clear();
+  std::size_t sent = 0;
+  // Bounded: every pass sends something or returns.
+  while (sent < bytes.size()) {
+    const ssize_t n =
+        ::send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      sent += static_cast<std::size_t>(n);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      break;
+    } else {
+      ec = n < 0 ? asio::error_code(errno, asio::system_category()) : asio::error::broken_pipe;
+      break;
+    }
+  }
+  return sent;
+}
+
+}  // namespace rngmux
