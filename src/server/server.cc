@@ -6,6 +6,7 @@
 #include <asio/post.hpp>
 #include <csignal>
 #include <new>
+#include <system_error>
 
 #include "admin/control_server.h"
 #include "admin/metrics_server.h"
@@ -223,6 +224,20 @@ Status Server::Open() {
   return OpenAdmin();
 }
 
+void Server::StartWriteLoops() {
+  try {
+    write_loops_ = std::make_unique<WriteLoops>(config_.write_threads);
+  } catch (const std::system_error& e) {
+    // An option for speed: the event loop writes every reply itself, as by default.
+    LOG_ERROR("cannot start ", config_.write_threads, " write threads (", e.what(),
+              "); the event loop writes every reply");
+    return;
+  }
+  context_.write_loops = write_loops_.get();
+  LOG_INFO("writing replies to plain TCP and unix clients on ", config_.write_threads,
+           config_.write_threads == 1 ? " thread" : " threads", " beside the event loop");
+}
+
 int Server::Run() {
   pool_.SetDataReadyCallback([this] { RequestPump(); });
   if (!pool_.memory_locked()) {
@@ -238,12 +253,7 @@ int Server::Run() {
            : sources_->mode() == SourceMode::kFailover ? " (failover, in this order)"
                                                        : " (" + sources_->Describe() + ")",
            " (pool ", pool_.capacity(), " bytes)");
-  if (config_.write_threads > 0) {
-    write_loops_ = std::make_unique<WriteLoops>(config_.write_threads);
-    context_.write_loops = write_loops_.get();
-    LOG_INFO("writing replies to plain TCP and unix clients on ", config_.write_threads,
-             config_.write_threads == 1 ? " thread" : " threads", " beside the event loop");
-  }
+  if (config_.write_threads > 0) StartWriteLoops();
   sources_->Start();
   for (auto& connector : connectors_) connector->Start();
   for (std::size_t i = 0; i < listeners_.size(); ++i) {
@@ -272,7 +282,10 @@ int Server::Run() {
   WaitForSignal();
   RunSurvivingHandlerFailures(io_, counters_);
   // Every session is closed and every write's answer is back (they keep io_ running).
-  if (write_loops_) write_loops_->Stop();
+  if (write_loops_) {
+    write_loops_->Stop();
+    LOG_INFO("write threads sent ", write_loops_->sent(), " bytes");
+  }
   LOG_INFO("stopped");
   return 0;
 }

@@ -191,6 +191,8 @@ class Server final : public SessionHost {
   std::shared_ptr<ShareGroup> MakeGroup(const std::string& name, const EndpointSpec& endpoint);
   void WaitForSignal();
   void Shutdown();
+  // --write-threads: starts them, or logs why not and goes on without them.
+  void StartWriteLoops();
   // The control socket and the metrics endpoint, if configured (server_status.cc).
   Status OpenAdmin();
   void StartAdmin();
@@ -216,7 +218,7 @@ class Server final : public SessionHost {
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   // After io_: gone before it, since a write's answer is posted to io_.
-  std::unique_ptr<WriteLoops> write_loops_;
+  std::unique_ptr<WriteLoops> write_loops_;  // set by StartWriteLoops()
   asio::signal_set signals_;
   // Re-pumps once reserves for briefly idle clients have expired, so bytes set
   // aside for a client that left reach the waiting ones even if no new bytes come.

@@ -12,7 +12,10 @@
 #include <asio/prefer.hpp>
 #include <asio/ssl/error.hpp>
 #include <asio/write.hpp>
+#include <chrono>
 #include <cstdio>
+#include <new>
+#include <thread>
 #include <utility>
 
 #include "common/log.h"
@@ -30,6 +33,23 @@ constexpr int kReadsPerTurn = 8;
 std::span<std::uint8_t> SharedReadBuffer() {
   thread_local std::array<std::uint8_t, 16 * 1024> buffer;
   return buffer;
+}
+
+// Posts a write loop's answer to the serving loop. Nothing else would ever bring the
+// session its answer, so a post that runs out of memory is tried again (bounded).
+template <typename Executor, typename Answer>
+void PostAnswer(const Executor& home, const Answer& answer) {
+  constexpr int kAttempts = 1000;
+  for (int attempt = 1;; ++attempt) {
+    try {
+      asio::post(home, answer);
+      return;
+    } catch (const std::bad_alloc&) {
+      if (attempt == kAttempts) throw;
+      if (attempt == 1) LOG_ERROR("out of memory posting a write's answer; trying again");
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
 }
 
 }  // namespace
@@ -202,15 +222,23 @@ void Session::Flush() {
     write_keepalive_ = shared_from_this();
     // Tracked: the serving loop does not run out of work while a write is away.
     auto home = asio::prefer(socket_.get_executor(), asio::execution::outstanding_work.tracked);
-    asio::post(*write_loop_,
-               [this, loops = context().write_loops, descriptor = write_descriptor_,
-                home = std::move(home),
-                bytes = std::span<const std::uint8_t>(in_flight_.data(), in_flight_.size())] {
-                 asio::error_code ec;
-                 const std::size_t sent = descriptor->SendSome(bytes, ec);
-                 loops->AddSent(sent);
-                 asio::post(home, [this, ec, sent] { OnSentOnWriteLoop(ec, sent); });
-               });
+    try {
+      asio::post(*write_loop_,
+                 [this, loops = context().write_loops, descriptor = write_descriptor_,
+                  home = std::move(home),
+                  bytes = std::span<const std::uint8_t>(in_flight_.data(), in_flight_.size())] {
+                   asio::error_code ec;
+                   const std::size_t sent = descriptor->SendSome(bytes, ec);
+                   loops->AddSent(sent);
+                   PostAnswer(home, [this, ec, sent] { OnSentOnWriteLoop(ec, sent); });
+                 });
+    } catch (...) {
+      // Out of memory: the reply goes back to pending_ and nothing is away.
+      write_keepalive_.reset();
+      writing_ = false;
+      in_flight_.Swap(pending_);
+      throw;
+    }
   } else if (transport_.tls) {
     asio::async_write(*transport_.tls, bytes,
                       [self = shared_from_this()](const asio::error_code& ec, std::size_t sent) {

@@ -13,6 +13,7 @@
 #include <asio/post.hpp>
 #include <chrono>
 #include <functional>
+#include <future>
 #include <memory>
 #include <new>
 #include <vector>
@@ -75,6 +76,18 @@ class SessionTest : public ::testing::TestWithParam<std::size_t> {
     socket.assign(asio::generic::stream_protocol(AF_UNIX, 0), server_end.release());
     session_ = std::make_shared<Session>(std::move(socket), *context_, options, "test-peer");
     session_->Start([this] { closed_callback_ran_ = true; });
+  }
+
+  // A session owing 31 x 255 bytes to a client that reads nothing yet, through a socket
+  // with the smallest send buffer (about 4.5 kB): its write is stuck.
+  void StartWithAReplyStuck() {
+    FillPool(8000);
+    StartSession({}, 64, 1);
+    Bytes requests;
+    for (int i = 0; i < 31; ++i) requests.insert(requests.end(), {0x02, 0xff});
+    Send(requests);
+    for (int i = 0; i < 20; ++i) io_.run_for(std::chrono::milliseconds(1));
+    ASSERT_TRUE(session_->writing());
   }
 
   // Puts bytes 0, 1, 2, ... (mod 251) into the pool, continuing the sequence.
@@ -361,13 +374,7 @@ TEST_P(SessionTest, IdleConnectionHoldsNoBufferMemoryAfterItsLead) {
 // A reply larger than the socket takes at once (a client slow to read) is finished
 // in order: with write loops, the rest waits for room on the serving loop's socket.
 TEST_P(SessionTest, AReplyTheSocketCannotTakeAtOnceArrivesWholeAndInOrder) {
-  FillPool(8000);
-  StartSession({}, 64, 1);  // the smallest: about 4.5 kB
-  Bytes requests;
-  for (int i = 0; i < 31; ++i) requests.insert(requests.end(), {0x02, 0xff});
-  Send(requests);
-  for (int i = 0; i < 20; ++i) io_.run_for(std::chrono::milliseconds(1));  // not read yet
-  ASSERT_FALSE(!session_->writing());                                      // the socket is full
+  ASSERT_NO_FATAL_FAILURE(StartWithAReplyStuck());
   EXPECT_EQ(Receive(31 * 255), Sequence(0, 31 * 255));
   EXPECT_TRUE(NothingMoreArrives());
   EXPECT_EQ(counters_.wiped_undelivered_bytes, 0u);
@@ -381,13 +388,7 @@ TEST_P(SessionTest, AReplyTheSocketCannotTakeAtOnceArrivesWholeAndInOrder) {
 // A client that goes while its reply is stuck in a full socket: the session closes,
 // its bytes are all accounted for, and it is gone once the write is back.
 TEST_P(SessionTest, AClientThatLeavesWithAReplyStuckIsClosedAndAccountedFor) {
-  FillPool(8000);
-  StartSession({}, 64, 1);  // the smallest: about 4.5 kB
-  Bytes requests;
-  for (int i = 0; i < 31; ++i) requests.insert(requests.end(), {0x02, 0xff});
-  Send(requests);
-  for (int i = 0; i < 20; ++i) io_.run_for(std::chrono::milliseconds(1));
-  ASSERT_FALSE(!session_->writing());
+  ASSERT_NO_FATAL_FAILURE(StartWithAReplyStuck());
   close(client_fd_);
   client_fd_ = -1;
   for (int i = 0; i < 500 && !(closed_callback_ran_ && !session_->writing()); ++i) {
@@ -395,7 +396,7 @@ TEST_P(SessionTest, AClientThatLeavesWithAReplyStuckIsClosedAndAccountedFor) {
   }
   EXPECT_TRUE(session_->closed());
   EXPECT_TRUE(closed_callback_ran_);
-  EXPECT_TRUE(!session_->writing());
+  EXPECT_FALSE(session_->writing());
   EXPECT_EQ(counters_.served_bytes + pool_.Available(), 8000u);
   // What was handed over and not known to have left is counted as wiped.
   EXPECT_GT(counters_.wiped_undelivered_bytes, 0u);
@@ -411,6 +412,39 @@ INSTANTIATE_TEST_SUITE_P(, SessionTest, ::testing::Values(std::size_t{0}, std::s
                          [](const ::testing::TestParamInfo<std::size_t>& loops) {
                            return loops.param == 0 ? std::string("OnTheEventLoop")
                                                    : std::string("OnTwoWriteLoops");
+                         });
+
+// With a write loop only.
+class WriteLoopSessionTest : public SessionTest {};
+
+// A client that leaves while its reply is away on the write loop: the server lets the
+// session go, and the session lives until the answer is back (the write holds its
+// buffer), then goes, its reply counted as wiped.
+TEST_P(WriteLoopSessionTest, ASessionLetGoWithAWriteAwayLivesUntilTheAnswer) {
+  FillPool(1000);
+  StartSession({});
+  ASSERT_EQ(write_loops_->size(), 1u);
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  asio::post(write_loops_->Next(), [released] { released.wait(); });  // the loop is busy
+  Send({0x02, 0x40});
+  for (int i = 0; i < 200 && !session_->writing(); ++i) io_.run_for(std::chrono::milliseconds(1));
+  ASSERT_TRUE(session_->writing());
+  session_->Close("client gone");
+  const std::weak_ptr<Session> session = session_;
+  session_.reset();
+  for (int i = 0; i < 20; ++i) io_.run_for(std::chrono::milliseconds(1));
+  EXPECT_FALSE(session.expired());
+  release.set_value();
+  for (int i = 0; i < 500 && !session.expired(); ++i) io_.run_for(std::chrono::milliseconds(1));
+  EXPECT_TRUE(session.expired());
+  EXPECT_EQ(counters_.served_bytes, 64u);
+  EXPECT_EQ(counters_.wiped_undelivered_bytes, 64u);
+}
+
+INSTANTIATE_TEST_SUITE_P(, WriteLoopSessionTest, ::testing::Values(std::size_t{1}),
+                         [](const ::testing::TestParamInfo<std::size_t>&) {
+                           return std::string("OnOneWriteLoop");
                          });
 
 // An EGD client whose transport takes whatever is pending at once, counting the

@@ -15,23 +15,29 @@ namespace rngmux {
 
 WriteLoops::WriteLoops(std::size_t threads) {
   const ScopedAsyncSignalBlock signals_to_the_serving_loop;
-  for (std::size_t i = 0; i < threads; ++i) {
-    auto loop = std::make_unique<Loop>();
-    Loop* raw = loop.get();
-    loop->thread = std::thread([raw] {
-      // Bounded, as the serving loop's: a loop that fails on every handler is a bug.
-      constexpr int kMaxFailures = 1000;
-      for (int failures = 0;; ++failures) {
-        try {
-          raw->io.run();
-          return;
-        } catch (const std::bad_alloc&) {
-          LOG_ERROR("out of memory in a write loop's handler; continuing");
-          if (failures + 1 >= kMaxFailures) throw;
+  try {
+    for (std::size_t i = 0; i < threads; ++i) {
+      auto loop = std::make_unique<Loop>();
+      Loop* raw = loop.get();
+      loops_.push_back(std::move(loop));
+      raw->thread = std::thread([raw] {
+        // Bounded, as the serving loop's: a loop that fails on every handler is a bug.
+        constexpr int kMaxFailures = 1000;
+        for (int failures = 0;; ++failures) {
+          try {
+            raw->io.run();
+            return;
+          } catch (const std::bad_alloc&) {
+            LOG_ERROR("out of memory in a write loop's handler; continuing");
+            if (failures + 1 >= kMaxFailures) throw;
+          }
         }
-      }
-    });
-    loops_.push_back(std::move(loop));
+      });
+    }
+  } catch (...) {
+    // No thread may outlive this (a joinable std::thread destroyed terminates).
+    Stop();
+    throw;
   }
 }
 

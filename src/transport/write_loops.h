@@ -25,6 +25,7 @@ namespace rngmux {
 // joins. Next() and size() are safe from any thread.
 class WriteLoops {
  public:
+  // Throws std::system_error if a thread cannot be started (none is left running).
   explicit WriteLoops(std::size_t threads);
   ~WriteLoops();
   WriteLoops(const WriteLoops&) = delete;
@@ -37,9 +38,9 @@ class WriteLoops {
   void AddSent(std::size_t bytes) { sent_.fetch_add(bytes, std::memory_order_relaxed); }
   std::uint64_t sent() const { return sent_.load(std::memory_order_relaxed); }
   // Lets the loops end once their queued work is done and joins them; idempotent.
-  // Call once every session is closed and its write has come back (the server's loop
-  // has run out of work): a write to a client that does not read would otherwise
-  // hold it. The destructor does not wait: it stops the loops where they are.
+  // Call once the serving loop has run out of work: a write away holds work on it, so
+  // its answer is then back. The destructor does not wait: it stops the loops where
+  // they are, destroying what is queued.
   void Stop();
 
  private:

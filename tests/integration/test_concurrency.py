@@ -1,6 +1,7 @@
 """Many pipelining clients at once: exact reply sizes, bytes from the pool, none twice."""
 
 import bisect
+import re
 import socket
 import struct
 import threading
@@ -182,8 +183,13 @@ class ConcurrencyTest(RngmuxTestCase):
             "the stuck client was never handed bytes")
         d.stop()
         stuck.close()
+        # The replies left on the write threads (but for what a full socket did not take,
+        # which the event loop sends).
+        m = re.search(r"write threads sent (\d+) bytes", d.log_text())
+        self.assertIsNotNone(m, "no count of what the write threads sent")
+        self.assertGreaterEqual(int(m.group(1)), 6 * PER_CLIENT)
 
-
+    def test_other_commands_in_one_pipeline_keep_order(self):
         d = self.start()
         ref = reference_stream(SEED, REFERENCE_BYTES)
         payload = bytes((i * 37 + 11) & 0xFF for i in range(255))
