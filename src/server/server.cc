@@ -5,11 +5,11 @@
 #include <algorithm>
 #include <asio/post.hpp>
 #include <csignal>
-#include <new>
 #include <system_error>
 
 #include "admin/control_server.h"
 #include "admin/metrics_server.h"
+#include "common/event_loop.h"
 #include "common/log.h"
 #include "endpoint/qemu_chardev.h"
 
@@ -32,24 +32,6 @@ void RaiseDescriptorLimit(std::size_t max_clients, std::size_t write_threads) {
                 "--max-clients ", max_clients, " + ", kSpareDescriptors,
                 per_client == 2 ? " (write threads: two per client)" : "",
                 "; connections beyond it will fail to be accepted");
-  }
-}
-
-void RunSurvivingHandlerFailures(asio::io_context& io, ServerCounters& counters) {
-  // Bounded: a loop that fails on every handler is a bug to stop on, not to spin in.
-  constexpr int kMaxFailures = 1000;
-  int failures = 0;
-  while (true) {
-    try {
-      io.run();
-      return;
-    } catch (const std::bad_alloc&) {
-      // One handler ran out of memory: its work is lost (the session it served is
-      // left to time out or be closed by its peer); every other client goes on.
-      counters.handler_failures++;
-      LOG_ERROR("out of memory in an event handler; continuing");
-      if (++failures >= kMaxFailures) throw;
-    }
   }
 }
 
@@ -226,7 +208,7 @@ Status Server::Open() {
 
 void Server::StartWriteLoops() {
   try {
-    write_loops_ = std::make_unique<WriteLoops>(config_.write_threads);
+    write_loops_ = std::make_unique<WriteLoops>(config_.write_threads, counters_.handler_failures);
   } catch (const std::system_error& e) {
     // An option for speed: the event loop writes every reply itself, as by default.
     LOG_ERROR("cannot start ", config_.write_threads, " write threads (", e.what(),
@@ -280,7 +262,7 @@ int Server::Run() {
   StartAdmin();
   notifier_.Ready();  // every listener is bound and accepting
   WaitForSignal();
-  RunSurvivingHandlerFailures(io_, counters_);
+  RunSurvivingHandlerFailures(io_, counters_.handler_failures);
   // Every session is closed and every write's answer is back (they keep io_ running).
   if (write_loops_) {
     write_loops_->Stop();

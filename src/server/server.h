@@ -83,11 +83,6 @@ Status IdentifyEndpoints(std::vector<EndpointSpec>& endpoints);
 // Lifts RLIMIT_NOFILE's soft limit so that `max_clients` connections fit.
 void RaiseDescriptorLimit(std::size_t max_clients, std::size_t write_threads);
 
-// Runs `io` until it stops. A handler that runs out of memory (std::bad_alloc) is
-// counted and logged, and the loop goes on: one client's failed allocation must not
-// end the daemon for everyone.
-void RunSurvivingHandlerFailures(asio::io_context& io, ServerCounters& counters);
-
 // Wires one source (on its own thread) through the health-gated pool to every
 // endpoint, on a single event-loop thread. Open() then Run(); SIGTERM/SIGINT
 // end Run() cleanly, SIGUSR1 logs stats.

@@ -14,6 +14,8 @@
 #include <new>
 #include <thread>
 
+#include "common/event_loop.h"
+
 namespace rngmux {
 namespace {
 
@@ -24,7 +26,7 @@ TEST(ServerLoopTest, AHandlerThatRunsOutOfMemoryDoesNotEndTheLoop) {
   bool later_handler_ran = false;
   asio::post(io, [] { throw std::bad_alloc(); });
   asio::post(io, [&] { later_handler_ran = true; });
-  RunSurvivingHandlerFailures(io, counters);
+  RunSurvivingHandlerFailures(io, counters.handler_failures);
   EXPECT_TRUE(later_handler_ran);
   EXPECT_EQ(counters.handler_failures, 1u);
 }

@@ -3,7 +3,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include <array>
 #include <asio/error.hpp>
@@ -72,7 +71,7 @@ void Session::Start(std::function<void()> on_closed) {
     Close("cannot make socket non-blocking: " + ec.message(), true);
     return;
   }
-  OpenWriteSocket();
+  OpenWriteDescriptor();
   if (options().lead_bytes > 0 && !options().raw) {
     const auto local = socket_.local_endpoint(ec);
     quick_ack_ =
@@ -82,7 +81,7 @@ void Session::Start(std::function<void()> on_closed) {
   WaitReadable();
 }
 
-void Session::OpenWriteSocket() {
+void Session::OpenWriteDescriptor() {
   if (context().write_loops == nullptr || transport_.tls) return;
   // Without one it writes on the serving loop, as without write loops.
   write_descriptor_ = WriteDescriptor::Dup(socket_.native_handle());

@@ -76,7 +76,7 @@ class Session final : public EgdSession, public std::enable_shared_from_this<Ses
   // With write loops: what the write loop sent; a write that would block goes on here.
   void OnSentOnWriteLoop(const asio::error_code& ec, std::size_t sent);
   // With write loops: a second descriptor for this socket, written on one of them.
-  void OpenWriteSocket();
+  void OpenWriteDescriptor();
   std::size_t BytesInTransport() const override { return writing_ ? in_flight_.size() : 0; }
   bool TransportIdle() const override { return !writing_; }
   void CloseTransport() override;

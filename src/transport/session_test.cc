@@ -39,7 +39,7 @@ class SessionTest : public ::testing::TestWithParam<std::size_t> {
     if (client_fd_ >= 0) close(client_fd_);
     if (session_) session_->Close("test over");
     // A write away on a write loop comes back before the session can go.
-    for (int i = 0; i < 1000 && session_ && !!session_->writing(); ++i) {
+    for (int i = 0; i < 1000 && session_ && session_->writing(); ++i) {
       io_.run_for(std::chrono::milliseconds(1));
     }
     io_.poll();
@@ -60,7 +60,7 @@ class SessionTest : public ::testing::TestWithParam<std::size_t> {
         SessionContext{pool_, fair_share_, counters_,
                        [this] { asio::post(io_, [this] { Pump(); }); }, max_queued});
     if (GetParam() > 0) {
-      write_loops_ = std::make_unique<WriteLoops>(GetParam());
+      write_loops_ = std::make_unique<WriteLoops>(GetParam(), counters_.handler_failures);
       context_->write_loops = write_loops_.get();
     }
     asio::local::stream_protocol::socket server_end(io_), client_end(io_);

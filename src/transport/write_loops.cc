@@ -6,33 +6,21 @@
 
 #include <asio/error.hpp>
 #include <cerrno>
-#include <new>
 
-#include "common/log.h"
+#include "common/event_loop.h"
 #include "common/signal_mask.h"
 
 namespace rngmux {
 
-WriteLoops::WriteLoops(std::size_t threads) {
+WriteLoops::WriteLoops(std::size_t threads, std::atomic<std::uint64_t>& handler_failures) {
   const ScopedAsyncSignalBlock signals_to_the_serving_loop;
   try {
     for (std::size_t i = 0; i < threads; ++i) {
       auto loop = std::make_unique<Loop>();
       Loop* raw = loop.get();
       loops_.push_back(std::move(loop));
-      raw->thread = std::thread([raw] {
-        // Bounded, as the serving loop's: a loop that fails on every handler is a bug.
-        constexpr int kMaxFailures = 1000;
-        for (int failures = 0;; ++failures) {
-          try {
-            raw->io.run();
-            return;
-          } catch (const std::bad_alloc&) {
-            LOG_ERROR("out of memory in a write loop's handler; continuing");
-            if (failures + 1 >= kMaxFailures) throw;
-          }
-        }
-      });
+      raw->thread = std::thread(
+          [raw, &handler_failures] { RunSurvivingHandlerFailures(raw->io, handler_failures); });
     }
   } catch (...) {
     // No thread may outlive this (a joinable std::thread destroyed terminates).

@@ -26,7 +26,8 @@ namespace rngmux {
 class WriteLoops {
  public:
   // Throws std::system_error if a thread cannot be started (none is left running).
-  explicit WriteLoops(std::size_t threads);
+  // A handler that runs out of memory is counted in `handler_failures` and survived.
+  WriteLoops(std::size_t threads, std::atomic<std::uint64_t>& handler_failures);
   ~WriteLoops();
   WriteLoops(const WriteLoops&) = delete;
   WriteLoops& operator=(const WriteLoops&) = delete;
