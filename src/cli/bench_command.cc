@@ -684,12 +684,12 @@ Command AddBenchCommand(CLI::App& root) {
   const CLI::Option* size = app->get_option("--size");
   const CLI::Option* depth = app->get_option("--depth");
   const CLI::Option* rate = app->get_option("--rate");
-  return Command{app, [flags, clients, size, depth, rate] {
+  return Command{app, [flags] { return RunBench(*flags); },
+                 [flags, clients, size, depth, rate] {
                    flags->clients_given = clients->count() > 0;
                    flags->size_given = size->count() > 0;
                    flags->depth_given = depth->count() > 0;
                    flags->rate_given = rate->count() > 0;
-                   return RunBench(*flags);
                  }};
 }
 

@@ -17,7 +17,8 @@ Command AddCheckConfigCommand(CLI::App& root) {
       "print it as a configuration file; reads the TLS files endpoints name, opens no "
       "socket.");
   AddServeFlags(*app, *flags);
-  return Command{app, [flags] {
+  return Command{app,
+                 [flags] {
                    auto config = LoadServeConfig(*flags);
                    if (!config.ok()) return ReportUsageError(config.status().message());
                    // Certificates and keys load now, as serve would load them.
@@ -31,7 +32,8 @@ Command AddCheckConfigCommand(CLI::App& root) {
                    const std::string text = RenderConfig(*config);
                    std::fwrite(text.data(), 1, text.size(), stdout);
                    return std::fflush(stdout) == 0 ? 0 : 1;
-                 }};
+                 },
+                 [flags] { NoteGivenFlags(*flags); }};
 }
 
 }  // namespace rngmux

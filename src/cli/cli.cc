@@ -1,6 +1,7 @@
 #include "cli/cli.h"
 
 #include <cstdio>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -31,9 +32,10 @@ int ReportUsageError(const std::string& message) {
 namespace {
 constexpr char kCommandList[] =
     "serve, read, fetch, check, bench, check-config, status, stats or reload";
-}  // namespace
 
-int RunCli(int argc, char** argv) {
+// Parses the command line. Returns the command to run, or sets `exit_code` and
+// returns nothing when parsing was the whole answer (help, version, a usage error).
+std::function<int()> ParseCommandLine(int argc, char** argv, int& exit_code) {
   CLI::App app(
       "rngmux: serves true random numbers from hardware generators to virtual "
       "machines and other consumers over the EGD protocol.",
@@ -52,24 +54,43 @@ int RunCli(int argc, char** argv) {
     bool known = false;
     for (const Command& command : commands) known |= command.app->get_name() == word;
     if (!known) {
-      return ReportUsageError("unknown command \"" + word + "\" (expected " + kCommandList + ")");
+      exit_code =
+          ReportUsageError("unknown command \"" + word + "\" (expected " + kCommandList + ")");
+      return nullptr;
     }
   }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
+    exit_code = app.exit(e);
+    return nullptr;
   } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
+    exit_code = app.exit(e);
+    return nullptr;
   } catch (const CLI::CallForVersion& e) {
-    return app.exit(e);
+    exit_code = app.exit(e);
+    return nullptr;
   } catch (const CLI::ParseError& e) {
-    return ReportUsageError(e.what());
+    exit_code = ReportUsageError(e.what());
+    return nullptr;
   }
-  for (const Command& command : commands) {
-    if (command.app->parsed()) return command.run();
+  for (Command& command : commands) {
+    if (!command.app->parsed()) continue;
+    if (command.parsed) command.parsed();
+    return std::move(command.run);
   }
-  return ReportUsageError(std::string("no subcommand given (") + kCommandList + "); see --help");
+  exit_code =
+      ReportUsageError(std::string("no subcommand given (") + kCommandList + "); see --help");
+  return nullptr;
+}
+
+}  // namespace
+
+int RunCli(int argc, char** argv) {
+  int exit_code = 0;
+  std::function<int()> run = ParseCommandLine(argc, argv, exit_code);
+  // The parser and its option tables are gone by now: a daemon runs without them.
+  return run ? run() : exit_code;
 }
 
 }  // namespace rngmux

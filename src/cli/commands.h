@@ -11,9 +11,14 @@ namespace rngmux {
 // A subcommand: its CLI11 parser and what to run once it has parsed. Each
 // command keeps its raw option values to itself and validates them into an
 // immutable config inside `run`, which returns the process exit code.
+//
+// The parser is freed before `run` starts (a daemon should not carry its option
+// tables for its lifetime), so what only the parser knows (which flags were given)
+// is read in `parsed`, which runs first, while the parser is alive.
 struct Command {
   CLI::App* app;
   std::function<int()> run;
+  std::function<void()> parsed = nullptr;
 };
 
 Command AddServeCommand(CLI::App& root);

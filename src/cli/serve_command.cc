@@ -93,7 +93,8 @@ Command AddServeCommand(CLI::App& root) {
               " and prints the QEMU arguments to use it.");
 
   return Command{
-      app, [flags] {
+      app,
+      [flags] {
         auto config = LoadForThisUser(*flags);
         if (!config.ok()) return ReportUsageError(config.status().message());
         if (Status status = ApplyLogLevel(config->log_level); !status.ok()) {
@@ -152,7 +153,8 @@ Command AddServeCommand(CLI::App& root) {
           LOG_WARNING("seccomp filter in log mode: calls outside it are only logged");
         }
         return server.Run();
-      }};
+      },
+      [flags] { NoteGivenFlags(*flags); }};
 }
 
 }  // namespace rngmux

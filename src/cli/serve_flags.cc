@@ -98,12 +98,16 @@ void AddServeFlags(CLI::App& app, ServeFlags& flags) {
        "seccomp");
 }
 
-Result<ServeConfig> LoadServeConfig(const ServeFlags& flags) {
-  ServeSettings command_line = flags.settings;
-  command_line.given.clear();
+void NoteGivenFlags(ServeFlags& flags) {
+  flags.settings.given.clear();
   for (const auto& [option, key] : flags.options) {
-    if (option->count() > 0) command_line.given[key] = "--" + key;
+    if (option->count() > 0) flags.settings.given[key] = "--" + key;
   }
+  flags.options.clear();
+}
+
+Result<ServeConfig> LoadServeConfig(const ServeFlags& flags) {
+  const ServeSettings& command_line = flags.settings;
   if (flags.config_file.empty()) return BuildServeConfig(command_line);
   Result<ServeSettings> file = LoadConfigFile(flags.config_file);
   if (!file.ok()) return file.status();

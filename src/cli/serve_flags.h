@@ -17,10 +17,15 @@ struct ServeFlags {
   std::string config_file;  // --config: "" for none
   ServeSettings settings;   // the values the flags left (defaults where not given)
   // Each setting's option with its key, to tell the flags given from the defaults.
-  // They belong to the parser AddServeFlags registered them on, which must outlive
-  // every LoadServeConfig (for serve: the process, since reloads read them again).
+  // They belong to the parser AddServeFlags registered them on: NoteGivenFlags reads
+  // them while it is alive, and clears them.
   std::vector<std::pair<const CLI::Option*, std::string>> options;
 };
+
+// Records in `flags.settings.given` which settings were given on the command line,
+// and forgets the parser's options: called once the parser has parsed and before it
+// is freed. Every LoadServeConfig after it (each reload) reads the record.
+void NoteGivenFlags(ServeFlags& flags);
 
 // Adds --config and the setting flags to `app`, writing into `flags` (which must
 // outlive the parse).
@@ -29,7 +34,8 @@ void AddServeFlags(CLI::App& app, ServeFlags& flags);
 // The configuration serve runs with: the file named by --config (if any), with each
 // flag given on the command line in place of the file's value (--source, --listen,
 // --connect and --qemu-chardev replace the file's list of their kind), validated.
-// Reads the file; called again for each reload. Errors are one line.
+// Reads the file; called again for each reload. Errors are one line. Flags count as
+// given once NoteGivenFlags has recorded them.
 Result<ServeConfig> LoadServeConfig(const ServeFlags& flags);
 
 }  // namespace rngmux

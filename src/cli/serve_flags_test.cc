@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -34,12 +35,13 @@ class ConfigFileOnDisk {
   std::string path_;
 };
 
-// Parses `serve`'s flags as the command line would give them. `app` must outlive every
-// LoadServeConfig(flags), as the command's parser does in the daemon.
+// Parses `serve`'s flags as the command line would give them, and notes which were
+// given, as the daemon does before it frees its parser.
 Result<ServeConfig> Load(CLI::App& app, ServeFlags& flags, std::vector<std::string> args) {
   AddServeFlags(app, flags);
   std::reverse(args.begin(), args.end());  // CLI11 takes the arguments last first
   app.parse(args);
+  NoteGivenFlags(flags);
   return LoadServeConfig(flags);
 }
 
@@ -48,10 +50,10 @@ TEST(ServeFlagsTest, FlagsGivenOverrideTheFileOthersLeaveIt) {
       "pool-size = 8192\nlog-level = \"debug\"\nmax-clients = 10\ncontrol = \"\"\n"
       "[[listen]]\naddress = \"tcp:127.0.0.1:1024\"\n"
       "[[connect]]\naddress = \"tcp:127.0.0.1:2048\"\n");
-  CLI::App app("test");
+  auto app = std::make_unique<CLI::App>("test");
   ServeFlags flags;
   Result<ServeConfig> config =
-      Load(app, flags,
+      Load(*app, flags,
            {"--config", file.path(), "--log-level", "warning", "--listen", "tcp:127.0.0.1:3000"});
   ASSERT_TRUE(config.ok()) << config.status().message();
   EXPECT_EQ(config->pool_bytes, 8192u);  // not given: the file's, not the flag's default
@@ -63,7 +65,9 @@ TEST(ServeFlagsTest, FlagsGivenOverrideTheFileOthersLeaveIt) {
   EXPECT_EQ(config->endpoints[0].id, "listen tcp:127.0.0.1:3000");
   EXPECT_EQ(config->endpoints[1].id, "connect tcp:127.0.0.1:2048");
 
-  // Read again (a reload): the file's new values, the same flags over them.
+  // Read again (a reload): the file's new values, the same flags over them. The
+  // daemon frees its parser before it serves: the reload reads what was noted.
+  app.reset();
   file.Write("pool-size = 16384\nlog-level = \"error\"\n[[listen]]\naddress = \"tcp:[::1]:1\"\n");
   Result<ServeConfig> again = LoadServeConfig(flags);
   ASSERT_TRUE(again.ok()) << again.status().message();

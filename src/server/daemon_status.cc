@@ -24,6 +24,8 @@ std::vector<CounterValue> CounterValues(const ServerCounters& c) {
       {"replaced_connections", c.replaced_connections,
        "Connections closed for a newer one of the same client (max-conns)", false},
       {"handler_failures", c.handler_failures, "Event handlers that ran out of memory", false},
+      {"write_thread_sent_bytes", c.write_thread_sent_bytes,
+       "Reply bytes (random bytes and other answers) sent on write threads", false},
       {"udp_datagrams_received", c.udp_datagrams_received, "UDP datagrams received", false},
       {"udp_datagrams_sent", c.udp_datagrams_sent, "UDP datagrams sent", false},
       {"udp_denied_datagrams", c.udp_denied_datagrams, "UDP datagrams dropped: sender not allowed",

@@ -1,5 +1,6 @@
 #include "server/server.h"
 
+#include <malloc.h>
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -208,7 +209,8 @@ Status Server::Open() {
 
 void Server::StartWriteLoops() {
   try {
-    write_loops_ = std::make_unique<WriteLoops>(config_.write_threads, counters_.handler_failures);
+    write_loops_ = std::make_unique<WriteLoops>(config_.write_threads, counters_.handler_failures,
+                                                counters_.write_thread_sent_bytes);
   } catch (const std::system_error& e) {
     // An option for speed: the event loop writes every reply itself, as by default.
     LOG_ERROR("cannot start ", config_.write_threads, " write threads (", e.what(),
@@ -261,6 +263,9 @@ int Server::Run() {
     LogQemuArguments(endpoint, config_.print_qemu_arguments);
   StartAdmin();
   notifier_.Ready();  // every listener is bound and accepting
+  // What start-up allocated and freed (the command line, the configuration, opening)
+  // stays resident until the heap is trimmed: give it back before serving.
+  malloc_trim(0);
   WaitForSignal();
   RunSurvivingHandlerFailures(io_, counters_.handler_failures);
   // Every session is closed and every write's answer is back (they keep io_ running).

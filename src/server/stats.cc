@@ -39,6 +39,7 @@ std::string FormatStats(const ServerCounters& server, const EntropyPool& pool,
       << " denied_connections=" << server.denied_connections
       << " replaced_connections=" << server.replaced_connections
       << " handler_failures=" << server.handler_failures
+      << " write_thread_sent_bytes=" << server.write_thread_sent_bytes
       << " udp_datagrams_received=" << server.udp_datagrams_received
       << " udp_datagrams_sent=" << server.udp_datagrams_sent
       << " udp_denied_datagrams=" << server.udp_denied_datagrams

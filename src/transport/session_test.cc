@@ -60,7 +60,8 @@ class SessionTest : public ::testing::TestWithParam<std::size_t> {
         SessionContext{pool_, fair_share_, counters_,
                        [this] { asio::post(io_, [this] { Pump(); }); }, max_queued});
     if (GetParam() > 0) {
-      write_loops_ = std::make_unique<WriteLoops>(GetParam(), counters_.handler_failures);
+      write_loops_ = std::make_unique<WriteLoops>(GetParam(), counters_.handler_failures,
+                                                  counters_.write_thread_sent_bytes);
       context_->write_loops = write_loops_.get();
     }
     asio::local::stream_protocol::socket server_end(io_), client_end(io_);

@@ -12,7 +12,9 @@
 
 namespace rngmux {
 
-WriteLoops::WriteLoops(std::size_t threads, std::atomic<std::uint64_t>& handler_failures) {
+WriteLoops::WriteLoops(std::size_t threads, std::atomic<std::uint64_t>& handler_failures,
+                       std::atomic<std::uint64_t>& sent_bytes)
+    : sent_(sent_bytes) {
   const ScopedAsyncSignalBlock signals_to_the_serving_loop;
   try {
     for (std::size_t i = 0; i < threads; ++i) {

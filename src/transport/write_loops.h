@@ -26,8 +26,10 @@ namespace rngmux {
 class WriteLoops {
  public:
   // Throws std::system_error if a thread cannot be started (none is left running).
-  // A handler that runs out of memory is counted in `handler_failures` and survived.
-  WriteLoops(std::size_t threads, std::atomic<std::uint64_t>& handler_failures);
+  // A handler that runs out of memory is counted in `handler_failures` and survived;
+  // the bytes sent on these loops are counted in `sent_bytes`. Both must outlive this.
+  WriteLoops(std::size_t threads, std::atomic<std::uint64_t>& handler_failures,
+             std::atomic<std::uint64_t>& sent_bytes);
   ~WriteLoops();
   WriteLoops(const WriteLoops&) = delete;
   WriteLoops& operator=(const WriteLoops&) = delete;
@@ -52,7 +54,7 @@ class WriteLoops {
   };
   std::vector<std::unique_ptr<Loop>> loops_;
   std::atomic<std::size_t> next_{0};
-  std::atomic<std::uint64_t> sent_{0};
+  std::atomic<std::uint64_t>& sent_;
 };
 
 // A dup() of a client's socket for a write loop to send on. The serving loop closes

@@ -63,6 +63,8 @@ class MetricsTest(RngmuxTestCase):
         self.assertEqual(sample(text, "rngmux_endpoint_served_bytes_total", ep), read)
         self.assertEqual(sample(text, "rngmux_endpoint_clients", ep), 1)
         self.assertEqual(sample(text, "rngmux_served_bytes_total"), read)
+        # No --write-threads: the event loop sent every byte.
+        self.assertEqual(sample(text, "rngmux_write_thread_sent_bytes_total"), 0)
         self.assertEqual(sample(text, "rngmux_pool_capacity_bytes"), 262144)
         self.assertGreaterEqual(sample(text, "rngmux_pool_out_bytes_total"), read)
         src = '{source="test:9[TEST-ONLY]"}'
