@@ -98,16 +98,25 @@ void AddServeFlags(CLI::App& app, ServeFlags& flags) {
        "seccomp");
 }
 
+namespace {
+
+void AddGivenFlags(const ServeFlags& flags, ServeSettings& settings) {
+  for (const auto& [option, key] : flags.options) {
+    if (option->count() > 0) settings.given[key] = "--" + key;
+  }
+}
+
+}  // namespace
+
 void NoteGivenFlags(ServeFlags& flags) {
   flags.settings.given.clear();
-  for (const auto& [option, key] : flags.options) {
-    if (option->count() > 0) flags.settings.given[key] = "--" + key;
-  }
-  flags.options.clear();
+  AddGivenFlags(flags, flags.settings);
+  flags.options = {};
 }
 
 Result<ServeConfig> LoadServeConfig(const ServeFlags& flags) {
-  const ServeSettings& command_line = flags.settings;
+  ServeSettings command_line = flags.settings;
+  AddGivenFlags(flags, command_line);  // the parser's own answer, until it was noted
   if (flags.config_file.empty()) return BuildServeConfig(command_line);
   Result<ServeSettings> file = LoadConfigFile(flags.config_file);
   if (!file.ok()) return file.status();

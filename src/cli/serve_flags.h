@@ -22,20 +22,20 @@ struct ServeFlags {
   std::vector<std::pair<const CLI::Option*, std::string>> options;
 };
 
+// Adds --config and the setting flags to `app`, writing into `flags` (which must
+// outlive the parse).
+void AddServeFlags(CLI::App& app, ServeFlags& flags);
+
 // Records in `flags.settings.given` which settings were given on the command line,
 // and forgets the parser's options: called once the parser has parsed and before it
 // is freed. Every LoadServeConfig after it (each reload) reads the record.
 void NoteGivenFlags(ServeFlags& flags);
 
-// Adds --config and the setting flags to `app`, writing into `flags` (which must
-// outlive the parse).
-void AddServeFlags(CLI::App& app, ServeFlags& flags);
-
 // The configuration serve runs with: the file named by --config (if any), with each
 // flag given on the command line in place of the file's value (--source, --listen,
 // --connect and --qemu-chardev replace the file's list of their kind), validated.
-// Reads the file; called again for each reload. Errors are one line. Flags count as
-// given once NoteGivenFlags has recorded them.
+// Reads the file; called again for each reload. Errors are one line. Which flags were
+// given comes from the parser until NoteGivenFlags, then from its record.
 Result<ServeConfig> LoadServeConfig(const ServeFlags& flags);
 
 }  // namespace rngmux

@@ -83,6 +83,27 @@ TEST(ServeFlagsTest, FlagsGivenOverrideTheFileOthersLeaveIt) {
   EXPECT_EQ(bad.status().message(), file.path() + ":2: unknown key \"wieght\"");
 }
 
+TEST(ServeFlagsTest, FlagsCountAsGivenBeforeAndAfterTheyAreNoted) {
+  ConfigFileOnDisk file("max-clients = 10\n");
+  auto app = std::make_unique<CLI::App>("test");
+  ServeFlags flags;
+  AddServeFlags(*app, flags);
+  std::vector<std::string> args = {"--config", file.path(), "--max-clients", "20"};
+  std::reverse(args.begin(), args.end());
+  app->parse(args);
+  // The parser alive and not yet asked: it answers.
+  Result<ServeConfig> before = LoadServeConfig(flags);
+  ASSERT_TRUE(before.ok()) << before.status().message();
+  EXPECT_EQ(before->max_clients, 20u);
+  NoteGivenFlags(flags);
+  EXPECT_TRUE(flags.options.empty());
+  app.reset();
+  // The parser gone: the record answers.
+  Result<ServeConfig> after = LoadServeConfig(flags);
+  ASSERT_TRUE(after.ok()) << after.status().message();
+  EXPECT_EQ(after->max_clients, 20u);
+}
+
 TEST(ServeFlagsTest, WithoutAFile) {
   CLI::App app("test");
   ServeFlags flags;

@@ -139,10 +139,11 @@ class SessionTest : public ::testing::TestWithParam<std::size_t> {
   asio::io_context io_;
   // As in the server: the loop keeps running when no operation is pending.
   asio::executor_work_guard<asio::io_context::executor_type> work_ = asio::make_work_guard(io_);
-  std::unique_ptr<WriteLoops> write_loops_;  // gone before io_, which its answers go to
   EntropyPool pool_;
   FairShare fair_share_;
   ServerCounters counters_;
+  // Gone before io_, which its answers go to, and counters_, which it counts in.
+  std::unique_ptr<WriteLoops> write_loops_;
   std::unique_ptr<SessionContext> context_;
   std::shared_ptr<Session> session_;
   int client_fd_ = -1;

@@ -174,7 +174,7 @@ class ConcurrencyTest(RngmuxTestCase):
         self.assertGreater(stats["served_bytes"], 12 * PER_CLIENT)
         self.assertLessEqual(stats["wiped_undelivered_bytes"],
                              stats["served_bytes"] - 12 * PER_CLIENT)
-        # The counter of what left on the write threads, as stats and metrics show it:
+        # The counter of what left on the write threads (test_metrics checks the metric):
         # reply bytes, so the random bytes and each client's PID reply (under 16 bytes).
         self.assertGreaterEqual(stats["write_thread_sent_bytes"], 6 * PER_CLIENT)
         self.assertLessEqual(stats["write_thread_sent_bytes"], stats["served_bytes"] + 12 * 16)

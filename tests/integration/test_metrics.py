@@ -41,9 +41,9 @@ def sample(text, name, labels=""):
 
 
 class MetricsTest(RngmuxTestCase):
-    def serve(self):
+    def serve(self, *extra):
         d = self.start_daemon(["--source", "test:9", "--allow-test-source", "--listen",
-                               "tcp:127.0.0.1:0", "--metrics", "tcp:127.0.0.1:0"],
+                               "tcp:127.0.0.1:0", "--metrics", "tcp:127.0.0.1:0", *extra],
                               wait_for=r"metrics at http://")
         m = re.search(r"metrics at (http://127\.0\.0\.1:(\d+)/metrics)", d.log_text())
         return d, m.group(1), int(m.group(2))
@@ -84,6 +84,22 @@ class MetricsTest(RngmuxTestCase):
         p = subprocess.run(["promtool", "check", "metrics"], input=text.encode(),
                            capture_output=True, timeout=30)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+
+    def test_bytes_sent_on_write_threads_are_counted(self):
+        d, url, _ = self.serve("--write-threads", "1")
+        read = 0
+        with connect(d.endpoints[0]) as s:
+            # One reply at a time into an empty socket: each leaves whole on the write
+            # thread, so the count is exact.
+            for _ in range(20):
+                s.sendall(egd_read(255))
+                recv_exact(s, 255)
+                read += 255
+            _, _, text = http_get(url)
+        self.assertEqual(sample(text, "rngmux_served_bytes_total"), read)
+        self.assertEqual(sample(text, "rngmux_write_thread_sent_bytes_total"), read)
+        # The SIGUSR1 line reports the same counter.
+        self.assertEqual(d.stats()["write_thread_sent_bytes"], read)
 
     def test_other_paths_methods_and_bad_requests(self):
         d, url, port = self.serve()
