@@ -40,6 +40,18 @@ def sample(text, name, labels=""):
     return float(m.group(1)) if m else None
 
 
+def read_then_scrape(endpoint, url, replies=20):
+    """Reads `replies` 255-byte replies one at a time on one connection, then scrapes
+    while it is open; returns the bytes read and the scrape (status, headers, text)."""
+    read = 0
+    with connect(endpoint) as s:
+        for _ in range(replies):
+            s.sendall(egd_read(255))
+            recv_exact(s, 255)
+            read += 255
+        return read, http_get(url)
+
+
 class MetricsTest(RngmuxTestCase):
     def serve(self, *extra):
         d = self.start_daemon(["--source", "test:9", "--allow-test-source", "--listen",
@@ -50,13 +62,7 @@ class MetricsTest(RngmuxTestCase):
 
     def test_scrape_matches_what_clients_read_and_promtool_accepts_it(self):
         d, url, _ = self.serve()
-        read = 0
-        with connect(d.endpoints[0]) as s:
-            for _ in range(20):
-                s.sendall(egd_read(255))
-                recv_exact(s, 255)
-                read += 255
-            status, headers, text = http_get(url)
+        read, (status, headers, text) = read_then_scrape(d.endpoints[0], url)
         self.assertEqual(status, 200)
         self.assertEqual(headers["Content-Type"], "text/plain; version=0.0.4; charset=utf-8")
         ep = '{endpoint="listen tcp:127.0.0.1:0"}'
@@ -87,15 +93,9 @@ class MetricsTest(RngmuxTestCase):
 
     def test_bytes_sent_on_write_threads_are_counted(self):
         d, url, _ = self.serve("--write-threads", "1")
-        read = 0
-        with connect(d.endpoints[0]) as s:
-            # One reply at a time into an empty socket: each leaves whole on the write
-            # thread, so the count is exact.
-            for _ in range(20):
-                s.sendall(egd_read(255))
-                recv_exact(s, 255)
-                read += 255
-            _, _, text = http_get(url)
+        # One reply at a time into an empty socket: each leaves whole on the write
+        # thread, so the count is exact.
+        read, (_, _, text) = read_then_scrape(d.endpoints[0], url)
         self.assertEqual(sample(text, "rngmux_served_bytes_total"), read)
         self.assertEqual(sample(text, "rngmux_write_thread_sent_bytes_total"), read)
         # The SIGUSR1 line reports the same counter.
