@@ -273,6 +273,7 @@ int Server::Run() {
     write_loops_->Stop();
     LOG_INFO("write threads sent ", write_loops_->sent(), " bytes");
   }
+  LOG_INFO(FormatStats(counters_, pool_, *sources_));
   LOG_INFO("stopped");
   return 0;
 }
@@ -396,6 +397,17 @@ bool Server::Refuse(const EndpointSpec& endpoint, const ClientIdentity& identity
   return true;
 }
 
+void Server::AcceptFailed(const std::string& address, const std::string& error) {
+  const std::uint64_t failures = ++counters_.accept_failures;
+  // 1st, 2nd, 4th, 8th...: a listener out of descriptors retries five times a second.
+  if ((failures & (failures - 1)) == 0) {
+    LOG_WARNING("accept on ", address, ": ", error, " (", failures,
+                failures == 1 ? " failure" : " failures",
+                " so far; the connection waits and is retried every ",
+                Listener::kAcceptRetryDelay.count(), " ms)");
+  }
+}
+
 std::optional<std::string> Server::AccessDenied(const EndpointSpec& endpoint,
                                                 const ClientIdentity& identity) {
   const bool address_allowed = endpoint.transport != TransportKind::kTcp ||
@@ -493,7 +505,9 @@ void Server::Shutdown() {
   for (auto& device : devices) device->Close("shutting down");
   StopAdmin();
   sources_->Stop();
-  LogStats();
+  // The summary follows once the loop has run out (Run): a write that was in progress
+  // counts what it never sent when its handler runs.
+  LogClientStats();
   signals_.cancel();
   reserve_timer_.cancel();
   retire_timer_.cancel();
@@ -509,6 +523,11 @@ std::string Server::ServiceStatus() const {
 
 void Server::LogStats() {
   // Per-client lines first, the summary last: whoever waits for the summary has them all.
+  LogClientStats();
+  LOG_INFO(FormatStats(counters_, pool_, *sources_));
+}
+
+void Server::LogClientStats() {
   // The busiest clients are listed; a host with thousands of guests gets a bounded log.
   std::vector<const EgdSession*> clients;
   clients.reserve(sessions_.size());
@@ -534,7 +553,6 @@ void Server::LogStats() {
   if (clients.size() > listed) {
     LOG_INFO("client stats: ", clients.size() - listed, " less busy clients not listed");
   }
-  LOG_INFO(FormatStats(counters_, pool_, *sources_));
 }
 
 }  // namespace rngmux

@@ -101,6 +101,7 @@ class Server final : public SessionHost {
                                  std::string peer, ClientIdentity identity,
                                  std::function<void()> on_closed) override;
   bool Refuse(const EndpointSpec& endpoint, const ClientIdentity& identity) override;
+  void AcceptFailed(const std::string& address, const std::string& error) override;
   void TlsHandshakeFinished(const EndpointSpec& endpoint, const ClientIdentity& identity,
                             const std::string& peer, const TlsHandshakeOutcome& outcome) override;
 
@@ -200,6 +201,8 @@ class Server final : public SessionHost {
   std::string ServiceStatus() const;
   // SIGUSR1: a line per client (at most kMaxClientStatsLines), then the summary.
   void LogStats();
+  // Shutdown: the client lines only; the summary follows when the loop has run out.
+  void LogClientStats();
   static constexpr std::size_t kMaxClientStatsLines = 64;
 
   // Order matters for destruction: the loop (and any handler still holding a

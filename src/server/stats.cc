@@ -38,6 +38,7 @@ std::string FormatStats(const ServerCounters& server, const EntropyPool& pool,
       << " refused_connections=" << server.refused_connections
       << " denied_connections=" << server.denied_connections
       << " replaced_connections=" << server.replaced_connections
+      << " accept_failures=" << server.accept_failures
       << " handler_failures=" << server.handler_failures
       << " write_thread_sent_bytes=" << server.write_thread_sent_bytes
       << " udp_datagrams_received=" << server.udp_datagrams_received

@@ -23,8 +23,9 @@ struct ServerCounters {
   std::atomic<std::uint64_t> wiped_undelivered_bytes{0};  // owed to clients that left, wiped
   std::atomic<std::uint64_t> refused_connections{0};      // closed at once: --max-clients
   std::atomic<std::uint64_t> denied_connections{0};  // closed at once: not allowed on the endpoint
-  std::atomic<std::uint64_t> replaced_connections{0};     // closed for a newer one: max-conns
-  std::atomic<std::uint64_t> handler_failures{0};         // out of memory in a handler, survived
+  std::atomic<std::uint64_t> replaced_connections{0};  // closed for a newer one: max-conns
+  std::atomic<std::uint64_t> accept_failures{0};   // accept() failed (no descriptor left): retried
+  std::atomic<std::uint64_t> handler_failures{0};  // out of memory in a handler, survived
   std::atomic<std::uint64_t> write_thread_sent_bytes{0};  // reply bytes sent on write threads
   // UDP: datagrams in and out, those held back by a peer's rate limit, those dropped
   // unanswered (on the wire a dropped datagram looks lost), and peers forgotten.

@@ -148,7 +148,9 @@ void EgdSession::CloseAt(LogLevel level, std::string_view reason) {
   } else {
     context_.fair_share.Remove(this);
   }
-  context_.counters.wiped_undelivered_bytes += pending_.size() + BytesInTransport();
+  // A write in progress counts what it never sent when it ends (the transport's
+  // handler): the socket may take more of it meanwhile, and that reaches the client.
+  context_.counters.wiped_undelivered_bytes += pending_.size();
   pending_.Release();
   LogClientEvent(context_, identity_, level >= LogLevel::kWarning ? "closing" : "closed", level,
                  "client " + peer_ + (level >= LogLevel::kWarning ? ": closing: " : ": closed: ") +

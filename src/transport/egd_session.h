@@ -177,8 +177,6 @@ class EgdSession : public Consumer {
   // Transport hooks.
   // Hands what may leave of pending_ to the transport (or starts doing so).
   virtual void Flush() = 0;
-  // Bytes already taken out of pending_ and not yet sent; wiped when closing.
-  virtual std::size_t BytesInTransport() const = 0;
   // True when nothing is being written.
   virtual bool TransportIdle() const = 0;
   // Releases the transport and wipes what it still holds.

@@ -19,7 +19,6 @@
 namespace rngmux {
 namespace {
 
-constexpr std::chrono::milliseconds kAcceptRetryDelay{200};
 // Connections accepted per readiness event before yielding to other handlers.
 constexpr int kAcceptsPerTurn = 16;
 
@@ -194,7 +193,7 @@ void Listener::Accept() {
 
 void Listener::RetryLater(const std::string& error) {
   // EMFILE and friends: say so, and try again shortly instead of spinning.
-  LOG_WARNING("accept on ", bound_address_, ": ", error);
+  host_.AcceptFailed(bound_address_, error);
   retry_timer_.expires_after(kAcceptRetryDelay);
   retry_timer_.async_wait([this](const asio::error_code& timer_ec) {
     if (!timer_ec && !stopped_) Accept();

@@ -6,6 +6,8 @@
 #include <asio/generic/stream_protocol.hpp>
 #include <asio/io_context.hpp>
 #include <asio/steady_timer.hpp>
+#include <chrono>
+#include <cstddef>
 #include <memory>
 #include <string>
 #include <vector>
@@ -49,6 +51,8 @@ class Listener {
   // oldest handshake (a flood of handshakes costs CPU, not established clients their
   // service, and stalled ones cannot keep new clients out).
   static constexpr std::size_t kMaxHandshakes = 64;
+  // After a failed accept (no descriptor left): the connection waits in the backlog.
+  static constexpr std::chrono::milliseconds kAcceptRetryDelay{200};
 
  private:
   using Acceptor = asio::basic_socket_acceptor<asio::generic::stream_protocol>;

@@ -11,8 +11,10 @@
 #include <asio/prefer.hpp>
 #include <asio/ssl/error.hpp>
 #include <asio/write.hpp>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <new>
 #include <thread>
 #include <utility>
@@ -85,7 +87,14 @@ void Session::OpenWriteDescriptor() {
   if (context().write_loops == nullptr || transport_.tls) return;
   // Without one it writes on the serving loop, as without write loops.
   write_descriptor_ = WriteDescriptor::Dup(socket_.native_handle());
-  if (write_descriptor_) write_loop_ = &context().write_loops->Next();
+  if (write_descriptor_) {
+    write_loop_ = &context().write_loops->Next();
+    return;
+  }
+  const int error = errno;
+  LogClientEvent(context(), identity(), "write-thread", LogLevel::kWarning,
+                 "client " + peer() + ": no second descriptor for a write thread (" +
+                     std::strerror(error) + "): its replies are written on the event loop");
 }
 
 void Session::CloseTransport() {
@@ -269,9 +278,7 @@ void Session::OnWritten(const asio::error_code& ec, std::size_t sent) {
   // Released when this returns: the last reference may be this one.
   const std::shared_ptr<Session> keepalive = std::move(write_keepalive_);
   writing_ = false;
-  if (ec && !closed()) {
-    context().counters.wiped_undelivered_bytes += in_flight_.size() - sent;
-  }
+  if (ec || closed()) context().counters.wiped_undelivered_bytes += in_flight_.size() - sent;
   in_flight_.Clear();
   if (closed()) return;
   // Going idle: hold no buffer memory (thousands of idle guests).

@@ -71,13 +71,13 @@ class Session final : public EgdSession, public std::enable_shared_from_this<Ses
   bool OnInput(std::span<const std::uint8_t> input);
 
   void Flush() override;
-  // Completes a write (on the serving loop, whichever loop wrote it).
+  // Completes a write (on the serving loop, whichever loop wrote it). What it did not
+  // send is counted as wiped if it failed or the session closed meanwhile.
   void OnWritten(const asio::error_code& ec, std::size_t sent);
   // With write loops: what the write loop sent; a write that would block goes on here.
   void OnSentOnWriteLoop(const asio::error_code& ec, std::size_t sent);
   // With write loops: a second descriptor for this socket, written on one of them.
   void OpenWriteDescriptor();
-  std::size_t BytesInTransport() const override { return writing_ ? in_flight_.size() : 0; }
   bool TransportIdle() const override { return !writing_; }
   void CloseTransport() override;
 

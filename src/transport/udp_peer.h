@@ -142,7 +142,6 @@ class UdpPeer final : public EgdSession, public std::enable_shared_from_this<Udp
   void StartLead(Clock::TimePoint now);
   void ScheduleResume(Clock::TimePoint now);
   void Flush() override;
-  std::size_t BytesInTransport() const override { return 0; }
   bool TransportIdle() const override { return true; }
   void CloseTransport() override {
     resume_timer_.cancel();

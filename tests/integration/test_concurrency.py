@@ -1,7 +1,9 @@
 """Many pipelining clients at once: exact reply sizes, bytes from the pool, none twice."""
 
 import bisect
+import os
 import re
+import resource
 import socket
 import struct
 import threading
@@ -9,8 +11,8 @@ import time
 
 import select
 
-from harness import (RngmuxTestCase, ReferenceIndex, connect, egd_read,
-                     recv_exact, recv_for, reference_stream, wait_until)
+from harness import (STATS_RE as STATS_LINE, RngmuxTestCase, ReferenceIndex, connect, egd_read,
+                     parse_key_values, recv_exact, recv_for, reference_stream, wait_until)
 
 SEED = 7
 POOL_SIZE = 65536
@@ -192,6 +194,93 @@ class ConcurrencyTest(RngmuxTestCase):
         m = re.search(r"write threads sent (\d+) bytes", d.log_text())
         self.assertIsNotNone(m, "no count of what the write threads sent")
         self.assertGreaterEqual(int(m.group(1)), 6 * PER_CLIENT)
+
+    def test_a_reply_cut_off_by_shutdown_is_counted_as_sent_or_wiped_never_both(self):
+        for threads in ("0", "2"):
+            with self.subTest(write_threads=threads):
+                d = self.start_daemon([
+                    "--source", "test:%d" % SEED, "--allow-test-source", "--pool-size",
+                    str(POOL_SIZE), "--max-queued-requests", "4096", "--write-threads", threads,
+                    "--listen", "unix:%s" % self.path("cut%s.sock" % threads)])
+                # A client that asks for 1 MB and reads nothing: its reply is stuck part
+                # in the sockets, part in the daemon, when the daemon stops.
+                stuck = connect(d.endpoints[0])
+                stuck.sendall(egd_read(255) * 4000)
+                self.assertTrue(wait_until(lambda: d.stats()["served_bytes"] >= 16384, 20),
+                                "the stuck client was never handed bytes")
+                time.sleep(0.5)
+                d.stop()
+                # What the daemon's socket had taken still arrives after it closed.
+                got, eof = recv_for(stuck, 10)
+                stuck.close()
+                self.assertTrue(eof, "the daemon's side never closed")
+                summaries = [STATS_LINE.search(line) for line in d.log_lines()]
+                final = parse_key_values([m for m in summaries if m][-1].group(1))
+                self.assertEqual(final["clients"], 0, final)
+                # The socket had taken a part of the reply before the daemon let it go:
+                # that part arrived, and the rest was wiped.
+                self.assertGreater(len(got), 0)
+                self.assertLess(len(got), final["served_bytes"])
+                self.assertEqual(final["served_bytes"],
+                                 len(got) + final["wiped_undelivered_bytes"], final)
+                ref = reference_stream(SEED, REFERENCE_BYTES)
+                self.assertEqual(got, ref[:len(got)], "not the source's stream, in order")
+
+    def test_out_of_descriptors_a_client_waits_and_nobody_else_does(self):
+        """At the open-file limit: a client whose socket cannot be copied for a write
+        thread is served on the event loop; one that cannot be accepted waits in the
+        backlog (a warning, a retry every 200 ms, no spinning) and is served once a
+        descriptor is free; the others are served all along."""
+        d = self.start_daemon([
+            "--source", "test:%d" % SEED, "--allow-test-source", "--write-threads", "1",
+            "--listen", "unix:%s" % self.path("fd.sock")])
+        ep = d.endpoints[0]
+        ref = reference_stream(SEED, REFERENCE_BYTES)
+
+        def served(s):
+            s.sendall(egd_read(64))
+            got = recv_exact(s, 64)
+            self.assertNotEqual(ref.find(got), -1, "not bytes of the source's stream")
+
+        # Each of these holds two descriptors: its socket and the write thread's copy.
+        first = [connect(ep) for _ in range(2)]
+        for s in first:
+            served(s)
+        # Room for exactly one more descriptor: a limit counts descriptor numbers, so
+        # count the free ones below it.
+        fds = {int(n) for n in os.listdir("/proc/%d/fd" % d.pid)}
+        limit = next(n for n in range(1, 1 << 16)
+                     if n - len([fd for fd in fds if fd < n]) == 1)
+        resource.prlimit(d.pid, resource.RLIMIT_NOFILE, (limit, limit))
+        odd = connect(ep)  # takes the last descriptor: no copy for the write thread
+        served(odd)
+        d.wait_log(r"no second descriptor for a write thread \(Too many open files\)")
+        waiting = connect(ep)  # the kernel's backlog takes it; the daemon cannot
+        waiting.sendall(egd_read(64))
+        d.wait_log(r"accept on unix:.*: Too many open files \(1 failure so far; the "
+                   r"connection waits and is retried every 200 ms\)")
+        before = d.stats()["accept_failures"]
+        for _ in range(10):
+            for s in first + [odd]:
+                served(s)
+        time.sleep(1.0)
+        self.assertEqual(select.select([waiting], [], [], 0)[0], [], "served without a descriptor")
+        # Retried on a timer, not in a loop: about five times a second, and logged the
+        # 1st, 2nd, 4th, 8th... time only.
+        failures = d.stats()["accept_failures"]
+        self.assertGreaterEqual(before, 1)
+        self.assertLessEqual(failures - before, 12, "accept retried in a loop")
+        # (a retry may come between the two readings)
+        self.assertIn(d.count_log(r"accept on .*: Too many open files"),
+                      (failures.bit_length(), (failures + 1).bit_length()))
+        first[0].close()  # two descriptors come free
+        waiting.settimeout(10)
+        got = recv_exact(waiting, 64)
+        self.assertNotEqual(ref.find(got), -1, "not bytes of the source's stream")
+        for s in first[1:] + [odd, waiting]:
+            served(s)
+            s.close()
+        d.stop()
 
     def test_other_commands_in_one_pipeline_keep_order(self):
         d = self.start()
