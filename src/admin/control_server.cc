@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "common/accept_failure.h"
 #include "common/log.h"
 
 namespace rngmux {
@@ -91,7 +92,8 @@ ControlServer::ControlServer(asio::io_context& io, std::string path, Handler han
       path_(std::move(path)),
       handler_(std::move(handler)),
       counters_(counters),
-      acceptor_(io) {}
+      acceptor_(io),
+      retry_timer_(io) {}
 
 ControlServer::~ControlServer() { Stop(); }
 
@@ -132,7 +134,7 @@ void ControlServer::Accept() {
                                 asio::local::stream_protocol::socket socket) {
     if (stopped_) return;
     if (ec) {
-      if (ec != asio::error::operation_aborted) Accept();
+      if (ec != asio::error::operation_aborted) RetryLater(ec.message());
       return;
     }
     ucred credentials{};
@@ -160,9 +162,18 @@ void ControlServer::Accept() {
   });
 }
 
+void ControlServer::RetryLater(const std::string& error) {
+  NoteAcceptFailure(counters_.accept_failures, accept_failures_, "control socket " + path_, error);
+  retry_timer_.expires_after(kAcceptRetryDelay);
+  retry_timer_.async_wait([this](const asio::error_code& ec) {
+    if (!ec && !stopped_) Accept();
+  });
+}
+
 void ControlServer::Stop() {
   if (stopped_) return;
   stopped_ = true;
+  retry_timer_.cancel();
   asio::error_code ignored;
   acceptor_.close(ignored);
   connections_.CloseAll();

@@ -2,8 +2,10 @@
 
 #include <asio/io_context.hpp>
 #include <asio/local/stream_protocol.hpp>
+#include <asio/steady_timer.hpp>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -62,6 +64,8 @@ class ControlServer {
 
   ControlServer(asio::io_context& io, std::string path, Handler handler, ServerCounters& counters);
   void Accept();
+  // Out of descriptors: counted, logged sparingly, accepted again after a while.
+  void RetryLater(const std::string& error);
   // Whether a peer with this uid may use the socket.
   bool Admits(unsigned uid) const;
 
@@ -70,6 +74,8 @@ class ControlServer {
   Handler handler_;
   ServerCounters& counters_;
   asio::local::stream_protocol::acceptor acceptor_;
+  asio::steady_timer retry_timer_;
+  std::uint64_t accept_failures_ = 0;
   OneRequestConnections<ControlServer> connections_;
   LogLimiter refused_log_{std::chrono::seconds(1)};
   LogLimiter bad_log_{std::chrono::seconds(1)};

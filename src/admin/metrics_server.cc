@@ -4,6 +4,7 @@
 #include <charconv>
 
 #include "admin/prometheus_text.h"
+#include "common/accept_failure.h"
 #include "common/log.h"
 
 namespace rngmux {
@@ -77,7 +78,7 @@ void MetricsServer::Bad(const std::string& why, const Socket& socket) {
 }
 
 MetricsServer::MetricsServer(asio::io_context& io, Render render, ServerCounters& counters)
-    : io_(io), render_(std::move(render)), counters_(counters), acceptor_(io) {}
+    : io_(io), render_(std::move(render)), counters_(counters), acceptor_(io), retry_timer_(io) {}
 
 MetricsServer::~MetricsServer() { Stop(); }
 
@@ -118,7 +119,7 @@ void MetricsServer::Accept() {
   acceptor_.async_accept([this](const asio::error_code& ec, asio::ip::tcp::socket socket) {
     if (stopped_) return;
     if (ec) {
-      if (ec != asio::error::operation_aborted) Accept();
+      if (ec != asio::error::operation_aborted) RetryLater(ec.message());
       return;
     }
     if (connections_.open() >= kMaxConnections) {
@@ -133,9 +134,19 @@ void MetricsServer::Accept() {
   });
 }
 
+void MetricsServer::RetryLater(const std::string& error) {
+  NoteAcceptFailure(counters_.accept_failures, accept_failures_, "metrics " + bound_address(),
+                    error);
+  retry_timer_.expires_after(kAcceptRetryDelay);
+  retry_timer_.async_wait([this](const asio::error_code& ec) {
+    if (!ec && !stopped_) Accept();
+  });
+}
+
 void MetricsServer::Stop() {
   if (stopped_) return;
   stopped_ = true;
+  retry_timer_.cancel();
   asio::error_code ignored;
   acceptor_.close(ignored);
   connections_.CloseAll();

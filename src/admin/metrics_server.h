@@ -2,6 +2,7 @@
 
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
+#include <asio/steady_timer.hpp>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -67,11 +68,15 @@ class MetricsServer {
 
   MetricsServer(asio::io_context& io, Render render, ServerCounters& counters);
   void Accept();
+  // Out of descriptors: counted, logged sparingly, accepted again after a while.
+  void RetryLater(const std::string& error);
 
   asio::io_context& io_;
   Render render_;
   ServerCounters& counters_;
   asio::ip::tcp::acceptor acceptor_;
+  asio::steady_timer retry_timer_;
+  std::uint64_t accept_failures_ = 0;
   OneRequestConnections<MetricsServer> connections_;
   LogLimiter bad_log_{std::chrono::seconds(1)};
   LogLimiter full_log_{std::chrono::seconds(10)};

@@ -397,17 +397,6 @@ bool Server::Refuse(const EndpointSpec& endpoint, const ClientIdentity& identity
   return true;
 }
 
-void Server::AcceptFailed(const std::string& address, const std::string& error) {
-  const std::uint64_t failures = ++counters_.accept_failures;
-  // 1st, 2nd, 4th, 8th...: a listener out of descriptors retries five times a second.
-  if ((failures & (failures - 1)) == 0) {
-    LOG_WARNING("accept on ", address, ": ", error, " (", failures,
-                failures == 1 ? " failure" : " failures",
-                " so far; the connection waits and is retried every ",
-                Listener::kAcceptRetryDelay.count(), " ms)");
-  }
-}
-
 std::optional<std::string> Server::AccessDenied(const EndpointSpec& endpoint,
                                                 const ClientIdentity& identity) {
   const bool address_allowed = endpoint.transport != TransportKind::kTcp ||

@@ -101,7 +101,7 @@ class Server final : public SessionHost {
                                  std::string peer, ClientIdentity identity,
                                  std::function<void()> on_closed) override;
   bool Refuse(const EndpointSpec& endpoint, const ClientIdentity& identity) override;
-  void AcceptFailed(const std::string& address, const std::string& error) override;
+  std::atomic<std::uint64_t>& accept_failures() override { return counters_.accept_failures; }
   void TlsHandshakeFinished(const EndpointSpec& endpoint, const ClientIdentity& identity,
                             const std::string& peer, const TlsHandshakeOutcome& outcome) override;
 

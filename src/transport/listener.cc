@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/accept_failure.h"
 #include "common/log.h"
 #include "transport/socket_util.h"
 #include "vhost/peer_identity.h"
@@ -193,7 +194,7 @@ void Listener::Accept() {
 
 void Listener::RetryLater(const std::string& error) {
   // EMFILE and friends: say so, and try again shortly instead of spinning.
-  host_.AcceptFailed(bound_address_, error);
+  NoteAcceptFailure(host_.accept_failures(), accept_failures_, bound_address_, error);
   retry_timer_.expires_after(kAcceptRetryDelay);
   retry_timer_.async_wait([this](const asio::error_code& timer_ec) {
     if (!timer_ec && !stopped_) Accept();

@@ -6,8 +6,8 @@
 #include <asio/generic/stream_protocol.hpp>
 #include <asio/io_context.hpp>
 #include <asio/steady_timer.hpp>
-#include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -51,8 +51,6 @@ class Listener {
   // oldest handshake (a flood of handshakes costs CPU, not established clients their
   // service, and stalled ones cannot keep new clients out).
   static constexpr std::size_t kMaxHandshakes = 64;
-  // After a failed accept (no descriptor left): the connection waits in the backlog.
-  static constexpr std::chrono::milliseconds kAcceptRetryDelay{200};
 
  private:
   using Acceptor = asio::basic_socket_acceptor<asio::generic::stream_protocol>;
@@ -67,6 +65,7 @@ class Listener {
   SessionHost& host_;
   Acceptor acceptor_;
   asio::steady_timer retry_timer_;
+  std::uint64_t accept_failures_ = 0;  // this listener's, for its log lines
   std::string bound_address_;
   // The socket file this listener created: on shutdown it removes that file only,
   // never one a newer server has put at the same path since.

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -29,11 +31,9 @@ class SessionHost {
   // On a TLS listen endpoint it is asked twice: before the handshake (the address,
   // the client limit) and after it, with the verified certificate (allow-subject=).
   virtual bool Refuse(const EndpointSpec& endpoint, const ClientIdentity& identity) = 0;
-  // A listener's accept failed (out of descriptors, out of memory): the connection
-  // waits in the backlog and the listener tries again shortly. The host counts it and
-  // logs it, not every time.
-  // `address` is the listener's bound address.
-  virtual void AcceptFailed(const std::string& address, const std::string& error) = 0;
+  // Where listeners count failed accepts (out of descriptors, out of memory; the
+  // connection waits in the backlog and the listener tries again shortly).
+  virtual std::atomic<std::uint64_t>& accept_failures() = 0;
   // A TLS handshake on `endpoint` ended (either side): counted; when it failed
   // (outcome.stream is null) the host logs one line with the peer and the reason.
   virtual void TlsHandshakeFinished(const EndpointSpec& endpoint, const ClientIdentity& identity,

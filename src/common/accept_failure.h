@@ -1,0 +1,23 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <string_view>
+
+namespace rngmux {
+
+// After a failed accept (out of descriptors, out of memory) the connection stays in
+// the listen backlog and the socket stays readable: accepting again at once would spin
+// the event loop. Every listener (client endpoints, the control socket, the metrics
+// endpoint) tries again after this delay instead.
+inline constexpr std::chrono::milliseconds kAcceptRetryDelay{200};
+
+// Counts a failed accept on `address` in the daemon's `total` and in the listener's
+// own `mine`, and logs it the listener's 1st, 2nd, 4th, 8th... time, as "accept on
+// ADDRESS: ERROR (N failures so far; the connection waits and is retried every 200 ms)".
+// Thread-safe for `total`; `mine` belongs to the caller's thread.
+void NoteAcceptFailure(std::atomic<std::uint64_t>& total, std::uint64_t& mine,
+                       std::string_view address, std::string_view error);
+
+}  // namespace rngmux
