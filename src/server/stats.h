@@ -20,7 +20,7 @@ struct ServerCounters {
   std::atomic<std::uint64_t> bad_requests{0};           // connections closed for a bad command
   std::atomic<std::uint64_t> queue_overflows{0};        // connections closed for too many requests
   std::atomic<std::uint64_t> entropy_offered_bytes{0};  // 0x03 payload bytes read and discarded
-  std::atomic<std::uint64_t> wiped_undelivered_bytes{0};  // owed to clients that left, wiped
+  std::atomic<std::uint64_t> wiped_undelivered_bytes{0};  // owed to clients gone or let go
   std::atomic<std::uint64_t> refused_connections{0};      // closed at once: --max-clients
   std::atomic<std::uint64_t> denied_connections{0};  // closed at once: not allowed on the endpoint
   std::atomic<std::uint64_t> replaced_connections{0};  // closed for a newer one: max-conns

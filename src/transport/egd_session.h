@@ -106,8 +106,8 @@ class OutputBuffer {
 // least a quarter of it, so one write answers many requests).
 //
 // Close() is idempotent, removes the session from the FairShare, wipes what it
-// still held (counted as wiped_undelivered_bytes) and runs `on_closed` once,
-// posted. Event-loop thread only.
+// still held (counted as wiped_undelivered_bytes; a write in progress counts what it
+// never sent when it ends) and runs `on_closed` once, posted. Event-loop thread only.
 class EgdSession : public Consumer {
  public:
   // The output buffer's size for a high-water mark: room for a full 01 FF reply
@@ -175,7 +175,9 @@ class EgdSession : public Consumer {
   const SessionOptions& options() const { return options_; }
 
   // Transport hooks.
-  // Hands what may leave of pending_ to the transport (or starts doing so).
+  // Hands what may leave of pending_ to the transport (or starts doing so). A
+  // transport that holds bytes taken from pending_ counts in wiped_undelivered_bytes
+  // what it never sends, when its write ends (failed, or the session closed meanwhile).
   virtual void Flush() = 0;
   // True when nothing is being written.
   virtual bool TransportIdle() const = 0;

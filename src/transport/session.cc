@@ -14,8 +14,8 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <new>
+#include <system_error>
 #include <thread>
 #include <utility>
 
@@ -94,7 +94,8 @@ void Session::OpenWriteDescriptor() {
   const int error = errno;
   LogClientEvent(context(), identity(), "write-thread", LogLevel::kWarning,
                  "client " + peer() + ": no second descriptor for a write thread (" +
-                     std::strerror(error) + "): its replies are written on the event loop");
+                     std::system_category().message(error) +
+                     "): its replies are written on the event loop");
 }
 
 void Session::CloseTransport() {
