@@ -1,6 +1,7 @@
 #include "config/config_file.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <toml++/toml.h>
 #include <unistd.h>
 
@@ -493,8 +494,21 @@ Result<ServeSettings> ParseConfig(std::string_view text, const std::string& file
 }
 
 Result<ServeSettings> LoadConfigFile(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // Non-blocking: a FIFO (or a device) put where the file was would otherwise block
+  // the open, and a reload runs on the event loop. Only a regular file is read.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   if (fd < 0) return Status::FromErrno(path, errno);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int error = errno;
+    ::close(fd);
+    return Status::FromErrno(path, error);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    if (S_ISDIR(st.st_mode)) return Status::FromErrno(path, EISDIR);
+    return Status::Error(path + ": not a regular file");
+  }
   std::string text;
   char buffer[16384];
   Status status;
@@ -502,7 +516,7 @@ Result<ServeSettings> LoadConfigFile(const std::string& path) {
     const ssize_t n = ::read(fd, buffer, sizeof buffer);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
-      status = Status::FromErrno(path, errno);  // EISDIR for a directory
+      status = Status::FromErrno(path, errno);
       break;
     }
     if (n == 0) break;

@@ -51,7 +51,8 @@ namespace rngmux {
 Result<ServeSettings> ParseConfig(std::string_view text, const std::string& file_name);
 
 // Reads `path` and parses it; a file that cannot be read is one line
-// ("/etc/rngmux/rngmux.toml: No such file or directory").
+// ("/etc/rngmux/rngmux.toml: No such file or directory"). Never blocks: anything but a
+// regular file (a FIFO, a device, a socket) is refused ("PATH: not a regular file").
 Result<ServeSettings> LoadConfigFile(const std::string& path);
 
 // How an endpoint option is written in the file.

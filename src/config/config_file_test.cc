@@ -1,7 +1,10 @@
 #include "config/config_file.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cstdlib>
 #include <string>
 
 #include "config/config_render.h"
@@ -220,6 +223,23 @@ TEST(ConfigFileTest, LoadConfigFileNamesAMissingFile) {
   settings = LoadConfigFile("/");
   ASSERT_FALSE(settings.ok());
   EXPECT_EQ(settings.status().message(), "/: Is a directory");
+}
+
+// A FIFO put where the file was must not block the loader (a reload runs on the
+// event loop), with or without a writer at the other end.
+TEST(ConfigFileTest, LoadConfigFileRefusesAFifoWithoutBlocking) {
+  char dir[] = "/tmp/rngmux-config-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string fifo = std::string(dir) + "/rngmux.toml";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  Result<ServeSettings> settings = LoadConfigFile(fifo);
+  ASSERT_FALSE(settings.ok());
+  EXPECT_EQ(settings.status().message(), fifo + ": not a regular file");
+  settings = LoadConfigFile("/dev/null");
+  ASSERT_FALSE(settings.ok());
+  EXPECT_EQ(settings.status().message(), "/dev/null: not a regular file");
+  unlink(fifo.c_str());
+  rmdir(dir);
 }
 
 TEST(ConfigFileTest, RenderedConfigurationRoundTrips) {

@@ -213,6 +213,11 @@ class ReloadTest(RngmuxTestCase):
             self.assertIn(str(taken), m.group(1))
         finally:
             holder.close()
+        # A FIFO where the file was: refused at once, never waited on (the loop reads it).
+        os.unlink(config)
+        os.mkfifo(config)
+        m = self.reload(d, expect_ok=False)
+        self.assertIn("%s: not a regular file" % config, m.group(1))
         # The old endpoint still serves the old client and a new one; the log level
         # of the failed configuration was not applied.
         n = client.bytes_now()
