@@ -205,6 +205,13 @@ void Listener::Welcome(int fd) {
   const bool unix_socket =
       spec_.transport == TransportKind::kUnix || spec_.transport == TransportKind::kVhostUser;
   ClientIdentity identity = IdentifyStreamPeer(fd, unix_socket);
+  if (!unix_socket && identity.address.empty()) {
+    // Reset before it was accepted (no peer address): nobody to serve, and nobody to
+    // count as denied either; that counter is for clients the allow list turned away.
+    LOG_DEBUG("accept on ", bound_address_, ": the peer had gone already");
+    close(fd);
+    return;
+  }
   if (host_.Refuse(spec_, identity)) {
     close(fd);
     return;

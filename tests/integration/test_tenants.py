@@ -10,6 +10,7 @@ import re
 import signal
 import socket
 import stat
+import struct
 import subprocess
 import sys
 import threading
@@ -182,6 +183,27 @@ class TenantTest(RngmuxTestCase):
         # per 10 s, whatever the endpoint.
         self.assertEqual(d.count_log(r"denied uid=65534\(nobody\)"), 1)
         d.wait_log(r"denied uid=0\(root\) 127\.0\.0\.1 on tcp:.*address not in allow=127\.0\.0\.2")
+
+    def test_connections_reset_before_accept_are_not_counted_as_denied(self):
+        d = self.start_daemon(["--source", "test:3", "--allow-test-source",
+                               "--listen", "tcp:127.0.0.1:0,allow=127.0.0.0/8"])
+        host, _, port = d.endpoints[0][4:].rpartition(":")
+        # With the daemon stopped, every connection is reset while it waits in the
+        # backlog: the daemon finds no peer address when it accepts them.
+        d.proc.send_signal(signal.SIGSTOP)
+        try:
+            for _ in range(20):
+                s = socket.create_connection((host, int(port)), timeout=5)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                s.close()
+        finally:
+            d.proc.send_signal(signal.SIGCONT)
+        with connect(d.endpoints[0]) as s:
+            s.sendall(egd_read(64))
+            self.assertEqual(len(recv_exact(s, 64)), 64)
+        stats = d.stats()
+        self.assertEqual(stats["denied_connections"], 0, "resets counted as denials")
+        self.assertEqual(d.count_log(r"denied "), 0)
 
     def test_weights_split_a_slow_source_in_proportion(self):
         heavy = "unix:%s,weight=3" % self.path("heavy.sock")
