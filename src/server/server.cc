@@ -378,7 +378,9 @@ std::shared_ptr<ShareGroup> Server::MakeGroup(const std::string& name,
 }
 
 bool Server::Refuse(const EndpointSpec& endpoint, const ClientIdentity& identity) {
-  if (counters_.clients >= config_.max_clients) {
+  // Connections only: UDP peers count in `clients` too, but their endpoint's peers=
+  // bounds them, and a flood of them must not lock stream clients out.
+  if (sessions_.size() >= config_.max_clients) {
     endpoint_totals_[endpoint.id].refused++;
     const std::uint64_t refused = ++counters_.refused_connections;
     // 1st, 2nd, 4th, 8th...: enough to notice, never a flood.

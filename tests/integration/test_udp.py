@@ -10,8 +10,9 @@ import sys
 import threading
 import time
 
-from harness import (RngmuxTestCase, ReferenceIndex, egd_read, free_udp_port, free_udp_ports,
-                     has_ipv6_loopback, parse_endpoint, reference_stream, run_cli, wait_until)
+from harness import (RngmuxTestCase, ReferenceIndex, connect, egd_read, free_udp_port,
+                     free_udp_ports, has_ipv6_loopback, parse_endpoint, recv_exact,
+                     reference_stream, run_cli, wait_until)
 
 SEED = 31
 REFERENCE_BYTES = 3 << 20
@@ -309,6 +310,39 @@ class UdpTest(RngmuxTestCase):
         stats = d.stats()
         self.assertEqual(stats["udp_peer_limit_datagrams"], 1)
         self.assertEqual(stats["clients"], 2)
+        d.stop()
+
+    def test_udp_peers_do_not_take_the_places_of_connections(self):
+        d = self.serve(("listen", "udp:127.0.0.1:0,peers=8"), ("listen", "tcp:127.0.0.1:0"),
+                       extra=["--max-clients", "2"])
+        udp = [e for e in d.endpoints if e.startswith("udp:")][0]
+        tcp = [e for e in d.endpoints if e.startswith("tcp:")][0]
+        socks = [udp_client(udp) for _ in range(4)]
+        try:
+            for s in socks:
+                s.send(egd_read(8))
+                self.assertEqual(len(recv_bytes(s, 8)), 8)
+            self.assertEqual(d.stats()["clients"], 4)
+            # --max-clients bounds connections: two are let in beside the four peers,
+            # the third is refused.
+            conns = [connect(tcp) for _ in range(2)]
+            for c in conns:
+                c.sendall(egd_read(16))
+                self.assertEqual(len(recv_exact(c, 16)), 16)
+            with connect(tcp) as third:
+                third.settimeout(5)
+                try:
+                    got = third.recv(1)
+                except ConnectionResetError:
+                    got = b""
+                self.assertEqual(got, b"", "a third connection was served")
+            for c in conns:
+                c.close()
+        finally:
+            for s in socks:
+                s.close()
+        stats = d.stats()
+        self.assertEqual(stats["refused_connections"], 1)
         d.stop()
 
     # -- how much -----------------------------------------------------------------------------
