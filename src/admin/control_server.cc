@@ -153,8 +153,13 @@ void ControlServer::Accept() {
                     suppressed > 0 ? " (" + std::to_string(suppressed) + " more not logged)" : "");
       }
     } else if (connections_.open() >= kMaxConnections) {
-      LOG_WARNING("control socket: ", kMaxConnections,
-                  " connections open already; closing a new one");
+      counters_.control_busy_refusals++;
+      std::uint64_t suppressed = 0;
+      if (busy_log_.Allow(SteadyClock::Instance().Now(), &suppressed)) {
+        LOG_WARNING("control socket: ", kMaxConnections,
+                    " connections open already; closing a new one",
+                    suppressed > 0 ? " (" + std::to_string(suppressed) + " more not logged)" : "");
+      }
     } else {
       connections_.Serve(*this, std::move(socket));
     }

@@ -79,6 +79,7 @@ class ControlServer {
   OneRequestConnections<ControlServer> connections_;
   LogLimiter refused_log_{std::chrono::seconds(1)};
   LogLimiter bad_log_{std::chrono::seconds(1)};
+  LogLimiter busy_log_{std::chrono::seconds(10)};
   bool stopped_ = false;
 };
 

@@ -123,9 +123,11 @@ void MetricsServer::Accept() {
       return;
     }
     if (connections_.open() >= kMaxConnections) {
+      counters_.metrics_busy_refusals++;
       std::uint64_t suppressed = 0;
       if (full_log_.Allow(SteadyClock::Instance().Now(), &suppressed)) {
-        LOG_WARNING("metrics: ", kMaxConnections, " connections open already; closing new ones");
+        LOG_WARNING("metrics: ", kMaxConnections, " connections open already; closing new ones",
+                    suppressed > 0 ? " (" + std::to_string(suppressed) + " more not logged)" : "");
       }
     } else {
       connections_.Serve(*this, std::move(socket));

@@ -249,6 +249,8 @@ std::string Server::ControlReply(ControlCommand command) {
       stats["control_refused_peers"] = counters_.control_refused_peers.load();
       stats["control_bad_requests"] = counters_.control_bad_requests.load();
       stats["metrics_bad_requests"] = counters_.metrics_bad_requests.load();
+      stats["control_busy_refusals"] = counters_.control_busy_refusals.load();
+      stats["metrics_busy_refusals"] = counters_.metrics_busy_refusals.load();
       reply["stats"] = std::move(stats);
       break;
     }

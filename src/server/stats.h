@@ -44,6 +44,9 @@ struct ServerCounters {
   std::atomic<std::uint64_t> control_refused_peers{0};
   std::atomic<std::uint64_t> control_bad_requests{0};
   std::atomic<std::uint64_t> metrics_bad_requests{0};
+  // ... and connections closed at once because as many as each serves were open.
+  std::atomic<std::uint64_t> control_busy_refusals{0};
+  std::atomic<std::uint64_t> metrics_busy_refusals{0};
   // TLS endpoints (both sides): handshakes done, and failed (timeouts included).
   std::atomic<std::uint64_t> tls_handshakes{0};
   std::atomic<std::uint64_t> tls_handshake_failures{0};

@@ -2,6 +2,7 @@
 real Prometheus server scrapes it and answers a query, other paths 404, bad requests 400
 and close only their own connection."""
 
+import http.client
 import json
 import os
 import re
@@ -107,6 +108,33 @@ class MetricsTest(RngmuxTestCase):
         self.assertLessEqual(max(counts), read, counts)
         # The SIGUSR1 line reports the same counter.
         self.assertEqual(d.stats()["write_thread_sent_bytes"], read)
+
+    def test_connections_beyond_the_limit_are_closed_counted_and_logged_once(self):
+        d, url, port = self.serve()
+        idle = []
+        try:
+            for _ in range(64):  # served: each waits for its request head
+                idle.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+            for _ in range(3):  # closed at once, without an answer
+                with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                    try:
+                        self.assertEqual(s.recv(1), b"")
+                    except ConnectionResetError:
+                        pass
+        finally:
+            for s in idle:
+                s.close()
+        # Until the daemon has seen the idle ones go, a scrape is turned away too.
+        turned_away = 0
+        for _ in range(100):
+            try:
+                text = http_get(url)[2]
+                break
+            except (OSError, http.client.HTTPException):
+                turned_away += 1
+                time.sleep(0.1)
+        self.assertEqual(sample(text, "rngmux_metrics_busy_refusals_total"), 3 + turned_away)
+        self.assertEqual(d.count_log(r"metrics: 64 connections open already"), 1)
 
     def test_other_paths_methods_and_bad_requests(self):
         d, url, port = self.serve()

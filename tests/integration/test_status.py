@@ -202,6 +202,36 @@ class StatusTest(RngmuxTestCase):
         d.wait_log(r"control socket: refused uid 65534 \(pid \d+\): only root and uid 0")
         self.assertEqual(self.status_json()["counters"]["control_refused_peers"], 1)
 
+    def test_connections_beyond_the_limit_are_closed_counted_and_logged_once(self):
+        d = self.serve()
+        idle = []
+        try:
+            for _ in range(16):  # served: each waits for its request line
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.connect(self.control)
+                idle.append(s)
+            # The 17th to 21st: closed at once, without an answer.
+            for _ in range(5):
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                    s.settimeout(5)
+                    s.connect(self.control)
+                    self.assertEqual(s.recv(1), b"")
+        finally:
+            for s in idle:
+                s.close()
+        # Until the daemon has seen the idle ones go, a status request is refused too.
+        turned_away = 0
+        for _ in range(100):
+            p = self.cli("status", "--json")
+            if p.returncode == 0:
+                break
+            turned_away += 1
+            time.sleep(0.1)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        counters = json.loads(p.stdout)["counters"]
+        self.assertEqual(counters["control_busy_refusals"], 5 + turned_away)
+        self.assertEqual(d.count_log(r"control socket: 16 connections open already"), 1)
+
     def test_garbage_closes_one_connection(self):
         d = self.serve()
         idle = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
