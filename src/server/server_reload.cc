@@ -218,13 +218,33 @@ Result<std::string> Server::Apply(ServeConfig next) {
       connector->UpdateSpec(*endpoint);
       ApplyToClients(*endpoint);
     } else if (UdpEndpoint* udp = FindById(udp_endpoints_, endpoint->id)) {
-      // A UDP endpoint's options live in its peer table: it starts afresh on the same
-      // address (its peers' undelivered replies are wiped, as when they go idle).
+      // A UDP endpoint's options live in its peer table: it starts afresh (its peers'
+      // undelivered replies are wiped, as when they go idle), on the same socket unless
+      // local= changed. Closing it would answer datagrams that come meanwhile with
+      // "port unreachable", after which QEMU's UDP chardev reads nothing more.
+      const EndpointSpec* running = nullptr;
+      for (const EndpointSpec& old : config_.endpoints) {
+        if (old.id == endpoint->id) running = &old;
+      }
+      const bool same_socket =
+          running != nullptr && (endpoint->role == EndpointRole::kListen ||
+                                 running->LocalAddress() == endpoint->LocalAddress());
       std::set<std::string> one = {endpoint->id};
       MoveById(udp_endpoints_, one, retired.udp);
-      udp->Stop();
       EndpointObjects reopened;
-      Status status = OpenEndpoint(*endpoint, reopened);
+      Status status = Status::Ok();
+      const int fd = same_socket ? udp->ReleaseSocket() : -1;
+      if (fd >= 0) {
+        auto adopted = UdpEndpoint::Adopt(io_, *endpoint, context_, fd);
+        if (adopted.ok()) {
+          reopened.udp.push_back(std::move(adopted).value());
+        } else {
+          status = adopted.status();
+        }
+      } else {
+        udp->Stop();
+        status = OpenEndpoint(*endpoint, reopened);
+      }
       if (!status.ok()) {
         errors.push_back(status.message());
         LOG_ERROR("endpoint ", endpoint->id, " could not be reopened: ", status.message());

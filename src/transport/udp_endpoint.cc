@@ -91,6 +91,16 @@ Result<std::unique_ptr<UdpEndpoint>> UdpEndpoint::Adopt(asio::io_context& io,
   asio::error_code ignored;
   endpoint->socket_.set_option(asio::socket_base::receive_buffer_size(kReceiveBufferBytes),
                                ignored);
+  // The endpoint as bound, as Open() records it: a listener's port, or a connected
+  // socket's local address and peer.
+  const asio::ip::udp::endpoint bound = endpoint->socket_.local_endpoint(ec);
+  if (!ec && spec.role == EndpointRole::kListen) endpoint->spec_.port = bound.port();
+  const asio::ip::udp::endpoint remote = endpoint->socket_.remote_endpoint(ec);
+  if (!ec && spec.role == EndpointRole::kConnect) {
+    endpoint->spec_.udp.local_host = bound.address().to_string();
+    endpoint->spec_.udp.local_port = bound.port();
+    endpoint->connect_peer_ = ToPeerAddress(remote);
+  }
   return endpoint;
 }
 
@@ -176,6 +186,20 @@ void UdpEndpoint::Start() {
 
 void UdpEndpoint::Stop() {
   if (stopped_) return;
+  ForgetPeers();
+  asio::error_code ignored;
+  socket_.close(ignored);
+}
+
+int UdpEndpoint::ReleaseSocket() {
+  if (stopped_) return -1;
+  ForgetPeers();
+  asio::error_code ec;
+  const int fd = socket_.release(ec);  // cancels the wait for input
+  return ec ? -1 : fd;
+}
+
+void UdpEndpoint::ForgetPeers() {
   stopped_ = true;
   sweep_timer_.cancel();
   prime_timer_.cancel();
@@ -183,8 +207,6 @@ void UdpEndpoint::Stop() {
   std::vector<std::shared_ptr<UdpPeer>> peers;
   for (auto& [address, peer] : peers_) peers.push_back(peer);
   for (auto& peer : peers) peer->Close("shutting down");
-  asio::error_code ignored;
-  socket_.close(ignored);
 }
 
 void UdpEndpoint::WaitReadable() {

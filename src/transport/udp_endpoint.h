@@ -62,7 +62,9 @@ class UdpEndpoint final : public DatagramSink {
   static Result<std::unique_ptr<UdpEndpoint>> Open(asio::io_context& io, const EndpointSpec& spec,
                                                    SessionContext& context,
                                                    const Clock& clock = SteadyClock::Instance());
-  // A listener on a bound socket passed in by systemd (a duplicate), owned from here.
+  // An endpoint on a bound socket, owned from here: one passed in by systemd (a
+  // duplicate), or the socket of the endpoint it replaces at a reload (ReleaseSocket).
+  // A connected socket makes a connect endpoint, sending to its peer.
   static Result<std::unique_ptr<UdpEndpoint>> Adopt(asio::io_context& io, const EndpointSpec& spec,
                                                     SessionContext& context, int fd,
                                                     const Clock& clock = SteadyClock::Instance());
@@ -71,6 +73,10 @@ class UdpEndpoint final : public DatagramSink {
   void Start();
   // Forgets every peer and closes the socket. Idempotent.
   void Stop();
+  // Forgets every peer, as Stop(), but hands the socket over instead of closing it
+  // (-1 if stopped already): datagrams that arrive meanwhile wait in it, and senders
+  // are never answered "port unreachable", which QEMU's UDP chardev does not survive.
+  int ReleaseSocket();
 
   // The endpoint as bound: a listener's real port, a connect endpoint's real
   // local address.
@@ -113,6 +119,8 @@ class UdpEndpoint final : public DatagramSink {
               const Clock& clock);
   bool connected() const { return spec_.role == EndpointRole::kConnect; }
 
+  // Stop() and ReleaseSocket() but for the socket.
+  void ForgetPeers();
   void WaitReadable();
   void OnReadable();
   std::shared_ptr<UdpPeer> AddPeer(const PeerAddress& address, Clock::TimePoint now);

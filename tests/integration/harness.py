@@ -107,6 +107,13 @@ def required_capabilities():
     return names
 
 
+def built_with_ubsan_vptr_checks(binary=None):
+    """True if the binary checks dynamic types with UBSan (the ASan/UBSan build)."""
+    import mmap
+    with open(binary or BINARY, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        return m.find(b"__ubsan_handle_dynamic_type_cache_miss") >= 0
+
+
 def sanitizer_reports(text):
     """The lines of `text` that start a sanitizer report (ASan, LSan, UBSan, TSan)."""
     return [m.group(0) for m in SANITIZER_REPORT_RE.finditer(text)]

@@ -11,7 +11,8 @@ import time
 
 import select
 
-from harness import (STATS_RE as STATS_LINE, RngmuxTestCase, ReferenceIndex, connect, egd_read,
+from harness import (STATS_RE as STATS_LINE, RngmuxTestCase, ReferenceIndex,
+                     built_with_ubsan_vptr_checks, connect, egd_read,
                      parse_key_values, recv_exact, recv_for, reference_stream, run_cli,
                      wait_until)
 
@@ -237,6 +238,11 @@ class ConcurrencyTest(RngmuxTestCase):
         listener logging its failures sparingly and retrying every 200 ms, not spinning;
         the clients already connected are served all along, and everything recovers once
         descriptors are free."""
+        if built_with_ubsan_vptr_checks():
+            # It checks each dynamic type the first time it meets it, through a pipe it
+            # opens; at the limit that fails and is reported as a bad vptr. The release
+            # and ThreadSanitizer runs cover this test.
+            self.skipTest("UBSan's type checks need descriptors that this test uses up")
         control = self.path("control.sock")
         d = self.start_daemon([
             "--source", "test:%d" % SEED, "--allow-test-source", "--write-threads", "1",

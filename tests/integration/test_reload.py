@@ -232,6 +232,47 @@ class ReloadTest(RngmuxTestCase):
         self.assertFalse(client.closed_by_peer)
         self.assertIsNone(client.error)
 
+    def test_a_changed_udp_endpoint_keeps_its_socket(self):
+        source = "test:%d" % SEED
+
+        def config(rate):
+            return render_config(self.settings(), [source],
+                                 [{"address": "udp:127.0.0.1:0", "rate": rate}])
+
+        path = self.write(config(1000000))
+        d = self.start_daemon(["--config", path], expect_listen=1)
+        host, _, port = d.endpoints[0][4:].rpartition(":")
+        guest = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        guest.connect((host, int(port)))
+        guest.settimeout(0.2)
+        refused = answered = 0
+        try:
+            # A guest asking all the time while its endpoint's rate= changes ten times:
+            # never "port unreachable" (QEMU's UDP chardev reads nothing more after
+            # one), and the port, 0 in the file, stays the one bound first.
+            for i in range(10):
+                self.write(config(1000001 + i))
+                d.proc.send_signal(signal.SIGHUP)
+                until = time.monotonic() + 0.3
+                while time.monotonic() < until:
+                    try:
+                        guest.send(egd_read(1))
+                        if len(guest.recv(64)) == 1:
+                            answered += 1
+                    except ConnectionRefusedError:
+                        refused += 1
+                    except socket.timeout:
+                        pass
+            d.wait_log(r"reloaded: ", count=10)
+            guest.send(egd_read(8))
+            guest.settimeout(5)
+            self.assertEqual(len(guest.recv(64)), 8)
+        finally:
+            guest.close()
+        self.assertEqual(refused, 0, "port unreachable during a reload")
+        self.assertGreater(answered, 100)
+        self.assertEqual(d.count_log(r"endpoint listen udp:127\.0\.0\.1:0 changed"), 10)
+
     def test_write_threads_change_at_the_next_restart(self):
         port = free_tcp_port()
         source = "test:%d,rate=%d" % (SEED, RATE)
