@@ -16,7 +16,8 @@ import time
 import unittest
 
 from harness import (RngmuxTestCase, ReferenceIndex, connect, egd_read, free_tcp_port,
-                     recv_exact, reference_stream, render_config, wait_closed, wait_until)
+                     free_udp_port, recv_exact, reference_stream, render_config, wait_closed,
+                     wait_until)
 
 RATE = 200000  # bytes per second from the test source: the reference stays small
 SEED = 31
@@ -234,44 +235,57 @@ class ReloadTest(RngmuxTestCase):
 
     def test_a_changed_udp_endpoint_keeps_its_socket(self):
         source = "test:%d" % SEED
+        local_port = free_udp_port()
+        qemu = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # QEMU bound, rngmux sends
+        qemu.bind(("127.0.0.1", 0))
+        qemu.connect(("127.0.0.1", local_port))
+        qemu.settimeout(0.2)
 
         def config(rate):
-            return render_config(self.settings(), [source],
-                                 [{"address": "udp:127.0.0.1:0", "rate": rate}])
+            return render_config(
+                self.settings(), [source],
+                [{"address": "udp:127.0.0.1:0", "rate": rate}],
+                [{"address": "udp:127.0.0.1:%d" % qemu.getsockname()[1],
+                  "local": "127.0.0.1:%d" % local_port, "rate": rate}])
 
         path = self.write(config(1000000))
         d = self.start_daemon(["--config", path], expect_listen=1)
         host, _, port = d.endpoints[0][4:].rpartition(":")
-        guest = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        guest = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # QEMU sends to rngmux
         guest.connect((host, int(port)))
         guest.settimeout(0.2)
-        refused = answered = 0
+        refused = {"listen": 0, "connect": 0}
+        answered = {"listen": 0, "connect": 0}
         try:
-            # A guest asking all the time while its endpoint's rate= changes ten times:
+            # Guests asking all the time while their endpoints' rate= changes ten times:
             # never "port unreachable" (QEMU's UDP chardev reads nothing more after
-            # one), and the port, 0 in the file, stays the one bound first.
+            # one), and the listener's port, 0 in the file, stays the one bound first.
             for i in range(10):
                 self.write(config(1000001 + i))
                 d.proc.send_signal(signal.SIGHUP)
                 until = time.monotonic() + 0.3
                 while time.monotonic() < until:
-                    try:
-                        guest.send(egd_read(1))
-                        if len(guest.recv(64)) == 1:
-                            answered += 1
-                    except ConnectionRefusedError:
-                        refused += 1
-                    except socket.timeout:
-                        pass
+                    for role, s in (("listen", guest), ("connect", qemu)):
+                        try:
+                            s.send(egd_read(1))
+                            if len(s.recv(64)) == 1:
+                                answered[role] += 1
+                        except ConnectionRefusedError:
+                            refused[role] += 1
+                        except socket.timeout:
+                            pass
             d.wait_log(r"reloaded: ", count=10)
-            guest.send(egd_read(8))
-            guest.settimeout(5)
-            self.assertEqual(len(guest.recv(64)), 8)
+            for s in (guest, qemu):
+                s.send(egd_read(8))
+                s.settimeout(5)
+                self.assertEqual(len(s.recv(64)), 8)
         finally:
             guest.close()
-        self.assertEqual(refused, 0, "port unreachable during a reload")
-        self.assertGreater(answered, 100)
+            qemu.close()
+        self.assertEqual(refused, {"listen": 0, "connect": 0}, "port unreachable during a reload")
+        self.assertGreater(min(answered.values()), 50, answered)
         self.assertEqual(d.count_log(r"endpoint listen udp:127\.0\.0\.1:0 changed"), 10)
+        self.assertEqual(d.count_log(r"endpoint connect udp:127\.0\.0\.1:\d+ changed"), 10)
 
     def test_write_threads_change_at_the_next_restart(self):
         port = free_tcp_port()
