@@ -494,8 +494,13 @@ Result<ServeSettings> ParseConfig(std::string_view text, const std::string& file
 }
 
 Result<ServeSettings> LoadConfigFile(const std::string& path) {
-  // Non-blocking: a FIFO (or a device) put where the file was would otherwise block
-  // the open, and a reload runs on the event loop. Only a regular file is read.
+  // Only a regular file is read: a FIFO put where the file was would block the open,
+  // and a reload runs on the event loop; opening a device may do something. Checked
+  // before the open, and again on what was opened (non-blocking, in case it changed).
+  struct stat before {};
+  if (::stat(path.c_str(), &before) == 0 && !S_ISREG(before.st_mode) && !S_ISDIR(before.st_mode)) {
+    return Status::Error(path + ": not a regular file");
+  }
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   if (fd < 0) return Status::FromErrno(path, errno);
   struct stat st {};
@@ -509,6 +514,7 @@ Result<ServeSettings> LoadConfigFile(const std::string& path) {
     if (S_ISDIR(st.st_mode)) return Status::FromErrno(path, EISDIR);
     return Status::Error(path + ": not a regular file");
   }
+  ::fcntl(fd, F_SETFL, O_RDONLY);  // blocking reads again (NFS and FUSE may say EAGAIN)
   std::string text;
   char buffer[16384];
   Status status;

@@ -225,8 +225,8 @@ TEST(ConfigFileTest, LoadConfigFileNamesAMissingFile) {
   EXPECT_EQ(settings.status().message(), "/: Is a directory");
 }
 
-// A FIFO put where the file was must not block the loader (a reload runs on the
-// event loop), with or without a writer at the other end.
+// A FIFO put where the file was (with no writer) must not block the loader: a reload
+// runs on the event loop. A device is refused without being read.
 TEST(ConfigFileTest, LoadConfigFileRefusesAFifoWithoutBlocking) {
   char dir[] = "/tmp/rngmux-config-XXXXXX";
   ASSERT_NE(mkdtemp(dir), nullptr);

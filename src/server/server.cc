@@ -378,9 +378,12 @@ std::shared_ptr<ShareGroup> Server::MakeGroup(const std::string& name,
 }
 
 bool Server::Refuse(const EndpointSpec& endpoint, const ClientIdentity& identity) {
-  // Connections only: UDP peers count in `clients` too, but their endpoint's peers=
-  // bounds them, and a flood of them must not lock stream clients out.
-  if (sessions_.size() >= config_.max_clients) {
+  // Connections (and vhost-user devices) only: UDP peers count in `clients` too, but
+  // their endpoint's peers= bounds them, and a flood of them must not lock stream
+  // clients out. Both counts drop as a client closes, not a turn later.
+  const std::uint64_t clients = counters_.clients;
+  const std::uint64_t udp_peers = std::min<std::uint64_t>(counters_.udp_peers, clients);
+  if (clients - udp_peers >= config_.max_clients) {
     endpoint_totals_[endpoint.id].refused++;
     const std::uint64_t refused = ++counters_.refused_connections;
     // 1st, 2nd, 4th, 8th...: enough to notice, never a flood.

@@ -234,14 +234,12 @@ Result<std::string> Server::Apply(ServeConfig next) {
       EndpointObjects reopened;
       Status status = Status::Ok();
       const int fd = same_socket ? udp->ReleaseSocket() : -1;
-      if (fd >= 0) {
-        auto adopted = UdpEndpoint::Adopt(io_, *endpoint, context_, fd);
-        if (adopted.ok()) {
-          reopened.udp.push_back(std::move(adopted).value());
-        } else {
-          status = adopted.status();
-        }
+      auto adopted = fd >= 0 ? UdpEndpoint::Adopt(io_, *endpoint, context_, fd)
+                             : Result<std::unique_ptr<UdpEndpoint>>(Status::Error("no socket"));
+      if (adopted.ok()) {
+        reopened.udp.push_back(std::move(adopted).value());
       } else {
+        // Not handed over (or Adopt closed it): bind a new one.
         udp->Stop();
         status = OpenEndpoint(*endpoint, reopened);
       }

@@ -14,12 +14,13 @@ class SourceSet;
 // Daemon-wide counters. Written on the event loop, read by the stats reporter.
 struct ServerCounters {
   std::atomic<std::uint64_t> connections_total{0};
-  std::atomic<std::uint64_t> clients{0};                // open sessions now
-  std::atomic<std::uint64_t> served_bytes{0};           // random bytes that left in replies
-  std::atomic<std::uint64_t> requests{0};               // complete EGD requests parsed
-  std::atomic<std::uint64_t> bad_requests{0};           // connections closed for a bad command
-  std::atomic<std::uint64_t> queue_overflows{0};        // connections closed for too many requests
-  std::atomic<std::uint64_t> entropy_offered_bytes{0};  // 0x03 payload bytes read and discarded
+  std::atomic<std::uint64_t> clients{0};          // open sessions now
+  std::atomic<std::uint64_t> udp_peers{0};        // of those, UDP peers: --max-clients spares them
+  std::atomic<std::uint64_t> served_bytes{0};     // random bytes that left in replies
+  std::atomic<std::uint64_t> requests{0};         // complete EGD requests parsed
+  std::atomic<std::uint64_t> bad_requests{0};     // connections closed for a bad command
+  std::atomic<std::uint64_t> queue_overflows{0};  // connections closed for too many requests
+  std::atomic<std::uint64_t> entropy_offered_bytes{0};    // 0x03 payload bytes read and discarded
   std::atomic<std::uint64_t> wiped_undelivered_bytes{0};  // owed to clients gone or let go
   std::atomic<std::uint64_t> refused_connections{0};      // closed at once: --max-clients
   std::atomic<std::uint64_t> denied_connections{0};  // closed at once: not allowed on the endpoint

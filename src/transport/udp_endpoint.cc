@@ -69,6 +69,13 @@ std::size_t UdpEndpoint::MaxAddressStates() const {
 
 UdpEndpoint::~UdpEndpoint() { Stop(); }
 
+namespace {
+std::string AdoptedSocketPrefix(const EndpointSpec& spec) {
+  return std::string(spec.role == EndpointRole::kListen ? "listen" : "connect") + " \"" +
+         spec.text + "\": socket taken over";
+}
+}  // namespace
+
 Result<std::unique_ptr<UdpEndpoint>> UdpEndpoint::Adopt(asio::io_context& io,
                                                         const EndpointSpec& spec,
                                                         SessionContext& context, int fd,
@@ -79,14 +86,14 @@ Result<std::unique_ptr<UdpEndpoint>> UdpEndpoint::Adopt(asio::io_context& io,
   if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &length) != 0) {
     const int err = errno;
     close(fd);
-    return Status::FromErrno("listen \"" + spec.text + "\": passed socket", err);
+    return Status::FromErrno(AdoptedSocketPrefix(spec), err);
   }
   asio::error_code ec;
   endpoint->socket_.assign(local.ss_family == AF_INET6 ? asio::ip::udp::v6() : asio::ip::udp::v4(),
                            fd, ec);
   if (ec) {
     close(fd);
-    return Status::Error("listen \"" + spec.text + "\": passed socket: " + ec.message());
+    return Status::Error(AdoptedSocketPrefix(spec) + ": " + ec.message());
   }
   asio::error_code ignored;
   endpoint->socket_.set_option(asio::socket_base::receive_buffer_size(kReceiveBufferBytes),
@@ -185,10 +192,9 @@ void UdpEndpoint::Start() {
 }
 
 void UdpEndpoint::Stop() {
-  if (stopped_) return;
-  ForgetPeers();
+  if (!stopped_) ForgetPeers();
   asio::error_code ignored;
-  socket_.close(ignored);
+  if (socket_.is_open()) socket_.close(ignored);  // also after a ReleaseSocket() that failed
 }
 
 int UdpEndpoint::ReleaseSocket() {

@@ -91,6 +91,8 @@ std::size_t UdpPeer::PidReplyBytes() { return 1 + std::to_string(getpid()).size(
 
 void UdpPeer::Start(std::function<void()> on_closed, Clock::TimePoint now) {
   Begin(std::move(on_closed));
+  context().counters.udp_peers++;
+  counted_ = true;
   last_heard_ = now;
   if (options().lead_bytes > 0) {
     StartLead(now);

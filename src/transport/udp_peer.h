@@ -146,6 +146,8 @@ class UdpPeer final : public EgdSession, public std::enable_shared_from_this<Udp
   void CloseTransport() override {
     resume_timer_.cancel();
     lead_timer_.cancel();
+    if (counted_) context().counters.udp_peers--;
+    counted_ = false;
   }
 
   DatagramSink& sink_;
@@ -153,6 +155,7 @@ class UdpPeer final : public EgdSession, public std::enable_shared_from_this<Udp
   const Clock& clock_;
   TokenBucket bucket_;
   std::uint64_t burst_;
+  bool counted_ = false;  // in counters.udp_peers
   std::deque<Delayed> delayed_;
   std::size_t delayed_cost_ = 0;
   asio::steady_timer resume_timer_;

@@ -185,8 +185,8 @@ class TenantTest(RngmuxTestCase):
         d.wait_log(r"denied uid=0\(root\) 127\.0\.0\.1 on tcp:.*address not in allow=127\.0\.0\.2")
 
     def test_connections_reset_before_accept_are_not_counted_as_denied(self):
-        d = self.start_daemon(["--source", "test:3", "--allow-test-source",
-                               "--listen", "tcp:127.0.0.1:0,allow=127.0.0.0/8"])
+        d = self.start_daemon(["--source", "test:3", "--allow-test-source", "--log-level",
+                               "debug", "--listen", "tcp:127.0.0.1:0,allow=127.0.0.0/8"])
         host, _, port = d.endpoints[0][4:].rpartition(":")
         # With the daemon stopped, every connection is reset while it waits in the
         # backlog: the daemon finds no peer address when it accepts them.
@@ -204,6 +204,8 @@ class TenantTest(RngmuxTestCase):
         stats = d.stats()
         self.assertEqual(stats["denied_connections"], 0, "resets counted as denials")
         self.assertEqual(d.count_log(r"denied "), 0)
+        # They did reach the daemon (or this test would prove nothing).
+        self.assertGreater(d.count_log(r"accept on tcp:.*: the peer had gone already"), 0)
 
     def test_weights_split_a_slow_source_in_proportion(self):
         heavy = "unix:%s,weight=3" % self.path("heavy.sock")
