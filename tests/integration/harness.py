@@ -108,10 +108,12 @@ def required_capabilities():
 
 
 def built_with_ubsan_vptr_checks(binary=None):
-    """True if the binary checks dynamic types with UBSan (the ASan/UBSan build)."""
+    """True for the ASan/UBSan build, which checks dynamic types. (ThreadSanitizer's
+    runtime carries UBSan's handlers too, unused: ASan's marks the build.)"""
     import mmap
     with open(binary or BINARY, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-        return m.find(b"__ubsan_handle_dynamic_type_cache_miss") >= 0
+        return (m.find(b"__ubsan_handle_dynamic_type_cache_miss") >= 0
+                and m.find(b"__asan_init") >= 0)
 
 
 def sanitizer_reports(text):
