@@ -44,10 +44,8 @@ Server::Server(ServeConfig config)
           pool_, fair_share_, counters_, [this] { RequestPump(); }, config_.max_queued_requests,
           8,     &client_log_},
       work_(asio::make_work_guard(io_)),
-      signals_(io_, SIGINT, SIGTERM, SIGUSR1),
-      reserve_timer_(io_) {
-  signals_.add(SIGHUP);
-}
+      signals_(io_, {SIGHUP, SIGINT, SIGTERM, SIGUSR1}),
+      reserve_timer_(io_) {}
 
 Server::~Server() {
   if (sources_) sources_->Stop();
@@ -185,6 +183,7 @@ Status Server::OpenEndpoint(const EndpointSpec& endpoint, EndpointObjects& into)
 }
 
 Status Server::Open() {
+  if (!signals_.error().empty()) return Status::Error(signals_.error());
   auto plan = PlanSources(config_, {});
   if (!plan.ok()) return plan.status();
   // Sources that claim less than 8 bits/byte are conditioned to full entropy before
@@ -467,8 +466,7 @@ void Server::LogQemuArguments(const EndpointSpec& endpoint, bool always) {
 }
 
 void Server::WaitForSignal() {
-  signals_.async_wait([this](const asio::error_code& ec, int signal_number) {
-    if (ec) return;
+  signals_.AsyncWait([this](int signal_number) {
     if (signal_number == SIGUSR1) {
       LogStats();
       WaitForSignal();
@@ -502,7 +500,7 @@ void Server::Shutdown() {
   // The summary follows once the loop has run out (Run): a write that was in progress
   // counts what it never sent when its handler runs.
   LogClientStats();
-  signals_.cancel();
+  signals_.Cancel();
   reserve_timer_.cancel();
   retire_timer_.cancel();
   work_.reset();

@@ -2,7 +2,6 @@
 
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
-#include <asio/signal_set.hpp>
 #include <asio/steady_timer.hpp>
 #include <atomic>
 #include <chrono>
@@ -17,6 +16,7 @@
 
 #include "admin/control_request.h"
 #include "common/rate_limit.h"
+#include "common/signal_reader.h"
 #include "common/status.h"
 #include "endpoint/endpoint_spec.h"
 #include "pool/entropy_pool.h"
@@ -217,7 +217,7 @@ class Server final : public SessionHost {
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   // After io_: gone before it, since a write's answer is posted to io_.
   std::unique_ptr<WriteLoops> write_loops_;  // set by StartWriteLoops()
-  asio::signal_set signals_;
+  SignalReader signals_;
   // Re-pumps once reserves for briefly idle clients have expired, so bytes set
   // aside for a client that left reach the waiting ones even if no new bytes come.
   asio::steady_timer reserve_timer_;

@@ -210,6 +210,19 @@ class TransportsTest(RngmuxTestCase):
                 self.assertEqual(d.returncode, 0)
                 self.assertFalse(os.path.exists(path), "unix socket file not removed")
 
+    def test_a_signal_right_after_start_is_never_lost(self):
+        # Each signal comes as soon as the daemon says it listens: before its event loop
+        # runs, or while it fills its pool. A SIGTERM sent then was once lost under
+        # ThreadSanitizer (a handler deferred to a thread that then slept in epoll_wait);
+        # read from a signalfd, the kernel keeps it until the loop reads it.
+        for i in range(25):
+            d = self.serve("unix:" + self.path("early%d.sock" % i), name="early%d" % i)
+            if i % 2:
+                d.proc.send_signal(signal.SIGUSR1)
+                d.wait_log("info: stats: source=", 10)
+            d.stop()
+            self.assertEqual(d.returncode, 0)
+
     def test_default_serve_prints_qemu_arguments(self):
         probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         taken = None

@@ -1,0 +1,89 @@
+#include "common/signal_reader.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <asio/post.hpp>
+#include <cstring>
+#include <utility>
+
+namespace rngmux {
+
+SignalReader::SignalReader(asio::io_context& io, std::initializer_list<int> signals)
+    : io_(io), fd_(io) {
+  sigemptyset(&set_);
+  for (int sig : signals) sigaddset(&set_, sig);
+  pthread_sigmask(SIG_BLOCK, &set_, &previous_);
+  const int fd = signalfd(-1, &set_, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (fd < 0) {
+    error_ = std::string("signalfd: ") + std::strerror(errno);
+    return;
+  }
+  fd_.assign(fd);
+}
+
+SignalReader::~SignalReader() {
+  if (fd_.is_open()) {
+    signalfd_siginfo info[8];
+    // Bounded: a signal arriving faster than this reads is not one this drains.
+    for (int i = 0; i < 64 && read(fd_.native_handle(), info, sizeof(info)) > 0; ++i) {
+    }
+    asio::error_code ignored;
+    fd_.close(ignored);
+  }
+  pthread_sigmask(SIG_SETMASK, &previous_, nullptr);
+}
+
+void SignalReader::AsyncWait(std::function<void(int)> handler) {
+  handler_ = std::move(handler);
+  cancelled_ = false;
+  if (!read_.empty()) {
+    asio::post(io_, [this] { Deliver(); });
+    return;
+  }
+  if (waiting_ || !fd_.is_open()) return;
+  waiting_ = true;
+  fd_.async_wait(asio::posix::stream_descriptor::wait_read, [this](const asio::error_code& ec) {
+    waiting_ = false;
+    if (ec || cancelled_) return;
+    ReadAvailable();
+    Deliver();
+  });
+}
+
+void SignalReader::Cancel() {
+  cancelled_ = true;
+  handler_ = nullptr;
+  asio::error_code ignored;
+  fd_.cancel(ignored);
+}
+
+void SignalReader::ReadAvailable() {
+  // The kernel keeps one of each kind pending: a few reads empty it (then EAGAIN).
+  signalfd_siginfo info[8];
+  for (int i = 0; i < 16; ++i) {
+    const ssize_t n = read(fd_.native_handle(), info, sizeof(info));
+    if (n <= 0) break;  // a signalfd read is never partial
+    for (ssize_t k = 0; k < n / static_cast<ssize_t>(sizeof(info[0])); ++k) {
+      read_.push_back(static_cast<int>(info[k].ssi_signo));
+    }
+  }
+}
+
+void SignalReader::Deliver() {
+  if (cancelled_ || !handler_) return;
+  if (read_.empty()) {
+    // Woken without a signal to read (another reader took it): wait again.
+    AsyncWait(std::move(handler_));
+    return;
+  }
+  const int sig = read_.front();
+  read_.pop_front();
+  std::function<void(int)> handler = std::move(handler_);
+  handler_ = nullptr;
+  handler(sig);
+}
+
+}  // namespace rngmux
