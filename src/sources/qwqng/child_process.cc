@@ -17,8 +17,9 @@ namespace {
 
 constexpr std::chrono::milliseconds kReapPollInterval{5};
 
-// Signals whose handling rngmux changes (Asio's signal set, an ignored SIGPIPE)
-// and that the helper should see with their default action.
+// Signals whose handling rngmux changes (an ignored SIGPIPE; the control signals, which
+// it blocks and reads from a signalfd) and that the helper should see with their
+// default action. The helper's mask is cleared too (below).
 constexpr int kDefaultSignals[] = {SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, SIGCHLD};
 
 // posix_spawn's C interfaces want mutable strings.
