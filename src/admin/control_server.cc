@@ -93,7 +93,7 @@ ControlServer::ControlServer(asio::io_context& io, std::string path, Handler han
       handler_(std::move(handler)),
       counters_(counters),
       acceptor_(io),
-      retry_timer_(io) {}
+      retry_(io, counters_.accept_failures) {}
 
 ControlServer::~ControlServer() { Stop(); }
 
@@ -168,17 +168,15 @@ void ControlServer::Accept() {
 }
 
 void ControlServer::RetryLater(const std::string& error) {
-  NoteAcceptFailure(counters_.accept_failures, accept_failures_, "control socket " + path_, error);
-  retry_timer_.expires_after(kAcceptRetryDelay);
-  retry_timer_.async_wait([this](const asio::error_code& ec) {
-    if (!ec && !stopped_) Accept();
+  retry_.After("control socket " + path_, error, [this] {
+    if (!stopped_) Accept();
   });
 }
 
 void ControlServer::Stop() {
   if (stopped_) return;
   stopped_ = true;
-  retry_timer_.cancel();
+  retry_.Cancel();
   asio::error_code ignored;
   acceptor_.close(ignored);
   connections_.CloseAll();

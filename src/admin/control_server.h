@@ -2,7 +2,6 @@
 
 #include <asio/io_context.hpp>
 #include <asio/local/stream_protocol.hpp>
-#include <asio/steady_timer.hpp>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -12,6 +11,7 @@
 
 #include "admin/control_request.h"
 #include "admin/one_request_connection.h"
+#include "common/accept_failure.h"
 #include "common/rate_limit.h"
 #include "common/status.h"
 #include "server/stats.h"
@@ -74,8 +74,7 @@ class ControlServer {
   Handler handler_;
   ServerCounters& counters_;
   asio::local::stream_protocol::acceptor acceptor_;
-  asio::steady_timer retry_timer_;
-  std::uint64_t accept_failures_ = 0;
+  AcceptRetry retry_;
   OneRequestConnections<ControlServer> connections_;
   LogLimiter refused_log_{std::chrono::seconds(1)};
   LogLimiter bad_log_{std::chrono::seconds(1)};

@@ -78,7 +78,11 @@ void MetricsServer::Bad(const std::string& why, const Socket& socket) {
 }
 
 MetricsServer::MetricsServer(asio::io_context& io, Render render, ServerCounters& counters)
-    : io_(io), render_(std::move(render)), counters_(counters), acceptor_(io), retry_timer_(io) {}
+    : io_(io),
+      render_(std::move(render)),
+      counters_(counters),
+      acceptor_(io),
+      retry_(io, counters_.accept_failures) {}
 
 MetricsServer::~MetricsServer() { Stop(); }
 
@@ -137,18 +141,15 @@ void MetricsServer::Accept() {
 }
 
 void MetricsServer::RetryLater(const std::string& error) {
-  NoteAcceptFailure(counters_.accept_failures, accept_failures_, "metrics " + bound_address(),
-                    error);
-  retry_timer_.expires_after(kAcceptRetryDelay);
-  retry_timer_.async_wait([this](const asio::error_code& ec) {
-    if (!ec && !stopped_) Accept();
+  retry_.After("metrics " + bound_address(), error, [this] {
+    if (!stopped_) Accept();
   });
 }
 
 void MetricsServer::Stop() {
   if (stopped_) return;
   stopped_ = true;
-  retry_timer_.cancel();
+  retry_.Cancel();
   asio::error_code ignored;
   acceptor_.close(ignored);
   connections_.CloseAll();

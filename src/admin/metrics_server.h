@@ -2,7 +2,6 @@
 
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
-#include <asio/steady_timer.hpp>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -13,6 +12,7 @@
 
 #include "admin/http_request.h"
 #include "admin/one_request_connection.h"
+#include "common/accept_failure.h"
 #include "common/rate_limit.h"
 #include "common/status.h"
 #include "server/stats.h"
@@ -75,8 +75,7 @@ class MetricsServer {
   Render render_;
   ServerCounters& counters_;
   asio::ip::tcp::acceptor acceptor_;
-  asio::steady_timer retry_timer_;
-  std::uint64_t accept_failures_ = 0;
+  AcceptRetry retry_;
   OneRequestConnections<MetricsServer> connections_;
   LogLimiter bad_log_{std::chrono::seconds(1)};
   LogLimiter full_log_{std::chrono::seconds(10)};

@@ -15,4 +15,13 @@ void NoteAcceptFailure(std::atomic<std::uint64_t>& total, std::uint64_t& mine,
       " so far; the connection waits and is retried every ", kAcceptRetryDelay.count(), " ms)");
 }
 
+void AcceptRetry::After(std::string_view address, std::string_view error,
+                        std::function<void()> accept_again) {
+  NoteAcceptFailure(total_, mine_, address, error);
+  timer_.expires_after(kAcceptRetryDelay);
+  timer_.async_wait([again = std::move(accept_again)](const asio::error_code& ec) {
+    if (!ec) again();
+  });
+}
+
 }  // namespace rngmux

@@ -1,8 +1,11 @@
 #pragma once
 
+#include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string_view>
 
 namespace rngmux {
@@ -19,5 +22,22 @@ inline constexpr std::chrono::milliseconds kAcceptRetryDelay{200};
 // Thread-safe for `total`; `mine` belongs to the caller's thread.
 void NoteAcceptFailure(std::atomic<std::uint64_t>& total, std::uint64_t& mine,
                        std::string_view address, std::string_view error);
+
+// One listener's wait after a failed accept: counts and logs the failure
+// (NoteAcceptFailure) and calls `accept_again` on the loop kAcceptRetryDelay later,
+// unless cancelled meanwhile. One wait at a time: a new one replaces the last.
+class AcceptRetry {
+ public:
+  AcceptRetry(asio::io_context& io, std::atomic<std::uint64_t>& total)
+      : timer_(io), total_(total) {}
+  void After(std::string_view address, std::string_view error, std::function<void()> accept_again);
+  void Cancel() { timer_.cancel(); }
+  std::uint64_t failures() const { return mine_; }
+
+ private:
+  asio::steady_timer timer_;
+  std::atomic<std::uint64_t>& total_;
+  std::uint64_t mine_ = 0;  // this listener's, for its log lines
+};
 
 }  // namespace rngmux

@@ -60,7 +60,7 @@ Status ClearStaleUnixSocket(const EndpointSpec& spec) {
 }  // namespace
 
 Listener::Listener(asio::io_context& io, const EndpointSpec& spec, SessionHost& host)
-    : spec_(spec), host_(host), acceptor_(io), retry_timer_(io) {}
+    : spec_(spec), host_(host), acceptor_(io), retry_(io, host.accept_failures()) {}
 
 Listener::~Listener() { Stop(); }
 
@@ -152,7 +152,7 @@ void Listener::Stop() {
   if (stopped_ && !acceptor_.is_open()) return;
   stopped_ = true;
   asio::error_code ignored;
-  retry_timer_.cancel();
+  retry_.Cancel();
   // Handshakes under way end now, not at their timeout (a shutdown waits for them).
   for (const auto& handshake : pending_handshakes_) {
     if (auto h = handshake.lock()) h->Cancel("the endpoint stopped");
@@ -194,10 +194,8 @@ void Listener::Accept() {
 
 void Listener::RetryLater(const std::string& error) {
   // EMFILE and friends: say so, and try again shortly instead of spinning.
-  NoteAcceptFailure(host_.accept_failures(), accept_failures_, bound_address_, error);
-  retry_timer_.expires_after(kAcceptRetryDelay);
-  retry_timer_.async_wait([this](const asio::error_code& timer_ec) {
-    if (!timer_ec && !stopped_) Accept();
+  retry_.After(bound_address_, error, [this] {
+    if (!stopped_) Accept();
   });
 }
 

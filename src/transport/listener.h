@@ -5,13 +5,13 @@
 #include <asio/basic_socket_acceptor.hpp>
 #include <asio/generic/stream_protocol.hpp>
 #include <asio/io_context.hpp>
-#include <asio/steady_timer.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "common/accept_failure.h"
 #include "common/status.h"
 #include "endpoint/endpoint_spec.h"
 #include "tls/tls_context.h"
@@ -64,8 +64,7 @@ class Listener {
   EndpointSpec spec_;
   SessionHost& host_;
   Acceptor acceptor_;
-  asio::steady_timer retry_timer_;
-  std::uint64_t accept_failures_ = 0;  // this listener's, for its log lines
+  AcceptRetry retry_;
   std::string bound_address_;
   // The socket file this listener created: on shutdown it removes that file only,
   // never one a newer server has put at the same path since.
