@@ -218,10 +218,12 @@ Result<std::string> Server::Apply(ServeConfig next) {
       connector->UpdateSpec(*endpoint);
       ApplyToClients(*endpoint);
     } else if (UdpEndpoint* udp = FindById(udp_endpoints_, endpoint->id)) {
-      // A UDP endpoint's options live in its peer table: it starts afresh (its peers'
-      // undelivered replies are wiped, as when they go idle), on the same socket unless
-      // local= changed. Closing it would answer datagrams that come meanwhile with
-      // "port unreachable", after which QEMU's UDP chardev reads nothing more.
+      // A UDP endpoint's options live in its peer table: it starts afresh, on the same
+      // socket unless local= changed. Closing it would answer datagrams that come
+      // meanwhile with "port unreachable", after which QEMU's UDP chardev reads nothing
+      // more. What its peers asked and were not answered yet is asked again of the new
+      // one (QEMU never sends a request twice); the reply bytes being filled for them
+      // are wiped, as when a peer goes idle.
       const EndpointSpec* running = nullptr;
       for (const EndpointSpec& old : config_.endpoints) {
         if (old.id == endpoint->id) running = &old;
@@ -229,13 +231,19 @@ Result<std::string> Server::Apply(ServeConfig next) {
       const bool same_socket =
           running != nullptr && (endpoint->role == EndpointRole::kListen ||
                                  running->LocalAddress() == endpoint->LocalAddress());
+      // A connect endpoint sending elsewhere now has another peer: nothing to carry
+      // (nor is anything carried from a socket that is not handed over).
+      const bool same_peers = running != nullptr && (endpoint->role == EndpointRole::kListen ||
+                                                     running->Address() == endpoint->Address());
       std::set<std::string> one = {endpoint->id};
       MoveById(udp_endpoints_, one, retired.udp);
       EndpointObjects reopened;
       Status status = Status::Ok();
-      const int fd = same_socket ? udp->ReleaseSocket() : -1;
-      auto adopted = fd >= 0 ? UdpEndpoint::Adopt(io_, *endpoint, context_, fd)
-                             : Result<std::unique_ptr<UdpEndpoint>>(Status::Error("no socket"));
+      UdpEndpoint::Handover handover;
+      if (same_socket) handover = udp->ReleaseSocket();
+      auto adopted = handover.fd >= 0
+                         ? UdpEndpoint::Adopt(io_, *endpoint, context_, handover.fd)
+                         : Result<std::unique_ptr<UdpEndpoint>>(Status::Error("no socket"));
       if (adopted.ok()) {
         reopened.udp.push_back(std::move(adopted).value());
       } else {
@@ -251,6 +259,18 @@ Result<std::string> Server::Apply(ServeConfig next) {
       }
       for (auto& object : reopened.udp) {
         object->Start();
+        if (same_peers && !handover.unanswered.empty()) {
+          std::size_t asked = 0;
+          std::size_t taken = 0;
+          for (const auto& [address, datagrams] : handover.unanswered) {
+            for (const EgdDatagram& datagram : datagrams) asked += datagram.requests.size();
+            taken += object->Resume(address, datagrams);
+          }
+          LOG_INFO("endpoint ", endpoint->id, ": ", taken, " of ", asked,
+                   " unanswered requests of ", handover.unanswered.size(),
+                   handover.unanswered.size() == 1 ? " peer" : " peers",
+                   " carried over to its new settings");
+        }
         udp_endpoints_.push_back(std::move(object));
       }
     }

@@ -123,6 +123,18 @@ void EgdSession::SetShareGroup(std::shared_ptr<ShareGroup> group) {
   if (group_) group_->Join(this);
 }
 
+std::vector<EgdRequest> EgdSession::UnansweredRequests() const {
+  std::vector<EgdRequest> requests;
+  requests.reserve(queue_.size());
+  for (const Pending& pending : queue_) {
+    EgdRequest request;
+    request.command = pending.command;
+    request.count = pending.count;
+    requests.push_back(request);
+  }
+  return requests;
+}
+
 void EgdSession::InputClosed() {
   input_closed_ = true;
   ProcessQueue();

@@ -137,6 +137,9 @@ class EgdSession : public Consumer {
   std::uint64_t served_bytes() const { return served_bytes_; }
   std::uint64_t requests() const { return requests_; }
   std::size_t queued_requests() const { return queue_.size(); }
+  // The requests not answered yet, in order: none of their reply has left (a reply
+  // still being filled is wiped at close). A 03's entropy estimate is not kept.
+  std::vector<EgdRequest> UnansweredRequests() const;
 
   std::size_t Wanted() const override;
   void Deliver(std::span<const std::uint8_t> bytes) override;

@@ -192,27 +192,52 @@ void UdpEndpoint::Start() {
 }
 
 void UdpEndpoint::Stop() {
-  if (!stopped_) ForgetPeers();
+  if (!stopped_) ForgetPeers(LogLevel::kInfo, "shutting down");
   asio::error_code ignored;
   if (socket_.is_open()) socket_.close(ignored);  // also after a ReleaseSocket() that failed
 }
 
-int UdpEndpoint::ReleaseSocket() {
-  if (stopped_) return -1;
-  ForgetPeers();
+UdpEndpoint::Handover UdpEndpoint::ReleaseSocket() {
+  Handover handover;
+  if (stopped_) return handover;
+  for (const auto& [address, peer] : peers_) {
+    if (peer->closed()) continue;
+    std::vector<EgdDatagram> unanswered = peer->Unanswered();
+    if (!unanswered.empty()) handover.unanswered.emplace_back(address, std::move(unanswered));
+  }
+  ForgetPeers(LogLevel::kDebug, "handed over to the endpoint's new settings");
   asio::error_code ec;
   const int fd = socket_.release(ec);  // cancels the wait for input
-  return ec ? -1 : fd;
+  handover.fd = ec ? -1 : fd;
+  return handover;
 }
 
-void UdpEndpoint::ForgetPeers() {
+std::size_t UdpEndpoint::Resume(const PeerAddress& from,
+                                const std::vector<EgdDatagram>& datagrams) {
+  std::size_t taken = 0;
+  if (Denied(from)) return taken;
+  const Clock::TimePoint now = clock_.Now();
+  for (const EgdDatagram& datagram : datagrams) {
+    if (stopped_) break;
+    if (Dispatch(from, datagram, now)) taken += datagram.requests.size();
+  }
+  return taken;
+}
+
+void UdpEndpoint::ForgetPeers(LogLevel level, std::string_view reason) {
   stopped_ = true;
   sweep_timer_.cancel();
   prime_timer_.cancel();
   retry_timer_.cancel();
   std::vector<std::shared_ptr<UdpPeer>> peers;
   for (auto& [address, peer] : peers_) peers.push_back(peer);
-  for (auto& peer : peers) peer->Close("shutting down");
+  for (auto& peer : peers) {
+    if (level <= LogLevel::kDebug) {
+      peer->CloseQuietly(reason);
+    } else {
+      peer->Close(std::string(reason));
+    }
+  }
 }
 
 void UdpEndpoint::WaitReadable() {
@@ -274,22 +299,29 @@ std::shared_ptr<UdpPeer> UdpEndpoint::LivePeer(const PeerAddress& address) const
 
 void UdpEndpoint::OnDatagram(const PeerAddress& from, std::span<const std::uint8_t> payload,
                              Clock::TimePoint now) {
-  // A connected socket only ever sees its peer; a listener checks every sender
-  // before it spends anything on it.
-  if (!connected() && !spec_.access.allow.Allows(from.ip())) {
-    context_.counters.udp_denied_datagrams++;
-    LogLimited(denied_log_, LogLevel::kWarning,
-               spec_.Address() + ": dropping datagrams from " + UdpIdentity(from) +
-                   ", which is not in allow=" + spec_.access.allow.ToString());
-    return;
-  }
-  std::shared_ptr<UdpPeer> peer = LivePeer(from);
+  if (Denied(from)) return;
   if (connected() && peer_unreachable_) {
     peer_unreachable_ = false;
     LOG_INFO(spec_.Address(), ": the peer is sending again");
   }
   if (connected()) prime_backoff_.Reset();
-  const EgdDatagram datagram = ParseEgdDatagram(payload, pid_reply_bytes_);
+  Dispatch(from, ParseEgdDatagram(payload, pid_reply_bytes_), now);
+}
+
+bool UdpEndpoint::Denied(const PeerAddress& from) {
+  // A connected socket only ever sees its peer; a listener checks every sender
+  // before it spends anything on it.
+  if (connected() || spec_.access.allow.Allows(from.ip())) return false;
+  context_.counters.udp_denied_datagrams++;
+  LogLimited(denied_log_, LogLevel::kWarning,
+             spec_.Address() + ": dropping datagrams from " + UdpIdentity(from) +
+                 ", which is not in allow=" + spec_.access.allow.ToString());
+  return true;
+}
+
+bool UdpEndpoint::Dispatch(const PeerAddress& from, const EgdDatagram& datagram,
+                           Clock::TimePoint now) {
+  std::shared_ptr<UdpPeer> peer = LivePeer(from);
   if (!peer) {
     // A closed peer whose clean-up is still pending: its bucket is kept.
     if (auto it = peers_.find(from); it != peers_.end()) ErasePeer(it);
@@ -302,14 +334,15 @@ void UdpEndpoint::OnDatagram(const PeerAddress& from, std::span<const std::uint8
       }
       // A connect endpoint's peer that is there again is primed afresh.
       if (connected() && !stopped_) SchedulePrime();
-      return;
+      return false;
     }
-    if (!connected() && PeerLimitReached(from)) return;
+    if (!connected() && PeerLimitReached(from)) return false;
     prime_timer_.cancel();
     peer = AddPeer(from, now);
   }
   std::string problem;
-  switch (peer->OnParsed(datagram, now, &problem)) {
+  const UdpPeer::Verdict verdict = peer->OnParsed(datagram, now, &problem);
+  switch (verdict) {
     case UdpPeer::Verdict::kDelayed:
       context_.counters.udp_delayed_datagrams++;
       break;
@@ -328,6 +361,7 @@ void UdpEndpoint::OnDatagram(const PeerAddress& from, std::span<const std::uint8
     case UdpPeer::Verdict::kIgnored:
       break;
   }
+  return verdict == UdpPeer::Verdict::kAnswered || verdict == UdpPeer::Verdict::kDelayed;
 }
 
 bool UdpEndpoint::PeerLimitReached(const PeerAddress& from) {

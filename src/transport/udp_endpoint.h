@@ -73,10 +73,22 @@ class UdpEndpoint final : public DatagramSink {
   void Start();
   // Forgets every peer and closes the socket. Idempotent.
   void Stop();
-  // Forgets every peer, as Stop(), but hands the socket over instead of closing it
-  // (-1 if stopped already): datagrams that arrive meanwhile wait in it, and senders
-  // are never answered "port unreachable", which QEMU's UDP chardev does not survive.
-  int ReleaseSocket();
+  // What ReleaseSocket() hands to the endpoint that takes over: the socket (-1 if
+  // stopped already) and what each peer asked and was not answered yet.
+  struct Handover {
+    int fd = -1;
+    std::vector<std::pair<PeerAddress, std::vector<EgdDatagram>>> unanswered;
+  };
+  // Forgets every peer, as Stop(), but hands the socket over instead of closing it:
+  // datagrams that arrive meanwhile wait in it, and senders are never answered "port
+  // unreachable", which QEMU's UDP chardev does not survive. Nor does it survive a
+  // request that is never answered (QEMU never sends one again): those are handed
+  // over too, for Resume().
+  Handover ReleaseSocket();
+  // After Start(): `from`'s unanswered datagrams, handed over from the endpoint this
+  // one replaces, are taken as if they had just come, under this endpoint's options
+  // (allow=, peers=, rate=). Returns the requests taken.
+  std::size_t Resume(const PeerAddress& from, const std::vector<EgdDatagram>& datagrams);
 
   // The endpoint as bound: a listener's real port, a connect endpoint's real
   // local address.
@@ -120,7 +132,11 @@ class UdpEndpoint final : public DatagramSink {
   bool connected() const { return spec_.role == EndpointRole::kConnect; }
 
   // Stop() and ReleaseSocket() but for the socket.
-  void ForgetPeers();
+  void ForgetPeers(LogLevel level, std::string_view reason);
+  // A listener's sender not in allow=: counted and logged (rate-limited).
+  bool Denied(const PeerAddress& from);
+  // OnDatagram() after the parse; true if the datagram was queued (or delayed).
+  bool Dispatch(const PeerAddress& from, const EgdDatagram& datagram, Clock::TimePoint now);
   void WaitReadable();
   void OnReadable();
   std::shared_ptr<UdpPeer> AddPeer(const PeerAddress& address, Clock::TimePoint now);

@@ -151,6 +151,28 @@ UdpPeer::Verdict UdpPeer::OnParsed(const EgdDatagram& datagram, Clock::TimePoint
   return Verdict::kDelayed;
 }
 
+std::vector<EgdDatagram> UdpPeer::Unanswered() const {
+  std::vector<EgdDatagram> datagrams;
+  for (const EgdRequest& request : UnansweredRequests()) {
+    const std::size_t bytes = MaxEgdReplyBytes(request, pid_reply_bytes_);
+    if (datagrams.empty() || datagrams.back().reply_bytes + bytes > kMaxEgdDatagramBytes) {
+      datagrams.emplace_back();
+      datagrams.back().outcome = EgdDatagram::Outcome::kRequests;
+    }
+    datagrams.back().requests.push_back(request);
+    datagrams.back().reply_bytes += bytes;
+  }
+  for (const Delayed& delayed : delayed_) {
+    EgdDatagram& datagram = datagrams.emplace_back();
+    datagram.outcome = EgdDatagram::Outcome::kRequests;
+    datagram.requests = delayed.requests;
+    for (const EgdRequest& request : delayed.requests) {
+      datagram.reply_bytes += MaxEgdReplyBytes(request, pid_reply_bytes_);
+    }
+  }
+  return datagrams;
+}
+
 void UdpPeer::Queue(const std::vector<EgdRequest>& requests) {
   for (const EgdRequest& request : requests) {
     if (!Enqueue(request)) return;  // closed: too many requests waiting

@@ -220,6 +220,63 @@ TEST_F(UdpPeerTest, MalformedDatagramsCloseThePeerAndAnswerNothing) {
   EXPECT_EQ(counters_.clients, 0u);
 }
 
+// What a reload hands to the endpoint's new settings: the queued requests not
+// answered yet (one being filled included), regrouped into whole datagrams, then the
+// datagrams waiting for the rate limit, in order.
+TEST_F(UdpPeerTest, UnansweredRequestsAreHandedOverInOrderAnsweredOnesAreNot) {
+  StartPeer(/*rate=*/100, /*burst=*/4096);
+  Bytes first;
+  for (int i = 0; i < 16; ++i) first.insert(first.end(), {0x02, 0xFF});
+  first.insert(first.end(), {0x02, 0x10});  // 16 x 255 + 16: exactly one datagram's worth
+  ASSERT_EQ(Datagram(first), UdpPeer::Verdict::kAnswered);
+  ASSERT_EQ(Datagram({0x02, 0x20}), UdpPeer::Verdict::kDelayed);  // the bucket is empty
+  ASSERT_EQ(Datagram({0x00}), UdpPeer::Verdict::kDelayed);
+  FillPool(300);  // the first 02 FF answered; 45 bytes towards the second
+  Run();
+  ASSERT_EQ(sink_.TotalBytes(), 255u);
+
+  const std::vector<EgdDatagram> handed = peer_->Unanswered();
+  ASSERT_EQ(handed.size(), 3u);
+  ASSERT_EQ(handed[0].requests.size(), 16u);
+  EXPECT_EQ(handed[0].reply_bytes, 15u * 255 + 16);
+  for (std::size_t i = 0; i < 15; ++i) {
+    EXPECT_EQ(handed[0].requests[i].command, EgdCommand::kReadBlocking);
+    EXPECT_EQ(handed[0].requests[i].count, 255);
+  }
+  EXPECT_EQ(handed[0].requests[15].count, 16);
+  ASSERT_EQ(handed[1].requests.size(), 1u);
+  EXPECT_EQ(handed[1].requests[0].count, 32);
+  EXPECT_EQ(handed[1].reply_bytes, 32u);
+  ASSERT_EQ(handed[2].requests.size(), 1u);
+  EXPECT_EQ(handed[2].requests[0].command, EgdCommand::kEntropyAvailable);
+  for (const EgdDatagram& datagram : handed) EXPECT_TRUE(datagram.ok());
+}
+
+TEST_F(UdpPeerTest, HandedOverRequestsAreRegroupedIntoWholeDatagrams) {
+  StartPeer(/*rate=*/1 << 20, /*burst=*/1 << 16);
+  Bytes sixteen;
+  for (int i = 0; i < 16; ++i) sixteen.insert(sixteen.end(), {0x02, 0xFF});
+  Bytes small = {0x02, 0x08, 0x01, 0x08};
+  ASSERT_EQ(Datagram(sixteen), UdpPeer::Verdict::kAnswered);
+  ASSERT_EQ(Datagram(small), UdpPeer::Verdict::kAnswered);
+  ASSERT_EQ(Datagram(sixteen), UdpPeer::Verdict::kAnswered);
+  const std::vector<EgdDatagram> handed = peer_->Unanswered();
+  // 16 x 255 = 4080, and the 02 08 fits beside them; the 01 08 (up to 9) does not,
+  // and starts the next, which the second sixteen fill to 4089.
+  ASSERT_EQ(handed.size(), 2u);
+  EXPECT_EQ(handed[0].requests.size(), 17u);
+  EXPECT_EQ(handed[0].reply_bytes, 4088u);
+  EXPECT_EQ(handed[1].requests.size(), 17u);
+  EXPECT_EQ(handed[1].requests[0].command, EgdCommand::kReadNonBlocking);
+  EXPECT_EQ(handed[1].reply_bytes, 9u + 16 * 255);
+  std::size_t total = 0;
+  for (const EgdDatagram& datagram : handed) {
+    EXPECT_LE(datagram.reply_bytes, kMaxEgdDatagramBytes);
+    total += datagram.requests.size();
+  }
+  EXPECT_EQ(total, 34u);
+}
+
 TEST_F(UdpPeerTest, AskingMoreThanOneDatagramHoldsIsMalformed) {
   FillPool(10000);
   StartPeer();
