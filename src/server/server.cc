@@ -136,6 +136,15 @@ Status Server::AddInheritedEndpoints(ServeConfig& config) const {
   return Status::Ok();
 }
 
+void Server::WarnIfUdpAnswersLoopbackOnly(const EndpointSpec& endpoint) {
+  if (endpoint.role == EndpointRole::kListen && !IsLoopbackEndpoint(endpoint) &&
+      endpoint.access.allow.LoopbackOnly()) {
+    LOG_WARNING("udp listener on ", endpoint.Address(),
+                " answers loopback senders only (allow=", endpoint.access.allow.ToString(),
+                "); add allow=NETWORKS to answer others");
+  }
+}
+
 Status Server::OpenEndpoint(const EndpointSpec& endpoint, EndpointObjects& into) {
   Result<const InheritedSocket*> passed = inherited_.Find(endpoint);
   if (!passed.ok()) return passed.status();
@@ -152,12 +161,7 @@ Status Server::OpenEndpoint(const EndpointSpec& endpoint, EndpointObjects& into)
     auto udp = fd >= 0 ? UdpEndpoint::Adopt(io_, endpoint, context_, fd)
                        : UdpEndpoint::Open(io_, endpoint, context_);
     if (!udp.ok()) return udp.status();
-    if (endpoint.role == EndpointRole::kListen && !IsLoopbackEndpoint(endpoint) &&
-        endpoint.access.allow.LoopbackOnly()) {
-      LOG_WARNING("udp listener on ", endpoint.Address(),
-                  " answers loopback senders only (allow=", endpoint.access.allow.ToString(),
-                  "); add allow=NETWORKS to answer others");
-    }
+    WarnIfUdpAnswersLoopbackOnly(endpoint);
     into.udp.push_back(std::move(udp).value());
     return Status::Ok();
   }

@@ -154,6 +154,9 @@ class Server final : public SessionHost {
   };
   // Binds a listener or UDP socket (or adopts a passed one), or makes a connector
   // (started later).
+  // A UDP listener on a non-loopback address that answers loopback senders only
+  // (allow= left at its default) is almost always a mistake: says so.
+  void WarnIfUdpAnswersLoopbackOnly(const EndpointSpec& endpoint);
   Status OpenEndpoint(const EndpointSpec& endpoint, EndpointObjects& into);
   // Adds to `config` an endpoint for each passed socket none of its endpoints claims
   // (see SetInheritedSockets).

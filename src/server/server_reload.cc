@@ -245,6 +245,7 @@ Result<std::string> Server::Apply(ServeConfig next) {
                          ? UdpEndpoint::Adopt(io_, *endpoint, context_, handover.fd)
                          : Result<std::unique_ptr<UdpEndpoint>>(Status::Error("no socket"));
       if (adopted.ok()) {
+        WarnIfUdpAnswersLoopbackOnly(*endpoint);
         reopened.udp.push_back(std::move(adopted).value());
       } else {
         // Not handed over (or Adopt closed it): bind a new one.

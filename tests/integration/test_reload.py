@@ -345,6 +345,21 @@ class ReloadTest(RngmuxTestCase):
         self.assertEqual(m.group(1), m.group(2))
         self.assertGreaterEqual(int(m.group(1)), 25)
 
+    def test_a_changed_udp_listener_still_warns_that_it_answers_loopback_only(self):
+        # Bound to every address, answering loopback senders only (allow= left out):
+        # said at start, and again when a reload hands the socket to new settings.
+        def config(rate):
+            return render_config(self.settings(), ["test:%d" % SEED],
+                                 [{"address": "udp:0.0.0.0:0", "rate": rate}])
+
+        path = self.write(config(1000000))
+        d = self.start_daemon(["--config", path], expect_listen=1)
+        warning = r"warning: udp listener on udp:0\.0\.0\.0:0 answers loopback senders only"
+        d.wait_log(warning)
+        self.write(config(1000001))
+        self.reload(d)
+        self.assertEqual(d.count_log(warning), 2, d.log_text())
+
     def test_write_threads_change_at_the_next_restart(self):
         port = free_tcp_port()
         source = "test:%d,rate=%d" % (SEED, RATE)
