@@ -39,11 +39,10 @@ TEST(AcceptRetryTest, CountsEveryFailureLogsFewAndRetriesOnceAfterTheLast) {
   EXPECT_NE(log.find("(8 failures so far; the connection waits and is retried every 200 ms)"),
             std::string::npos)
       << log;
+  io.poll();  // what is ready now: not the retry
   EXPECT_EQ(accepted, 0) << "retried before the delay";
-  const auto start = std::chrono::steady_clock::now();
   io.run_for(milliseconds(2000));
   EXPECT_EQ(accepted, 1);
-  EXPECT_GE(std::chrono::steady_clock::now() - start, kAcceptRetryDelay);
 }
 
 TEST(AcceptRetryTest, CancelledWaitsNeverAcceptAgain) {
