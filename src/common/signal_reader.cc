@@ -5,9 +5,12 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <asio/error.hpp>
 #include <asio/post.hpp>
 #include <cstring>
 #include <utility>
+
+#include "common/log.h"
 
 namespace rngmux {
 
@@ -15,25 +18,33 @@ SignalReader::SignalReader(asio::io_context& io, std::initializer_list<int> sign
     : io_(io), fd_(io) {
   sigemptyset(&set_);
   for (int sig : signals) sigaddset(&set_, sig);
-  pthread_sigmask(SIG_BLOCK, &set_, &previous_);
+  if (const int err = pthread_sigmask(SIG_BLOCK, &set_, nullptr); err != 0) {
+    error_ = std::string("blocking the control signals: ") + std::strerror(err);
+    return;
+  }
   const int fd = signalfd(-1, &set_, SFD_NONBLOCK | SFD_CLOEXEC);
   if (fd < 0) {
     error_ = std::string("signalfd: ") + std::strerror(errno);
     return;
   }
-  fd_.assign(fd);
+  asio::error_code ec;
+  fd_.assign(fd, ec);
+  if (ec) {
+    close(fd);
+    error_ = "signalfd: " + ec.message();
+  }
 }
 
 SignalReader::~SignalReader() {
-  if (fd_.is_open()) {
-    signalfd_siginfo info[8];
-    // Bounded: a signal arriving faster than this reads is not one this drains.
-    for (int i = 0; i < 64 && read(fd_.native_handle(), info, sizeof(info)) > 0; ++i) {
-    }
-    asio::error_code ignored;
-    fd_.close(ignored);
+  if (!fd_.is_open()) return;
+  // What came and was not read is dropped: the loop that would act on it is gone.
+  // The signals stay blocked: one that comes from now on waits, harmlessly, instead
+  // of taking its default action (ending the process) while it shuts down.
+  signalfd_siginfo info[8];
+  for (int i = 0; i < 16 && read(fd_.native_handle(), info, sizeof(info)) > 0; ++i) {
   }
-  pthread_sigmask(SIG_SETMASK, &previous_, nullptr);
+  asio::error_code ignored;
+  fd_.close(ignored);
 }
 
 void SignalReader::AsyncWait(std::function<void(int)> handler) {
@@ -43,12 +54,22 @@ void SignalReader::AsyncWait(std::function<void(int)> handler) {
     asio::post(io_, [this] { Deliver(); });
     return;
   }
+  Arm();
+}
+
+void SignalReader::Arm() {
+  // A wait cancelled but not yet completed is still "waiting": its completion sees
+  // the new handler and arms again (Deliver).
   if (waiting_ || !fd_.is_open()) return;
   waiting_ = true;
   fd_.async_wait(asio::posix::stream_descriptor::wait_read, [this](const asio::error_code& ec) {
     waiting_ = false;
-    if (ec || cancelled_) return;
-    ReadAvailable();
+    if (cancelled_ || !handler_) return;
+    if (ec && ec != asio::error::operation_aborted) {
+      LOG_ERROR("reading signals: ", ec.message(), "; SIGTERM, SIGHUP and SIGUSR1 go unheard");
+      return;
+    }
+    if (!ec) ReadAvailable();
     Deliver();
   });
 }
@@ -75,8 +96,9 @@ void SignalReader::ReadAvailable() {
 void SignalReader::Deliver() {
   if (cancelled_ || !handler_) return;
   if (read_.empty()) {
-    // Woken without a signal to read (another reader took it): wait again.
-    AsyncWait(std::move(handler_));
+    // Woken without a signal to read (another reader took it), or a cancelled wait
+    // ended after a new one was asked for: wait again.
+    Arm();
     return;
   }
   const int sig = read_.front();

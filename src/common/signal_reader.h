@@ -27,8 +27,8 @@ namespace rngmux {
 class SignalReader {
  public:
   SignalReader(asio::io_context& io, std::initializer_list<int> signals);
-  // Discards the signals that arrived and were not read, then restores the mask of the
-  // thread that destroys it (the one that made it).
+  // Discards the signals that arrived and were not read. They stay blocked in the
+  // thread that made it (and in every thread it started since).
   ~SignalReader();
   SignalReader(const SignalReader&) = delete;
   SignalReader& operator=(const SignalReader&) = delete;
@@ -44,12 +44,12 @@ class SignalReader {
   void Cancel();
 
  private:
+  void Arm();
   void ReadAvailable();
   void Deliver();
 
   asio::io_context& io_;
   sigset_t set_;
-  sigset_t previous_;
   asio::posix::stream_descriptor fd_;
   std::string error_;
   std::deque<int> read_;  // read from the signalfd, not yet handed to a handler

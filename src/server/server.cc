@@ -471,14 +471,16 @@ void Server::LogQemuArguments(const EndpointSpec& endpoint, bool always) {
 
 void Server::WaitForSignal() {
   signals_.AsyncWait([this](int signal_number) {
+    // Waiting for the next one first: a handler that fails (out of memory) must not
+    // leave the daemon deaf to SIGTERM.
     if (signal_number == SIGUSR1) {
-      LogStats();
       WaitForSignal();
+      LogStats();
       return;
     }
     if (signal_number == SIGHUP) {
-      (void)Reload();  // logs its outcome
       WaitForSignal();
+      (void)Reload();  // logs its outcome
       return;
     }
     LOG_INFO("received ", signal_number == SIGTERM ? "SIGTERM" : "SIGINT", "; shutting down");

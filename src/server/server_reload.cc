@@ -260,16 +260,19 @@ Result<std::string> Server::Apply(ServeConfig next) {
       }
       for (auto& object : reopened.udp) {
         object->Start();
-        if (same_peers && !handover.unanswered.empty()) {
+        if (same_peers && !handover.peers.empty()) {
           std::size_t asked = 0;
           std::size_t taken = 0;
-          for (const auto& [address, datagrams] : handover.unanswered) {
-            for (const EgdDatagram& datagram : datagrams) asked += datagram.requests.size();
-            taken += object->Resume(address, datagrams);
+          for (const UdpEndpoint::HandedPeer& peer : handover.peers) {
+            asked += peer.unanswered.paid.size();
+            for (const EgdDatagram& datagram : peer.unanswered.delayed) {
+              asked += datagram.requests.size();
+            }
+            taken += object->Resume(peer);
           }
           LOG_INFO("endpoint ", endpoint->id, ": ", taken, " of ", asked,
-                   " unanswered requests of ", handover.unanswered.size(),
-                   handover.unanswered.size() == 1 ? " peer" : " peers",
+                   " unanswered requests of ", handover.peers.size(),
+                   handover.peers.size() == 1 ? " peer" : " peers",
                    " carried over to its new settings");
         }
         udp_endpoints_.push_back(std::move(object));

@@ -265,9 +265,11 @@ void EgdSession::FlushDeferred(SessionContext& context) {
   listed.clear();
 }
 
-bool EgdSession::Enqueue(const EgdRequest& request) {
-  context_.counters.requests++;
-  requests_++;
+bool EgdSession::Enqueue(const EgdRequest& request, bool counted) {
+  if (!counted) {
+    context_.counters.requests++;
+    requests_++;
+  }
   if (request.command == EgdCommand::kWriteEntropy) {
     // Never mixed into what others receive: an untrusted client must not steer it.
     context_.counters.entropy_offered_bytes += request.count;

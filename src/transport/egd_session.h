@@ -137,8 +137,8 @@ class EgdSession : public Consumer {
   std::uint64_t served_bytes() const { return served_bytes_; }
   std::uint64_t requests() const { return requests_; }
   std::size_t queued_requests() const { return queue_.size(); }
-  // The requests not answered yet, in order: none of their reply has left (a reply
-  // still being filled is wiped at close). A 03's entropy estimate is not kept.
+  // The requests queued and not answered yet, in order: none of their reply has left
+  // (a reply still being filled is wiped at close).
   std::vector<EgdRequest> UnansweredRequests() const;
 
   std::size_t Wanted() const override;
@@ -167,7 +167,8 @@ class EgdSession : public Consumer {
   // then the session closes.
   void InputClosed();
   // Returns false if the session closed (too many requests waiting).
-  bool Enqueue(const EgdRequest& request);
+  // `counted`: already counted in `requests` (handed over from a peer a reload let go).
+  bool Enqueue(const EgdRequest& request, bool counted = false);
   void ProcessQueue();
   void UpdateDemand();
   // Bytes at the end of pending_ that belong to a 0x02 request not yet fully

@@ -202,8 +202,9 @@ UdpEndpoint::Handover UdpEndpoint::ReleaseSocket() {
   if (stopped_) return handover;
   for (const auto& [address, peer] : peers_) {
     if (peer->closed()) continue;
-    std::vector<EgdDatagram> unanswered = peer->Unanswered();
-    if (!unanswered.empty()) handover.unanswered.emplace_back(address, std::move(unanswered));
+    UdpPeer::Unanswered unanswered = peer->TakeStock();
+    if (unanswered.empty()) continue;
+    handover.peers.push_back(HandedPeer{address, std::move(unanswered), peer->bucket()});
   }
   ForgetPeers(LogLevel::kDebug, "handed over to the endpoint's new settings");
   asio::error_code ec;
@@ -212,14 +213,28 @@ UdpEndpoint::Handover UdpEndpoint::ReleaseSocket() {
   return handover;
 }
 
-std::size_t UdpEndpoint::Resume(const PeerAddress& from,
-                                const std::vector<EgdDatagram>& datagrams) {
-  std::size_t taken = 0;
-  if (Denied(from)) return taken;
+std::size_t UdpEndpoint::Resume(const HandedPeer& handed) {
+  const PeerAddress& from = handed.address;
+  if (stopped_ || Denied(from)) return 0;
   const Clock::TimePoint now = clock_.Now();
-  for (const EgdDatagram& datagram : datagrams) {
-    if (stopped_) break;
-    if (Dispatch(from, datagram, now)) taken += datagram.requests.size();
+  std::shared_ptr<UdpPeer> peer = LivePeer(from);
+  if (!peer) {
+    if (auto it = peers_.find(from); it != peers_.end()) ErasePeer(it);
+    if (!connected() && PeerLimitReached(from)) return 0;
+    const std::uint64_t burst = spec_.udp.burst_bytes;
+    TokenBucket old = handed.bucket;
+    TokenBucket bucket(spec_.udp.rate_bytes_per_second, burst, now);
+    bucket.TryTake(burst - std::min<std::uint64_t>(old.Available(now), burst), now);
+    TouchState(from).bucket = bucket;  // AddPeer takes it
+    prime_timer_.cancel();
+    peer = AddPeer(from, now);
+  }
+  std::size_t taken = 0;
+  peer->QueuePaid(handed.unanswered.paid);
+  if (!peer->closed()) taken += handed.unanswered.paid.size();
+  for (const EgdDatagram& datagram : handed.unanswered.delayed) {
+    if (peer->closed()) break;
+    if (Dispatch(from, datagram, now, /*replayed=*/true)) taken += datagram.requests.size();
   }
   return taken;
 }
@@ -320,7 +335,7 @@ bool UdpEndpoint::Denied(const PeerAddress& from) {
 }
 
 bool UdpEndpoint::Dispatch(const PeerAddress& from, const EgdDatagram& datagram,
-                           Clock::TimePoint now) {
+                           Clock::TimePoint now, bool replayed) {
   std::shared_ptr<UdpPeer> peer = LivePeer(from);
   if (!peer) {
     // A closed peer whose clean-up is still pending: its bucket is kept.
@@ -344,7 +359,7 @@ bool UdpEndpoint::Dispatch(const PeerAddress& from, const EgdDatagram& datagram,
   const UdpPeer::Verdict verdict = peer->OnParsed(datagram, now, &problem);
   switch (verdict) {
     case UdpPeer::Verdict::kDelayed:
-      context_.counters.udp_delayed_datagrams++;
+      if (!replayed) context_.counters.udp_delayed_datagrams++;
       break;
     case UdpPeer::Verdict::kRateLimited:
       context_.counters.udp_rate_limited_datagrams++;

@@ -73,11 +73,18 @@ class UdpEndpoint final : public DatagramSink {
   void Start();
   // Forgets every peer and closes the socket. Idempotent.
   void Stop();
+  // A peer as ReleaseSocket() hands it over: what it asked and was not answered yet,
+  // and its rate state.
+  struct HandedPeer {
+    PeerAddress address;
+    UdpPeer::Unanswered unanswered;
+    TokenBucket bucket;
+  };
   // What ReleaseSocket() hands to the endpoint that takes over: the socket (-1 if
-  // stopped already) and what each peer asked and was not answered yet.
+  // stopped already) and the peers that were owed something.
   struct Handover {
     int fd = -1;
-    std::vector<std::pair<PeerAddress, std::vector<EgdDatagram>>> unanswered;
+    std::vector<HandedPeer> peers;
   };
   // Forgets every peer, as Stop(), but hands the socket over instead of closing it:
   // datagrams that arrive meanwhile wait in it, and senders are never answered "port
@@ -85,10 +92,12 @@ class UdpEndpoint final : public DatagramSink {
   // request that is never answered (QEMU never sends one again): those are handed
   // over too, for Resume().
   Handover ReleaseSocket();
-  // After Start(): `from`'s unanswered datagrams, handed over from the endpoint this
-  // one replaces, are taken as if they had just come, under this endpoint's options
-  // (allow=, peers=, rate=). Returns the requests taken.
-  std::size_t Resume(const PeerAddress& from, const std::vector<EgdDatagram>& datagrams);
+  // After Start(): a peer handed over from the endpoint this one replaces, under this
+  // endpoint's options: a sender allow= now refuses, or one beyond peers=, is dropped.
+  // Its requests that were paid for are queued as they are; its datagrams waiting for
+  // the rate limit wait on, for a bucket that holds what the old one did (at most the
+  // new burst), so a reload never refills it. Returns the requests taken.
+  std::size_t Resume(const HandedPeer& handed);
 
   // The endpoint as bound: a listener's real port, a connect endpoint's real
   // local address.
@@ -136,7 +145,9 @@ class UdpEndpoint final : public DatagramSink {
   // A listener's sender not in allow=: counted and logged (rate-limited).
   bool Denied(const PeerAddress& from);
   // OnDatagram() after the parse; true if the datagram was queued (or delayed).
-  bool Dispatch(const PeerAddress& from, const EgdDatagram& datagram, Clock::TimePoint now);
+  // `replayed`: handed over by a reload, counted in udp_delayed_datagrams already.
+  bool Dispatch(const PeerAddress& from, const EgdDatagram& datagram, Clock::TimePoint now,
+                bool replayed = false);
   void WaitReadable();
   void OnReadable();
   std::shared_ptr<UdpPeer> AddPeer(const PeerAddress& address, Clock::TimePoint now);

@@ -151,26 +151,26 @@ UdpPeer::Verdict UdpPeer::OnParsed(const EgdDatagram& datagram, Clock::TimePoint
   return Verdict::kDelayed;
 }
 
-std::vector<EgdDatagram> UdpPeer::Unanswered() const {
-  std::vector<EgdDatagram> datagrams;
-  for (const EgdRequest& request : UnansweredRequests()) {
-    const std::size_t bytes = MaxEgdReplyBytes(request, pid_reply_bytes_);
-    if (datagrams.empty() || datagrams.back().reply_bytes + bytes > kMaxEgdDatagramBytes) {
-      datagrams.emplace_back();
-      datagrams.back().outcome = EgdDatagram::Outcome::kRequests;
-    }
-    datagrams.back().requests.push_back(request);
-    datagrams.back().reply_bytes += bytes;
-  }
+UdpPeer::Unanswered UdpPeer::TakeStock() const {
+  Unanswered stock;
+  stock.paid = UnansweredRequests();
   for (const Delayed& delayed : delayed_) {
-    EgdDatagram& datagram = datagrams.emplace_back();
+    EgdDatagram& datagram = stock.delayed.emplace_back();
     datagram.outcome = EgdDatagram::Outcome::kRequests;
     datagram.requests = delayed.requests;
     for (const EgdRequest& request : delayed.requests) {
       datagram.reply_bytes += MaxEgdReplyBytes(request, pid_reply_bytes_);
     }
   }
-  return datagrams;
+  return stock;
+}
+
+void UdpPeer::QueuePaid(const std::vector<EgdRequest>& requests) {
+  if (closed()) return;
+  for (const EgdRequest& request : requests) {
+    if (!Enqueue(request, /*counted=*/true)) return;  // closed: too many waiting
+  }
+  ProcessQueue();
 }
 
 void UdpPeer::Queue(const std::vector<EgdRequest>& requests) {

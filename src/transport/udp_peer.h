@@ -122,11 +122,18 @@ class UdpPeer final : public EgdSession, public std::enable_shared_from_this<Udp
   // the first of them becomes affordable).
   void ResumeDelayed(Clock::TimePoint now);
   std::size_t delayed_datagrams() const { return delayed_.size(); }
-  // What the peer asked and was not answered yet, as datagrams to hand to the peer
-  // that takes its place (a reload that changes the endpoint's options): the queued
-  // requests, regrouped into datagrams of at most kMaxEgdDatagramBytes of replies,
-  // then the datagrams waiting for the rate limit. In order.
-  std::vector<EgdDatagram> Unanswered() const;
+  // What the peer asked and was not answered yet, for the peer that takes its place
+  // (a reload that changes the endpoint's options): the queued requests, paid for
+  // already, and the datagrams waiting for the rate limit, in order.
+  struct Unanswered {
+    std::vector<EgdRequest> paid;
+    std::vector<EgdDatagram> delayed;
+    bool empty() const { return paid.empty() && delayed.empty(); }
+  };
+  Unanswered TakeStock() const;
+  // Queues requests handed over from the peer this one replaces: paid for and counted
+  // there, so neither charged nor counted again.
+  void QueuePaid(const std::vector<EgdRequest>& requests);
   // Closes without a log line above debug level (expiry, floods of bad datagrams:
   // the endpoint logs those, rate-limited).
   void CloseQuietly(std::string_view reason) { CloseAt(LogLevel::kDebug, reason); }

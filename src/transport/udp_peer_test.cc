@@ -221,8 +221,8 @@ TEST_F(UdpPeerTest, MalformedDatagramsCloseThePeerAndAnswerNothing) {
 }
 
 // What a reload hands to the endpoint's new settings: the queued requests not
-// answered yet (one being filled included), regrouped into whole datagrams, then the
-// datagrams waiting for the rate limit, in order.
+// answered yet (one being filled included), paid for already, then the datagrams
+// waiting for the rate limit, in order.
 TEST_F(UdpPeerTest, UnansweredRequestsAreHandedOverInOrderAnsweredOnesAreNot) {
   StartPeer(/*rate=*/100, /*burst=*/4096);
   Bytes first;
@@ -235,46 +235,41 @@ TEST_F(UdpPeerTest, UnansweredRequestsAreHandedOverInOrderAnsweredOnesAreNot) {
   Run();
   ASSERT_EQ(sink_.TotalBytes(), 255u);
 
-  const std::vector<EgdDatagram> handed = peer_->Unanswered();
-  ASSERT_EQ(handed.size(), 3u);
-  ASSERT_EQ(handed[0].requests.size(), 16u);
-  EXPECT_EQ(handed[0].reply_bytes, 15u * 255 + 16);
+  const UdpPeer::Unanswered stock = peer_->TakeStock();
+  ASSERT_EQ(stock.paid.size(), 16u);
   for (std::size_t i = 0; i < 15; ++i) {
-    EXPECT_EQ(handed[0].requests[i].command, EgdCommand::kReadBlocking);
-    EXPECT_EQ(handed[0].requests[i].count, 255);
+    EXPECT_EQ(stock.paid[i].command, EgdCommand::kReadBlocking);
+    EXPECT_EQ(stock.paid[i].count, 255);
   }
-  EXPECT_EQ(handed[0].requests[15].count, 16);
-  ASSERT_EQ(handed[1].requests.size(), 1u);
-  EXPECT_EQ(handed[1].requests[0].count, 32);
-  EXPECT_EQ(handed[1].reply_bytes, 32u);
-  ASSERT_EQ(handed[2].requests.size(), 1u);
-  EXPECT_EQ(handed[2].requests[0].command, EgdCommand::kEntropyAvailable);
-  for (const EgdDatagram& datagram : handed) EXPECT_TRUE(datagram.ok());
+  EXPECT_EQ(stock.paid[15].count, 16);
+  ASSERT_EQ(stock.delayed.size(), 2u);
+  ASSERT_EQ(stock.delayed[0].requests.size(), 1u);
+  EXPECT_EQ(stock.delayed[0].requests[0].count, 32);
+  EXPECT_EQ(stock.delayed[0].reply_bytes, 32u);
+  EXPECT_TRUE(stock.delayed[0].ok());
+  ASSERT_EQ(stock.delayed[1].requests.size(), 1u);
+  EXPECT_EQ(stock.delayed[1].requests[0].command, EgdCommand::kEntropyAvailable);
+  EXPECT_EQ(stock.delayed[1].reply_bytes, 4u);
 }
 
-TEST_F(UdpPeerTest, HandedOverRequestsAreRegroupedIntoWholeDatagrams) {
-  StartPeer(/*rate=*/1 << 20, /*burst=*/1 << 16);
-  Bytes sixteen;
-  for (int i = 0; i < 16; ++i) sixteen.insert(sixteen.end(), {0x02, 0xFF});
-  Bytes small = {0x02, 0x08, 0x01, 0x08};
-  ASSERT_EQ(Datagram(sixteen), UdpPeer::Verdict::kAnswered);
-  ASSERT_EQ(Datagram(small), UdpPeer::Verdict::kAnswered);
-  ASSERT_EQ(Datagram(sixteen), UdpPeer::Verdict::kAnswered);
-  const std::vector<EgdDatagram> handed = peer_->Unanswered();
-  // 16 x 255 = 4080, and the 02 08 fits beside them; the 01 08 (up to 9) does not,
-  // and starts the next, which the second sixteen fill to 4089.
-  ASSERT_EQ(handed.size(), 2u);
-  EXPECT_EQ(handed[0].requests.size(), 17u);
-  EXPECT_EQ(handed[0].reply_bytes, 4088u);
-  EXPECT_EQ(handed[1].requests.size(), 17u);
-  EXPECT_EQ(handed[1].requests[0].command, EgdCommand::kReadNonBlocking);
-  EXPECT_EQ(handed[1].reply_bytes, 9u + 16 * 255);
-  std::size_t total = 0;
-  for (const EgdDatagram& datagram : handed) {
-    EXPECT_LE(datagram.reply_bytes, kMaxEgdDatagramBytes);
-    total += datagram.requests.size();
-  }
-  EXPECT_EQ(total, 34u);
+// Requests handed over were paid for and counted by the peer they came from: the
+// peer that takes them answers them with an empty bucket and counts nothing again.
+TEST_F(UdpPeerTest, HandedOverRequestsAreNeitherChargedNorCountedAgain) {
+  StartPeer(/*rate=*/1, /*burst=*/4096);
+  Bytes drain;
+  for (int i = 0; i < 16; ++i) drain.insert(drain.end(), {0x02, 0xFF});
+  ASSERT_EQ(Datagram(drain), UdpPeer::Verdict::kAnswered);  // the bucket: 16 left
+  FillPool(16 * 255);
+  Run();
+  ASSERT_EQ(sink_.TotalBytes(), 16u * 255);
+  ASSERT_EQ(Datagram({0x02, 0x20}), UdpPeer::Verdict::kDelayed);
+  const std::uint64_t requests = counters_.requests;
+  peer_->QueuePaid({EgdRequest{EgdCommand::kReadBlocking, 0x40}});
+  FillPool(0x40);
+  Run();
+  EXPECT_EQ(sink_.TotalBytes(), 16u * 255 + 0x40) << "a paid request waited for the bucket";
+  EXPECT_EQ(counters_.requests, requests);
+  EXPECT_EQ(peer_->delayed_datagrams(), 1u);
 }
 
 TEST_F(UdpPeerTest, AskingMoreThanOneDatagramHoldsIsMalformed) {
