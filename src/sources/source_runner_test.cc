@@ -299,9 +299,13 @@ TEST(SourceRunnerTest, SourceThreadsLeaveTheDaemonsSignalsToTheEventLoop) {
   // A SIGUSR1 or SIGHUP the kernel hands to a source thread would interrupt its device
   // read (and, under ThreadSanitizer, wait until that thread next enters the C library);
   // with the signals blocked there, only the event loop's thread can take them.
-  sigset_t before;
-  pthread_sigmask(SIG_BLOCK, nullptr, &before);
-  ASSERT_EQ(sigismember(&before, SIGUSR1), 0) << "the test thread itself blocks SIGUSR1";
+  // A test of the server before this one leaves the control signals blocked in this
+  // thread (the SignalReader keeps them so): unblocked here, restored at the end.
+  sigset_t usr1;
+  sigemptyset(&usr1);
+  sigaddset(&usr1, SIGUSR1);
+  sigset_t saved;
+  pthread_sigmask(SIG_UNBLOCK, &usr1, &saved);
   EntropyPool pool(1 << 20);
   auto owned = std::make_unique<MaskReportingSource>();
   MaskReportingSource& source = *owned;
@@ -314,6 +318,7 @@ TEST(SourceRunnerTest, SourceThreadsLeaveTheDaemonsSignalsToTheEventLoop) {
   sigset_t after;
   pthread_sigmask(SIG_BLOCK, nullptr, &after);
   EXPECT_EQ(sigismember(&after, SIGUSR1), 0) << "Start() left its caller's mask changed";
+  pthread_sigmask(SIG_SETMASK, &saved, nullptr);
 }
 
 TEST(SourceRunnerTest, StopReturnsPromptlyWhileTheSourceBlocks) {

@@ -266,10 +266,8 @@ void EgdSession::FlushDeferred(SessionContext& context) {
 }
 
 bool EgdSession::Enqueue(const EgdRequest& request, bool counted) {
-  if (!counted) {
-    context_.counters.requests++;
-    requests_++;
-  }
+  if (!counted) context_.counters.requests++;
+  requests_++;  // this client's own count: what its stats row answers for
   if (request.command == EgdCommand::kWriteEntropy) {
     // Never mixed into what others receive: an untrusted client must not steer it.
     context_.counters.entropy_offered_bytes += request.count;

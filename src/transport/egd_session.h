@@ -167,7 +167,8 @@ class EgdSession : public Consumer {
   // then the session closes.
   void InputClosed();
   // Returns false if the session closed (too many requests waiting).
-  // `counted`: already counted in `requests` (handed over from a peer a reload let go).
+  // `counted`: already counted in the daemon's `requests` (handed over from a peer a
+  // reload let go); the session's own count takes it all the same.
   bool Enqueue(const EgdRequest& request, bool counted = false);
   void ProcessQueue();
   void UpdateDemand();

@@ -312,7 +312,9 @@ class ReloadTest(RngmuxTestCase):
         for what, source, rate, new_rate, burst, count, before in cases:
             with self.subTest(what):
                 def config(r):
-                    return render_config(self.settings(), [source],
+                    # A pool of 4 kB: what it held before the requests came is
+                    # one block, so most of the 200 still wait at the reload.
+                    return render_config(self.settings(**{"pool-size": 4096}), [source],
                                          [{"address": "udp:127.0.0.1:0", "rate": r,
                                            "burst": burst}])
 
