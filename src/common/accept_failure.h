@@ -16,16 +16,12 @@ namespace rngmux {
 // endpoint) tries again after this delay instead.
 inline constexpr std::chrono::milliseconds kAcceptRetryDelay{200};
 
-// Counts a failed accept on `address` in the daemon's `total` and in the listener's
-// own `mine`, and logs it the listener's 1st, 2nd, 4th, 8th... time, as "accept on
-// ADDRESS: ERROR (N failures so far; the connection waits and is retried every 200 ms)".
-// Thread-safe for `total`; `mine` belongs to the caller's thread.
-void NoteAcceptFailure(std::atomic<std::uint64_t>& total, std::uint64_t& mine,
-                       std::string_view address, std::string_view error);
-
-// One listener's wait after a failed accept: counts and logs the failure
-// (NoteAcceptFailure) and calls `accept_again` on the loop kAcceptRetryDelay later,
-// unless cancelled meanwhile. One wait at a time: a new one replaces the last.
+// One listener's wait after a failed accept. After() counts the failure on `address`
+// in the daemon's `total` (thread-safe) and the listener's own count, logs the
+// listener's 1st, 2nd, 4th, 8th... as "accept on ADDRESS: ERROR (N failures so far;
+// the connection waits and is retried every 200 ms)", and calls `accept_again` on the
+// loop kAcceptRetryDelay later, unless cancelled meanwhile. One wait at a time: a new
+// one replaces the last.
 class AcceptRetry {
  public:
   AcceptRetry(asio::io_context& io, std::atomic<std::uint64_t>& total)

@@ -49,7 +49,6 @@ SignalReader::~SignalReader() {
 
 void SignalReader::AsyncWait(std::function<void(int)> handler) {
   handler_ = std::move(handler);
-  cancelled_ = false;
   if (!read_.empty()) {
     asio::post(io_, [this] { Deliver(); });
     return;
@@ -64,7 +63,7 @@ void SignalReader::Arm() {
   waiting_ = true;
   fd_.async_wait(asio::posix::stream_descriptor::wait_read, [this](const asio::error_code& ec) {
     waiting_ = false;
-    if (cancelled_ || !handler_) return;
+    if (!handler_) return;  // cancelled
     if (ec && ec != asio::error::operation_aborted) {
       LOG_ERROR("reading signals: ", ec.message(), "; SIGTERM, SIGHUP and SIGUSR1 go unheard");
       return;
@@ -75,7 +74,6 @@ void SignalReader::Arm() {
 }
 
 void SignalReader::Cancel() {
-  cancelled_ = true;
   handler_ = nullptr;
   asio::error_code ignored;
   fd_.cancel(ignored);
@@ -94,7 +92,7 @@ void SignalReader::ReadAvailable() {
 }
 
 void SignalReader::Deliver() {
-  if (cancelled_ || !handler_) return;
+  if (!handler_) return;  // cancelled
   if (read_.empty()) {
     // Woken without a signal to read (another reader took it), or a cancelled wait
     // ended after a new one was asked for: wait again.

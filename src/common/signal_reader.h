@@ -52,10 +52,9 @@ class SignalReader {
   sigset_t set_;
   asio::posix::stream_descriptor fd_;
   std::string error_;
-  std::deque<int> read_;  // read from the signalfd, not yet handed to a handler
-  std::function<void(int)> handler_;
-  bool waiting_ = false;  // an async_wait on the descriptor is in progress
-  bool cancelled_ = false;
+  std::deque<int> read_;              // read from the signalfd, not yet handed to a handler
+  std::function<void(int)> handler_;  // none: no wait asked for, or cancelled
+  bool waiting_ = false;              // an async_wait on the descriptor is in progress
 };
 
 }  // namespace rngmux

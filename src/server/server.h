@@ -152,11 +152,11 @@ class Server final : public SessionHost {
     std::vector<std::unique_ptr<Connector>> connectors;
     std::vector<std::unique_ptr<UdpEndpoint>> udp;
   };
-  // Binds a listener or UDP socket (or adopts a passed one), or makes a connector
-  // (started later).
   // A UDP listener on a non-loopback address that answers loopback senders only
   // (allow= left at its default) is almost always a mistake: says so.
   void WarnIfUdpAnswersLoopbackOnly(const EndpointSpec& endpoint);
+  // Binds a listener or UDP socket (or adopts a passed one), or makes a connector
+  // (started later).
   Status OpenEndpoint(const EndpointSpec& endpoint, EndpointObjects& into);
   // Adds to `config` an endpoint for each passed socket none of its endpoints claims
   // (see SetInheritedSockets).

@@ -145,7 +145,7 @@ UdpPeer::Verdict UdpPeer::OnParsed(const EgdDatagram& datagram, Clock::TimePoint
   if (delayed_.size() >= kMaxDelayedDatagrams || delayed_cost_ + cost > burst_) {
     return Verdict::kRateLimited;
   }
-  delayed_.push_back(Delayed{datagram.requests, cost});
+  delayed_.push_back(Delayed{datagram, cost});
   delayed_cost_ += cost;
   if (delayed_.size() == 1) ScheduleResume(now);
   return Verdict::kDelayed;
@@ -154,28 +154,17 @@ UdpPeer::Verdict UdpPeer::OnParsed(const EgdDatagram& datagram, Clock::TimePoint
 UdpPeer::Unanswered UdpPeer::TakeStock() const {
   Unanswered stock;
   stock.paid = UnansweredRequests();
-  for (const Delayed& delayed : delayed_) {
-    EgdDatagram& datagram = stock.delayed.emplace_back();
-    datagram.outcome = EgdDatagram::Outcome::kRequests;
-    datagram.requests = delayed.requests;
-    for (const EgdRequest& request : delayed.requests) {
-      datagram.reply_bytes += MaxEgdReplyBytes(request, pid_reply_bytes_);
-    }
-  }
+  for (const Delayed& delayed : delayed_) stock.delayed.push_back(delayed.datagram);
   return stock;
 }
 
 void UdpPeer::QueuePaid(const std::vector<EgdRequest>& requests) {
-  if (closed()) return;
-  for (const EgdRequest& request : requests) {
-    if (!Enqueue(request, /*counted=*/true)) return;  // closed: too many waiting
-  }
-  ProcessQueue();
+  if (!closed()) Queue(requests, /*counted=*/true);
 }
 
-void UdpPeer::Queue(const std::vector<EgdRequest>& requests) {
+void UdpPeer::Queue(const std::vector<EgdRequest>& requests, bool counted) {
   for (const EgdRequest& request : requests) {
-    if (!Enqueue(request)) return;  // closed: too many requests waiting
+    if (!Enqueue(request, counted)) return;  // closed: too many requests waiting
   }
   ProcessQueue();
 }
@@ -185,7 +174,7 @@ void UdpPeer::ResumeDelayed(Clock::TimePoint now) {
     const Delayed next = std::move(delayed_.front());
     delayed_.pop_front();
     delayed_cost_ -= next.cost;
-    Queue(next.requests);
+    Queue(next.datagram.requests);
   }
   if (!closed() && !delayed_.empty()) ScheduleResume(now);
 }

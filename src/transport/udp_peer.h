@@ -145,11 +145,11 @@ class UdpPeer final : public EgdSession, public std::enable_shared_from_this<Udp
 
  private:
   struct Delayed {
-    std::vector<EgdRequest> requests;
+    EgdDatagram datagram;
     std::size_t cost;
   };
 
-  void Queue(const std::vector<EgdRequest>& requests);
+  void Queue(const std::vector<EgdRequest>& requests, bool counted = false);
   // Charges and starts the lead once the bucket can pay for it.
   void StartLead(Clock::TimePoint now);
   void ScheduleResume(Clock::TimePoint now);
